@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up .venv (first run only) and run exactly what CI runs: ruff, mypy, and the
+# whole pytest suite, including the PostgreSQL backend at 127.0.0.1:5432/test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+export MODELYARD_TEST_POSTGRES_URL="${MODELYARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/mypy
+.venv/bin/pytest -q "$@"

@@ -1,0 +1,255 @@
+"""The ``modelyard`` command: thin, every command calls the library and prints a table.
+
+A user error (unknown model, bad alias, tampered artifact) prints one line and
+exits with status 2; tracebacks are left for bugs.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from modelyard.config import load_settings
+from modelyard.errors import ModelyardError
+from modelyard.registry.bundle import export_bundle
+from modelyard.yard import Yard
+
+app = typer.Typer(
+    help="modelyard: track, register, serve and watch models on one machine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="Training runs.", no_args_is_help=True)
+models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
+alias_app = typer.Typer(help="Aliases such as champion and challenger.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+app.add_typer(alias_app, name="alias")
+
+console = Console()
+
+
+def _yard() -> Yard:
+    return Yard(load_settings())
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    console.print(table)
+
+
+@app.command()
+def init() -> None:
+    """Create (or upgrade in place) the modelyard home: database and artifact store."""
+    yard = _yard()
+    _table(
+        "modelyard home",
+        ["setting", "value"],
+        [
+            ["home", yard.settings.home],
+            ["database", yard.settings.resolved_database_url],
+            ["artifacts", yard.settings.resolved_artifacts_url],
+            ["schema revision", yard.db.current_revision()],
+        ],
+    )
+
+
+@runs_app.command("list")
+def runs_list(
+    filter: Annotated[
+        str, typer.Option(help="e.g. \"metrics.auc > 0.9 and params.model = 'rf'\"")
+    ] = "",
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
+    """Runs, newest first."""
+    found = _yard().tracking.search_runs(filter, experiment=experiment, limit=limit)
+    _table(
+        f"{len(found)} run(s)",
+        ["id", "name", "experiment", "status", "started", "metrics"],
+        [
+            [
+                r.id[:12],
+                r.name,
+                r.experiment,
+                r.status,
+                _when(r.start_time),
+                ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:4]),
+            ]
+            for r in found
+        ],
+    )
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")]) -> None:
+    """Everything recorded about one run."""
+    run = _yard().tracking.get_run(run_id)
+    rows: list[list[Any]] = [
+        ["id", run.id],
+        ["name", run.name],
+        ["experiment", run.experiment],
+        ["status", run.status],
+        ["started", _when(run.start_time)],
+        ["ended", _when(run.end_time)],
+        ["seed", run.seed],
+        ["git commit", run.git_commit],
+        ["python", run.environment.get("python")],
+    ]
+    rows += [[f"param {k}", v] for k, v in sorted(run.params.items())]
+    rows += [[f"metric {k}", f"{v:.6g}"] for k, v in sorted(run.metrics.items())]
+    rows += [[f"tag {k}", v] for k, v in sorted(run.tags.items())]
+    rows += [
+        [f"dataset {k}", f"{d['rows']} rows, sha256 {d['digest'][:16]}"]
+        for k, d in run.datasets.items()
+    ]
+    rows += [[f"artifact {k}", f"sha256 {v[:16]}"] for k, v in sorted(run.artifacts.items())]
+    _table(f"run {run.name}", ["field", "value"], rows)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered models with their latest version and aliases."""
+    found = _yard().registry.list_models()
+    _table(
+        f"{len(found)} model(s)",
+        ["name", "latest", "aliases", "updated", "description"],
+        [
+            [
+                m.name,
+                m.latest_version,
+                ", ".join(f"{a}->v{v}" for a, v in sorted(m.aliases.items())) or "-",
+                _when(m.updated_at),
+                m.description,
+            ]
+            for m in found
+        ],
+    )
+
+
+@models_app.command("show")
+def models_show(name: str) -> None:
+    """One model: description, tags, aliases and the history of alias moves."""
+    registry = _yard().registry
+    model = registry.get_model(name)
+    rows: list[list[Any]] = [
+        ["description", model.description],
+        ["latest version", model.latest_version],
+    ]
+    rows += [[f"alias {a}", f"v{v}"] for a, v in sorted(model.aliases.items())]
+    rows += [[f"tag {k}", v] for k, v in sorted(model.tags.items())]
+    _table(f"model {model.name}", ["field", "value"], rows)
+    moves = registry.alias_history(name)
+    if moves:
+        _table(
+            "alias moves",
+            ["when", "alias", "from", "to", "by", "why"],
+            [
+                [_when(m.at), m.alias, m.from_version, m.to_version, m.actor, m.reason]
+                for m in moves
+            ],
+        )
+
+
+@app.command()
+def versions(name: str) -> None:
+    """All versions of a model."""
+    found = _yard().registry.list_versions(name)
+    _table(
+        f"{name}: {len(found)} version(s)",
+        ["version", "flavour", "aliases", "created", "run", "sha256", "inputs", "metrics"],
+        [
+            [
+                v.version,
+                v.flavour,
+                ", ".join(v.aliases) or "-",
+                _when(v.created_at),
+                (v.run_id or "-")[:12],
+                v.artifact_digest[:12],
+                f"{len(v.signature.inputs)} ({v.signature.layout})",
+                ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())[:3]),
+            ]
+            for v in found
+        ],
+    )
+
+
+@alias_app.command("set")
+def alias_set(
+    name: str,
+    alias: str,
+    version: Annotated[int, typer.Argument(min=1)],
+    reason: Annotated[str, typer.Option(help="Why; kept in the alias history.")] = "",
+) -> None:
+    """Point ALIAS of model NAME at VERSION (atomically, recorded with who/when/why)."""
+    move = _yard().registry.set_alias(name, alias, version, reason=reason)
+    before = f"v{move.from_version}" if move.from_version else "(unset)"
+    console.print(f"{name}@{alias}: {before} -> v{move.to_version}")
+
+
+@alias_app.command("history")
+def alias_history(name: str, alias: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Who moved which alias, when and why."""
+    moves = _yard().registry.alias_history(name, alias)
+    _table(
+        f"{name}: alias moves",
+        ["when", "alias", "from", "to", "by", "why"],
+        [[_when(m.at), m.alias, m.from_version, m.to_version, m.actor, m.reason] for m in moves],
+    )
+
+
+@app.command()
+def export(
+    ref: Annotated[str, typer.Argument(help="name, name/3 or name@alias")],
+    out: Annotated[Path, typer.Option(help="Directory to write the bundle into.")] = Path("."),
+) -> None:
+    """Write a self-contained bundle (model, signature, profile, manifest with hashes)."""
+    path = export_bundle(_yard().registry, ref, out)
+    console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(min=1000, help="Rows of generated training data.")] = 20_000,
+) -> None:
+    """Run the quickstart: train, track, register, load in a new process, predict."""
+    # scikit-learn costs ~1.5 s to import: only the demo pays for it.
+    from modelyard.demos.quickstart import run_quickstart
+
+    run_quickstart(_yard(), rows=rows, console=console)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one line and exit status 2 for a user error, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="modelyard", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except ModelyardError as error:
+        Console(stderr=True).print(
+            f"[red]error:[/red] {escape(error.message)}", highlight=False, soft_wrap=True
+        )
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)

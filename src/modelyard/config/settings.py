@@ -1,0 +1,198 @@
+"""The one ``Settings`` object, read from ``MODELYARD_*`` env vars and ``modelyard.toml``.
+
+Priority, highest first: arguments passed to ``load_settings(...)``,
+environment variables, ``modelyard.toml`` in the working directory, defaults.
+Nested sections use ``__`` in env names (``MODELYARD_SERVING__PORT=9000``) and
+tables in TOML (``[serving]``).
+
+Written on stdlib dataclasses rather than pydantic-settings on purpose:
+pydantic-settings costs ~0.25 s of import on this 2-core machine, most of the
+0.3 s budget for loading a model in a fresh process (issue 2), and settings
+are a few dozen typed scalars whose checks fit in ``_coerce`` below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import ConfigurationError
+
+ENV_PREFIX = "MODELYARD_"
+TOML_FILE = "modelyard.toml"
+
+
+def _bounded(default: Any, *, ge: float | None = None, le: float | None = None) -> Any:
+    return field(default=default, metadata={"ge": ge, "le": le})
+
+
+class _Checked:
+    """Bounds are checked however a section is built: by ``load_settings`` or by hand."""
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
+            if spec.metadata:
+                _check_bounds(getattr(self, spec.name), spec.name, spec.metadata)
+
+
+@dataclass(frozen=True)
+class ServingSettings(_Checked):
+    """How `modelyard serve` listens, batches and sheds load."""
+
+    host: str = "127.0.0.1"
+    port: int = _bounded(8000, ge=0, le=65535)
+    workers: int = _bounded(2, ge=1, le=64)
+    # Measured on a 2-core machine (benchmarks/serving): beyond 64 rows a tree
+    # ensemble's per-row cost stops falling, and 500 us adds at most that to p50.
+    max_batch_size: int = _bounded(64, ge=1, le=65536)
+    max_batch_wait_us: int = _bounded(500, ge=0, le=1_000_000)
+    max_body_bytes: int = _bounded(4 * 1024 * 1024, ge=1024)
+    max_rows: int = _bounded(10_000, ge=1)
+    request_timeout_s: float = _bounded(5.0, ge=0.001)
+    max_queue_rows: int = _bounded(4096, ge=1)
+    intra_op_threads: int = _bounded(1, ge=0)
+    token: str | None = None
+    log_path: Path | None = None
+    machine_price_per_hour: float = _bounded(0.10, ge=0)
+
+
+@dataclass(frozen=True)
+class TrackingSettings(_Checked):
+    metric_flush_points: int = _bounded(10_000, ge=1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything modelyard can be configured with; built once per process."""
+
+    home: Path = Path(".modelyard")
+    database_url: str | None = None
+    artifacts_url: str | None = None
+    user: str | None = None
+    serving: ServingSettings = field(default_factory=ServingSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The metadata database: the configured URL, else SQLite under ``home``."""
+        return self.database_url or f"sqlite:///{self.home / 'modelyard.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        """Where artifacts live: the configured URL or directory, else ``home/artifacts``."""
+        return self.artifacts_url or str(self.home / "artifacts")
+
+
+def load_settings(
+    *,
+    environ: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the process's settings; ``overrides`` win over env, env over the TOML file."""
+    merged: dict[str, Any] = {}
+    path = toml_path or Path(TOML_FILE)
+    if path.is_file():
+        try:
+            _merge(merged, tomllib.loads(path.read_text("utf-8")))
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigurationError(f"{path} is not valid TOML: {error}") from error
+    _merge(merged, _from_env(os.environ if environ is None else environ))
+    _merge(merged, {k: v for k, v in overrides.items() if v is not None})
+    settings: Settings = _build(Settings, merged, "")
+    return settings
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}TEST_POSTGRES_URL":
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        target = result
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return result
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            into[key] = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        else:
+            into[key] = value
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting {prefix}{unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, raw in values.items():
+        hint, label = hints[name], f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(raw, Mapping):
+                raise ConfigurationError(f"setting {label!r} must be a section, got {raw!r}")
+            kwargs[name] = _build(hint, raw, f"{label}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(raw, hint, label, known[name].metadata)
+    return cls(**kwargs)
+
+
+def _coerce(raw: Any, hint: Any, label: str, limits: Mapping[str, Any]) -> Any:
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) and type(None) in args:
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            value: Any = raw if isinstance(raw, bool) else _parse_bool(str(raw))
+        elif hint is int and not isinstance(raw, bool):
+            value = int(raw)
+        elif hint is float and not isinstance(raw, bool):
+            value = float(raw)
+        elif hint is Path:
+            value = Path(raw)
+        elif hint is str:
+            value = str(raw)
+        else:
+            raise ValueError
+    except (TypeError, ValueError):
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigurationError(f"setting {label!r} must be {kind}, got {raw!r}") from None
+    _check_bounds(value, label, limits)
+    return value
+
+
+def _check_bounds(value: Any, label: str, limits: Mapping[str, Any]) -> None:
+    low, high = limits.get("ge"), limits.get("le")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ConfigurationError(f"setting {label!r} must be {bounds}, got {value!r}")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)

@@ -1,0 +1,1 @@
+"""Runnable reference projects; they use only modelyard's public API."""

@@ -1,0 +1,129 @@
+"""The exception tree of modelyard.
+
+Every error carries a stable ``code``; ``serving`` maps codes to HTTP statuses
+in one table, so domain code never speaks HTTP::
+
+    ModelyardError                      code
+    ├── ConfigurationError              configuration_invalid
+    ├── StoreError                      store_error
+    │   ├── IntegrityError              artifact_integrity
+    │   ├── UnsafePathError             artifact_path_unsafe
+    │   └── ArtifactNotFoundError       artifact_not_found
+    ├── NotFoundError                   not_found
+    │   ├── RunNotFoundError            run_not_found
+    │   ├── ModelNotFoundError          model_not_found
+    │   ├── VersionNotFoundError        version_not_found
+    │   └── AliasNotFoundError          alias_not_found
+    ├── ConflictError                   conflict
+    ├── RegistryError                   registry_error
+    │   ├── UntrustedFormatError        untrusted_format
+    │   └── UnsupportedModelError       unsupported_model
+    ├── ValidationError                 invalid_input
+    │   └── PayloadTooLargeError        payload_too_large
+    └── ServingError                    serving_error
+        ├── ModelNotReadyError          model_not_ready
+        ├── OverloadedError             overloaded
+        └── DeadlineExceededError       deadline_exceeded
+"""
+
+from __future__ import annotations
+
+
+class ModelyardError(Exception):
+    """Root of every error modelyard raises on purpose."""
+
+    code = "modelyard_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(ModelyardError):
+    code = "configuration_invalid"
+
+
+class StoreError(ModelyardError):
+    code = "store_error"
+
+
+class IntegrityError(StoreError):
+    """A stored blob does not match its recorded hash (tampered or truncated)."""
+
+    code = "artifact_integrity"
+
+
+class UnsafePathError(StoreError):
+    """A key or path would reach outside the artifact root."""
+
+    code = "artifact_path_unsafe"
+
+
+class ArtifactNotFoundError(StoreError):
+    code = "artifact_not_found"
+
+
+class NotFoundError(ModelyardError):
+    code = "not_found"
+
+
+class RunNotFoundError(NotFoundError):
+    code = "run_not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class VersionNotFoundError(NotFoundError):
+    code = "version_not_found"
+
+
+class AliasNotFoundError(NotFoundError):
+    code = "alias_not_found"
+
+
+class ConflictError(ModelyardError):
+    """The request contradicts the current state (a duplicate, a busy resource)."""
+
+    code = "conflict"
+
+
+class RegistryError(ModelyardError):
+    code = "registry_error"
+
+
+class UntrustedFormatError(RegistryError):
+    """A pickle-based artifact was asked to load without ``trusted=True``."""
+
+    code = "untrusted_format"
+
+
+class UnsupportedModelError(RegistryError):
+    code = "unsupported_model"
+
+
+class ValidationError(ModelyardError):
+    """Input that does not match what was declared; the message names the field."""
+
+    code = "invalid_input"
+
+
+class PayloadTooLargeError(ValidationError):
+    code = "payload_too_large"
+
+
+class ServingError(ModelyardError):
+    code = "serving_error"
+
+
+class ModelNotReadyError(ServingError):
+    code = "model_not_ready"
+
+
+class OverloadedError(ServingError):
+    code = "overloaded"
+
+
+class DeadlineExceededError(ServingError):
+    code = "deadline_exceeded"

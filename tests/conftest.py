@@ -1,0 +1,77 @@
+"""Shared fixtures: settings for each metadata backend, and small trained models.
+
+The PostgreSQL backend runs when ``MODELYARD_TEST_POSTGRES_URL`` is set (the
+test script sets it to the local server); each test gets a schema of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+
+from modelyard.config import Settings, load_settings
+from modelyard.yard import Yard
+
+POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
+
+
+def _postgres_settings(home: Path) -> Iterator[Settings]:
+    if not POSTGRES_URL:
+        pytest.skip("MODELYARD_TEST_POSTGRES_URL is not set")
+    from sqlalchemy import create_engine, text
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    try:
+        yield load_settings(home=home, database_url=url, environ={})
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a fresh home on each metadata backend."""
+    if request.param == "sqlite":
+        yield load_settings(home=tmp_path / "home", environ={})
+    else:
+        yield from _postgres_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return load_settings(home=tmp_path / "home", environ={})
+
+
+@pytest.fixture
+def yard(settings: Settings) -> Iterator[Yard]:
+    with Yard(settings) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def classification_data() -> tuple[np.ndarray, np.ndarray]:
+    features, labels = make_classification(
+        n_samples=600, n_features=8, n_informative=5, random_state=3
+    )
+    return features.astype(np.float32), labels
+
+
+@pytest.fixture(scope="session")
+def forest(classification_data: tuple[np.ndarray, np.ndarray]) -> RandomForestClassifier:
+    features, labels = classification_data
+    return RandomForestClassifier(n_estimators=15, max_depth=6, random_state=0).fit(
+        features, labels
+    )

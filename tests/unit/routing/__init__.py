@@ -1,0 +1,1 @@
+"""Unit tests of the routing context's pure decisions."""
