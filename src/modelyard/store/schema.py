@@ -194,3 +194,110 @@ events = Table(
     Column("actor", String(255)),
     Index("ix_events_subject_at", "subject", "at"),
 )
+
+# -- monitoring (migration 0003) ---------------------------------------------------
+
+inference_log = Table(
+    "inference_log",
+    metadata,
+    Column("id", String(32), primary_key=True),  # unique per request; replays are idempotent
+    Column("request_id", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("deployment", String(255), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("arm", String(64), nullable=False, server_default="primary"),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("inputs", Text),  # JSON: {feature: [values per row]}
+    Column("outputs", Text),  # JSON: {output: [values per row]}
+    Column("error", Text),
+    Index("ix_inference_log_deployment_ts", "deployment", "ts"),
+    Index("ix_inference_log_request_id", "request_id"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(128)),
+    Column("row", Integer, nullable=False, server_default="0"),
+    Column("entity_key", String(255)),
+    Column("event_time", Float),
+    Column("label", Text, nullable=False),  # JSON number, string or object (business outcome)
+    Column("received_at", Float, nullable=False),
+    Column("dedupe_key", String(64), nullable=False, unique=True),
+    Index("ix_feedback_request_row", "request_id", "row"),
+    Index("ix_feedback_entity_time", "entity_key", "event_time"),
+)
+
+drift_results = Table(
+    "drift_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(255), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("window_start", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("dataset_drift", Integer, nullable=False),  # 0/1, portable
+    Column("share_drifted", Float, nullable=False),
+    Column("report", Text, nullable=False),  # JSON of DriftReport.to_dict()
+    Column("computed_at", Float, nullable=False),
+    Index("ix_drift_results_deployment_end", "deployment", "window_end"),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("rule", Text, nullable=False),  # JSON: metric, comparison, threshold, window
+    Column("webhook_url", Text),
+    Column("enabled", Integer, nullable=False, server_default="1"),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("deployment", "name", name="uq_alert_rules_deployment_name"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", Integer, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text),
+    Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
+)
+
+# -- deployments (migration 0004) --------------------------------------------------
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("config", Text, nullable=False),  # JSON: champion, canary+weight, shadows, experiment
+    Column("rollout", Text),  # JSON: the rollout controller's state, when one runs
+    Column("revision", Integer, nullable=False),  # bumped on every change; workers poll it
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+deployment_history = Table(
+    "deployment_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(255), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(255)),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("config", Text, nullable=False),  # JSON after the change
+    Index("ix_deployment_history_deployment_revision", "deployment", "revision"),
+)
