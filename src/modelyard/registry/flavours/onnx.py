@@ -7,6 +7,7 @@ registered; loading needs onnxruntime alone.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Any
 
@@ -30,6 +31,9 @@ _ORT_TYPES = {
 }
 TARGET_OPSET = 17
 LIGHTGBM_OPSET = 15  # the highest onnxmltools 1.16 converts LightGBM to
+# The lowest opset torch.onnx translates to without a lossy down-conversion; pinned so
+# a new torch release does not change the bytes (and the digest) of the same weights.
+TORCH_OPSET = 18
 
 
 class OnnxPredictor(PredictorBase):
@@ -157,24 +161,54 @@ def _from_lightgbm(model: Any, signature: Signature) -> bytes:
 
 
 def _from_torch(model: Any, signature: Signature, example: Any) -> bytes:
-    import io
-
-    import torch
-
     if signature.layout != "matrix":
         raise UnsupportedModelError("torch models are registered from one numeric input matrix")
+    # torch.onnx's exporter imports onnxscript only halfway through an export.
+    if importlib.util.find_spec("onnxscript") is None:
+        raise UnsupportedModelError(
+            "converting a torch model to ONNX needs onnxscript: pip install 'modelyard[torch]'"
+        )
+    import torch
+
     columns = example_columns(example, signature.input_names)
-    sample = torch.from_numpy(np.column_stack(list(columns.values()))[:2].astype(np.float32))
-    buffer = io.BytesIO()
+    matrix = np.column_stack(list(columns.values())).astype(np.float32)
+    # torch.export fixes a dimension of size 0 or 1, so the batch axis needs two rows.
+    sample = torch.from_numpy(np.resize(matrix[:2], (2, matrix.shape[1])))
+    was_training = model.training
     model.eval()
-    torch.onnx.export(
-        model,
-        (sample,),
-        buffer,
-        input_names=["input"],
-        output_names=["prediction"],
-        dynamic_axes={"input": {0: "batch"}, "prediction": {0: "batch"}},
-        opset_version=TARGET_OPSET,
-        dynamo=False,
-    )
-    return buffer.getvalue()
+    try:
+        program = torch.onnx.export(
+            model,
+            (sample,),
+            input_names=["input"],
+            output_names=["prediction"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=TORCH_OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    finally:
+        model.train(was_training)
+    if program is None:  # only the legacy exporter returns None
+        raise UnsupportedModelError("torch.onnx.export returned no ONNX program")
+    proto = program.model_proto
+    _strip_node_metadata(proto.graph)
+    for function in proto.functions:
+        _strip_node_metadata(function)
+    return bytes(proto.SerializeToString())
+
+
+def _strip_node_metadata(graph: Any) -> None:
+    """Drop per-node debug metadata (stack traces with absolute paths, FX node text).
+
+    It says where torch is installed, not what the model computes; left in, the same
+    weights would get a different content address on every machine.
+    """
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                _strip_node_metadata(attribute.g)
+            for subgraph in attribute.graphs:
+                _strip_node_metadata(subgraph)
