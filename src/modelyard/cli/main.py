@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from modelyard.cli.deploy import deploy_app
 from modelyard.config import load_settings
 from modelyard.errors import ModelyardError
 from modelyard.registry.bundle import export_bundle
@@ -33,6 +34,7 @@ alias_app = typer.Typer(help="Aliases such as champion and challenger.", no_args
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(alias_app, name="alias")
+app.add_typer(deploy_app)
 
 console = Console()
 

@@ -1,4 +1,4 @@
-"""Routing: traffic assignment, the canary rollout controller and A/B experiment statistics."""
+"""Routing: deployments, traffic assignment, canary rollouts, shadows and A/B experiments."""
 
 from modelyard.routing.abtest import (
     ArmReport,
@@ -12,12 +12,10 @@ from modelyard.routing.abtest import (
     sample_size_conversions,
     sample_size_means,
 )
+from modelyard.routing.analysis import CheckResult, MetricsSnapshot, Outcome
 from modelyard.routing.assignment import TrafficSplit, bucket
 from modelyard.routing.canary import (
-    CheckResult,
     Decision,
-    MetricsSnapshot,
-    Outcome,
     Phase,
     RolloutEvent,
     RolloutPolicy,
@@ -30,23 +28,67 @@ from modelyard.routing.canary import (
     resume,
     start_rollout,
 )
+from modelyard.routing.config import (
+    Deployment,
+    DeploymentConfig,
+    Event,
+    HistoryEntry,
+    Rollout,
+    Route,
+    RoutingKey,
+    Shadow,
+)
+from modelyard.routing.controller import (
+    InMemoryMetrics,
+    MetricsSource,
+    RolloutController,
+    TickResult,
+)
+from modelyard.routing.deployments import DeploymentStore
+from modelyard.routing.experiments import (
+    Experiment,
+    ExperimentArm,
+    ExperimentReporter,
+    InMemoryOutcomes,
+    LoggedOutcomes,
+    OutcomeSource,
+)
 
 __all__ = [
     "ArmReport",
     "CheckResult",
     "Conversions",
     "Decision",
+    "Deployment",
+    "DeploymentConfig",
+    "DeploymentStore",
+    "Event",
+    "Experiment",
+    "ExperimentArm",
     "ExperimentReport",
+    "ExperimentReporter",
     "ExperimentVerdict",
     "FixedHorizon",
+    "HistoryEntry",
+    "InMemoryMetrics",
+    "InMemoryOutcomes",
+    "LoggedOutcomes",
     "MeanSummary",
     "MetricsSnapshot",
+    "MetricsSource",
     "Outcome",
+    "OutcomeSource",
     "Phase",
+    "Rollout",
+    "RolloutController",
     "RolloutEvent",
     "RolloutPolicy",
     "RolloutState",
+    "Route",
+    "RoutingKey",
     "Sequential",
+    "Shadow",
+    "TickResult",
     "TrafficSplit",
     "Verdict",
     "abort",

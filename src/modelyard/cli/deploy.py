@@ -1,0 +1,409 @@
+"""``modelyard deploy``, ``deployments``, ``rollout ...``, ``shadow`` and ``ab ...``.
+
+Each command calls the routing library, then prints what changed (before ->
+after) and the deployment's state as tables. Mounted on the main app with
+``app.add_typer(deploy_app)`` (no name: its commands join the top level).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelyard.config import load_settings
+from modelyard.errors import NotFoundError, ValidationError
+from modelyard.routing.abtest import FixedHorizon, Sequential
+from modelyard.routing.canary import RolloutPolicy
+from modelyard.routing.config import Change, Deployment, RoutingKey
+from modelyard.routing.controller import RolloutController
+from modelyard.routing.deployments import DeploymentStore
+from modelyard.routing.experiments import ExperimentReporter, LoggedOutcomes, OutcomeKind
+from modelyard.yard import Yard
+
+__all__ = ["deploy", "deploy_app"]
+
+deploy_app = typer.Typer(help="Deployments: canary rollouts, shadows and A/B tests.")
+rollout_app = typer.Typer(help="Canary rollouts of a deployment.", no_args_is_help=True)
+ab_app = typer.Typer(help="A/B experiments on a deployment.", no_args_is_help=True)
+deploy_app.add_typer(rollout_app, name="rollout")
+deploy_app.add_typer(ab_app, name="ab")
+
+console = Console()
+Reason = Annotated[str, typer.Option(help="Why; kept in the deployment's history.")]
+
+
+class _Context:
+    """The composition root of one command: the yard, the store and who is acting."""
+
+    def __init__(self) -> None:
+        self.yard = Yard(load_settings())
+        self.store = DeploymentStore(self.yard.db, self.yard.registry)
+        self.actor = self.yard.settings.user
+        self.controller = RolloutController(self.store)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    console.print(table)
+
+
+def _fields(deployment: Deployment | None) -> dict[str, str]:
+    """The deployment as field -> text, the rows of both the state and the change tables."""
+    if deployment is None:
+        return {}
+    config = deployment.config
+    rows = {
+        "model": config.model,
+        "champion": f"v{config.champion}",
+        "canary": "-"
+        if config.canary is None
+        else f"v{config.canary} at {config.canary_weight:g}%",
+        "shadows": ", ".join(f"v{s.version} ({s.share:.0%})" for s in config.shadows) or "-",
+        "experiment": "-",
+        "routing key": str(config.routing_key or "-"),
+        "follows alias": config.follow_alias or "-",
+        "rollout": "-",
+    }
+    if config.canary is not None:
+        rows["canary"] = f"v{config.canary} at {config.canary_weight:g}%"
+    if config.experiment is not None:
+        arms = ", ".join(f"{a.name}=v{a.version}:{a.weight:g}%" for a in config.experiment.arms)
+        rows["experiment"] = f"{arms} (control {config.experiment.control})"
+    record = deployment.rollout
+    if record is not None:
+        state, steps = record.state, record.policy.step_weights
+        due = max(state.window_started_at, record.checked_at) + record.policy.interval_s
+        rows["rollout"] = (
+            f"v{record.canary} {state.phase} at {state.weight:g}% "
+            f"(step {state.step_index + 1}/{len(steps)}, failed checks {state.failed_checks}"
+            + (f", next analysis {_when(due)})" if state.active else ")")
+        )
+    return rows
+
+
+def _show(deployment: Deployment) -> None:
+    """Print the deployment's current state."""
+    rows: list[list[Any]] = [[k, v] for k, v in _fields(deployment).items()]
+    rows += [["revision", deployment.revision], ["updated", _when(deployment.updated_at)]]
+    _table(f"deployment {deployment.name}", ["field", "value"], rows)
+
+
+def _changed(before: Deployment | None, after: Deployment) -> None:
+    """Print what changed (before -> after), then the current state."""
+    old, new = _fields(before), _fields(after)
+    rows = [[k, old.get(k, "-"), v] for k, v in new.items() if old.get(k, "-") != v]
+    start = "new" if before is None else f"revision {before.revision}"
+    title = f"{after.name}: {start} -> revision {after.revision}"
+    if before is not None and before.revision == after.revision:
+        title = f"{after.name}: nothing to change"
+    _table(title, ["field", "before", "after"], rows)
+    _show(after)
+
+
+@deploy_app.command("deploy")
+def deploy(
+    name: Annotated[str, typer.Argument(help="Deployment (endpoint) name.")],
+    model: Annotated[str, typer.Option(help="Registered model to serve.")],
+    version: Annotated[int | None, typer.Option(min=1, help="Champion version.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Champion: the version an alias names.")] = None,
+    follow_alias: Annotated[
+        str | None, typer.Option(help="Keep the champion on this alias as it moves.")
+    ] = None,
+    routing_key: Annotated[
+        str | None, typer.Option(help="Sticky key: 'header:x-user-id' or 'field:user_id'.")
+    ] = None,
+    reason: Reason = "",
+) -> None:
+    """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere."""
+    if (version is None) == (alias is None):
+        raise ValidationError("give exactly one of --version or --alias for the champion")
+    ctx = _Context()
+    champion: int | str = version if version is not None else str(alias)
+    try:
+        existing = ctx.store.get(name)
+    except NotFoundError:
+        made = ctx.store.create(
+            name,
+            model,
+            champion,
+            actor=ctx.actor,
+            reason=reason,
+            follow_alias=follow_alias,
+            routing_key=routing_key,
+        )
+        _changed(None, made)
+        return
+    number = ctx.store.resolve_version(model, champion)
+    key = RoutingKey.parse(routing_key) if routing_key else existing.config.routing_key
+    why = reason or f"champion set to {model}/{number}"
+
+    def change(current: Deployment) -> Change:
+        current.require_idle("change the champion")
+        config = current.config
+        shadows = config.shadows if model == config.model else ()
+        config = replace(
+            config,
+            model=model,
+            champion=number,
+            shadows=tuple(s for s in shadows if s.version != number),
+            routing_key=key,
+            follow_alias=follow_alias or config.follow_alias,
+        )
+        return Change(config, current.rollout, why)
+
+    done = ctx.store.mutate(name, change, actor=ctx.actor, kind="deployment.update")
+    _changed(existing, done)
+
+
+@deploy_app.command("deployments")
+def deployments(
+    name: Annotated[
+        str | None, typer.Argument(help="One deployment: its state and history.")
+    ] = None,
+) -> None:
+    """All deployments, or one deployment's state and history (who, when, why)."""
+    store = _Context().store
+    if name is None:
+        rows = [
+            [
+                d.name,
+                d.config.model,
+                *list(_fields(d).values())[1:4],
+                d.revision,
+                _when(d.updated_at),
+            ]
+            for d in store.list()
+        ]
+        columns = ["name", "model", "champion", "canary", "shadows", "revision", "updated"]
+        _table(f"{len(rows)} deployment(s)", columns, rows)
+        return
+    _show(store.get(name))
+    _table(
+        f"{name}: history",
+        ["revision", "when", "by", "why"],
+        [[h.revision, _when(h.at), h.actor, h.reason] for h in store.history(name)],
+    )
+
+
+# -- rollouts -------------------------------------------------------------------------------
+
+
+@rollout_app.command("start")
+def rollout_start(
+    name: str,
+    canary: Annotated[str, typer.Option(help="Canary version: a number or an alias.")],
+    steps: Annotated[str, typer.Option(help="Canary weights in %, ending at 100.")] = "5,25,50,100",
+    interval: Annotated[float, typer.Option(min=0.001, help="Seconds per analysis.")] = 60.0,
+    min_requests: Annotated[int, typer.Option(min=1, help="Per arm, per analysis.")] = 100,
+    failure_threshold: Annotated[int, typer.Option(min=1)] = 2,
+    max_error_rate: Annotated[float, typer.Option(help="Fraction, e.g. 0.01.")] = 0.01,
+    max_p99_ms: Annotated[float, typer.Option()] = 500.0,
+    max_p99_ratio: Annotated[float, typer.Option(help="Canary/champion p99.")] = 1.2,
+    reason: Reason = "",
+) -> None:
+    """Start walking a canary version through traffic steps, judged at every interval."""
+    try:
+        weights = tuple(float(w) for w in steps.split(","))
+    except ValueError as error:
+        raise ValidationError(
+            f"--steps must be numbers separated by commas, got {steps!r}"
+        ) from error
+    policy = RolloutPolicy(
+        step_weights=weights,
+        interval_s=interval,
+        min_requests=min_requests,
+        failure_threshold=failure_threshold,
+        max_error_rate=max_error_rate,
+        max_p99_ms=max_p99_ms,
+        max_p99_ratio=max_p99_ratio,
+    )
+    ctx = _Context()
+    before = ctx.store.get(name)
+    _changed(before, ctx.controller.start(name, canary, policy, actor=ctx.actor, reason=reason))
+
+
+@rollout_app.command("status")
+def rollout_status(name: str) -> None:
+    """The rollout's state and its recent decisions with their reasons."""
+    store = _Context().store
+    _show(store.get(name))
+    found = store.events(name, "rollout.", limit=20)
+    _table(
+        f"{name}: rollout decisions (newest first)",
+        ["when", "decision", "by", "reason"],
+        [[_when(e.at), e.kind.removeprefix("rollout."), e.actor, e.reason] for e in found],
+    )
+
+
+def _manual(action: str, name: str, note: str) -> None:
+    ctx = _Context()
+    before = ctx.store.get(name)
+    operation = getattr(ctx.controller, action)
+    _changed(before, operation(name, actor=ctx.actor, note=note or None))
+
+
+@rollout_app.command("pause")
+def rollout_pause(name: str, reason: Reason = "") -> None:
+    """Freeze the canary at its current weight."""
+    _manual("pause", name, reason)
+
+
+@rollout_app.command("resume")
+def rollout_resume(name: str, reason: Reason = "") -> None:
+    """Continue a paused rollout."""
+    _manual("resume", name, reason)
+
+
+@rollout_app.command("promote")
+def rollout_promote(name: str, reason: Reason = "") -> None:
+    """Skip the remaining steps: the canary becomes the champion."""
+    _manual("promote", name, reason)
+
+
+@rollout_app.command("abort")
+def rollout_abort(name: str, reason: Reason = "") -> None:
+    """Stop the rollout and send all traffic back to the champion."""
+    _manual("abort", name, reason)
+
+
+# -- shadows --------------------------------------------------------------------------------
+
+
+@deploy_app.command("shadow")
+def shadow(
+    name: str,
+    version: Annotated[str | None, typer.Option(help="Version (or alias) to mirror to.")] = None,
+    share: Annotated[float, typer.Option(help="Share of requests mirrored, 0-1.")] = 0.1,
+    off: Annotated[
+        bool, typer.Option("--off", help="Stop mirroring (this version, or all).")
+    ] = False,
+    reason: Reason = "",
+) -> None:
+    """Mirror a share of traffic to a version whose answers are never returned."""
+    ctx = _Context()
+    before = ctx.store.get(name)
+    done = ctx.store.set_shadow(
+        name, version, None if off else share, actor=ctx.actor, reason=reason
+    )
+    _changed(before, done)
+
+
+# -- A/B experiments ------------------------------------------------------------------------
+
+
+def _arm(text: str) -> tuple[str, str, float]:
+    arm, _, rest = text.partition("=")
+    ref, _, weight = rest.rpartition(":")
+    try:
+        return arm, ref, float(weight)
+    except ValueError as error:
+        raise ValidationError(
+            f"--arm must look like a=3:50 (name=version:weight), got {text!r}"
+        ) from error
+
+
+@ab_app.command("start")
+def ab_start(
+    name: str,
+    arm: Annotated[list[str], typer.Option(help="name=version:weight, e.g. a=3:50. Repeat.")],
+    control: Annotated[str, typer.Option(help="Control arm (default: the first).")] = "",
+    sequential: Annotated[
+        bool, typer.Option("--sequential/--fixed", help="Always-valid mSPRT, or fixed horizon.")
+    ] = True,
+    tau: Annotated[float | None, typer.Option(help="Sequential: plausible effect size.")] = None,
+    n_per_arm: Annotated[int | None, typer.Option(min=1, help="Fixed: samples per arm.")] = None,
+    baseline: Annotated[float | None, typer.Option(help="Fixed: control rate, to size n.")] = None,
+    mde: Annotated[float | None, typer.Option(help="Fixed: smallest effect worth finding.")] = None,
+    alpha: Annotated[float, typer.Option()] = 0.05,
+    metric: Annotated[str, typer.Option(help="'label' or a field of the outcome event.")] = "label",
+    kind: Annotated[str, typer.Option(help="'conversion' (0/1) or 'mean'.")] = "conversion",
+    lower_is_better: Annotated[bool, typer.Option("--lower-is-better")] = False,
+    reason: Reason = "",
+) -> None:
+    """Split traffic over arms (sticky by routing key) and compare their outcomes."""
+    arms = [_arm(text) for text in arm]
+    design: FixedHorizon | Sequential
+    if sequential:
+        if tau is None:
+            raise ValidationError("--sequential needs --tau, a plausible effect size (e.g. 0.02)")
+        design = Sequential(tau, alpha)
+    elif n_per_arm is not None:
+        design = FixedHorizon(n_per_arm, alpha)
+    elif baseline is not None and mde is not None:
+        design = FixedHorizon.for_conversions(baseline, mde, alpha, treatments=len(arms) - 1)
+    else:
+        raise ValidationError("--fixed needs --n-per-arm, or --baseline and --mde to size it")
+    if kind not in ("conversion", "mean"):
+        raise ValidationError(f"--kind must be 'conversion' or 'mean', got {kind!r}")
+    outcome: OutcomeKind = "conversion" if kind == "conversion" else "mean"
+    ctx = _Context()
+    before = ctx.store.get(name)
+    done = ctx.store.start_experiment(
+        name,
+        arms,
+        design,
+        control=control,
+        metric=metric,
+        kind=outcome,
+        higher_is_better=not lower_is_better,
+        actor=ctx.actor,
+        reason=reason,
+    )
+    _changed(before, done)
+
+
+@ab_app.command("report")
+def ab_report(name: str) -> None:
+    """Each arm's estimate and lift over control, and whether a winner is declared."""
+    ctx = _Context()
+    found = ctx.store.get(name)
+    experiment = found.config.experiment
+    if experiment is None:
+        raise ValidationError(f"deployment {name!r} runs no experiment; start one with `ab start`")
+    reporter = ExperimentReporter(ctx.yard.db, LoggedOutcomes(ctx.store.reader))
+    report = reporter.report(name, experiment, actor=ctx.actor)
+    _show(found)
+    _table(
+        f"{name}: {report.verdict} ({report.design}): {report.reason}",
+        ["arm", "n", "estimate", "lift", "CI", "p"],
+        [
+            [
+                a.name,
+                a.n,
+                f"{a.estimate:.4g}",
+                None if a.lift is None else f"{a.lift:+.4g}",
+                None if a.ci_low is None else f"{a.ci_low:+.4g} to {a.ci_high:+.4g}",
+                None if a.p_value is None else f"{a.p_value:.3g}",
+            ]
+            for a in report.arms
+        ],
+    )
+
+
+@ab_app.command("stop")
+def ab_stop(
+    name: str,
+    promote: Annotated[str | None, typer.Option(help="Arm whose version becomes champion.")] = None,
+    reason: Reason = "",
+) -> None:
+    """End the experiment; optionally make one arm's version the champion."""
+    ctx = _Context()
+    before = ctx.store.get(name)
+    _changed(
+        before, ctx.store.stop_experiment(name, promote=promote, actor=ctx.actor, reason=reason)
+    )

@@ -1,0 +1,361 @@
+"""A/B experiments: their configuration, the outcome source, and the per-arm report.
+
+An ``Experiment`` is part of a deployment's configuration (``DeploymentStore``
+starts and stops it); while it runs, traffic is split over its arms by weight,
+sticky by routing key. Outcomes come later, as feedback posted by request id
+(a label, or a field of a business event); an ``OutcomeSource`` sums them per
+arm over a time range, and ``ExperimentReporter`` feeds those sums to
+``abtest.analyze`` and keeps each report as an ``experiment.report`` event, so
+a sequential design's next look continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import insert, select
+
+from modelyard.errors import ValidationError
+from modelyard.routing.abtest import (
+    ArmReport,
+    Conversions,
+    ExperimentReport,
+    ExperimentVerdict,
+    FixedHorizon,
+    MeanSummary,
+    Sequential,
+    analyze,
+)
+from modelyard.store.database import Database
+from modelyard.store.reader import SqlReader
+from modelyard.store.schema import events
+
+__all__ = [
+    "Experiment",
+    "ExperimentArm",
+    "ExperimentReporter",
+    "InMemoryOutcomes",
+    "LoggedOutcomes",
+    "OutcomeKind",
+    "OutcomeSource",
+    "design_from_dict",
+    "design_to_dict",
+]
+
+OutcomeKind = Literal["conversion", "mean"]
+Design = FixedHorizon | Sequential
+Outcomes = Conversions | MeanSummary
+_SUM_TOLERANCE = 1e-6
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class ExperimentArm:
+    """One arm: a name (``a``, ``control``), the model version it serves and its weight."""
+
+    name: str
+    version: int
+    weight: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _ARM_NAME.match(self.name):
+            raise ValidationError(
+                f"arm name {self.name!r} is not allowed: use letters, digits, '_', '.', '-'"
+            )
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ValidationError(
+                f"version of arm {self.name!r} must be a positive integer, got {self.version!r}"
+            )
+        if not (isinstance(self.weight, int | float) and 0 <= self.weight <= 100):
+            raise ValidationError(
+                f"weight of arm {self.name!r} must be between 0 and 100, got {self.weight!r}"
+            )
+        object.__setattr__(self, "weight", float(self.weight))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Arms with weights summing to 100, a control arm, a design and the metric to compare.
+
+    ``metric``: ``label`` (the feedback label itself) or the name of a field of a
+    business-event object posted as feedback. ``kind``: ``conversion`` (0/1 outcomes)
+    or ``mean`` (any number).
+    """
+
+    arms: tuple[ExperimentArm, ...]
+    design: Design
+    control: str = ""
+    metric: str = "label"
+    kind: OutcomeKind = "conversion"
+    higher_is_better: bool = True
+    started_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        arms = tuple(self.arms)
+        object.__setattr__(self, "arms", arms)
+        if len(arms) < 2:
+            raise ValidationError(
+                f"experiment.arms needs at least two arms, got {[a.name for a in arms]}"
+            )
+        names = [a.name for a in arms]
+        if len(set(names)) != len(names):
+            raise ValidationError(f"experiment.arms must have distinct names, got {names}")
+        total = math.fsum(a.weight for a in arms)
+        if abs(total - 100) > _SUM_TOLERANCE:
+            listed = ", ".join(f"{a.name}={a.weight:g}" for a in arms)
+            raise ValidationError(
+                f"experiment.arms weights must sum to 100, got {total:g} ({listed})"
+            )
+        if not self.control:
+            object.__setattr__(self, "control", names[0])
+        elif self.control not in names:
+            raise ValidationError(
+                f"experiment.control must name one of the arms {names}, got {self.control!r}"
+            )
+        if self.kind not in ("conversion", "mean"):
+            raise ValidationError(
+                f"experiment.kind must be 'conversion' or 'mean', got {self.kind!r}"
+            )
+        if not self.metric:
+            raise ValidationError("experiment.metric must name the label or an outcome field")
+
+    def arm(self, name: str) -> ExperimentArm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise ValidationError(
+            f"experiment has no arm {name!r}; arms: {', '.join(a.name for a in self.arms)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arms": [asdict(a) for a in self.arms],
+            "design": design_to_dict(self.design),
+            "control": self.control,
+            "metric": self.metric,
+            "kind": self.kind,
+            "higher_is_better": self.higher_is_better,
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Experiment:
+        return cls(
+            arms=tuple(
+                ExperimentArm(a["name"], int(a["version"]), a["weight"]) for a in data["arms"]
+            ),
+            design=design_from_dict(data["design"]),
+            control=data.get("control", ""),
+            metric=data.get("metric", "label"),
+            kind=data.get("kind", "conversion"),
+            higher_is_better=bool(data.get("higher_is_better", True)),
+            started_at=float(data.get("started_at", 0.0)),
+        )
+
+
+def design_to_dict(design: Design) -> dict[str, Any]:
+    kind = "fixed_horizon" if isinstance(design, FixedHorizon) else "sequential"
+    return {"kind": kind, **asdict(design)}
+
+
+def design_from_dict(data: Mapping[str, Any]) -> Design:
+    values = {k: v for k, v in data.items() if k != "kind"}
+    kind = data.get("kind")
+    try:
+        if kind == "fixed_horizon":
+            return FixedHorizon(**values)
+        if kind == "sequential":
+            return Sequential(**values)
+    except TypeError as error:
+        raise ValidationError(f"experiment.design has an unknown parameter: {error}") from error
+    raise ValidationError(
+        f"experiment.design.kind must be 'fixed_horizon' or 'sequential', got {kind!r}"
+    )
+
+
+class OutcomeSource(Protocol):
+    """Sums one arm's outcomes (feedback joined to its requests) over ``[start, end)``."""
+
+    def __call__(
+        self,
+        deployment: str,
+        arm: str,
+        version: int,
+        experiment: Experiment,
+        start: float,
+        end: float,
+    ) -> Outcomes: ...
+
+
+class InMemoryOutcomes:
+    """An ``OutcomeSource`` for tests and demos: outcomes recorded by ``add``."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], list[tuple[float, float]]] = {}
+
+    def add(self, deployment: str, arm: str, at: float, value: float) -> None:
+        self._values.setdefault((deployment, arm), []).append((at, float(value)))
+
+    def __call__(
+        self,
+        deployment: str,
+        arm: str,
+        version: int,
+        experiment: Experiment,
+        start: float,
+        end: float,
+    ) -> Outcomes:
+        values = [v for at, v in self._values.get((deployment, arm), []) if start <= at < end]
+        if experiment.kind == "conversion":
+            return Conversions(sum(1 for v in values if v), len(values))
+        return MeanSummary.of(values)
+
+
+_OUTCOMES = """
+SELECT l.request_id, f.label FROM inference_log l
+LEFT JOIN feedback f ON f.request_id = l.request_id
+WHERE l.deployment = :deployment AND l.arm = :arm AND l.version = :version
+  AND l.ts >= :start AND l.ts < :end"""
+
+
+class LoggedOutcomes:
+    """Outcomes from the inference log joined to feedback by request id.
+
+    Serving logs each request with the arm that answered it; feedback posted later
+    carries a label: a bare number counts when ``experiment.metric`` is ``label``, an
+    object by its field of that name. For conversions every logged request is a trial
+    and a truthy outcome a success (no feedback: no conversion); for means only
+    requests with an outcome count.
+    """
+
+    def __init__(self, reader: SqlReader) -> None:
+        self._reader = reader
+
+    def __call__(
+        self,
+        deployment: str,
+        arm: str,
+        version: int,
+        experiment: Experiment,
+        start: float,
+        end: float,
+    ) -> Outcomes:
+        params = {"deployment": deployment, "arm": arm, "version": version}
+        rows = self._reader.fetch_all(_OUTCOMES, {**params, "start": start, "end": end})
+        outcomes: dict[str, float | None] = {}
+        for request_id, label in rows:
+            value = _outcome(label, experiment.metric)
+            if value is not None or request_id not in outcomes:
+                outcomes[request_id] = value
+        if experiment.kind == "conversion":
+            return Conversions(sum(1 for v in outcomes.values() if v), len(outcomes))
+        return MeanSummary.of(v for v in outcomes.values() if v is not None)
+
+
+def _outcome(label: str | None, metric: str) -> float | None:
+    if label is None:
+        return None
+    value = json.loads(label)
+    if isinstance(value, dict):
+        value = value.get(metric)
+    elif metric != "label":
+        return None  # a bare label is not the business event the metric names
+    if isinstance(value, bool | int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class ExperimentReporter:
+    """Reports a running experiment and keeps each report as an ``experiment.report`` event."""
+
+    def __init__(
+        self, db: Database, source: OutcomeSource, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._db = db
+        self._source = source
+        self._clock = clock
+
+    def report(
+        self,
+        deployment: str,
+        experiment: Experiment,
+        *,
+        now: float | None = None,
+        actor: str | None = None,
+    ) -> ExperimentReport:
+        """Analyse every arm since the experiment started; store and return the report."""
+        end = self._clock() if now is None else now
+        outcomes = {
+            arm.name: self._source(
+                deployment, arm.name, arm.version, experiment, experiment.started_at, end
+            )
+            for arm in experiment.arms
+        }
+        previous = self.last_report(deployment, experiment)
+        result = analyze(
+            outcomes,
+            experiment.control,
+            experiment.design,
+            previous=previous,
+            higher_is_better=experiment.higher_is_better,
+        )
+        payload = {"started_at": experiment.started_at, "report": report_to_dict(result)}
+        with self._db.write() as conn:
+            conn.execute(
+                insert(events).values(
+                    at=end,
+                    kind="experiment.report",
+                    subject=deployment,
+                    reason=result.reason,
+                    payload=_dumps(payload),
+                    actor=actor,
+                )
+            )
+        return result
+
+    def last_report(self, deployment: str, experiment: Experiment) -> ExperimentReport | None:
+        """The latest stored report of this run of the experiment, if any."""
+        query = (
+            select(events.c.payload)
+            .where(events.c.subject == deployment, events.c.kind == "experiment.report")
+            .order_by(events.c.id.desc())
+            .limit(20)
+        )
+        with self._db.read() as conn:
+            for (raw,) in conn.execute(query):
+                payload = json.loads(raw)
+                if payload.get("started_at") == experiment.started_at:
+                    return report_from_dict(payload["report"])
+        return None
+
+
+def report_to_dict(report: ExperimentReport) -> dict[str, Any]:
+    return {**asdict(report), "verdict": report.verdict.value}
+
+
+def report_from_dict(data: Mapping[str, Any]) -> ExperimentReport:
+    arms = tuple(ArmReport(**arm) for arm in data["arms"])
+    return ExperimentReport(
+        ExperimentVerdict(data["verdict"]), data["winner"], data["reason"], arms, data["design"]
+    )
+
+
+def _dumps(value: Any) -> str:
+    """JSON with non-finite floats as strings ("inf"), so any JSON reader can parse it."""
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return str(item)
+        if isinstance(item, dict):
+            return {k: clean(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value))

@@ -1,0 +1,103 @@
+"""``modelyard deploy / rollout / shadow / ab`` on each backend: tables, and refusals."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from modelyard.cli.deploy import deploy_app
+from modelyard.config import Settings
+from modelyard.errors import ConflictError, ModelyardError, ValidationError
+from modelyard.routing import DeploymentStore
+from modelyard.yard import Yard
+
+
+@pytest.fixture
+def cli(fraud: Yard, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("MODELYARD_HOME", str(settings.home))
+    if settings.database_url:
+        monkeypatch.setenv("MODELYARD_DATABASE_URL", settings.database_url)
+    else:
+        monkeypatch.delenv("MODELYARD_DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    return CliRunner()
+
+
+def ok(cli: CliRunner, *args: str) -> str:
+    result = cli.invoke(deploy_app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def refused(cli: CliRunner, *args: str) -> ModelyardError:
+    result: Result = cli.invoke(deploy_app, list(args))
+    assert isinstance(result.exception, ModelyardError), result.output
+    return result.exception
+
+
+def test_deploy_shadow_and_a_rollout_from_the_command_line(
+    cli: CliRunner, store: DeploymentStore
+) -> None:
+    out = ok(cli, "deploy", "api", "--model", "fraud", "--version", "1", "--reason", "launch")
+    assert "api: new -> revision 1" in out
+    assert "champion" in out
+    assert "v1" in out
+    out = ok(cli, "shadow", "api", "--version", "2", "--share", "0.2")
+    assert "v2 (20%)" in out
+    assert "revision 1 -> revision 2" in out
+    out = ok(cli, "rollout", "start", "api", "--canary", "2", "--steps", "10,100")
+    assert "v2 at 10%" in out
+    assert "progressing" in out
+    error = refused(cli, "rollout", "start", "api", "--canary", "2")
+    assert isinstance(error, ConflictError)
+    assert "a rollout of version 2 is progressing at 10%" in error.message
+    out = ok(cli, "rollout", "pause", "api", "--reason", "checking")
+    assert "paused" in out
+    ok(cli, "rollout", "resume", "api")
+    out = ok(cli, "rollout", "status", "api")
+    assert "rollout decisions" in out
+    for decision in ("start", "pause", "resume"):
+        assert decision in out
+    out = ok(cli, "rollout", "promote", "api")
+    assert store.get("api").config.champion == 2
+    assert "promoted" in out
+    error = refused(cli, "rollout", "abort", "api")
+    assert "cannot abort a rollout that is promoted" in error.message
+    out = ok(cli, "deployments", "api")
+    assert "launch" in out
+    assert "history" in out
+    assert "api" in ok(cli, "deployments")
+
+
+def test_an_ab_test_from_the_command_line(cli: CliRunner, store: DeploymentStore) -> None:
+    ok(cli, "deploy", "api", "--model", "fraud", "--version", "1")
+    out = ok(cli, "ab", "start", "api", "--arm", "a=1:50", "--arm", "b=2:50", "--tau", "0.05")
+    assert "a=v1:50%, b=v2:50% (control a)" in out
+    out = ok(cli, "ab", "report", "api")
+    assert "continue" in out
+    out = ok(cli, "ab", "stop", "api", "--promote", "b")
+    assert store.get("api").config.champion == 2
+    assert store.get("api").config.experiment is None
+
+
+def test_bad_input_is_one_modelyard_error_with_a_reason(
+    cli: CliRunner, store: DeploymentStore
+) -> None:
+    ok(cli, "deploy", "api", "--model", "fraud", "--version", "1")
+    cases = [
+        (["deploy", "x", "--model", "fraud"], "exactly one of --version or --alias"),
+        (["deploy", "x", "--model", "fraud", "--version", "9"], "has no version 9"),
+        (["rollout", "start", "api", "--canary", "3"], "missing inputs f6, f7"),
+        (["rollout", "start", "api", "--canary", "2", "--steps", "5,x"], "--steps must be"),
+        (["rollout", "start", "api", "--canary", "2", "--steps", "50,20,100"], "increasing"),
+        (["shadow", "api", "--version", "2", "--share", "1.5"], "share must be in (0, 1]"),
+        (["ab", "start", "api", "--arm", "a=1:50", "--arm", "b=2:40", "--tau", "1"], "sum to 100"),
+        (["ab", "start", "api", "--arm", "a=1:50", "--arm", "b=2:50"], "needs --tau"),
+        (["ab", "report", "api"], "runs no experiment"),
+        (["rollout", "pause", "api"], "has no rollout to pause"),
+    ]
+    for args, message in cases:
+        error = refused(cli, *args)
+        assert message in error.message, (args, error.message)
+    assert isinstance(refused(cli, "deploy", "x", "--model", "fraud"), ValidationError)
+    assert store.revision("api") == 1
