@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelyard.cli.deploy import deploy_app
+from modelyard.cli.monitor import monitor_app
 from modelyard.config import load_settings
 from modelyard.errors import ModelyardError
 from modelyard.registry.bundle import export_bundle
@@ -35,6 +36,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(alias_app, name="alias")
 app.add_typer(deploy_app)
+app.add_typer(monitor_app, name="monitor")
 
 console = Console()
 

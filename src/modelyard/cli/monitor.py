@@ -1,0 +1,292 @@
+"""``modelyard monitor``: live metrics, drift, alert rules and HTML reports of a deployment.
+
+Thin: every command calls ``modelyard.monitoring``. Live traffic is read by a
+window reader, ``(db, deployment, start, end) -> Window``; ``monitor_app`` uses
+the inference log's, with feedback labels joined (``feedback_join.joined``),
+and ``make_monitor_app`` takes another (tests pass synthetic traffic).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import httpx
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from modelyard.config import load_settings
+from modelyard.errors import ConfigurationError, ModelyardError, ValidationError
+from modelyard.monitoring.alerts import (
+    AlertRule,
+    Comparison,
+    delete_rule,
+    load_rules,
+    recent_alerts,
+    save_rule,
+)
+from modelyard.monitoring.drift_job import WindowReader, drift_history, monitor_cycle
+from modelyard.monitoring.live_metrics import snapshot
+from modelyard.monitoring.report import gather_report, summary_rows, write_report
+from modelyard.monitoring.webhooks import deliver_due
+from modelyard.serving.logsearch import parse_time
+from modelyard.yard import Yard
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+# typer reads the annotations by name from this module's globals
+Since = Annotated[str, typer.Option(help="From: 15m / 2h / 1d ago, ISO 8601 or epoch s.")]
+Until = Annotated[str | None, typer.Option(help="Until (default now), same forms.")]
+Model = Annotated[str | None, typer.Option(help="Model (default: the deployment's).")]
+
+
+def inference_log_reader() -> WindowReader:
+    """The inference log's reader, labels joined, or a one-line error if this build lacks it."""
+    try:
+        from modelyard.monitoring.feedback_join import joined
+    except ImportError as error:
+        raise ConfigurationError(
+            "reading live traffic needs the inference log reader "
+            f"(modelyard.monitoring.feedback_join.joined), which failed to import: {error}"
+        ) from None
+    return joined
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``2h`` or ``1d``."""
+    found = _DURATION.match(text)
+    if not found:
+        raise ValidationError(f"cannot read duration {text!r}: use 90s, 15m, 2h or 1d")
+    return float(found.group(1)) * _UNIT_S[found.group(2)]
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _num(value: float | None, spec: str = ".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def make_monitor_app(
+    window_reader: Callable[[], WindowReader] = inference_log_reader,
+    open_yard: Callable[[], Yard] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> typer.Typer:
+    """The ``monitor`` command group, reading traffic with ``window_reader()``."""
+    app = typer.Typer(help="Live metrics, drift, alerts and reports.", no_args_is_help=True)
+    alerts_app = typer.Typer(help="Alert rules and the alerts they raised.", no_args_is_help=True)
+    app.add_typer(alerts_app, name="alerts")
+    console = Console(highlight=False, soft_wrap=True)
+
+    def yard() -> Yard:
+        return open_yard() if open_yard is not None else Yard(load_settings())
+
+    def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+        out = Table(title=title, title_justify="left")
+        for column in columns:
+            out.add_column(column)
+        for row in rows:
+            out.add_row(*(escape("-" if cell is None else str(cell)) for cell in row))
+        console.print(out)
+
+    @contextmanager
+    def user_errors() -> Iterator[None]:
+        """One line and exit status 2 for a mistake, mounted or not."""
+        try:
+            yield
+        except ModelyardError as error:
+            Console(stderr=True).print(f"[red]error:[/red] {escape(error.message)}")
+            raise typer.Exit(2) from None
+
+    def span(since: str, until: str | None) -> tuple[float, float]:
+        now = clock()
+        start = parse_time(since, now)
+        end = parse_time(until, now) if until else now
+        if end <= start:
+            raise ValidationError(f"--since must be before --until, got {since!r} .. {until!r}")
+        return start, end
+
+    @app.command()
+    def report(
+        deployment: str,
+        out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+        since: Since = "24h",
+        until: Until = None,
+        model: Model = None,
+    ) -> None:
+        """Write a self-contained HTML report and print its summary."""
+        with user_errors():
+            start, end = span(since, until)
+            opened = yard()
+            data = gather_report(
+                opened.db, opened.registry, deployment, start, end,
+                window_reader=window_reader(), now=clock(), model=model,
+            )  # fmt: skip
+            path = write_report(out or Path(f"{deployment}-report.html"), data)
+        rows = summary_rows(data)
+        table(
+            f"{deployment}: {_when(start)} .. {_when(end)} UTC",
+            list(rows[0]),
+            [list(r.values()) for r in rows],
+        )
+        console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+    @app.command()
+    def metrics(
+        deployment: str,
+        since: Since = "1h",
+        until: Until = None,
+        by: Annotated[str, typer.Option(help="Group by version or arm.")] = "version",
+    ) -> None:
+        """Traffic, errors, latency and live quality per version (or arm)."""
+        with user_errors():
+            if by not in ("version", "arm"):
+                raise ValidationError(f"--by must be version or arm, got {by!r}")
+            start, end = span(since, until)
+            window = window_reader()(yard().db, deployment, start, end)
+            found = snapshot(window, by="arm" if by == "arm" else "version")
+        rows = []
+        for key, group in [*sorted(found.groups.items()), ("all", found.overall)]:
+            t, q = group.traffic, group.quality
+            quality = "" if q is None else ", ".join(f"{k} {v:.3g}" for k, v in q.metrics.items())
+            rows.append(
+                [
+                    key, t.requests, t.rows, _num(t.requests_per_s),
+                    _num(t.error_rate, ".2%"), _num(t.client_error_rate, ".2%"),
+                    _num(t.p50_ms), _num(t.p90_ms), _num(t.p99_ms), _num(t.max_ms),
+                    "-" if q is None else f"{q.labelled} ({q.coverage:.0%})", quality or "-",
+                ]
+            )  # fmt: skip
+        columns = [by, "requests", "rows", "req/s", "5xx", "4xx", "p50 ms", "p90 ms", "p99 ms"]
+        columns += ["max ms", "labelled", "quality"]
+        table(f"{deployment}: {_when(start)} .. {_when(end)} UTC", columns, rows)
+
+    @app.command()
+    def drift(
+        deployment: str,
+        since: Since = "7d",
+        limit: Annotated[int, typer.Option(min=1, help="Show the newest N checks.")] = 20,
+        version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
+    ) -> None:
+        """The stored drift checks of a deployment, newest last."""
+        with user_errors():
+            start = parse_time(since, clock())
+            found = drift_history(yard().db, deployment, start, version=version, limit=limit)
+        table(
+            f"{deployment}: {len(found)} drift check(s)",
+            ["window end", "version", "rows", "drift", "share", "drifted features", "prediction"],
+            [
+                [
+                    _when(r.window_end), r.version, r.rows,
+                    "DRIFT" if r.dataset_drift else "no", f"{r.share_drifted:.0%}",
+                    ", ".join(r.report.drifted_features[:5]) or "-",
+                    "-" if r.report.prediction_drift is None
+                    else ("DRIFT" if r.report.prediction_drift.drifted else "no"),
+                ]
+                for r in found
+            ],
+        )  # fmt: skip
+
+    @app.command()
+    def check(
+        deployment: str,
+        since: Since = "1h",
+        model: Model = None,
+        deliver: Annotated[bool, typer.Option(help="Send due webhooks afterwards.")] = True,
+    ) -> None:
+        """Run one monitoring pass now: store drift checks, evaluate alert rules, send webhooks."""
+        with user_errors():
+            opened = yard()
+            now = clock()
+            start = parse_time(since, now)
+            result = monitor_cycle(
+                opened.db, opened.registry, deployment, start, now,
+                window_reader=window_reader(), now=now, model=model,
+            )  # fmt: skip
+            if deliver:
+                with httpx.Client() as client:
+                    deliver_due(opened.db, client, now, np.random.default_rng())
+        table(
+            f"{deployment}: drift checks stored",
+            ["version", "rows", "drift", "share", "drifted features"],
+            [
+                [v, r.rows, "DRIFT" if r.dataset_drift else "no", f"{r.share_drifted:.0%}",
+                 ", ".join(r.report.drifted_features[:5]) or "-"]
+                for v, r in sorted(result.drift.items())
+            ],
+        )  # fmt: skip
+        for event in result.alerts:
+            console.print(f"[red]alert[/red] {escape(event.alert.reason)}")
+        if not result.alerts:
+            console.print("no alert fired")
+
+    @alerts_app.command("add")
+    def alerts_add(
+        deployment: str,
+        name: str,
+        metric: Annotated[str, typer.Option(help="drift_share, error_rate, p99_ms, ...")],
+        threshold: Annotated[float, typer.Option()],
+        comparison: Annotated[str, typer.Option(help="> >= < <=")] = ">",
+        for_windows: Annotated[int, typer.Option(help="Fire after N windows in a row.")] = 1,
+        cooldown: Annotated[str, typer.Option(help="Quiet time after firing.")] = "1h",
+        version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
+        webhook: Annotated[str | None, typer.Option(help="URL to POST each alert to.")] = None,
+    ) -> None:
+        """Create (or replace) an alert rule of a deployment."""
+        with user_errors():
+            rule = AlertRule(
+                deployment, name, metric, threshold, cast(Comparison, comparison),
+                for_windows, parse_duration(cooldown), version, webhook,
+            )  # fmt: skip
+            save_rule(yard().db, rule, clock())
+        console.print(f"rule {name!r} on {deployment}: {rule.describe()}")
+
+    @alerts_app.command("list")
+    def alerts_list(deployment: Annotated[str | None, typer.Argument()] = None) -> None:
+        """Alert rules, of one deployment or all."""
+        with user_errors():
+            found = load_rules(yard().db, deployment)
+        table(
+            f"{len(found)} alert rule(s)",
+            ["deployment", "name", "rule", "for", "cooldown s", "webhook", "enabled"],
+            [
+                [r.deployment, r.name, r.describe(), r.for_windows, f"{r.cooldown_s:g}",
+                 r.webhook_url, "yes" if r.enabled else "no"]
+                for r in found
+            ],
+        )  # fmt: skip
+
+    @alerts_app.command("remove")
+    def alerts_remove(deployment: str, name: str) -> None:
+        """Delete an alert rule."""
+        with user_errors():
+            if not delete_rule(yard().db, deployment, name):
+                raise ValidationError(f"no alert rule {name!r} on deployment {deployment!r}")
+        console.print(f"removed rule {name!r} from {deployment}")
+
+    @alerts_app.command("history")
+    def alerts_history(deployment: str, since: Since = "7d") -> None:
+        """Alerts raised for a deployment."""
+        with user_errors():
+            found = recent_alerts(yard().db, deployment, parse_time(since, clock()))
+        table(
+            f"{deployment}: {len(found)} alert(s)",
+            ["when", "event", "alert"],
+            [[_when(a["at"]), a["id"], a["reason"]] for a in found],
+        )
+
+    return app
+
+
+monitor_app = make_monitor_app()

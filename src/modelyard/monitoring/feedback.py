@@ -1,0 +1,282 @@
+"""Feedback: ground truth or a business outcome attached to predictions, any time later.
+
+An item targets either one row of one request (``request_id`` + ``row``, row 0
+by default) or an entity at a time (``entity_key`` + ``event_time``: the label
+then belongs to the latest prediction for that entity at or before that time;
+see ``feedback_join``). It carries a ``label`` (number, string or bool) or an
+``outcome`` object (``{"converted": true, "revenue": 12.5}``).
+
+Posting is idempotent. Each target has one stored label: its ``dedupe_key`` is
+the sha256 of the target, unique in the table, and a post is one
+``INSERT ... ON CONFLICT (dedupe_key) DO UPDATE ... WHERE label differs``. The
+same label posted three times is stored once and left untouched (not even its
+``received_at`` moves); a different label for the same target replaces the old
+one (the last post wins: a correction). Keying on the target alone, rather
+than target + label, lets the database's unique index enforce "one label per
+target" even when two workers post at once, where a delete-then-insert would
+race. Labels are joined to predictions at query time by key, with no window on
+when they arrived, so a label posted 7 days (or months) late still joins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from modelyard.errors import PayloadTooLargeError, ValidationError
+from modelyard.store.database import Database
+from modelyard.store.schema import feedback
+
+MAX_ITEMS = 10_000
+MAX_LABEL_BYTES = 64 * 1024
+_FIELDS = ("request_id", "row", "entity_key", "event_time", "label", "outcome")
+_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """One label for one target: ``request_id`` (+ ``row``) or ``entity_key`` + ``event_time``.
+
+    ``label`` is a bool, number or string, or a dict for a business outcome.
+    ``event_time`` is UNIX seconds; with a request id it is kept as information.
+    """
+
+    label: Any
+    request_id: str | None = None
+    row: int = 0
+    entity_key: str | None = None
+    event_time: float | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        """sha256 of the target: one stored label per request row or per entity and time."""
+        if self.request_id is not None:
+            target = f"request\x00{self.request_id}\x00{self.row}"
+        else:
+            target = f"entity\x00{self.entity_key}\x00{float(self.event_time or 0.0)!r}"
+        return hashlib.sha256(target.encode()).hexdigest()
+
+    @property
+    def label_json(self) -> str:
+        """The label as stored: canonical JSON (keys sorted), so equal labels compare equal."""
+        return orjson.dumps(self.label, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What a post did: items ``received``, new labels ``stored``, labels ``replaced``,
+    and items that changed nothing (``unchanged``: the same label again)."""
+
+    received: int
+    stored: int
+    replaced: int
+    unchanged: int
+
+
+def parse_feedback_body(body: Any, *, max_items: int = MAX_ITEMS) -> list[FeedbackItem]:
+    """The items of a feedback POST body: ``{"labels": [item, ...]}`` or a single item.
+
+    An item is ``{"request_id": "...", "row": 0, "label": 1}`` or
+    ``{"entity_key": "user-7", "event_time": 1718000000.0 | "2024-06-10T06:13:20Z",
+    "outcome": {...}}``. Raises ``ValidationError`` naming the field and item.
+    """
+    if not isinstance(body, Mapping):
+        raise ValidationError(f"the body must be a JSON object, got {_kind(body)}")
+    if "labels" not in body:
+        return validate_items([_item(body, "")])
+    extra = sorted(set(body) - {"labels"})
+    if extra:
+        raise ValidationError(f"unknown field {extra[0]!r} next to 'labels'")
+    labels = body["labels"]
+    if not isinstance(labels, list) or not labels:
+        raise ValidationError(f"'labels' must be a non-empty list of items, got {_kind(labels)}")
+    if len(labels) > max_items:
+        raise PayloadTooLargeError(
+            f"'labels' has {len(labels)} items; at most {max_items} are accepted per request"
+        )
+    return validate_items([_item(raw, f"labels[{i}].") for i, raw in enumerate(labels)])
+
+
+def _item(raw: Any, where: str) -> FeedbackItem:
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{where.rstrip('.') or 'item'} must be an object, got {_kind(raw)}")
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"{where}{unknown[0]} is not a feedback field; known: {', '.join(_FIELDS)}"
+        )
+    if ("label" in raw) == ("outcome" in raw):
+        raise ValidationError(f"{where}label: give exactly one of 'label' and 'outcome'")
+    if "outcome" in raw and not isinstance(raw["outcome"], Mapping):
+        raise ValidationError(f"{where}outcome must be an object, got {_kind(raw['outcome'])}")
+    if "label" in raw and not _is_scalar(raw["label"]):
+        raise ValidationError(
+            f"{where}label must be a number, string or boolean (use 'outcome' for an object), "
+            f"got {_kind(raw['label'])}"
+        )
+    entity_key: Any = raw.get("entity_key")
+    if isinstance(entity_key, int) and not isinstance(entity_key, bool):
+        entity_key = str(entity_key)  # numeric ids, as in the logged inputs
+    event_time = raw.get("event_time")
+    if isinstance(event_time, str):
+        event_time = _parse_time(event_time, f"{where}event_time")
+    return FeedbackItem(
+        label=raw["outcome"] if "outcome" in raw else raw["label"],
+        request_id=raw.get("request_id"),
+        row=raw.get("row", 0),
+        entity_key=entity_key,
+        event_time=event_time,
+    )
+
+
+def validate_items(items: Sequence[FeedbackItem]) -> list[FeedbackItem]:
+    """Check every item (the Python API and the body parser share this); errors name the item."""
+    for index, item in enumerate(items):
+        where = f"labels[{index}]."
+        if (item.request_id is None) == (item.entity_key is None):
+            raise ValidationError(
+                f"{where}request_id: give exactly one target, 'request_id' (with an optional "
+                "'row') or 'entity_key' (with 'event_time')"
+            )
+        if item.request_id is not None:
+            _check_text(item.request_id, 128, f"{where}request_id")
+            if isinstance(item.row, bool) or not isinstance(item.row, int) or item.row < 0:
+                raise ValidationError(f"{where}row must be an integer >= 0, got {item.row!r}")
+        else:
+            _check_text(item.entity_key, 255, f"{where}entity_key")
+            if item.event_time is None:
+                raise ValidationError(f"{where}event_time is required with an entity_key")
+            if item.row != 0:
+                raise ValidationError(f"{where}row applies to request ids, not entity keys")
+        if item.event_time is not None and not _is_finite(item.event_time):
+            raise ValidationError(
+                f"{where}event_time must be UNIX seconds or an ISO 8601 time, "
+                f"got {item.event_time!r}"
+            )
+        _check_label(item.label, f"{where}label")
+    return list(items)
+
+
+class FeedbackStore:
+    """Labels in the metadata store's ``feedback`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def post(
+        self, items: Sequence[FeedbackItem], *, received_at: float | None = None
+    ) -> FeedbackResult:
+        """Store labels idempotently (see the module's docstring); one transaction."""
+        validate_items(items)
+        now = time.time() if received_at is None else received_at
+        rows: dict[str, dict[str, Any]] = {}
+        for item in items:  # the same target twice in one post: the later item wins
+            rows[item.dedupe_key] = {
+                "request_id": item.request_id,
+                "row": item.row,
+                "entity_key": item.entity_key,
+                "event_time": None if item.event_time is None else float(item.event_time),
+                "label": item.label_json,
+                "received_at": now,
+                "dedupe_key": item.dedupe_key,
+            }
+        if not rows:
+            return FeedbackResult(0, 0, 0, 0)
+        keys = list(rows)
+        with self._db.write() as conn:
+            stored: dict[str, str] = {}
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                chunk = keys[start : start + _LOOKUP_CHUNK]
+                query = select(feedback.c.dedupe_key, feedback.c.label).where(
+                    feedback.c.dedupe_key.in_(chunk)
+                )
+                stored.update((key, label) for key, label in conn.execute(query))
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(feedback)
+            upsert = insert.on_conflict_do_update(
+                index_elements=["dedupe_key"],
+                set_={
+                    "label": insert.excluded.label,
+                    "event_time": insert.excluded.event_time,
+                    "received_at": insert.excluded.received_at,
+                },
+                where=feedback.c.label != insert.excluded.label,
+            )
+            conn.execute(upsert, list(rows.values()))
+        new = sum(1 for key in keys if key not in stored)
+        replaced = sum(1 for key in keys if key in stored and stored[key] != rows[key]["label"])
+        return FeedbackResult(len(items), new, replaced, len(items) - new - replaced)
+
+    def post_one(self, item: FeedbackItem, *, received_at: float | None = None) -> FeedbackResult:
+        return self.post([item], received_at=received_at)
+
+
+def _check_text(value: Any, limit: int, where: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValidationError(
+            f"{where} must be a non-empty string of at most {limit} characters, got {value!r}"
+        )
+
+
+def _check_label(label: Any, where: str) -> None:
+    if not (_is_scalar(label) or isinstance(label, Mapping)):
+        raise ValidationError(
+            f"{where} must be a number, string, boolean or an outcome object, got {_kind(label)}"
+        )
+    try:
+        size = len(orjson.dumps(label, option=orjson.OPT_SORT_KEYS))
+    except (orjson.JSONEncodeError, TypeError) as error:
+        raise ValidationError(f"{where} is not JSON: {error}") from None
+    if size > MAX_LABEL_BYTES:
+        raise ValidationError(f"{where} takes {size} bytes as JSON; the limit is {MAX_LABEL_BYTES}")
+    if not _all_finite(label):
+        raise ValidationError(f"{where} must not contain NaN or infinity")
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, bool | str) or _is_finite(value)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+def _parse_time(text: str, where: str) -> float:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"{where} must be UNIX seconds or an ISO 8601 time, got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
+    return parsed.timestamp()
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return repr(value) if isinstance(value, str | int | float | bool) else type(value).__name__

@@ -1,0 +1,172 @@
+"""Predictions of a time window paired with their labels, joined at query time.
+
+Two ways a label finds its prediction:
+
+* by request: a label for ``(request_id, row)`` pairs with that row of every
+  record with that request id (the answering arm and any shadow of it);
+* by entity: a label for ``(entity_key, event_time)`` pairs with the latest
+  request for that entity at or before ``event_time`` (and at most
+  ``entity_horizon_s`` before it). The entity of a row is the value of one
+  logged input column, ``entity_field`` (the routing key or a feature such as
+  ``customer_id``): the inference log has no entity column of its own.
+
+A row with a request label takes it; otherwise it takes the earliest entity
+event that follows it. Nothing limits when a label arrived, so late labels
+join. Labels whose prediction was left out by sampling, or purged, pair with
+nothing. The result is a ``window.Window`` whose ``labels`` are filled in.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from sqlalchemy import select
+
+from modelyard.errors import ValidationError
+from modelyard.monitoring.log_store import read_window, row_numbers
+from modelyard.monitoring.window import Window
+from modelyard.store.database import Database
+from modelyard.store.schema import feedback, inference_log
+
+DAY_S = 86_400.0
+
+
+def joined(
+    db: Database,
+    deployment: str,
+    start: float,
+    end: float,
+    *,
+    version: int | None = None,
+    entity_field: str | None = None,
+    entity_horizon_s: float = 7 * DAY_S,
+) -> Window:
+    """``deployment``'s window ``start <= ts < end`` with ``labels`` filled in.
+
+    ``labels`` is an object array over the rows: the decoded label (number,
+    string, bool or outcome dict), None where none joined. With ``version``
+    the entity join still sees every version's requests (a later request of
+    another version takes an entity's later events), then the window keeps the
+    requests of that version only.
+    """
+    window = read_window(db, deployment, start, end)
+    labels = np.full(window.rows, None, dtype=object)
+    _by_request(db, deployment, start, end, window, labels)
+    if entity_field is not None and window.rows:
+        _by_entity(db, deployment, start, end, window, entity_field, entity_horizon_s, labels)
+    labelled = replace(window, labels=labels)
+    return labelled if version is None else labelled.select(window.version == version)
+
+
+def _by_request(
+    db: Database,
+    deployment: str,
+    start: float,
+    end: float,
+    window: Window,
+    labels: npt.NDArray[Any],
+) -> None:
+    if not window.rows:
+        return
+    log, fb = inference_log.c, feedback.c
+    in_window = select(log.request_id).where(
+        log.deployment == deployment, log.ts >= start, log.ts < end
+    )
+    query = select(fb.request_id, fb.row, fb.label).where(fb.request_id.in_(in_window))
+    with db.read() as conn:
+        stored = {(r.request_id, r.row): r.label for r in conn.execute(query)}
+    if not stored:
+        return
+    request_ids = window.request_ids[window.row_request]
+    for position, (request_id, row) in enumerate(
+        zip(request_ids.tolist(), row_numbers(window).tolist(), strict=True)
+    ):
+        label = stored.get((request_id, row))
+        if label is not None:
+            labels[position] = orjson.loads(label)
+
+
+def _by_entity(
+    db: Database,
+    deployment: str,
+    start: float,
+    end: float,
+    window: Window,
+    field: str,
+    horizon_s: float,
+    labels: npt.NDArray[Any],
+) -> None:
+    column = window.inputs.get(field)
+    if column is None:
+        raise ValidationError(
+            f"entity_field {field!r} is not among the logged inputs of {deployment!r}; "
+            f"logged: {', '.join(window.inputs) or 'none'}"
+        )
+    request_ids = window.request_ids[window.row_request].tolist()
+    ts = window.ts[window.row_request].tolist()
+    labelled = [label is not None for label in labels.tolist()]
+    rows_of: dict[tuple[str, str], list[int]] = defaultdict(list)
+    history: dict[str, set[tuple[float, str]]] = defaultdict(set)
+    for position, value in enumerate(column.tolist()):
+        key = entity_text(value)
+        if key is not None:
+            rows_of[(key, request_ids[position])].append(position)
+            history[key].add((ts[position], request_ids[position]))
+    fb = feedback.c
+    query = (
+        select(fb.entity_key, fb.event_time, fb.label)
+        .where(fb.entity_key.is_not(None), fb.event_time >= start, fb.event_time < end + horizon_s)
+        .order_by(fb.event_time)
+    )
+    with db.read() as conn:
+        events = [e for e in conn.execute(query) if e.entity_key in history]
+    late = [e.event_time for e in events if e.event_time >= end]
+    if late:  # a request after the window may be the latest before a late event
+        for key, stamp, request_id in _requests_after(db, deployment, end, max(late), field):
+            if key in history:
+                history[key].add((stamp, request_id))
+    ordered = {key: sorted(entries) for key, entries in history.items()}
+    for event in events:
+        entries = ordered[event.entity_key]
+        at = bisect.bisect_right(entries, (event.event_time, "\U0010ffff"))
+        if not at:
+            continue
+        stamp, request_id = entries[at - 1]
+        if stamp >= end or event.event_time - stamp > horizon_s:
+            continue  # it belongs to a later request, or it came too long after
+        for position in rows_of.get((event.entity_key, request_id), ()):
+            if not labelled[position]:  # a request label, or an earlier event, wins
+                labels[position] = orjson.loads(event.label)
+                labelled[position] = True
+
+
+def _requests_after(
+    db: Database, deployment: str, start: float, until: float, field: str
+) -> list[tuple[str, float, str]]:
+    log = inference_log.c
+    query = select(log.ts, log.request_id, log.inputs).where(
+        log.deployment == deployment, log.ts >= start, log.ts <= until, log.inputs.is_not(None)
+    )
+    seen = []
+    with db.read() as conn:
+        for stamp, request_id, inputs in conn.execute(query):
+            for value in orjson.loads(inputs).get(field) or ():
+                key = entity_text(value)
+                if key is not None:
+                    seen.append((key, stamp, request_id))
+    return seen
+
+
+def entity_text(value: Any) -> str | None:
+    """An entity key as feedback names it: ints (even as floats) without a decimal point."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)

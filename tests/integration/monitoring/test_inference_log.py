@@ -1,0 +1,308 @@
+"""The inference log end to end: WAL -> store exactly once, crash replay, spill, retention."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import exc, func, select
+
+from modelyard.config import Settings
+from modelyard.errors import OverloadedError
+from modelyard.monitoring import (
+    InferenceLogger,
+    LogPolicy,
+    WriteAheadLog,
+    purge,
+    read_window,
+    retention_sweep,
+)
+from modelyard.monitoring import inference_log as inference_log_module
+from modelyard.store.database import Database
+from modelyard.store.schema import inference_log
+from modelyard.yard import Yard
+
+
+@pytest.fixture
+def db(yard: Yard) -> Database:
+    """The migrated metadata database of a fresh home, on each backend."""
+    return yard.db
+
+
+def log_request(logger: InferenceLogger, request_id: str, **overrides: Any) -> str | None:
+    """Record one two-row request with plausible fields; ``overrides`` replace any of them."""
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "deployment": "fraud",
+        "model": "fraud-model",
+        "version": 1,
+        "ts": 1000.0,
+        "status": 200,
+        "latency_ms": 1.25,
+        "rows": 2,
+        "inputs": {"amount": np.array([10.0, 20.5]), "user": np.array(["u1", "u2"], dtype=object)},
+        "outputs": {"score": np.array([0.1, 0.9], dtype=np.float32)},
+    }
+    fields.update(overrides)
+    return logger.record(**fields)
+
+
+def counts_by_request(db: Database) -> dict[str, int]:
+    log = inference_log.c
+    with db.read() as conn:
+        query = select(log.request_id, func.count()).group_by(log.request_id)
+        return {request_id: count for request_id, count in conn.execute(query)}
+
+
+def test_committed_records_reach_the_store_exactly_once(db: Database, tmp_path: Path) -> None:
+    logger = InferenceLogger(db, tmp_path / "wal", worker="w0", batch_bytes=2000, interval_s=0.01)
+    logger.start()
+    ids = []
+    for batch in range(10):
+        for i in range(8):
+            ids.append(f"b{batch}-r{i}")
+            log_request(logger, ids[-1], ts=1000.0 + batch)
+        assert logger.commit() == 8
+    logger.close()
+    assert counts_by_request(db) == dict.fromkeys(ids, 1)
+    assert not (tmp_path / "wal" / "w0").exists()  # drained and removed at a clean close
+    stats = logger.stats()
+    assert (stats.committed, stats.ingested, stats.store_errors) == (80, 80, 0)
+
+
+def test_a_window_reads_back_as_arrays(db: Database, tmp_path: Path) -> None:
+    logger = InferenceLogger(db, tmp_path / "wal")
+    log_request(logger, "a", ts=10.0)
+    log_request(logger, "b", ts=11.0, version=2, arm="canary")
+    log_request(logger, "failed", ts=12.0, status=500, inputs=None, outputs=None, error="boom")
+    matrix = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    log_request(logger, "m", ts=13.0, rows=3, inputs=matrix, input_names=["x", "y"], outputs=None)
+    log_request(logger, "later", ts=20.0)
+    logger.commit()
+    logger.drain()
+    window = read_window(db, "fraud", 10.0, 20.0)
+    assert window.request_ids.tolist() == ["a", "b", "failed", "m"]
+    assert window.status.tolist() == [200, 200, 500, 200]
+    assert window.version.tolist() == [1, 2, 1, 1]
+    assert window.arm.tolist() == ["primary", "canary", "primary", "primary"]
+    assert window.row_request.tolist() == [0, 0, 1, 1, 3, 3, 3]
+    assert window.inputs["amount"][:4].tolist() == [10.0, 20.5, 10.0, 20.5]
+    assert np.isnan(window.inputs["amount"][4:]).all()  # the matrix request has other columns
+    assert window.inputs["x"][4:].tolist() == [1.0, 3.0, 5.0]
+    assert window.inputs["user"].tolist() == ["u1", "u2", "u1", "u2", None, None, None]
+    assert window.outputs["score"].dtype == np.float64
+    assert window.latency_ms.tolist() == [1.25] * 4
+    assert read_window(db, "fraud", 10.0, 20.0, version=2).request_ids.tolist() == ["b"]
+    assert read_window(db, "other", 0.0, 1e9).requests == 0
+    logger.close()
+
+
+def test_a_crashed_workers_log_is_ingested_once_by_the_next_process(
+    db: Database, tmp_path: Path
+) -> None:
+    crashed = InferenceLogger(db, tmp_path / "wal", worker="dead")
+    for i in range(5):
+        log_request(crashed, f"r{i}")
+    crashed.commit()
+    crashed._wal.close()  # what the kernel does to a killed process: files closed, lock free
+    survivor = InferenceLogger(db, tmp_path / "wal", worker="alive")
+    assert survivor.drain() == 5
+    assert counts_by_request(db) == {f"r{i}": 1 for i in range(5)}
+    assert not (tmp_path / "wal" / "dead").exists()
+    survivor.close()
+
+
+def test_a_restarted_worker_picks_up_its_own_backlog(db: Database, tmp_path: Path) -> None:
+    first = InferenceLogger(db, tmp_path / "wal", worker="0")
+    log_request(first, "before-crash")
+    first.commit()
+    first._wal.close()
+    again = InferenceLogger(db, tmp_path / "wal", worker="0")
+    log_request(again, "after-restart")
+    again.commit()
+    again.drain()
+    assert counts_by_request(db) == {"before-crash": 1, "after-restart": 1}
+    again.close()
+
+
+def test_replaying_records_twice_stores_them_once(db: Database, tmp_path: Path) -> None:
+    logger = InferenceLogger(db, tmp_path / "wal", worker="w")
+    for i in range(4):
+        log_request(logger, f"r{i}")
+    logger.commit()
+    logger.drain()
+    logger._wal.close()
+    (tmp_path / "wal" / "w" / "checkpoint").unlink()  # as if the checkpoint write was lost
+    replayer = InferenceLogger(db, tmp_path / "wal", worker="w")
+    assert replayer.drain() == 4
+    assert counts_by_request(db) == {f"r{i}": 1 for i in range(4)}
+    replayer.close()
+
+
+def test_a_live_workers_log_is_left_alone(db: Database, tmp_path: Path) -> None:
+    live = InferenceLogger(db, tmp_path / "wal", worker="live")
+    log_request(live, "live-record")
+    live.commit()
+    other = InferenceLogger(db, tmp_path / "wal", worker="other")
+    assert other.recover() == 0
+    assert counts_by_request(db) == {}
+    live.close()
+    other.close()
+    assert counts_by_request(db) == {"live-record": 1}
+
+
+def test_when_the_store_fails_records_wait_on_disk(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = [exc.OperationalError("INSERT", {}, Exception("database is down"))]
+    real_insert = inference_log_module.insert_rows
+
+    def flaky(database: Database, rows: list[dict[str, object]]) -> None:
+        if failures:
+            raise failures.pop()
+        real_insert(database, rows)
+
+    monkeypatch.setattr(inference_log_module, "insert_rows", flaky)
+    logger = InferenceLogger(db, tmp_path / "wal")
+    log_request(logger, "kept")
+    logger.commit()
+    with pytest.raises(exc.OperationalError, match="database is down"):
+        logger.drain()
+    assert logger.stats().backlog_bytes > 0
+    assert logger.drain() == 1
+    assert counts_by_request(db) == {"kept": 1}
+    logger.close()
+
+
+def test_an_undecodable_record_is_set_aside_and_the_rest_ingested(
+    db: Database, tmp_path: Path
+) -> None:
+    with WriteAheadLog(tmp_path / "wal" / "old") as orphan:
+        orphan.append_many([b'{"id": "x"}', b"not json"])
+    logger = InferenceLogger(db, tmp_path / "wal", worker="new")
+    log_request(logger, "good")
+    logger.commit()
+    logger.drain()
+    assert counts_by_request(db) == {"good": 1}
+    assert logger.stats().corrupt_records == 2
+    logger.close()
+
+
+def test_sampling_counts_what_it_leaves_out(db: Database, tmp_path: Path) -> None:
+    logger = InferenceLogger(
+        db, tmp_path / "wal", policies={"recs": LogPolicy(sample_rate=0.25)}, worker="w"
+    )
+    kept = [log_request(logger, f"r{i}", deployment="recs") for i in range(400)]
+    for i in range(50):
+        log_request(logger, f"f{i}", deployment="fraud")
+    logger.set_policy("fraud", LogPolicy(sample_rate=0.0))
+    assert log_request(logger, "f-off", deployment="fraud") is None
+    logger.commit()
+    logger.drain()
+    stored = sum(1 for k in kept if k is not None)
+    assert 60 < stored < 140
+    stats = logger.stats()
+    assert stats.dropped_by_sampling == {"recs": 400 - stored, "fraud": 1}
+    assert len(counts_by_request(db)) == stored + 50
+    logger.close()
+
+
+def test_a_full_log_rejects_or_drops_by_policy(db: Database, tmp_path: Path) -> None:
+    strict = InferenceLogger(db, tmp_path / "wal", worker="strict", max_wal_bytes=2000)
+    log_request(strict, "fits")
+    strict.commit()
+    for i in range(10):
+        log_request(strict, f"over{i}")
+    with pytest.raises(OverloadedError, match="limit of 2000"):
+        strict.commit()
+    assert strict.commit() == 0  # the refused batch is gone, not retried
+    relaxed = InferenceLogger(
+        db, tmp_path / "wal", worker="relaxed", max_wal_bytes=2000, when_full="drop"
+    )
+    for i in range(10):
+        log_request(relaxed, f"d{i}", deployment="recs")
+    assert relaxed.commit() == 0
+    assert relaxed.stats().dropped_when_full == {"recs": 10}
+    strict.close()
+    relaxed.close()
+    assert counts_by_request(db) == {"fits": 1}
+
+
+def test_purge_and_the_retention_sweep_delete_old_records_in_chunks(
+    db: Database, tmp_path: Path
+) -> None:
+    logger = InferenceLogger(db, tmp_path / "wal")
+    for i in range(10):
+        log_request(logger, f"fraud-{i}", ts=float(i * 100))
+        log_request(logger, f"recs-{i}", ts=float(i * 100), deployment="recs")
+    logger.commit()
+    logger.close()
+    assert purge(db, 300.0, deployment="fraud", chunk=2) == 3
+    deleted = retention_sweep(
+        db,
+        now=1000.0,
+        policies={"recs": LogPolicy(ttl_s=250.0)},
+        default=LogPolicy(ttl_s=500.0),
+    )
+    assert deleted == {"fraud": 2, "recs": 8}
+    assert sorted(counts_by_request(db)) == [f"fraud-{i}" for i in range(5, 10)] + [
+        "recs-8",
+        "recs-9",
+    ]
+
+
+_VICTIM = """
+import os, signal, sys
+from pathlib import Path
+from typing import Any
+import numpy as np
+from modelyard.store.database import Database
+from modelyard.store.schema import inference_log
+from modelyard.monitoring.inference_log import InferenceLogger
+
+url, root, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+logger = InferenceLogger(Database(url), root, worker="victim", batch_bytes=500, interval_s=0.0)
+logger.start()
+for i in range(count):
+    logger.record(
+        request_id=f"req-{i}", deployment="fraud", model="m", version=1, ts=float(i),
+        status=200, latency_ms=1.0, rows=1, inputs={"x": np.array([float(i)])},
+    )
+    logger.commit()
+    print(f"req-{i}", flush=True)  # acknowledged: the response would go out now
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_every_acknowledged_record_survives_a_sigkill(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    victim = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _VICTIM,
+            settings.resolved_database_url,
+            str(tmp_path / "wal"),
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert victim.returncode == -signal.SIGKILL, victim.stderr
+    acknowledged = victim.stdout.split()
+    assert len(acknowledged) == 300
+    rescuer = InferenceLogger(db, tmp_path / "wal", worker=f"rescuer-{os.getpid()}")
+    rescuer.drain()
+    rescuer.close()
+    assert counts_by_request(db) == dict.fromkeys(acknowledged, 1)
+    assert time.monotonic() - started < 60
