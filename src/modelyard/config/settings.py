@@ -69,6 +69,32 @@ class TrackingSettings(_Checked):
 
 
 @dataclass(frozen=True)
+class MonitoringSettings(_Checked):
+    """The inference log's write-ahead log, sampling and retention; feedback limits."""
+
+    wal_dir: Path | None = None  # default: <home>/wal
+    wal_max_bytes: int = _bounded(1 << 30, ge=1 << 20)
+    wal_segment_bytes: int = _bounded(16 << 20, ge=1 << 16)
+    wal_when_full: str = "reject"  # or "drop": answer without logging, and count it
+    # None: a SIGKILLed server loses nothing (bytes are in the kernel before the
+    # response goes out); set a number of seconds to bound loss on power failure too.
+    wal_fsync_interval_s: float | None = None
+    log_sample_rate: float = _bounded(1.0, ge=0.0, le=1.0)
+    log_ttl_days: float = _bounded(30.0, ge=0.0)
+    log_batch_bytes: int = _bounded(1 << 20, ge=1024)
+    log_flush_interval_s: float = _bounded(0.1, ge=0.001)
+    retention_sweep_interval_s: float = _bounded(3600.0, ge=1.0)
+    feedback_max_items: int = _bounded(10_000, ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.wal_when_full not in ("reject", "drop"):
+            raise ConfigurationError(
+                f"setting 'wal_when_full' must be 'reject' or 'drop', got {self.wal_when_full!r}"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything modelyard can be configured with; built once per process."""
 
@@ -78,6 +104,7 @@ class Settings:
     user: str | None = None
     serving: ServingSettings = field(default_factory=ServingSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
@@ -86,6 +113,11 @@ class Settings:
     def resolved_database_url(self) -> str:
         """The metadata database: the configured URL, else SQLite under ``home``."""
         return self.database_url or f"sqlite:///{self.home / 'modelyard.db'}"
+
+    @property
+    def resolved_wal_dir(self) -> Path:
+        """Where serving workers keep the inference log's write-ahead log."""
+        return self.monitoring.wal_dir or self.home / "wal"
 
     @property
     def resolved_artifacts_url(self) -> str:
