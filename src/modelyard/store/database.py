@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 
 from modelyard.errors import ConfigurationError, StoreError
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 _LOCK_RETRIES = 20

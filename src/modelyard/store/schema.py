@@ -60,6 +60,17 @@ run_metrics = Table(
     Index("ix_run_metrics_run_key_step", "run_id", "key", "step"),
 )
 
+run_latest_metrics = Table(
+    "run_latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Index("ix_run_latest_metrics_key_value", "key", "value"),
+)
+
 run_tags = Table(
     "run_tags",
     metadata,

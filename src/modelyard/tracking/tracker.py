@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, select
+from sqlalchemy import Select, and_, insert, select
 
 from modelyard.errors import RunNotFoundError, ValidationError
 from modelyard.store.artifacts import ArtifactStore
@@ -17,6 +17,7 @@ from modelyard.store.database import Database
 from modelyard.store.schema import (
     run_artifacts,
     run_datasets,
+    run_latest_metrics,
     run_metrics,
     run_params,
     run_tags,
@@ -160,7 +161,11 @@ class Tracker:
                 ).mappings()
             }
             metrics: dict[str, float] = dict(
-                conn.execute(_latest_metrics().where(run_metrics.c.run_id == rid)).all()
+                conn.execute(
+                    select(run_latest_metrics.c.key, run_latest_metrics.c.value).where(
+                        run_latest_metrics.c.run_id == rid
+                    )
+                ).all()
             )
         return _info(
             row, params=params, tags=tags, artifacts=artifacts, datasets=datasets, metrics=metrics
@@ -207,25 +212,16 @@ class Tracker:
                     )
                 ).all():
                     params[rid][k] = v
-                latest = _latest_metrics(with_run=True).where(run_metrics.c.run_id.in_(chunk))
+                latest = select(
+                    run_latest_metrics.c.run_id,
+                    run_latest_metrics.c.key,
+                    run_latest_metrics.c.value,
+                ).where(run_latest_metrics.c.run_id.in_(chunk))
                 for rid, k, v in conn.execute(latest).all():
                     metrics[rid][k] = v
         return [_info(r, params=params[r["id"]], metrics=metrics[r["id"]]) for r in rows]
 
     list_runs = search_runs
-
-
-def _latest_metrics(with_run: bool = False) -> Select[Any]:
-    """Latest value (highest step, then last written) of each metric key."""
-    latest = (
-        select(run_metrics.c.run_id, run_metrics.c.key, func.max(run_metrics.c.id).label("id"))
-        .group_by(run_metrics.c.run_id, run_metrics.c.key)
-        .subquery()
-    )
-    columns = [run_metrics.c.key, run_metrics.c.value]
-    if with_run:
-        columns.insert(0, run_metrics.c.run_id)
-    return select(*columns).join(latest, run_metrics.c.id == latest.c.id)
 
 
 def _apply_filter(query: Select[Any], text: str) -> Select[Any]:
@@ -247,10 +243,10 @@ def _apply_filter(query: Select[Any], text: str) -> Select[Any]:
                 raise ValidationError(
                     f"metric condition {part!r} needs a number, got {raw!r}"
                 ) from None
-            latest = _latest_metrics(with_run=True).where(run_metrics.c.key == key).subquery()
-            query = query.where(
-                runs.c.id.in_(select(latest.c.run_id).where(_OPS[op](latest.c.value, value)))
+            matching = select(run_latest_metrics.c.run_id).where(
+                run_latest_metrics.c.key == key, _OPS[op](run_latest_metrics.c.value, value)
             )
+            query = query.where(runs.c.id.in_(matching))
         else:
             table = run_params if kind == "params" else run_tags
             if op not in ("=", "!="):

@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 
 from modelyard.config import Settings
 from modelyard.store.database import HEAD_REVISION, Database
-from modelyard.store.schema import run_metrics, runs
+from modelyard.store.schema import run_latest_metrics, run_metrics, runs
 
 
 def test_upgrading_from_the_first_migration_keeps_existing_runs(settings: Settings) -> None:
@@ -20,7 +20,11 @@ def test_upgrading_from_the_first_migration_keeps_existing_runs(settings: Settin
             insert(runs).values(id="a" * 32, name="old", status="FINISHED", start_time=time.time())
         )
         conn.execute(
-            insert(run_metrics).values(run_id="a" * 32, key="auc", value=0.9, step=0, timestamp=1.0)
+            insert(run_metrics),
+            [
+                {"run_id": "a" * 32, "key": "auc", "value": value, "step": step, "timestamp": 1.0}
+                for step, value in [(2, 0.9), (1, 0.7)]
+            ],
         )
     db.dispose()
 
@@ -28,7 +32,9 @@ def test_upgrading_from_the_first_migration_keeps_existing_runs(settings: Settin
     assert upgraded.current_revision() == HEAD_REVISION
     with upgraded.read() as conn:
         assert conn.execute(select(runs.c.name)).scalars().all() == ["old"]
-        assert conn.execute(select(run_metrics.c.value)).scalars().all() == [0.9]
+        assert sorted(conn.execute(select(run_metrics.c.value)).scalars().all()) == [0.7, 0.9]
+        latest = conn.execute(select(run_latest_metrics.c.key, run_latest_metrics.c.value)).all()
+        assert [tuple(row) for row in latest] == [("auc", 0.9)], "backfilled from the history"
     upgraded.dispose()
 
 

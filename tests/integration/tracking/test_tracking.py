@@ -128,3 +128,13 @@ def test_many_points_are_written_in_batches(yard: Yard) -> None:
         for i in range(25_000):
             run.log_metric("loss", float(i))
     assert len(yard.tracking.metric_history(run.id, "loss")) == 25_000
+
+
+def test_latest_metric_is_the_highest_step_not_the_last_written(yard: Yard) -> None:
+    with yard.start_run("steps") as run:
+        run.log_metric("auc", 0.9, step=5)
+        run.log_metric("auc", 0.1, step=3)
+        run.flush()
+        run.log_metric("auc", 0.2, step=4)
+    assert yard.tracking.get_run(run.id).metrics == {"auc": 0.9}
+    assert [r.id for r in yard.tracking.search_runs("metrics.auc > 0.5")] == [run.id]
