@@ -18,7 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelyard.cli.deploy import deploy_app
+from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
+from modelyard.cli.serve import serve
 from modelyard.config import load_settings
 from modelyard.errors import ModelyardError
 from modelyard.registry.bundle import export_bundle
@@ -37,6 +39,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(alias_app, name="alias")
 app.add_typer(deploy_app)
 app.add_typer(monitor_app, name="monitor")
+app.command()(serve)
+app.command()(logs)
 
 console = Console()
 

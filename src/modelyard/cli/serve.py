@@ -1,0 +1,59 @@
+"""``modelyard serve``: run the prediction server (a thin wrapper over ``serving.serve``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelyard.config import load_settings
+from modelyard.serving import serve as run_server
+
+
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Reference to serve: name (latest), name@alias or name/3. Repeatable. "
+            "Default: every registered model at its champion alias, else its latest version.",
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="TCP port.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (one per core is right).")
+    ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Most rows merged into one model call.")
+    ] = None,
+    max_batch_wait_us: Annotated[
+        int | None,
+        typer.Option(min=0, help="Longest a request waits for others to batch with (us)."),
+    ] = None,
+    request_timeout_s: Annotated[
+        float | None, typer.Option(min=0.001, help="Per-request deadline (answered 504 after).")
+    ] = None,
+    log_path: Annotated[
+        Path | None, typer.Option(help="JSON-lines log file (default <home>/logs/serving.jsonl).")
+    ] = None,
+    trusted: Annotated[
+        bool, typer.Option(help="Allow pickle-based model formats (they run code when loaded).")
+    ] = False,
+) -> None:
+    """Serve models over HTTP: Open Inference Protocol (KServe V2) and JSON records."""
+    overrides = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "max_batch_size": max_batch_size,
+        "max_batch_wait_us": max_batch_wait_us,
+        "request_timeout_s": request_timeout_s,
+        "log_path": log_path,
+    }
+    settings = load_settings(serving={k: v for k, v in overrides.items() if v is not None})
+    status = run_server(settings, model or [], trusted=trusted)
+    if status:
+        raise typer.Exit(status)

@@ -1,0 +1,227 @@
+"""The endpoints: what each route answers, given the request's facts and body.
+
+Each handler returns ``(status, body, content type, extra headers)`` or raises a
+``ModelyardError``, which ``app.ServingApp`` turns into the protocol's error
+object. The inference path is: find the runtime, parse the envelope, validate
+into the model's input, queue it on the batcher, encode this request's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from modelyard.errors import ModelNotReadyError, OverloadedError
+from modelyard.serving.metrics import CONTENT_TYPE as METRICS_TYPE
+from modelyard.serving.models import ModelTable
+from modelyard.serving.protocol import (
+    PLATFORMS,
+    check_outputs,
+    decode_json,
+    infer_response,
+    parse_infer_request,
+    parse_records_request,
+    records_response,
+)
+from modelyard.serving.routes import Route
+from modelyard.serving.runtime import ModelRuntime
+from modelyard.serving.validation import Prepared
+
+JSON = b"application/json"
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[int, bytes, bytes, Headers]
+
+
+class Exchange:
+    """One request's facts, filled in while it is handled (for response, log, metrics)."""
+
+    __slots__ = (
+        "request_id",
+        "method",
+        "path",
+        "started",
+        "ts",
+        "deadline",
+        "model",
+        "version",
+        "rows",
+        "code",
+        "error",
+        "prepared",
+        "outputs",
+        "start",
+        "stop",
+        "endpoint",
+    )
+
+    def __init__(
+        self, request_id: str, method: str, path: str, started: float, ts: float, deadline: float
+    ) -> None:
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.started = started  # time.monotonic(), for deadlines
+        self.ts = ts  # wall clock, for logs
+        self.deadline = deadline
+        self.model = ""
+        self.version = ""
+        self.rows = 0
+        self.code: str | None = None
+        self.error: str | None = None
+        self.prepared: Prepared | None = None
+        self.outputs: dict[str, np.ndarray] | None = None
+        self.start = 0
+        self.stop = 0
+        self.endpoint = ""
+
+
+Handler = Callable[[Route, Exchange, bytes], Awaitable[Reply]]
+
+
+class ServerView(Protocol):
+    """What the endpoints read from the app."""
+
+    table: ModelTable
+
+    @property
+    def ready(self) -> bool: ...
+
+    def metrics_text(self) -> bytes: ...
+
+    def openapi_json(self) -> bytes: ...
+
+
+def _json(status: int, document: Any) -> Reply:
+    return status, orjson.dumps(document), JSON, []
+
+
+class Endpoints:
+    """Route handlers over a ``ServerView``."""
+
+    def __init__(self, view: ServerView, *, server_version: str) -> None:
+        self._view = view
+        self._server_version = server_version
+        self.handlers: dict[str, Handler] = {
+            "infer": self.infer,
+            "predict": self.predict,
+            "model_metadata": self.model_metadata,
+            "model_ready": self.model_ready,
+            "model_status": self.model_ready,
+            "server_metadata": self.server_metadata,
+            "live": self.live,
+            "ready": self.ready,
+            "repository_index": self.repository_index,
+            "metrics": self.metrics,
+            "openapi": self.openapi,
+        }
+
+    # -- inference ----------------------------------------------------------------------
+
+    async def infer(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        runtime = self._runtime(route, ex)
+        runtime.active += 1
+        try:
+            batcher = runtime.batcher
+            if batcher.saturated:
+                raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
+            validator = runtime.validator
+            request = parse_infer_request(decode_json(body), validator.max_rows * validator.width)
+            check_outputs(request.outputs, runtime.signature)
+            if request.timeout_s is not None:
+                ex.deadline = min(ex.deadline, ex.started + request.timeout_s)
+            prepared = validator.from_tensors(request.inputs)
+            ex.rows = prepared.rows
+            ex.prepared = prepared
+            outputs, start, stop = await batcher.submit(prepared, ex.deadline, ex)
+        finally:
+            runtime.active -= 1
+        ex.outputs, ex.start, ex.stop = outputs, start, stop
+        payload = infer_response(
+            runtime.name,
+            runtime.version_text,
+            request.id or ex.request_id,
+            outputs,
+            start,
+            stop,
+            request.outputs,
+        )
+        return 200, payload, JSON, []
+
+    async def predict(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        runtime = self._runtime(route, ex)
+        runtime.active += 1
+        try:
+            if runtime.batcher.saturated:
+                raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
+            prepared = runtime.validator.from_records(parse_records_request(decode_json(body)))
+            ex.rows = prepared.rows
+            ex.prepared = prepared
+            outputs, start, stop = await runtime.batcher.submit(prepared, ex.deadline, ex)
+        finally:
+            runtime.active -= 1
+        ex.outputs, ex.start, ex.stop = outputs, start, stop
+        payload = records_response(
+            runtime.name, runtime.version_text, ex.request_id, outputs, start, stop
+        )
+        return 200, payload, JSON, []
+
+    def _runtime(self, route: Route, ex: Exchange) -> ModelRuntime:
+        assert route.model is not None
+        runtime = self._view.table.lookup(route.model, route.version)
+        ex.model = runtime.name
+        ex.version = runtime.version_text
+        return runtime
+
+    # -- metadata and health ------------------------------------------------------------
+
+    async def model_metadata(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        runtime = self._runtime(route, ex)
+        document = {
+            "name": runtime.name,
+            "versions": self._view.table.versions_of(runtime.name),
+            "platform": PLATFORMS.get(runtime.flavour, runtime.flavour),
+            **runtime.tensors,
+        }
+        return _json(200, document)
+
+    async def model_ready(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        assert route.model is not None
+        try:
+            self._runtime(route, ex)
+        except ModelNotReadyError:
+            return _json(503, {"name": route.model, "ready": False})
+        ready = self._view.ready
+        return _json(200 if ready else 503, {"name": route.model, "ready": ready})
+
+    async def server_metadata(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        return _json(200, {"name": "modelyard", "version": self._server_version, "extensions": []})
+
+    async def live(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        return _json(200, {"live": True})
+
+    async def ready(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        ready = self._view.ready
+        return _json(200 if ready else 503, {"ready": ready})
+
+    async def repository_index(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        index = []
+        for served in self._view.table.served:
+            runtime = served.runtime
+            index.append(
+                {
+                    "name": served.ref.name,
+                    "version": runtime.version_text if runtime else "",
+                    "state": "READY" if runtime else "UNAVAILABLE",
+                    "reason": f"serving {served.text}" if runtime else f"loading {served.text}",
+                }
+            )
+        return _json(200, index)
+
+    async def metrics(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        return 200, self._view.metrics_text(), METRICS_TYPE.encode(), []
+
+    async def openapi(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        return 200, self._view.openapi_json(), JSON, []

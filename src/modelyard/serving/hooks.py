@@ -1,0 +1,76 @@
+"""The seams where per-request consumers (the inference log of issue 4) attach.
+
+Two lists on ``ServingApp``, both called on the event loop, so hooks must be
+quick and must not block (copy or encode what you need, hand it to your own
+writer):
+
+* ``on_batch``: after a micro-batch's model call and *before* its requests are
+  answered, with a ``BatchEvent`` (the merged input, the outputs, and each
+  request's id and rows). A hook that raises a ``ModelyardError`` fails the
+  batch: every request in it is answered with that error (``OverloadedError``
+  gives 503 + Retry-After). This is where a durable log writes, so that no
+  request is answered unlogged.
+* ``on_response``: after each inference response has been sent, successful or
+  not, with an ``InferenceEvent``. A hook that raises is logged and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from modelyard.serving.validation import ModelInput
+
+Outputs = dict[str, np.ndarray]
+
+
+class RequestInfo(Protocol):
+    """What a batch hook learns about each request in the batch."""
+
+    request_id: str
+    ts: float  # wall-clock time the request arrived
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEvent:
+    """One model call: ``requests`` are ``(request, start, stop)``, rows ``start:stop`` of
+    ``model_input`` and of each output being that request's. Arrays are the batch's own:
+    do not modify them, and copy what you keep past the call."""
+
+    model: str
+    version: int
+    input_names: tuple[str, ...]
+    model_input: ModelInput
+    outputs: Outputs
+    requests: list[tuple[RequestInfo, int, int]]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceEvent:
+    """One answered inference request (successful or not).
+
+    ``model_input`` holds only this request's rows; ``outputs`` is the whole
+    batch the request ran in, of which rows ``start:stop`` are this request's.
+    Both are ``None`` when the request failed before or during the model call.
+    """
+
+    request_id: str
+    model: str
+    version: str
+    status: int
+    code: str | None
+    ts: float
+    duration_s: float
+    rows: int
+    model_input: ModelInput | None
+    outputs: Outputs | None
+    start: int
+    stop: int
+
+
+BatchHook = Callable[[BatchEvent], None]
+ResponseHook = Callable[[InferenceEvent], None]

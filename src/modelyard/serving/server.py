@@ -1,0 +1,111 @@
+"""Running the app in one process: uvicorn with the uvloop event loop and the
+httptools parser (``workers.Supervisor`` runs several of these).
+
+Graceful shutdown is uvicorn's (stop accepting,
+finish in-flight requests, then lifespan shutdown) plus two additions here:
+readiness turns false the moment a stop signal arrives, and with
+``serving.drain_delay_s`` > 0 a SIGTERM keeps serving that long first, so a load
+balancer has time to see the readiness change (the Kubernetes pattern).
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from modelyard.config import Settings
+from modelyard.registry import ModelRef
+from modelyard.serving.app import ServingApp
+from modelyard.serving.transport import CoalescingHttpToolsProtocol
+from modelyard.yard import Yard
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the lifespan startup fails
+
+
+def drain_delay(settings: Settings) -> float:
+    return settings.serving.drain_delay_s
+
+
+def uvicorn_config(app: ServingApp, settings: Settings) -> uvicorn.Config:
+    serving = settings.serving
+    return uvicorn.Config(
+        app,
+        host=serving.host,
+        port=serving.port,
+        loop="uvloop",
+        http=CoalescingHttpToolsProtocol,  # httptools, one send() per response
+        ws="none",
+        lifespan="on",
+        access_log=False,  # our JSON log has one line per request already
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,  # no X-Forwarded-* rewriting: nothing here reads the client address
+        backlog=2048,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=int(serving.request_timeout_s + drain_delay(settings) + 5),
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app to report not-ready as soon as a stop begins."""
+
+    def __init__(self, config: uvicorn.Config, app: ServingApp, drain_delay_s: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_delay_s = drain_delay_s
+        self._drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app.start_draining()
+        if sig == signal.SIGTERM and self._drain_delay_s > 0 and not self.should_exit:
+            if self._drain_until is None:
+                self._drain_until = time.monotonic() + self._drain_delay_s
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+            self._drain_until = None
+            super().handle_exit(signal.SIGTERM, None)
+        return await super().on_tick(counter)
+
+
+def limit_native_threads(threads: int) -> None:
+    """Cap OpenMP/BLAS pools (scikit-learn, LightGBM) so workers don't oversubscribe cores;
+    onnxruntime sessions get ``intra_op_threads`` directly."""
+    if threads <= 0:
+        return
+    try:  # optional: ships with scikit-learn, which the pools belong to
+        threadpoolctl: Any = importlib.import_module("threadpoolctl")
+    except ImportError:
+        return
+    threadpoolctl.threadpool_limits(limits=threads)
+
+
+def run_worker(
+    settings: Settings,
+    refs: Sequence[ModelRef | str],
+    *,
+    trusted: bool = False,
+    sockets: list[Any] | None = None,
+    metrics_dir: Path | None = None,
+    worker: str = "0",
+) -> None:
+    """Serve in this process until a stop signal; blocking."""
+    limit_native_threads(settings.serving.intra_op_threads)
+    yard = Yard(settings)
+    try:
+        app = ServingApp(
+            settings, yard, refs, trusted=trusted, metrics_dir=metrics_dir, worker=worker
+        )
+        server = DrainingServer(uvicorn_config(app, settings), app, drain_delay(settings))
+        server.run(sockets=sockets)
+    finally:
+        yard.close()

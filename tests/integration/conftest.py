@@ -1,0 +1,120 @@
+"""A real modelyard server in a subprocess on a free port (httpx ``tests/conftest.py`` style).
+
+``launch_server(home, models, ...)`` starts ``python -m modelyard.serving`` with
+settings passed as ``MODELYARD_*`` environment variables, waits until
+``/v2/health/ready`` answers 200, and stops the server (SIGTERM) at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+READY_TIMEOUT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A running server: its URL, process, home, JSON log and captured stderr."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    home: Path
+    log_path: Path
+    stderr_path: Path
+    stopped: bool = field(default=False)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.stopped = True
+        return code
+
+
+def start_server(
+    home: Path,
+    models: list[str],
+    *,
+    workers: int = 1,
+    settings: dict[str, str] | None = None,
+) -> ServerProcess:
+    """Start a server and wait until it is ready (raise with its stderr if it is not)."""
+    port = free_port()
+    log_path = home / "logs" / f"serving-{port}.jsonl"
+    stderr_path = home / f"server-{port}.stderr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env.update(
+        {
+            "MODELYARD_HOME": str(home),
+            "MODELYARD_SERVING__PORT": str(port),
+            "MODELYARD_SERVING__WORKERS": str(workers),
+            "MODELYARD_SERVING__LOG_PATH": str(log_path),
+        }
+    )
+    for key, value in (settings or {}).items():
+        env[f"MODELYARD_SERVING__{key.upper()}"] = value
+    args = [sys.executable, "-m", "modelyard.serving"]
+    for model in models:
+        args += ["--model", model]
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(args, env=env, stdout=stderr, stderr=stderr)
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, home, log_path, stderr_path)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.stderr()}")
+        try:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"the server was not ready in {READY_TIMEOUT_S} s:\n{server.stderr()}")
+
+
+@pytest.fixture(scope="session")
+def server_starter() -> Callable[..., ServerProcess]:
+    """``start_server`` itself, for session-scoped server fixtures (the caller stops them)."""
+    return start_server
+
+
+@pytest.fixture
+def launch_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers for one test; whatever is still running is stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def launch(home: Path, models: list[str], **kwargs: object) -> ServerProcess:
+        server = start_server(home, models, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield launch
+    for server in started:
+        if not server.stopped:
+            server.stop()

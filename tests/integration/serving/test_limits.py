@@ -1,0 +1,123 @@
+"""Load shedding (503 + Retry-After instead of a growing queue), per-request deadlines (504),
+and a crashed worker being replaced while the others keep serving."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from modelyard.errors import ConfigurationError
+from modelyard.serving.workers import bind_socket
+
+
+def workers(pid: int) -> set[int]:
+    """The worker processes of the supervisor ``pid`` (spawned children, not its helpers)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in command:
+                found.add(int(entry))
+    return found
+
+
+def test_a_full_queue_sheds_with_503_and_retry_after(
+    model_home: Path, launch_server: Any, fraud_body: bytes
+) -> None:
+    server = launch_server(model_home, ["fraud@champion"], settings={"max_queue_rows": "1"})
+
+    async def burst(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return await asyncio.gather(
+            *[
+                client.post(
+                    "/v2/models/fraud/infer",
+                    content=fraud_body,
+                    headers={"content-type": "application/json"},
+                )
+                for _ in range(48)
+            ]
+        )
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=48, max_keepalive_connections=48)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+            responses: list[httpx.Response] = []
+            for _ in range(20):
+                responses += await burst(client)
+                if any(r.status_code == 503 for r in responses):
+                    break
+            return responses
+
+    responses = asyncio.run(run())
+    assert {r.status_code for r in responses} == {200, 503}
+    shed = [r for r in responses if r.status_code == 503]
+    assert all(r.headers["retry-after"] == "1" for r in shed)
+    assert all(r.json()["code"] == "overloaded" for r in shed)
+    assert "retry shortly" in shed[0].json()["error"]
+    assert (
+        httpx.post(
+            f"{server.url}/v2/models/fraud/infer",
+            content=fraud_body,
+            headers={"content-type": "application/json"},
+        ).status_code
+        == 200
+    )
+
+
+def test_a_request_past_its_deadline_gets_504(server: Any, fraud_body: bytes) -> None:
+    body = orjson.loads(fraud_body)
+    body["parameters"] = {"timeout": 1}  # microseconds, Triton's convention
+    response = httpx.post(f"{server.url}/v2/models/fraud/infer", json=body)
+    assert response.status_code == 504
+    assert response.json()["code"] == "deadline_exceeded"
+
+
+def test_a_killed_worker_is_replaced(
+    model_home: Path, launch_server: Any, fraud_body: bytes
+) -> None:
+    server = launch_server(model_home, ["fraud@champion"], workers=2)
+    before = workers(server.process.pid)
+    assert len(before) == 2
+    victim = max(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = workers(server.process.pid) - {victim}
+        if len(now - before) >= 1:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no replacement worker:\n{server.stderr()}")
+    assert "restarting it" in server.stderr()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        statuses = {
+            client.post(
+                "/v2/models/fraud/infer",
+                content=fraud_body,
+                headers={"content-type": "application/json"},
+            ).status_code
+            for _ in range(20)
+        }
+    assert statuses == {200}
+
+
+def test_a_busy_port_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind_socket("127.0.0.1", port)

@@ -1,0 +1,329 @@
+"""The ASGI app in-process (no sockets): protocol plumbing, limits, auth, hooks, swaps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.config import Settings, load_settings
+from modelyard.errors import OverloadedError
+from modelyard.serving.app import ServingApp
+from modelyard.serving.hooks import BatchEvent, InferenceEvent
+from modelyard.yard import Yard
+
+FIELDS = ["amount", "age", "tenure", "score"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("serving-home")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 4)).astype(np.float32)
+    labels = (features[:, 0] + features[:, 1] > 0).astype(int)
+    with Yard(load_settings(home=path, environ={})) as yard:
+        for _ in range(2):
+            model = LogisticRegression().fit(features, labels)
+            version = yard.registry.register("fraud", model, features, feature_names=FIELDS)
+        yard.registry.set_alias("fraud", "champion", version.version - 1)
+    return path
+
+
+def settings_for(home: Path, **serving: Any) -> Settings:
+    return load_settings(
+        home=home, environ={}, serving={"log_path": home / "test.jsonl", **serving}
+    )
+
+
+class Client:
+    """Calls the app as uvicorn would, on one event loop kept for the test."""
+
+    def __init__(self, app: ServingApp) -> None:
+        self.app = app
+        self.runner = asyncio.Runner()
+
+    def run(self, coro: Any) -> Any:
+        return self.runner.run(coro)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        chunks: list[bytes] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        payload = orjson.dumps(body) if isinstance(body, dict) else (body or b"")
+        sent: list[dict[str, Any]] = []
+        parts = chunks if chunks is not None else [payload]
+        pending = [
+            {"type": "http.request", "body": c, "more_body": i < len(parts) - 1}
+            for i, c in enumerate(parts)
+        ]
+        raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        if body is not None and "content-type" not in (headers or {}):
+            raw_headers.append((b"content-type", b"application/json"))
+
+        async def receive() -> dict[str, Any]:
+            return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": raw_headers}
+        self.run(self.app(scope, receive, send))
+        start, body_message = sent
+        response_headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        content = body_message["body"]
+        parsed = (
+            orjson.loads(content)
+            if response_headers["content-type"] == "application/json"
+            else content
+        )
+        return start["status"], response_headers, parsed
+
+
+@pytest.fixture
+def client(home: Path) -> Iterator[Client]:
+    with Yard(settings_for(home)) as yard:
+        app = ServingApp(settings_for(home), yard, ["fraud@champion"])
+        client = Client(app)
+        client.run(app.startup())
+        yield client
+        client.run(app.shutdown())
+        client.runner.close()
+
+
+def infer_body(rows: int = 1) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": [rows, 4],
+                "data": [[0.5, -1.0, 0.25, 2.0]] * rows,
+            }
+        ]
+    }
+
+
+def test_ready_after_startup(client: Client) -> None:
+    assert client.request("GET", "/v2/health/ready")[::2] == (200, {"ready": True})
+    assert client.request("GET", "/v2/health/live")[::2] == (200, {"live": True})
+
+
+def test_infer_answers_with_request_id_and_version(client: Client) -> None:
+    status, headers, body = client.request(
+        "POST", "/v2/models/fraud/infer", infer_body(2), headers={"x-request-id": "trace-1"}
+    )
+    assert status == 200
+    assert headers["x-request-id"] == "trace-1"
+    assert headers["x-model-version"] == "1"
+    assert body["id"] == "trace-1"
+    assert body["model_version"] == "1"
+    assert [o["shape"] for o in body["outputs"]] == [[2], [2, 2]]
+
+
+def test_records_route(client: Client) -> None:
+    record = dict(zip(FIELDS, [0.5, -1.0, 0.25, 2.0], strict=True))
+    status, _, body = client.request("POST", "/v1/models/fraud:predict", {"instances": [record]})
+    assert status == 200
+    assert set(body["predictions"][0]) == {"label", "probabilities"}
+
+
+def test_only_json_is_accepted(client: Client) -> None:
+    status, _, body = client.request(
+        "POST",
+        "/v2/models/fraud/infer",
+        b"\x80\x04pickle",
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert status == 415
+    assert body["code"] == "unsupported_media_type"
+
+
+def test_body_limit_is_enforced_while_reading(home: Path) -> None:
+    with Yard(settings_for(home)) as yard:
+        app = ServingApp(settings_for(home, max_body_bytes=2048), yard, ["fraud@champion"])
+        client = Client(app)
+        client.run(app.startup())
+        status, _, body = client.request(
+            "POST",
+            "/v2/models/fraud/infer",
+            chunks=[b"[" * 1500] * 3,
+            headers={"content-type": "application/json"},
+        )
+        assert status == 413
+        assert "limit of 2048" in body["error"]
+        status, _, _ = client.request(
+            "POST", "/v2/models/fraud/infer", b"{}", headers={"content-length": "99999"}
+        )
+        assert status == 413
+        client.run(app.shutdown())
+        client.runner.close()
+
+
+def test_bad_input_is_4xx_naming_the_field(client: Client) -> None:
+    body = infer_body()
+    body["inputs"][0]["data"] = [[0.5, "x", 0.25, 2.0]]
+    status, _, answer = client.request("POST", "/v2/models/fraud/infer", body)
+    assert status == 422
+    assert answer["error"] == "field 'age' must be a number, got 'x' (row 0)"
+    assert client.request("POST", "/v2/models/fraud/infer", b"{")[0] == 400
+
+
+def test_unknown_model_route_and_method(client: Client) -> None:
+    assert client.request("POST", "/v2/models/nope/infer", infer_body())[0] == 404
+    assert client.request("GET", "/v2/models/fraud/versions/9")[0] == 404
+    assert client.request("GET", "/nowhere")[0] == 404
+    status, headers, _ = client.request("GET", "/v2/models/fraud/infer")
+    assert status == 405
+    assert headers["allow"] == "POST"
+
+
+def test_timeout_parameter_gives_504(client: Client) -> None:
+    body = {**infer_body(), "parameters": {"timeout": 1}}
+    status, _, answer = client.request("POST", "/v2/models/fraud/infer", body)
+    assert status == 504
+    assert answer["code"] == "deadline_exceeded"
+
+
+def test_draining_turns_readiness_off_but_keeps_answering(client: Client) -> None:
+    client.app.start_draining()
+    assert client.request("GET", "/v2/health/ready")[::2] == (503, {"ready": False})
+    assert client.request("POST", "/v2/models/fraud/infer", infer_body())[0] == 200
+
+
+def test_token_guards_inference_not_health(home: Path) -> None:
+    with Yard(settings_for(home)) as yard:
+        app = ServingApp(settings_for(home, token="s3cret"), yard, ["fraud@champion"])
+        client = Client(app)
+        client.run(app.startup())
+        status, headers, _ = client.request("POST", "/v2/models/fraud/infer", infer_body())
+        assert status == 401
+        assert headers["www-authenticate"] == "Bearer"
+        ok = client.request(
+            "POST",
+            "/v2/models/fraud/infer",
+            infer_body(),
+            headers={"authorization": "Bearer s3cret"},
+        )
+        assert ok[0] == 200
+        assert client.request("GET", "/v2/health/ready")[0] == 200
+        assert client.request("GET", "/metrics")[0] == 200
+        client.run(app.shutdown())
+        client.runner.close()
+
+
+def test_response_hooks_see_each_inference(client: Client) -> None:
+    events: list[InferenceEvent] = []
+
+    def broken(event: InferenceEvent) -> None:
+        raise RuntimeError("hook bug")
+
+    client.app.on_response.extend([events.append, broken])
+    assert client.request("POST", "/v2/models/fraud/infer", infer_body(3))[0] == 200
+    (event,) = events
+    assert (event.model, event.version, event.status, event.rows) == ("fraud", "1", 200, 3)
+    assert event.outputs is not None
+    assert len(event.outputs["label"][event.start : event.stop]) == 3
+
+
+def test_a_model_failure_is_a_500_with_our_error(client: Client) -> None:
+    runtime = client.app.table.lookup("fraud", None)
+
+    def broken(model_input: Any) -> dict[str, np.ndarray]:
+        raise RuntimeError("onnx says no")
+
+    runtime.batcher._predict = broken
+    status, _, body = client.request("POST", "/v2/models/fraud/infer", infer_body())
+    assert status == 500
+    assert body["code"] == "model_failed"
+    assert "onnx says no" in body["error"]
+
+
+def test_a_bug_is_a_500_that_quotes_the_request_id(client: Client) -> None:
+    async def bug(*args: Any) -> Any:
+        raise KeyError("oops")
+
+    client.app._handlers["live"] = bug
+    status, headers, body = client.request("GET", "/v2/health/live")
+    assert status == 500
+    assert headers["x-request-id"] in body["error"]
+
+
+def test_metrics_count_requests(client: Client) -> None:
+    client.request("POST", "/v2/models/fraud/infer", infer_body())
+    status, headers, text = client.request("GET", "/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain")
+    assert b'modelyard_requests_total{model="fraud",status="200",version="1"} 1.0' in text
+    assert b'modelyard_model_version{model="fraud",ref="fraud@champion"} 1.0' in text
+
+
+def test_alias_move_swaps_the_served_version(client: Client, home: Path) -> None:
+    with Yard(settings_for(home)) as yard:
+        yard.registry.set_alias("fraud", "champion", 2)
+        try:
+            client.run(client.app.manager.poll_once())
+            status, headers, _ = client.request("POST", "/v2/models/fraud/infer", infer_body())
+            assert (status, headers["x-model-version"]) == (200, "2")
+            assert client.app.table.retiring == []  # version 1 was idle: unloaded at once
+        finally:
+            yard.registry.set_alias("fraud", "champion", 1)
+
+
+def test_openapi_document(client: Client) -> None:
+    status, _, doc = client.request("GET", "/openapi.json")
+    assert status == 200
+    assert doc["openapi"].startswith("3.")
+    assert doc["paths"]["/v2/models/{model_name}/infer"]["post"]["parameters"][0]["schema"][
+        "enum"
+    ] == ["fraud"]
+
+
+def test_batch_hooks_run_before_the_answer_and_can_refuse(client: Client) -> None:
+    events: list[BatchEvent] = []
+    client.app.on_batch.append(events.append)
+    status, headers, _ = client.request(
+        "POST", "/v2/models/fraud/infer", infer_body(2), headers={"x-request-id": "batch-1"}
+    )
+    assert status == 200
+    (event,) = events
+    assert (event.model, event.version, event.input_names) == ("fraud", 1, tuple(FIELDS))
+    ((request, start, stop),) = event.requests
+    assert (request.request_id, start, stop) == ("batch-1", 0, 2)
+
+    def full(event: BatchEvent) -> None:
+        raise OverloadedError("the inference log is full")
+
+    client.app.on_batch.append(full)
+    status, headers, body = client.request("POST", "/v2/models/fraud/infer", infer_body())
+    assert status == 503
+    assert headers["retry-after"] == "1"
+    assert body["code"] == "overloaded"
+
+
+def test_a_deleted_alias_keeps_the_version_serving_and_is_logged_once(
+    client: Client, home: Path
+) -> None:
+    with Yard(settings_for(home)) as yard:
+        yard.registry.delete_alias("fraud", "champion")
+        try:
+            for _ in range(3):
+                client.run(client.app.manager.poll_once())
+        finally:
+            yard.registry.set_alias("fraud", "champion", 1)
+    status, headers, _ = client.request("POST", "/v2/models/fraud/infer", infer_body())
+    assert (status, headers["x-model-version"]) == (200, "1")
+    client.app.log.flush()
+    lines = (home / "test.jsonl").read_bytes().splitlines()
+    unresolved = [orjson.loads(line) for line in lines if b"reference_unresolved" in line]
+    assert len(unresolved) == 1
+    assert unresolved[0]["code"] == "alias_not_found"

@@ -1,0 +1,316 @@
+"""The batcher on an event loop whose clock the test moves (no sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelyard.errors import DeadlineExceededError, OverloadedError
+from modelyard.serving.batcher import Batcher, merge_inputs, run_mode
+from modelyard.serving.errors import ModelFailedError
+from modelyard.serving.policy import AdmissionPolicy, BatchPolicy
+from modelyard.serving.validation import ModelInput, Prepared
+
+
+class ManualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` only moves when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def loop() -> Iterator[ManualClockLoop]:
+    manual = ManualClockLoop()
+    yield manual
+    manual.close()
+
+
+class Model:
+    """Records each batch it is called with; the outputs echo the first column."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, model_input: ModelInput) -> dict[str, np.ndarray]:
+        assert isinstance(model_input, np.ndarray)
+        self.calls.append(len(model_input))
+        return {"prediction": model_input[:, 0] * 10}
+
+
+def rows(*values: float) -> Prepared:
+    return Prepared(len(values), np.array([[v] for v in values], dtype=np.float32))
+
+
+def make(
+    loop: asyncio.AbstractEventLoop,
+    model: Callable[[ModelInput], Any],
+    *,
+    size: int = 8,
+    wait: float = 0.0,
+    queue: int = 100,
+    executor: ThreadPoolExecutor | None = None,
+) -> Batcher:
+    return Batcher(
+        model,
+        clock=loop.time,
+        label="model 'm' version 1",
+        policy=BatchPolicy(size, wait),
+        admission=AdmissionPolicy(queue),
+        loop=loop,
+        executor=executor,
+    )
+
+
+def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
+    return loop.run_until_complete(coro)
+
+
+async def turns(count: int = 3) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def test_lone_request_runs_on_the_next_turn(loop: ManualClockLoop) -> None:
+    model = Model()
+    batcher = make(loop, model, wait=0.01)
+
+    async def scenario() -> None:
+        future = batcher.submit(rows(1.0), deadline=loop.now + 1)
+        assert not future.done()
+        outputs, start, stop = await future
+        assert (start, stop) == (0, 1)
+        assert outputs["prediction"][start:stop].tolist() == [10.0]
+
+    run(loop, scenario())
+    assert model.calls == [1]
+
+
+def test_requests_of_one_turn_share_a_batch(loop: ManualClockLoop) -> None:
+    model = Model()
+    batcher = make(loop, model)
+
+    async def scenario() -> list[list[float]]:
+        futures = [batcher.submit(rows(*v), loop.now + 1) for v in ([1.0], [2.0, 3.0], [4.0])]
+        results = [await f for f in futures]
+        return [out["prediction"][a:b].tolist() for out, a, b in results]
+
+    assert run(loop, scenario()) == [[10.0], [20.0, 30.0], [40.0]]
+    assert model.calls == [4]
+
+
+def test_batches_are_capped_at_max_batch_size(loop: ManualClockLoop) -> None:
+    model = Model()
+    batcher = make(loop, model, size=2)
+
+    async def scenario() -> None:
+        futures = [batcher.submit(rows(float(i)), loop.now + 1) for i in range(5)]
+        await asyncio.gather(*futures)
+
+    run(loop, scenario())
+    assert model.calls == [2, 2, 1]
+
+
+def test_under_concurrency_a_request_waits_at_most_max_wait(loop: ManualClockLoop) -> None:
+    model = Model()
+    batcher = make(loop, model, wait=0.001)
+
+    async def scenario() -> None:
+        await asyncio.gather(
+            batcher.submit(rows(1.0), loop.now + 1), batcher.submit(rows(2.0), loop.now + 1)
+        )
+        assert model.calls == [2]  # two requests together: now we are "under load"
+        late = batcher.submit(rows(3.0), loop.now + 1)
+        await turns()
+        assert not late.done()  # waiting for company, the clock has not moved
+        loop.now += 0.001
+        await turns()
+        assert late.done()
+
+    run(loop, scenario())
+    assert model.calls == [2, 1]
+
+
+def test_a_request_past_its_deadline_is_not_run(loop: ManualClockLoop) -> None:
+    model = Model()
+    batcher = make(loop, model, wait=0.01)
+
+    async def scenario() -> None:
+        await asyncio.gather(
+            batcher.submit(rows(1.0), loop.now + 1), batcher.submit(rows(2.0), loop.now + 1)
+        )
+        doomed = batcher.submit(rows(3.0), deadline=loop.now + 0.005)
+        loop.now += 0.02
+        with pytest.raises(DeadlineExceededError, match="deadline"):
+            await doomed
+
+    run(loop, scenario())
+    assert model.calls == [2]
+
+
+def test_an_expired_request_is_refused_at_the_door(loop: ManualClockLoop) -> None:
+    batcher = make(loop, Model())
+    with pytest.raises(DeadlineExceededError, match="deadline passed"):
+        batcher.submit(rows(1.0), deadline=loop.now)
+
+
+def test_a_full_queue_sheds_load(loop: ManualClockLoop) -> None:
+    model = Model()
+    batcher = make(loop, model, queue=3)
+
+    async def scenario() -> None:
+        first = batcher.submit(rows(1.0, 2.0), loop.now + 1)
+        assert not batcher.saturated
+        with pytest.raises(OverloadedError, match="2 rows are already waiting"):
+            batcher.submit(rows(3.0, 4.0), loop.now + 1)
+        third = batcher.submit(rows(5.0), loop.now + 1)
+        assert batcher.saturated
+        await asyncio.gather(first, third)
+        assert batcher.idle
+
+    run(loop, scenario())
+
+
+def test_a_model_error_fails_its_batch_only(loop: ManualClockLoop) -> None:
+    calls = []
+
+    def flaky(model_input: ModelInput) -> dict[str, np.ndarray]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return {"prediction": np.zeros(2)}
+
+    batcher = make(loop, flaky)
+
+    async def scenario() -> None:
+        futures = [batcher.submit(rows(1.0), loop.now + 1) for _ in range(2)]
+        for future in futures:
+            with pytest.raises(ModelFailedError, match="RuntimeError: boom"):
+                await future
+        await batcher.submit(rows(1.0, 2.0), loop.now + 1)
+
+    run(loop, scenario())
+
+
+def test_threaded_model_queues_behind_a_running_batch(loop: ManualClockLoop) -> None:
+    release = threading.Event()
+    model = Model()
+
+    def slow(model_input: ModelInput) -> dict[str, np.ndarray]:
+        release.wait(5)
+        return model(model_input)
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = make(loop, slow, executor=executor)
+
+        async def scenario() -> None:
+            first = batcher.submit(rows(1.0), loop.now + 10)
+            await turns()
+            assert batcher.running_rows == 1
+            second = batcher.submit(rows(2.0), loop.now + 10)
+            third = batcher.submit(rows(3.0), loop.now + 10)
+            await turns()
+            assert batcher.queued_rows == 2  # held while the model is busy
+            release.set()
+            await asyncio.gather(first, second, third)
+
+        run(loop, scenario())
+    assert model.calls == [1, 2]
+
+
+def test_threaded_model_answers_504_when_the_deadline_passes(loop: ManualClockLoop) -> None:
+    release = threading.Event()
+
+    def slow(model_input: ModelInput) -> dict[str, np.ndarray]:
+        release.wait(5)
+        return {"prediction": np.zeros(len(model_input))}
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = make(loop, slow, executor=executor)
+
+        async def scenario() -> None:
+            stuck = batcher.submit(rows(1.0), loop.now + 0.05)
+            await turns()
+            loop.now += 0.1
+            await turns()
+            with pytest.raises(DeadlineExceededError):
+                await stuck
+            release.set()
+            while not batcher.idle:
+                await asyncio.sleep(0)  # the done callback arrives from the model thread
+
+        run(loop, scenario())
+
+
+def test_merge_inputs_of_columns() -> None:
+    merged = merge_inputs(
+        [
+            {"a": np.array([1]), "b": np.array(["x"], dtype=object)},
+            {"a": np.array([2]), "b": np.array(["y"], dtype=object)},
+        ]
+    )
+    assert isinstance(merged, dict)
+    assert merged["a"].tolist() == [1, 2]
+    assert merged["b"].tolist() == ["x", "y"]
+
+
+def test_run_mode() -> None:
+    assert run_mode(0.0001) == "loop"
+    assert run_mode(0.01) == "thread"
+
+
+def test_the_listener_sees_each_requests_rows_before_the_answers(loop: ManualClockLoop) -> None:
+    seen: list[list[tuple[Any, int, int]]] = []
+
+    def listen(
+        requests: list[tuple[Any, int, int]], model_input: Any, outputs: Any, seconds: float
+    ) -> None:
+        assert not any(f.done() for f in futures)  # nobody has been answered yet
+        seen.append(requests)
+
+    batcher = Batcher(
+        Model(),
+        label="m",
+        policy=BatchPolicy(8, 0),
+        admission=AdmissionPolicy(100),
+        loop=loop,
+        clock=loop.time,
+        listen=listen,
+    )
+    futures = [
+        batcher.submit(rows(1.0, 2.0), loop.now + 1, tag="a"),
+        batcher.submit(rows(3.0), loop.now + 1, tag="b"),
+    ]
+    run(loop, asyncio.gather(*futures))
+    assert seen == [[("a", 0, 2), ("b", 2, 3)]]
+
+
+def test_a_listener_refusal_fails_the_batch_with_its_error(loop: ManualClockLoop) -> None:
+    def full(*args: Any) -> None:
+        raise OverloadedError("the inference log is full")
+
+    batcher = Batcher(
+        Model(),
+        label="m",
+        policy=BatchPolicy(8, 0),
+        admission=AdmissionPolicy(100),
+        loop=loop,
+        clock=loop.time,
+        listen=full,
+    )
+
+    async def scenario() -> None:
+        with pytest.raises(OverloadedError, match="inference log is full"):
+            await batcher.submit(rows(1.0), loop.now + 1)
+
+    run(loop, scenario())

@@ -1,0 +1,76 @@
+"""The one code -> HTTP status table."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from modelyard.errors import (
+    AliasNotFoundError,
+    DeadlineExceededError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ModelyardError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UntrustedFormatError,
+    ValidationError,
+    VersionNotFoundError,
+)
+from modelyard.serving.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    ModelFailedError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    error_body,
+    error_headers,
+    http_status,
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ValidationError("x"), 422),
+        (MalformedRequestError("x"), 400),
+        (UnsupportedMediaTypeError("x"), 415),
+        (PayloadTooLargeError("x"), 413),
+        (ModelNotFoundError("x"), 404),
+        (VersionNotFoundError("x"), 404),
+        (AliasNotFoundError("x"), 404),
+        (UnauthorizedError("x"), 401),
+        (MethodNotAllowedError("x", ("GET",)), 405),
+        (ModelNotReadyError("x"), 503),
+        (OverloadedError("x"), 503),
+        (DeadlineExceededError("x"), 504),
+        (ModelFailedError("x"), 500),
+        (UntrustedFormatError("x"), 500),
+        (ModelyardError("x"), 500),
+    ],
+)
+def test_status_of_each_code(error: ModelyardError, status: int) -> None:
+    assert http_status(error) == status
+
+
+def test_a_new_subclass_inherits_its_parents_status() -> None:
+    class OddInput(ValidationError):
+        code = "odd_input"
+
+    assert http_status(OddInput("x")) == 422
+
+
+def test_error_body_is_the_protocols_error_object() -> None:
+    assert orjson.loads(error_body("bad", "invalid_input")) == {
+        "error": "bad",
+        "code": "invalid_input",
+    }
+
+
+def test_error_headers() -> None:
+    assert error_headers(OverloadedError("x"), 503) == [(b"retry-after", b"1")]
+    assert error_headers(MethodNotAllowedError("x", ("GET", "HEAD")), 405) == [
+        (b"allow", b"GET, HEAD")
+    ]
+    assert error_headers(UnauthorizedError("x"), 401) == [(b"www-authenticate", b"Bearer")]
+    assert error_headers(ValidationError("x"), 422) == []
