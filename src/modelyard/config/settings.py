@@ -77,6 +77,7 @@ class TrackingSettings(_Checked):
 class MonitoringSettings(_Checked):
     """The inference log's write-ahead log, sampling and retention; feedback limits."""
 
+    log_inferences: bool = True  # record every answered prediction (and accept feedback)
     wal_dir: Path | None = None  # default: <home>/wal
     wal_max_bytes: int = _bounded(1 << 30, ge=1 << 20)
     wal_segment_bytes: int = _bounded(16 << 20, ge=1 << 16)

@@ -149,8 +149,14 @@ def validate_items(items: Sequence[FeedbackItem]) -> list[FeedbackItem]:
             )
         if item.request_id is not None:
             _check_text(item.request_id, 128, f"{where}request_id")
-            if isinstance(item.row, bool) or not isinstance(item.row, int) or item.row < 0:
-                raise ValidationError(f"{where}row must be an integer >= 0, got {item.row!r}")
+            if (
+                isinstance(item.row, bool)
+                or not isinstance(item.row, int)
+                or not 0 <= item.row < 2**31
+            ):
+                raise ValidationError(
+                    f"{where}row must be an integer from 0 to 2**31-1, got {item.row!r}"
+                )
         else:
             _check_text(item.entity_key, 255, f"{where}entity_key")
             if item.event_time is None:
@@ -221,9 +227,10 @@ class FeedbackStore:
 
 
 def _check_text(value: Any, limit: int, where: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > limit:
+    if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
         raise ValidationError(
-            f"{where} must be a non-empty string of at most {limit} characters, got {value!r}"
+            f"{where} must be a non-empty string of at most {limit} characters "
+            f"without NUL bytes, got {value!r}"
         )
 
 

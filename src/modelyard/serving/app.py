@@ -26,6 +26,7 @@ import orjson
 
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
+from modelyard.monitoring.feedback import FeedbackResult
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.serving.endpoints import JSON, Endpoints, Exchange
 from modelyard.serving.errors import (
@@ -92,6 +93,7 @@ class ServingApp:
         parsed = [parse_ref(r) if isinstance(r, str) else r for r in refs]
         self.on_batch: list[BatchHook] = []
         self.on_response: list[ResponseHook] = []
+        self.feedback: Callable[[object], FeedbackResult] | None = None
         self.manager = ModelManager(
             yard,
             parsed,

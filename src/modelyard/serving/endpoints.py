@@ -8,6 +8,8 @@ into the model's input, queue it on the batcher, encode this request's rows.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -15,6 +17,8 @@ import numpy as np
 import orjson
 
 from modelyard.errors import ModelNotReadyError, OverloadedError
+from modelyard.monitoring.feedback import FeedbackResult
+from modelyard.serving.errors import RouteNotFoundError
 from modelyard.serving.metrics import CONTENT_TYPE as METRICS_TYPE
 from modelyard.serving.models import ModelTable
 from modelyard.serving.protocol import (
@@ -85,6 +89,8 @@ class ServerView(Protocol):
     """What the endpoints read from the app."""
 
     table: ModelTable
+    # Stores posted labels (a blocking write; run off the event loop). None: disabled.
+    feedback: Callable[[object], FeedbackResult] | None
 
     @property
     def ready(self) -> bool: ...
@@ -116,6 +122,7 @@ class Endpoints:
             "repository_index": self.repository_index,
             "metrics": self.metrics,
             "openapi": self.openapi,
+            "feedback": self.feedback,
         }
 
     # -- inference ----------------------------------------------------------------------
@@ -219,6 +226,14 @@ class Endpoints:
                 }
             )
         return _json(200, index)
+
+    async def feedback(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+        receiver = self._view.feedback
+        if receiver is None:
+            raise RouteNotFoundError("this server does not accept feedback (no inference log)")
+        document = decode_json(body)
+        result = await asyncio.get_running_loop().run_in_executor(None, receiver, document)
+        return _json(200, dataclasses.asdict(result))
 
     async def metrics(self, route: Route, ex: Exchange, body: bytes) -> Reply:
         return 200, self._view.metrics_text(), METRICS_TYPE.encode(), []

@@ -151,7 +151,40 @@ def _v1_paths(
     }
 
 
+_FEEDBACK_ITEM: dict[str, Any] = {
+    "type": "object",
+    "description": "A label for one prediction row (request_id + row) or for an entity at "
+    "a time (entity_key + event_time); give exactly one of label and outcome.",
+    "properties": {
+        "request_id": {"type": "string", "maxLength": 128},
+        "row": {"type": "integer", "minimum": 0},
+        "entity_key": {"type": "string", "maxLength": 255},
+        "event_time": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+        "label": {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]},
+        "outcome": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+
 _SCHEMAS: dict[str, Any] = {
+    "FeedbackItem": _FEEDBACK_ITEM,
+    "FeedbackRequest": {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {"labels": {"type": "array", "items": _FEEDBACK_ITEM}},
+                "required": ["labels"],
+                "additionalProperties": False,
+            },
+            _FEEDBACK_ITEM,
+        ]
+    },
+    "FeedbackResult": {
+        "type": "object",
+        "properties": {
+            name: {"type": "integer"} for name in ("received", "stored", "replaced", "unchanged")
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -325,6 +358,19 @@ def build_openapi(
             "post": {
                 "summary": "Served models and their state",
                 "responses": {"200": _response("Index", "RepositoryIndex"), **_errors("401")},
+            }
+        },
+        "/v1/feedback": {
+            "post": {
+                "summary": "Attach ground truth or an outcome to earlier predictions (idempotent)",
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": _ref("FeedbackRequest")}},
+                },
+                "responses": {
+                    "200": _response("What the post changed", "FeedbackResult"),
+                    **_errors("400", "401", "404", "413", "415", "422"),
+                },
             }
         },
         "/metrics": {

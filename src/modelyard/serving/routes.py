@@ -30,13 +30,14 @@ STATIC: dict[str, Route] = {
     "/v2/health/live": Route("live", READ),
     "/v2/health/ready": Route("ready", READ),
     "/v2/repository/index": Route("repository_index", WRITE),
+    "/v1/feedback": Route("feedback", WRITE),
     "/metrics": Route("metrics", READ),
     "/openapi.json": Route("openapi", READ),
 }
 # Endpoints whose successful answers are not worth a log line (probes, scrapes).
 QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi"})
 # Endpoints that need the bearer token when one is configured (health and metrics stay open).
-GUARDED = frozenset({"infer", "predict", "model_metadata", "repository_index"})
+GUARDED = frozenset({"infer", "predict", "model_metadata", "repository_index", "feedback"})
 _MODEL_ENDPOINTS = {
     "": Route("model_metadata", READ),
     "ready": Route("model_ready", READ),

@@ -23,6 +23,11 @@ import uvicorn
 from modelyard.config import Settings
 from modelyard.registry import ModelRef
 from modelyard.serving.app import ServingApp
+from modelyard.serving.inference_logging import (
+    FeedbackReceiver,
+    InferenceLogHooks,
+    open_inference_log,
+)
 from modelyard.serving.transport import CoalescingHttpToolsProtocol
 from modelyard.yard import Yard
 
@@ -101,11 +106,25 @@ def run_worker(
     """Serve in this process until a stop signal; blocking."""
     limit_native_threads(settings.serving.intra_op_threads)
     yard = Yard(settings)
+    inference_log = None
     try:
         app = ServingApp(
             settings, yard, refs, trusted=trusted, metrics_dir=metrics_dir, worker=worker
         )
+        if settings.monitoring.log_inferences:
+            inference_log = open_inference_log(
+                settings,
+                yard.db,
+                worker,
+                on_error=lambda event, fields: app.log.emit("error", event, fields),
+            )
+            hooks = InferenceLogHooks(inference_log)
+            app.on_batch.append(hooks.on_batch)
+            app.on_response.append(hooks.on_response)
+            app.feedback = FeedbackReceiver(yard.db, settings.monitoring.feedback_max_items)
         server = DrainingServer(uvicorn_config(app, settings), app, drain_delay(settings))
         server.run(sockets=sockets)
     finally:
+        if inference_log is not None:
+            inference_log.close()  # drains what the store has not taken yet
         yard.close()

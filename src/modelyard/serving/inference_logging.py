@@ -1,0 +1,112 @@
+"""Connecting a serving worker to the durable inference log (monitoring) and feedback.
+
+Every answered prediction is recorded from the ``on_batch`` seam: after the
+model call and *before* any response of the batch is sent, the batch's records
+go to the worker's write-ahead log in one ``os.write``. A response a client
+received is therefore on disk (in the kernel's page cache) even if the worker
+is SIGKILLed right after; the log's writer thread moves records into the
+metadata store off the hot path. If the log cannot take the batch (full and
+set to reject, or a disk error) the batch is answered 503 instead of going out
+unlogged. Failed requests are recorded from ``on_response``, after their error
+went out: they carry no prediction to lose.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from modelyard.config import Settings
+from modelyard.monitoring.feedback import FeedbackResult, FeedbackStore, parse_feedback_body
+from modelyard.monitoring.inference_log import InferenceLogger
+from modelyard.monitoring.log_policy import LogPolicy
+from modelyard.serving.hooks import BatchEvent, InferenceEvent
+from modelyard.store.database import Database
+
+ErrorSink = Callable[[str, dict[str, object]], None]
+
+
+def open_inference_log(
+    settings: Settings, db: Database, worker: str, on_error: ErrorSink | None = None
+) -> InferenceLogger:
+    """The worker's logger, configured from ``settings.monitoring`` and started."""
+    monitoring = settings.monitoring
+    ttl = monitoring.log_ttl_days * 86_400 if monitoring.log_ttl_days > 0 else None
+    logger = InferenceLogger(
+        db,
+        settings.resolved_wal_dir,
+        worker=worker,
+        default_policy=LogPolicy(sample_rate=monitoring.log_sample_rate, ttl_s=ttl),
+        when_full=monitoring.wal_when_full,
+        max_wal_bytes=monitoring.wal_max_bytes,
+        segment_bytes=monitoring.wal_segment_bytes,
+        fsync_interval_s=monitoring.wal_fsync_interval_s,
+        batch_bytes=monitoring.log_batch_bytes,
+        interval_s=monitoring.log_flush_interval_s,
+        on_error=on_error,
+    )
+    logger.start()
+    return logger
+
+
+class InferenceLogHooks:
+    """The two serving hooks that feed one ``InferenceLogger``."""
+
+    def __init__(self, logger: InferenceLogger, clock: Callable[[], float] = time.time) -> None:
+        self.logger = logger
+        self._clock = clock
+
+    def on_batch(self, event: BatchEvent) -> None:
+        """Record each request of the batch, then write them all before anyone is answered."""
+        now = self._clock()
+        matrix = isinstance(event.model_input, np.ndarray)
+        names = event.input_names if matrix else None
+        deployment = getattr(event, "deployment", None) or event.model
+        for request, start, stop in event.requests:
+            self.logger.record(
+                request_id=request.request_id,
+                deployment=deployment,
+                model=event.model,
+                version=event.version,
+                arm=getattr(request, "arm", None) or "primary",
+                ts=request.ts,
+                status=200,
+                latency_ms=(now - request.ts) * 1000.0,
+                rows=stop - start,
+                inputs=event.model_input,
+                input_names=names,
+                input_rows=(start, stop),
+                outputs=event.outputs,
+                output_rows=(start, stop),
+            )
+        self.logger.commit()  # raises OverloadedError/StoreError: the batch is answered 503
+
+    def on_response(self, event: InferenceEvent) -> None:
+        """Record a failed inference request (successes were recorded with their batch)."""
+        if event.status < 400:
+            return
+        self.logger.record(
+            request_id=event.request_id,
+            deployment=event.model,
+            model=event.model,
+            version=int(event.version) if event.version.isdigit() else 0,
+            ts=event.ts,
+            status=event.status,
+            latency_ms=event.duration_s * 1000.0,
+            rows=event.rows,
+            error=event.code,
+        )
+        self.logger.commit()
+
+
+class FeedbackReceiver:
+    """``POST /v1/feedback``: parse, then store labels idempotently (a blocking DB write)."""
+
+    def __init__(self, db: Database, max_items: int) -> None:
+        self._store = FeedbackStore(db)
+        self._max_items = max_items
+
+    def __call__(self, document: object) -> FeedbackResult:
+        return self._store.post(parse_feedback_body(document, max_items=self._max_items))

@@ -1,0 +1,126 @@
+"""The inference log behind the real server: every answered prediction lands in the
+store exactly once, even when the whole server is killed with SIGKILL mid-load;
+feedback posted later joins it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+from sqlalchemy import func, select
+
+from modelyard.config import load_settings
+from modelyard.monitoring.feedback_join import joined
+from modelyard.store.database import Database
+from modelyard.store.schema import inference_log
+
+from .conftest import Load, fraud_features
+
+
+def logged_request_ids(home: Path) -> Counter[str]:
+    db = Database(load_settings(home=home, environ={}).resolved_database_url)
+    try:
+        with db.read() as conn:
+            rows = conn.execute(
+                select(inference_log.c.request_id, func.count()).group_by(
+                    inference_log.c.request_id
+                )
+            ).all()
+    finally:
+        db.dispose()
+    return Counter({request_id: count for request_id, count in rows})
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def test_predictions_are_logged_and_feedback_joins(
+    fresh_home: Path, launch_server: Callable[..., object]
+) -> None:
+    server = launch_server(fresh_home, ["fraud@champion"])
+    rows = fraud_features()[:3]
+    body = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [3, 30],
+                    "datatype": "FP32",
+                    "data": rows.ravel().tolist(),
+                }
+            ]
+        }
+    )
+    started = time.time()
+    with httpx.Client(base_url=server.url, timeout=30) as client:  # type: ignore[attr-defined]
+        ids = []
+        for n in range(5):
+            reply = client.post(
+                "/v2/models/fraud/infer",
+                content=body,
+                headers={"content-type": "application/json", "x-request-id": f"req-{n}"},
+            )
+            assert reply.status_code == 200
+            ids.append(reply.headers["x-request-id"])
+        labels = {
+            "labels": [{"request_id": i, "row": r, "label": r % 2} for i in ids for r in range(3)]
+        }
+        for _ in range(3):
+            posted = client.post("/v1/feedback", json=labels)
+            assert posted.status_code == 200, posted.text
+        assert posted.json() == {"received": 15, "stored": 0, "replaced": 0, "unchanged": 15}
+        bad = client.post(
+            "/v1/feedback", json={"labels": [{"request_id": "x", "row": -1, "label": 1}]}
+        )
+        assert bad.status_code == 422
+        assert "labels[0].row" in bad.json()["error"]
+    assert wait_until(lambda: set(ids) <= set(logged_request_ids(fresh_home)), 20)
+    db = Database(load_settings(home=fresh_home, environ={}).resolved_database_url)
+    window = joined(db, "fraud", started - 1, time.time() + 1)
+    db.dispose()
+    assert window.requests == 5
+    assert window.rows == 15
+    assert window.labels is not None
+    np.testing.assert_array_equal(window.labels.astype(float), [0, 1, 0] * 5)
+    assert set(window.outputs) >= {"label"}
+
+
+def _kill_tree(pid: int) -> None:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    for child in [pid, *map(int, children.split())]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_kill_9_under_load_loses_no_acknowledged_prediction(
+    fresh_home: Path, launch_server: Callable[..., object], fraud_body: bytes
+) -> None:
+    server = launch_server(fresh_home, ["fraud@champion"], workers=2)
+    load = Load(server.url, "/v2/models/fraud/infer", fraud_body, connections=8).start()  # type: ignore[attr-defined]
+    assert load.wait_for(lambda outcomes: sum(o.status == 200 for o in outcomes) >= 300, 60)
+    _kill_tree(server.process.pid)  # type: ignore[attr-defined]
+    server.process.wait(10)  # type: ignore[attr-defined]
+    server.stopped = True  # type: ignore[attr-defined]
+    outcomes = load.stop()
+    acknowledged = {o.request_id for o in outcomes if o.status == 200}
+    assert len(acknowledged) >= 300
+
+    launch_server(fresh_home, ["fraud@champion"])  # a restart replays what the store missed
+    assert wait_until(lambda: acknowledged <= set(logged_request_ids(fresh_home)), 30)
+    logged = logged_request_ids(fresh_home)
+    assert all(logged[request_id] == 1 for request_id in acknowledged)
