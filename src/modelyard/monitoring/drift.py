@@ -16,18 +16,22 @@ categorical    chi-square test of homogeneity       Jensen-Shannon distance (bas
 =============  ==================================  ==================================
 
 Small windows get significance tests, corrected across features (Bonferroni or
-Benjamini-Hochberg) so that a window without drift raises a dataset alarm with
-probability at most ``alpha``. Large windows get effect-size distances with
+Benjamini-Hochberg) so that the features of a window without drift raise an
+alarm with probability at most ``alpha``. Large windows get effect-size distances with
 fixed thresholds, because a significance test over a million rows flags
 differences too small to matter. Unlike Evidently's default (drift when half of
 the columns drift), the dataset verdict fires when ANY feature drifts or the
-multivariate test fires: a single shifted feature is a drift.
+multivariate test fires: a single shifted feature is a drift. The multivariate
+test (``multivariate``) catches what no per-feature test can: features whose
+marginals stay put while their joint distribution changes (two features
+becoming correlated, say).
 
 Which library does what: scipy supplies the distributions (``kstwo``,
 ``chi2_contingency``, ``jensenshannon``, ``rankdata``); the KS statistic, the
-Wasserstein distance and the PSI are hand-written over pre-sorted columns so that
-a 1,000,000-row x 33-column window takes about a second (see ``univariate``);
-the multivariate tests are in ``multivariate``.
+Wasserstein distance and the PSI are hand-written over columns sorted once, so
+that a 1,000,000-row x 33-column window takes about 2 s instead of Evidently's
+64 s (see ``univariate``); scikit-learn is needed only for the optional
+domain-classifier test. Input validation lives in ``samples``.
 """
 
 from __future__ import annotations
@@ -306,19 +310,16 @@ def _multivariate(
             config.correlation_change_threshold,
         )
 
-    def matrix(rows: npt.NDArray[np.intp], side: str) -> FloatArray:
-        return np.column_stack(
-            [
-                c.codes(getattr(c, side)[rows])
-                if isinstance(c, CategoricalColumn)
-                else getattr(c, side)[rows]
-                for c in columns
-            ]
-        )
+    def matrix(rows: npt.NDArray[np.intp], live_side: bool) -> FloatArray:
+        parts = []
+        for c in columns:
+            values = c.live[rows] if live_side else c.reference[rows]
+            parts.append(c.codes(values) if isinstance(c, CategoricalColumn) else values)
+        return np.column_stack(parts)
 
     return multivariate.domain_classifier_test(
-        matrix(ref_rows, "reference"),
-        matrix(live_rows, "live"),
+        matrix(ref_rows, live_side=False),
+        matrix(live_rows, live_side=True),
         [isinstance(c, CategoricalColumn) for c in columns],
         config.multivariate_alpha,
         rng,

@@ -96,8 +96,9 @@ def wasserstein(reference_sorted: FloatArray, live_sorted: FloatArray) -> float:
 
 def normalised_wasserstein(reference_sorted: FloatArray, live_sorted: FloatArray) -> float:
     """W1 in units of the reference standard deviation (1.0 when it is constant)."""
-    constant = reference_sorted[0] == reference_sorted[-1]  # np.std may still say 1e-33
-    scale = 1.0 if constant else float(np.std(reference_sorted))
+    scale = float(np.std(reference_sorted))  # 0 when tiny values underflow
+    if reference_sorted[0] == reference_sorted[-1] or not scale > 0.0:  # std may say 1e-33
+        scale = 1.0
     return wasserstein(reference_sorted, live_sorted) / scale
 
 

@@ -63,14 +63,13 @@ class InferenceLogHooks:
         now = self._clock()
         matrix = isinstance(event.model_input, np.ndarray)
         names = event.input_names if matrix else None
-        deployment = getattr(event, "deployment", None) or event.model
         for request, start, stop in event.requests:
             self.logger.record(
                 request_id=request.request_id,
-                deployment=deployment,
+                deployment=request.deployment or event.model,
                 model=event.model,
                 version=event.version,
-                arm=getattr(request, "arm", None) or "primary",
+                arm=request.arm,
                 ts=request.ts,
                 status=200,
                 latency_ms=(now - request.ts) * 1000.0,
@@ -89,8 +88,9 @@ class InferenceLogHooks:
             return
         self.logger.record(
             request_id=event.request_id,
-            deployment=event.model,
+            deployment=event.deployment or event.model,
             model=event.model,
+            arm=event.arm,
             version=int(event.version) if event.version.isdigit() else 0,
             ts=event.ts,
             status=event.status,
