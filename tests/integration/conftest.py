@@ -62,8 +62,10 @@ def start_server(
     *,
     workers: int = 1,
     settings: dict[str, str] | None = None,
+    trusted: bool = False,
 ) -> ServerProcess:
-    """Start a server and wait until it is ready (raise with its stderr if it is not)."""
+    """Start a server and wait until it is ready (raise with its stderr if it is not);
+    ``trusted`` passes ``--trusted`` (pickle-based models may load)."""
     port = free_port()
     log_path = home / "logs" / f"serving-{port}.jsonl"
     stderr_path = home / f"server-{port}.stderr"
@@ -81,6 +83,8 @@ def start_server(
     args = [sys.executable, "-m", "modelyard.serving"]
     for model in models:
         args += ["--model", model]
+    if trusted:
+        args.append("--trusted")
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(args, env=env, stdout=stderr, stderr=stderr)
     server = ServerProcess(f"http://127.0.0.1:{port}", process, home, log_path, stderr_path)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from modelyard.cli.bench import bench
 from modelyard.cli.deploy import deploy_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
@@ -41,6 +42,7 @@ app.add_typer(deploy_app)
 app.add_typer(monitor_app, name="monitor")
 app.command()(serve)
 app.command()(logs)
+app.command()(bench)
 
 console = Console()
 

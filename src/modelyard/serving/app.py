@@ -28,6 +28,7 @@ from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.monitoring.feedback import FeedbackResult
 from modelyard.registry import ModelRef, parse_ref
+from modelyard.routing import DeploymentStore
 from modelyard.serving.endpoints import JSON, Endpoints, Exchange
 from modelyard.serving.errors import (
     error_body,
@@ -44,6 +45,7 @@ from modelyard.serving.policy import lag_average
 from modelyard.serving.protocol import example_requests
 from modelyard.serving.requestids import RequestIds
 from modelyard.serving.routes import GUARDED, QUIET, WRITE, Router
+from modelyard.serving.shadow import ShadowHook, ShadowMirror
 from modelyard.yard import Yard
 
 Scope = MutableMapping[str, Any]
@@ -69,9 +71,11 @@ def log_path(settings: Settings) -> Path | str:
 
 
 class ServingApp:
-    """The ASGI app serving ``refs`` from ``yard``'s registry in this process.
+    """The ASGI app serving ``refs`` from ``yard``'s registry, and every deployment of its
+    deployment store, in this process.
 
-    ``on_batch`` and ``on_response`` are the seams for inference logging (see ``hooks``).
+    ``on_batch``, ``on_response`` and ``on_shadow`` are the seams for inference logging
+    (see ``hooks``).
     ``start_draining()`` turns readiness off (the server calls it on SIGTERM).
     """
 
@@ -93,6 +97,7 @@ class ServingApp:
         parsed = [parse_ref(r) if isinstance(r, str) else r for r in refs]
         self.on_batch: list[BatchHook] = []
         self.on_response: list[ResponseHook] = []
+        self.on_shadow: list[ShadowHook] = []
         self.feedback: Callable[[object], FeedbackResult] | None = None
         self.manager = ModelManager(
             yard,
@@ -103,8 +108,12 @@ class ServingApp:
             log=self.log,
             lag=lambda: self.lag_s,
             batch_hooks=self.on_batch,
+            deployments=DeploymentStore(yard.db, yard.registry),
         )
         self.table = self.manager.table
+        self.shadows = ShadowMirror(
+            self.metrics, self.log, self.on_shadow, timeout_s=serving.request_timeout_s
+        )
         self.draining = False
         self.started = False
         self.inflight = 0
@@ -146,7 +155,8 @@ class ServingApp:
         """The OpenAPI document, rebuilt when the loaded versions change."""
         runtimes = self.table.runtimes()
         versions = sorted({r.version_text for r in runtimes}, key=int)
-        if self._openapi is None or self._openapi[0] != versions:
+        key = [*self.table.names, "/", *versions]  # a new deployment may reuse versions
+        if self._openapi is None or self._openapi[0] != key:
             first = runtimes[0] if runtimes else None
             examples = (
                 example_requests(first.signature, first.validator.matrix_datatype, first.example)
@@ -154,7 +164,7 @@ class ServingApp:
                 else None
             )
             document = build_openapi(self.table.names, versions, self._version, examples)
-            self._openapi = (versions, orjson.dumps(document))
+            self._openapi = (key, orjson.dumps(document))
         return self._openapi[1]
 
     def _gauges(self) -> dict[str, list[GaugeSample]]:
@@ -166,9 +176,15 @@ class ServingApp:
             "modelyard_inflight_requests": [((), float(self.inflight))],
             "modelyard_event_loop_lag_seconds": [((), self.lag_s)],
             "modelyard_model_version": [
-                ((s.text, s.ref.name), float(s.runtime.version))
-                for s in self.table.served
-                if s.runtime is not None
+                *(
+                    ((s.text, s.ref.name), float(s.runtime.version))
+                    for s in self.table.served
+                    if s.runtime is not None
+                ),
+                *(
+                    ((f"deployment:{d.name}", d.champion.name), float(d.champion.version))
+                    for d in self.table.deployments.values()
+                ),
             ],
             "modelyard_ready": [((), 1.0 if self.ready else 0.0)],
             "modelyard_workers": [((), 1.0)],
@@ -205,6 +221,7 @@ class ServingApp:
             time.time(),
             now + self._timeout,
         )
+        ex.headers = scope["headers"]
         self.inflight += 1
         try:
             try:
@@ -291,6 +308,8 @@ class ServingApp:
             outputs=ex.outputs,
             start=ex.start,
             stop=ex.stop,
+            deployment=ex.deployment or ex.model,
+            arm=ex.arm,
         )
         for hook in self.on_response:
             try:

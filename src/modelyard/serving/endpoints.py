@@ -18,11 +18,13 @@ import orjson
 
 from modelyard.errors import ModelNotReadyError, OverloadedError
 from modelyard.monitoring.feedback import FeedbackResult
+from modelyard.serving.deployments import PINNED_ARM, ServedDeployment, record_field, tensor_field
 from modelyard.serving.errors import RouteNotFoundError
 from modelyard.serving.metrics import CONTENT_TYPE as METRICS_TYPE
 from modelyard.serving.models import ModelTable
 from modelyard.serving.protocol import (
     PLATFORMS,
+    InferRequest,
     check_outputs,
     decode_json,
     infer_response,
@@ -32,6 +34,7 @@ from modelyard.serving.protocol import (
 )
 from modelyard.serving.routes import Route
 from modelyard.serving.runtime import ModelRuntime
+from modelyard.serving.shadow import ShadowMirror
 from modelyard.serving.validation import Prepared
 
 JSON = b"application/json"
@@ -59,6 +62,9 @@ class Exchange:
         "start",
         "stop",
         "endpoint",
+        "headers",
+        "deployment",
+        "arm",
     )
 
     def __init__(
@@ -80,6 +86,9 @@ class Exchange:
         self.start = 0
         self.stop = 0
         self.endpoint = ""
+        self.headers: list[tuple[bytes, bytes]] = []  # the ASGI scope's, for routing keys
+        self.deployment = ""  # the deployment (or model) the request was sent to
+        self.arm = "primary"  # the deployment's arm that answered (see ``hooks.RequestInfo``)
 
 
 Handler = Callable[[Route, Exchange, bytes], Awaitable[Reply]]
@@ -89,6 +98,7 @@ class ServerView(Protocol):
     """What the endpoints read from the app."""
 
     table: ModelTable
+    shadows: ShadowMirror
     # Stores posted labels (a blocking write; run off the event loop). None: disabled.
     feedback: Callable[[object], FeedbackResult] | None
 
@@ -128,14 +138,27 @@ class Endpoints:
     # -- inference ----------------------------------------------------------------------
 
     async def infer(self, route: Route, ex: Exchange, body: bytes) -> Reply:
-        runtime = self._runtime(route, ex)
+        served = self._view.table.deployment(route.model, route.version)
+        request: InferRequest | None = None
+        shadows: tuple[int, ...] = ()
+        if served is None:
+            runtime = self._runtime(route, ex)
+        else:
+            request = parse_infer_request(decode_json(body), served.max_values)
+            inputs, names = request.inputs, served.input_names
+            runtime, shadows = self._choose(
+                served, ex, lambda name: tensor_field(inputs, names, name)
+            )
         runtime.active += 1
         try:
             batcher = runtime.batcher
             if batcher.saturated:
                 raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
             validator = runtime.validator
-            request = parse_infer_request(decode_json(body), validator.max_rows * validator.width)
+            if request is None:
+                request = parse_infer_request(
+                    decode_json(body), validator.max_rows * validator.width
+                )
             check_outputs(request.outputs, runtime.signature)
             if request.timeout_s is not None:
                 ex.deadline = min(ex.deadline, ex.started + request.timeout_s)
@@ -146,6 +169,8 @@ class Endpoints:
         finally:
             runtime.active -= 1
         ex.outputs, ex.start, ex.stop = outputs, start, stop
+        if shadows and served is not None:
+            self._view.shadows.mirror(served, shadows, runtime.version, ex, outputs, start, stop)
         payload = infer_response(
             runtime.name,
             runtime.version_text,
@@ -158,18 +183,29 @@ class Endpoints:
         return 200, payload, JSON, []
 
     async def predict(self, route: Route, ex: Exchange, body: bytes) -> Reply:
-        runtime = self._runtime(route, ex)
+        served = self._view.table.deployment(route.model, route.version)
+        records: object = None
+        shadows: tuple[int, ...] = ()
+        if served is None:
+            runtime = self._runtime(route, ex)
+        else:
+            records = parse_records_request(decode_json(body))
+            runtime, shadows = self._choose(served, ex, lambda name: record_field(records, name))
         runtime.active += 1
         try:
             if runtime.batcher.saturated:
                 raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
-            prepared = runtime.validator.from_records(parse_records_request(decode_json(body)))
+            if served is None:
+                records = parse_records_request(decode_json(body))
+            prepared = runtime.validator.from_records(records)
             ex.rows = prepared.rows
             ex.prepared = prepared
             outputs, start, stop = await runtime.batcher.submit(prepared, ex.deadline, ex)
         finally:
             runtime.active -= 1
         ex.outputs, ex.start, ex.stop = outputs, start, stop
+        if shadows and served is not None:
+            self._view.shadows.mirror(served, shadows, runtime.version, ex, outputs, start, stop)
         payload = records_response(
             runtime.name, runtime.version_text, ex.request_id, outputs, start, stop
         )
@@ -177,10 +213,27 @@ class Endpoints:
 
     def _runtime(self, route: Route, ex: Exchange) -> ModelRuntime:
         assert route.model is not None
-        runtime = self._view.table.lookup(route.model, route.version)
+        table = self._view.table
+        runtime = table.lookup(route.model, route.version)
         ex.model = runtime.name
         ex.version = runtime.version_text
+        if route.model in table.deployments:
+            ex.deployment = route.model
+            ex.arm = PINNED_ARM if route.version is not None else "champion"
+        else:
+            ex.deployment = runtime.name
         return runtime
+
+    def _choose(
+        self, served: ServedDeployment, ex: Exchange, field: Callable[[str], Any]
+    ) -> tuple[ModelRuntime, tuple[int, ...]]:
+        """The deployment's arm for this request; the shadows to mirror it to."""
+        runtime, chosen = served.choose(ex.headers, field if served.needs_fields else None)
+        ex.model = runtime.name
+        ex.version = runtime.version_text
+        ex.deployment = served.name
+        ex.arm = chosen.arm
+        return runtime, chosen.shadows
 
     # -- metadata and health ------------------------------------------------------------
 
@@ -223,6 +276,16 @@ class Endpoints:
                     "version": runtime.version_text if runtime else "",
                     "state": "READY" if runtime else "UNAVAILABLE",
                     "reason": f"serving {served.text}" if runtime else f"loading {served.text}",
+                }
+            )
+        for name, entry in sorted(self._view.table.deployments.items()):
+            arms = ", ".join(f"{arm} {v}" for arm, v in entry.deployment.arms.items())
+            index.append(
+                {
+                    "name": name,
+                    "version": entry.champion.version_text,
+                    "state": "READY",
+                    "reason": f"deployment of {entry.champion.name}: {arms}",
                 }
             )
         return _json(200, index)

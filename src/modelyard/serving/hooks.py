@@ -12,6 +12,12 @@ writer):
   request is answered unlogged.
 * ``on_response``: after each inference response has been sent, successful or
   not, with an ``InferenceEvent``. A hook that raises is logged and skipped.
+* ``on_shadow`` (see ``shadow``): after a shadow version answered (or failed) a
+  mirrored copy of a request, with a ``shadow.ShadowEvent``; raising is counted.
+
+One micro-batch may hold requests of several deployments and references that
+share a version, and shadow copies (``arm == "shadow"``): read the deployment
+and the arm per request, from ``RequestInfo``, not per batch.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ class RequestInfo(Protocol):
 
     request_id: str
     ts: float  # wall-clock time the request arrived
+    # The name the request was sent to: a deployment, else the served model's name.
+    deployment: str
+    # The deployment's arm that answers ("champion", "canary", an experiment arm),
+    # "primary" for a plain reference, "pinned" for a version named in the path, or
+    # "shadow" for a shadow copy.
+    arm: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,8 @@ class InferenceEvent:
     outputs: Outputs | None
     start: int
     stop: int
+    deployment: str = ""  # see ``RequestInfo``; empty only for events built by hand
+    arm: str = "primary"
 
 
 BatchHook = Callable[[BatchEvent], None]

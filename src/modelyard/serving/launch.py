@@ -2,7 +2,8 @@
 
 Checks the references before any worker starts, so a typo is one clear error
 rather than N crashing workers; then runs one worker in this process or a
-``Supervisor`` of several.
+``Supervisor`` of several. Either way the server runs one rollout controller
+(``rollouts.RolloutLoop``): on a thread here for one worker, else in the supervisor.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigurationError
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.serving.app import log_path
+from modelyard.serving.rollouts import RolloutLoop
 from modelyard.serving.server import run_worker
 from modelyard.serving.workers import Supervisor
 from modelyard.yard import Yard
@@ -59,11 +61,14 @@ def serve(
         f"with {serving.workers} worker(s); JSON logs in {log_path(settings)}\n"
     )
     if serving.workers <= 1:
+        controller = RolloutLoop(settings).start()
         try:
             run_worker(settings, [str(r) for r in refs], trusted=trusted, worker=str(os.getpid()))
         except SystemExit as stop:
             return int(stop.code or 0) if isinstance(stop.code, int | None) else 1
         except KeyboardInterrupt:
             return 0
+        finally:
+            controller.stop()
         return 0
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()

@@ -31,6 +31,7 @@ server, not for loading someone else's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import math
 import time
@@ -379,13 +380,18 @@ class _Run:
             self.issued += 1
         return True
 
+    def _counts(self) -> bool:
+        """Does an outcome arriving now count? (measuring, and the request bound not met)"""
+        limit = self.plan.requests
+        return self.measuring and (limit is None or self.measured < limit)
+
     def count_error(self, kind: str) -> None:
-        if self.measuring:
+        if self._counts():
             self.errors[kind] = self.errors.get(kind, 0) + 1
             self.measured += 1
 
     def done(self, status: int, latency: float, service: float, now: float) -> None:
-        if not self.measuring:
+        if not self._counts():
             return
         self.measured += 1
         self.last_done = now
@@ -427,12 +433,14 @@ class _Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.target.host, self.target.port)
+
     async def exchange(self, request: bytes) -> int:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(
-                self.target.host, self.target.port
-            )
+            await self.open()
         assert self.reader is not None
+        assert self.writer is not None
         self.writer.write(request)
         head = await _read_response(self.reader)
         if not head.keep_alive:
@@ -451,6 +459,10 @@ _TRANSPORT_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunE
 async def _closed_loop(run: _Run, number: int) -> None:
     connection = _Connection(run.target)
     clock = time.perf_counter
+    # Connect before the first send, as wrk does, so it is not timed (a failure is
+    # counted by the loop's first exchange).
+    with contextlib.suppress(*_TRANSPORT_ERRORS):
+        await connection.open()
     try:
         while run.take_ticket():
             sent = clock()
@@ -517,10 +529,14 @@ async def generate(plan: LoadPlan) -> LoadResult:
     else:
         start_measuring()
     loop.call_later(plan.warmup_s + plan.measure_s, stop)
-    _, pending = await asyncio.wait(tasks, timeout=plan.warmup_s + plan.measure_s + DRAIN_GRACE_S)
+    done, pending = await asyncio.wait(
+        tasks, timeout=plan.warmup_s + plan.measure_s + DRAIN_GRACE_S
+    )
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()  # a bug in a connection's loop surfaces here, not as a lost warning
     if pending and run.measuring:
         run.errors["timeout"] = run.errors.get("timeout", 0) + len(pending)
     ended = run.last_done if run.last_done > measure_from else time.perf_counter()

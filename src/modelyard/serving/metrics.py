@@ -47,6 +47,9 @@ GAUGES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "modelyard_workers": ("Workers reporting", (), "sum"),
 }
 GaugeSample = tuple[tuple[str, ...], float]
+# What a snapshot holds besides gauges: histograms and counters, each summed over workers.
+_HISTOGRAMS = ("requests", "batches", "shadow_latency")
+_COUNTERS = ("errors", "loads", "shadow_requests", "shadow_rows")
 
 
 class Histogram:
@@ -72,6 +75,11 @@ class ServingMetrics:
         self.errors: dict[tuple[str, str, str], int] = {}
         self.batches: dict[tuple[str, str], Histogram] = {}
         self.loads: dict[tuple[str, str, str], int] = {}
+        # Shadow traffic (see ``shadow``): requests by outcome, rows compared and agreed,
+        # and the latency of the shadow and of the primary it mirrored, by role.
+        self.shadow_requests: dict[tuple[str, str, str], int] = {}
+        self.shadow_rows: dict[tuple[str, str, str], int] = {}
+        self.shadow_latency: dict[tuple[str, str, str], Histogram] = {}
 
     def request(
         self, model: str, version: str, status: int, seconds: float, code: str | None
@@ -96,6 +104,23 @@ class ServingMetrics:
         key = (model, version, outcome)
         self.loads[key] = self.loads.get(key, 0) + 1
 
+    def shadow(self, deployment: str, version: str, outcome: str) -> None:
+        """One mirrored request's fate: answered, failed, dropped, expired, hook_failed."""
+        key = (deployment, version, outcome)
+        self.shadow_requests[key] = self.shadow_requests.get(key, 0) + 1
+
+    def shadow_agreement(self, deployment: str, version: str, rows: int, agreed: int) -> None:
+        for result, count in (("compared", rows), ("agreed", agreed)):
+            key = (deployment, version, result)
+            self.shadow_rows[key] = self.shadow_rows.get(key, 0) + count
+
+    def shadow_duration(self, deployment: str, version: str, role: str, seconds: float) -> None:
+        key = (deployment, version, role)
+        histogram = self.shadow_latency.get(key)
+        if histogram is None:
+            histogram = self.shadow_latency[key] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
+
     def snapshot(self, gauges: dict[str, list[GaugeSample]], now: float) -> dict[str, Any]:
         """A JSON-able copy of everything, with the gauges sampled by the caller."""
         return {
@@ -105,6 +130,9 @@ class ServingMetrics:
             "errors": [[*k, n] for k, n in self.errors.items()],
             "batches": [[*k, h.counts, h.total] for k, h in self.batches.items()],
             "loads": [[*k, n] for k, n in self.loads.items()],
+            "shadow_requests": [[*k, n] for k, n in self.shadow_requests.items()],
+            "shadow_rows": [[*k, n] for k, n in self.shadow_rows.items()],
+            "shadow_latency": [[*k, h.counts, h.total] for k, h in self.shadow_latency.items()],
             "gauges": {
                 name: [[list(labels), value] for labels, value in samples]
                 for name, samples in gauges.items()
@@ -114,14 +142,12 @@ class ServingMetrics:
 
 def merge(snapshots: Iterable[dict[str, Any]], now: float) -> dict[str, Any]:
     """Sum counters and histograms of all snapshots; combine gauges of fresh ones."""
-    requests: dict[tuple[str, ...], list[Any]] = {}
-    batches: dict[tuple[str, ...], list[Any]] = {}
-    errors: dict[tuple[str, ...], int] = {}
-    loads: dict[tuple[str, ...], int] = {}
+    histograms: dict[str, dict[tuple[str, ...], list[Any]]] = {n: {} for n in _HISTOGRAMS}
+    counters: dict[str, dict[tuple[str, ...], int]] = {n: {} for n in _COUNTERS}
     gauges: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in GAUGES}
     for snap in snapshots:
-        for target, rows in ((requests, snap["requests"]), (batches, snap["batches"])):
-            for *labels, counts, total in rows:
+        for name, target in histograms.items():
+            for *labels, counts, total in snap.get(name, ()):
                 key = tuple(labels)
                 if key in target:
                     merged = target[key]
@@ -129,8 +155,8 @@ def merge(snapshots: Iterable[dict[str, Any]], now: float) -> dict[str, Any]:
                     merged[1] += total
                 else:
                     target[key] = [list(counts), total]
-        for target_counts, rows in ((errors, snap["errors"]), (loads, snap["loads"])):
-            for *labels, count in rows:
+        for name, target_counts in counters.items():
+            for *labels, count in snap.get(name, ()):
                 key = tuple(labels)
                 target_counts[key] = target_counts.get(key, 0) + count
         if now - snap["at"] > STALE_AFTER_S:
@@ -146,13 +172,7 @@ def merge(snapshots: Iterable[dict[str, Any]], now: float) -> dict[str, Any]:
                     gauges[name][key] = value
                 else:
                     gauges[name][key] = old + value if how == "sum" else max(old, value)
-    return {
-        "requests": requests,
-        "batches": batches,
-        "errors": errors,
-        "loads": loads,
-        "gauges": gauges,
-    }
+    return {**histograms, **counters, "gauges": gauges}
 
 
 class _Collector(Collector):
@@ -196,11 +216,43 @@ class _Collector(Collector):
         for labels, count in sorted(merged["loads"].items()):
             loads.add_metric(list(labels), count)
         yield loads
+        yield from _shadow_families(merged)
         for name, (doc, label_names, _) in GAUGES.items():
             gauge = GaugeMetricFamily(name, doc, labels=list(label_names))
             for labels, value in sorted(merged["gauges"][name].items()):
                 gauge.add_metric(list(labels), value)
             yield gauge
+
+
+def _shadow_families(merged: dict[str, Any]) -> Iterator[Metric]:
+    """Shadow traffic: agreement rate is ``agreed / compared`` of ``modelyard_shadow_rows``."""
+    requests = CounterMetricFamily(
+        "modelyard_shadow_requests",
+        "Requests mirrored to shadow versions, by outcome "
+        "(answered, failed, dropped, expired, hook_failed)",
+        labels=["deployment", "version", "outcome"],
+    )
+    for labels, count in sorted(merged["shadow_requests"].items()):
+        requests.add_metric(list(labels), count)
+    yield requests
+    rows = CounterMetricFamily(
+        "modelyard_shadow_rows",
+        "Rows a shadow answered that were compared with the primary, and those that agreed "
+        "(same label, or every score within 1e-6)",
+        labels=["deployment", "version", "result"],
+    )
+    for labels, count in sorted(merged["shadow_rows"].items()):
+        rows.add_metric(list(labels), count)
+    yield rows
+    latency = HistogramMetricFamily(
+        "modelyard_shadow_duration_seconds",
+        "Latency of mirrored requests: the shadow's (role=shadow) and the primary's it "
+        "mirrored (role=primary)",
+        labels=["deployment", "version", "role"],
+    )
+    for labels, (counts, seconds) in sorted(merged["shadow_latency"].items()):
+        latency.add_metric(list(labels), _cumulative(LATENCY_BUCKETS, counts), seconds)
+    yield latency
 
 
 def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:

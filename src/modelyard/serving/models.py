@@ -1,13 +1,15 @@
-"""Which model versions a worker serves, and swapping them when an alias moves.
+"""Which model versions a worker serves, and swapping them when an alias or a deployment moves.
 
 The server follows references: ``fraud@champion`` (an alias), ``fraud`` (the
-latest version) or ``fraud/3`` (pinned). Each worker polls the registry every
-``POLL_INTERVAL_S``; when a reference now resolves to another version, the new
+latest version) or ``fraud/3`` (pinned), and every deployment of the routing
+store (see ``deployments``). Each worker polls the registry and the store every
+``serving.poll_interval_s``; when a reference now resolves to another version, the new
 version is loaded and warmed on a thread while the old one keeps serving, then
 installed with one assignment on the event loop (between two requests, so no
 request sees a half-swapped table). Requests already queued or running on the
 old version finish there, and it is unloaded once its batcher is idle: an alias
-move costs no failed requests.
+move costs no failed requests. A version used by several references or
+deployments is loaded once per worker and shared.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from modelyard.errors import (
     VersionNotFoundError,
 )
 from modelyard.registry import ModelRef
+from modelyard.routing import DeploymentStore
+from modelyard.serving.deployments import DeploymentFollower, ServedDeployment
 from modelyard.serving.hooks import BatchHook
 from modelyard.serving.jsonlog import JsonLog
 from modelyard.serving.metrics import ServingMetrics
@@ -35,7 +39,6 @@ from modelyard.serving.runtime import ModelRuntime, WarmedModel, load_version
 from modelyard.serving.tensors import names_list
 from modelyard.yard import Yard
 
-POLL_INTERVAL_S = 0.5
 # A version that failed to load is retried this long after, not on every poll.
 RETRY_FAILED_S = 30.0
 
@@ -75,6 +78,8 @@ class ModelTable:
             self._by_name.setdefault(served.text, served)
         self._versions: dict[tuple[str, str], ModelRuntime] = {}
         self.retiring: list[ModelRuntime] = []
+        # Replaced whole (one assignment per entry) when a deployment's revision moves.
+        self.deployments: dict[str, ServedDeployment] = {}
 
     @property
     def ready(self) -> bool:
@@ -82,11 +87,19 @@ class ModelTable:
 
     @property
     def names(self) -> list[str]:
-        return sorted({served.ref.name for served in self.served})
+        return sorted({served.ref.name for served in self.served} | set(self.deployments))
 
     def runtimes(self) -> list[ModelRuntime]:
-        """Runtimes currently serving a reference, each once."""
-        return list({id(r): r for s in self.served if (r := s.runtime) is not None}.values())
+        """Runtimes currently serving a reference or a deployment, each once."""
+        found = {id(r): r for s in self.served if (r := s.runtime) is not None}
+        for entry in self.deployments.values():
+            for runtime in entry.runtimes.values():
+                found.setdefault(id(runtime), runtime)
+        return list(found.values())
+
+    def deployment(self, name: str | None, version: str | None) -> ServedDeployment | None:
+        """The deployment a request to ``name`` is routed by (None for a pinned version)."""
+        return self.deployments.get(name) if version is None and name is not None else None
 
     def loaded(self, name: str, version: int) -> ModelRuntime | None:
         return self._versions.get((name, str(version)))
@@ -95,7 +108,11 @@ class ModelTable:
         return sorted((v for (n, v) in self._versions if n == name), key=int)
 
     def lookup(self, name: str, version: str | None) -> ModelRuntime:
-        """The runtime for a request to ``name`` (its first reference) or ``name``'s ``version``."""
+        """The runtime for a request to ``name`` (its first reference, or a deployment's
+        champion) or ``name``'s ``version``."""
+        entry = self.deployments.get(name)
+        if entry is not None:
+            return entry.runtime_for(version)
         if version is None:
             served = self._by_name.get(name)
             if served is None:
@@ -108,7 +125,9 @@ class ModelTable:
         runtime = self._versions.get((name, version))
         if runtime is not None:
             return runtime
-        if name not in self._by_name:
+        if name not in self._by_name and all(
+            e.deployment.config.model != name for e in self.deployments.values()
+        ):
             raise ModelNotFoundError(
                 f"model {name!r} is not served here; serving {names_list(self.names)}"
             )
@@ -121,15 +140,36 @@ class ModelTable:
         """Point ``served`` at ``runtime``; return the old runtime if nothing uses it now."""
         old = served.runtime
         served.runtime = runtime
-        self._versions = {(r.name, r.version_text): r for r in self.runtimes()}
-        if old is not None and old is not runtime and old not in self._versions.values():
-            self.retiring.append(old)
-            return old
-        return None
+        retired = self._refresh([] if old is None else [old])
+        return retired[0] if retired else None
+
+    def install_deployment(self, entry: ServedDeployment) -> list[ModelRuntime]:
+        """Serve ``entry`` from the next request on; return the runtimes nothing uses now."""
+        old = self.deployments.get(entry.name)
+        self.deployments[entry.name] = entry
+        return self._refresh([] if old is None else list(old.runtimes.values()))
+
+    def remove_deployment(self, name: str) -> list[ModelRuntime]:
+        """Stop serving deployment ``name``; return the runtimes nothing uses now."""
+        old = self.deployments.pop(name, None)
+        return self._refresh([] if old is None else list(old.runtimes.values()))
+
+    def _refresh(self, candidates: list[ModelRuntime]) -> list[ModelRuntime]:
+        """Re-index the loaded versions; queue ``candidates`` no longer used for unloading."""
+        current = self.runtimes()
+        self._versions = {(r.name, r.version_text): r for r in current}
+        in_use = {id(r) for r in current}
+        retired = []
+        for runtime in candidates:
+            if id(runtime) not in in_use and runtime not in self.retiring:
+                self.retiring.append(runtime)
+                retired.append(runtime)
+        return retired
 
 
 class ModelManager:
-    """Loads the served references, follows them in the registry, retires old versions."""
+    """Loads the served references and deployments, follows them in the registry and the
+    deployment store (when given), retires old versions."""
 
     def __init__(
         self,
@@ -142,6 +182,7 @@ class ModelManager:
         log: JsonLog,
         lag: Callable[[], float],
         batch_hooks: list[BatchHook] | None = None,
+        deployments: DeploymentStore | None = None,
     ) -> None:
         self.table = ModelTable(refs)
         self._batch_hooks = batch_hooks
@@ -157,15 +198,25 @@ class ModelManager:
         self._admission = AdmissionPolicy(serving.max_queue_rows)
         self._failed: dict[tuple[str, int], float] = {}
         self._unresolved: dict[str, str] = {}
+        self.follower = (
+            None
+            if deployments is None
+            else DeploymentFollower(deployments, self.table, self._load, log)
+        )
 
     async def load_all(self) -> None:
-        """Resolve and load every reference; raise if any cannot be served."""
+        """Resolve and load every reference (raise if any cannot be served), then every
+        deployment (one that cannot be loaded is logged and retried by ``poll_once``)."""
         loop = asyncio.get_running_loop()
         resolved, _ = await loop.run_in_executor(None, self._resolve_all, True)
         for served in self.table.served:
             name, version = resolved[served.text]
-            runtime = self.table.loaded(name, version) or await self._load(name, version, served)
+            runtime = self.table.loaded(name, version) or await self._load(
+                name, version, served.text
+            )
             self.table.install(served, runtime)
+        if self.follower is not None:
+            await self.follower.poll()
 
     async def poll_once(self) -> None:
         """One round of following the registry: load and install versions that moved."""
@@ -179,7 +230,7 @@ class ModelManager:
             name = resolved[text][0]
             try:
                 runtime = self.table.loaded(name, version) or await self._load(
-                    name, version, served
+                    name, version, served.text
                 )
             except ModelyardError:
                 self._failed[(text, version)] = time.monotonic() + RETRY_FAILED_S
@@ -197,6 +248,8 @@ class ModelManager:
                     "version": version,
                 },
             )
+        if self.follower is not None:
+            await self.follower.poll()
         self.retire_idle()
 
     def retire_idle(self) -> None:
@@ -235,7 +288,9 @@ class ModelManager:
                 )
         self._unresolved = {text: error.message for text, error in errors.items()}
 
-    async def _load(self, name: str, version: int, served: Served) -> ModelRuntime:
+    async def _load(self, name: str, version: int, label: str) -> ModelRuntime:
+        """Load and warm ``name/version`` on a thread and bind it to this loop; ``label``
+        (the reference or ``deployment:<name>``) only goes into the log lines."""
         loop = asyncio.get_running_loop()
         job = partial(
             load_version,
@@ -262,7 +317,7 @@ class ModelManager:
                 "error",
                 "model_load_failed",
                 {
-                    "ref": served.text,
+                    "ref": label,
                     "model": name,
                     "version": version,
                     "code": error.code,
@@ -284,7 +339,7 @@ class ModelManager:
             "info",
             "model_loaded",
             {
-                "ref": served.text,
+                "ref": label,
                 "model": name,
                 "version": version,
                 "flavour": runtime.flavour,

@@ -9,7 +9,9 @@ first real request then meets no cold caches. Warming also times batches of
 becomes this version's batch cap (a 100-tree forest in onnxruntime costs
 3.2 us/row at 32 rows but 5 us/row at 64, where its kernel changes strategy),
 and the time of such a batch decides whether the model runs on the event loop
-or on a thread of its own.
+or on a thread of its own. A slow model (over ``SLOW_CALL_S`` a call) is warmed
+with one call and timed once at its full batch, not ~50 times: warming a
+model that takes 2 s a call would otherwise take minutes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from modelyard.yard import Yard
 
 _WARM_CALLS = 3
 _TIMED_ROUNDS = 7
+SLOW_CALL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -107,17 +110,18 @@ def load_version(
     )
     predict = loaded.predictor.predict_prepared
     one = validator.from_records(records[:1])
-    for _ in range(_WARM_CALLS):
+    first = time.perf_counter()
+    predict(one.model_input)
+    slow = time.perf_counter() - first > SLOW_CALL_S
+    for _ in range(0 if slow else _WARM_CALLS - 1):
         predict(one.model_input)
     if validator.matrix_datatype is not None:
         flat = [records[0][n] for n in validator.names]
         shape = (1, validator.width)
         validator.from_tensors([Tensor("input", validator.matrix_datatype, shape, flat)])
-    inputs = {
-        size: validator.from_records(records[:size]).model_input
-        for size in batch_sizes(len(records))
-    }
-    seconds = _best_times(predict, inputs)
+    sizes = [len(records)] if slow else batch_sizes(len(records))
+    inputs = {size: validator.from_records(records[:size]).model_input for size in sizes}
+    seconds = _best_times(predict, inputs, 1 if slow else _TIMED_ROUNDS)
     size = best_batch_size(seconds)
     return WarmedModel(
         loaded, validator, seconds[size], time.perf_counter() - started, records[0], size
@@ -130,11 +134,13 @@ def batch_sizes(limit: int) -> list[int]:
     return [*sizes, limit]
 
 
-def _best_times(predict: Callable[[Any], Any], inputs: dict[int, Any]) -> dict[int, float]:
-    """The fastest of several calls at each size, sizes interleaved so that a moment of
+def _best_times(
+    predict: Callable[[Any], Any], inputs: dict[int, Any], rounds: int
+) -> dict[int, float]:
+    """The fastest of ``rounds`` calls at each size, sizes interleaved so that a moment of
     contention on a shared machine does not favour one size."""
     best = dict.fromkeys(inputs, math.inf)
-    for _ in range(_TIMED_ROUNDS):
+    for _ in range(rounds):
         for size, model_input in inputs.items():
             started = time.perf_counter()
             predict(model_input)
@@ -167,6 +173,7 @@ class ModelRuntime:
         self.profile_digest = loaded.profile_digest
         self.validator = warmed.validator
         self.full_batch_s = warmed.full_batch_s
+        self.batch_size = warmed.batch_size
         self.load_s = warmed.load_s
         self.mode = run_mode(warmed.full_batch_s)
         self._executor = (

@@ -14,6 +14,10 @@ when a stop begins. On SIGTERM or SIGINT the supervisor forwards SIGTERM to
 every worker, closes its copy of the socket and waits for them to drain; a
 worker that dies is restarted (at most ``MAX_RESTARTS`` per minute). Per-worker
 metrics are merged through files in a directory the supervisor owns.
+
+The supervisor also runs the server's one rollout controller (``rollouts.RolloutLoop``)
+on a thread: it answers no requests, so the controller's reads of the inference
+log take no worker's GIL, and restarting a worker never starts a second one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
+from modelyard.serving.rollouts import RolloutLoop
 from modelyard.serving.server import STARTUP_FAILURE, drain_delay, run_worker
 
 MAX_RESTARTS = 5
@@ -91,14 +96,17 @@ class Supervisor:
         }
         processes: list[BaseProcess] = []
         status = 0
+        controller = RolloutLoop(self._settings)
         try:
             processes = [self._start(sock, metrics_dir) for _ in range(serving.workers)]
+            controller.start()
             while self._stop is None:
                 time.sleep(_CHECK_EVERY_S)
                 status = self._replace_dead(processes, sock, metrics_dir)
                 if status:
                     break
         finally:
+            controller.stop()
             for process in processes:
                 if process.is_alive() and process.pid is not None:
                     os.kill(process.pid, signal.SIGTERM)

@@ -64,9 +64,18 @@ def test_an_iso_time_without_a_zone_is_utc() -> None:
             r"labels\[1\]\.request_id must be a non-empty string",
         ),
         ({"request_id": "x" * 129, "label": 1}, "at most 128 characters"),
-        ({"request_id": "a", "row": -1, "label": 1}, r"row must be an integer >= 0, got -1"),
-        ({"request_id": "a", "row": True, "label": 1}, r"row must be an integer >= 0, got True"),
-        ({"request_id": "a", "row": "2", "label": 1}, r"row must be an integer >= 0, got '2'"),
+        (
+            {"request_id": "a", "row": -1, "label": 1},
+            r"row must be an integer from 0 to 2\*\*31-1, got -1",
+        ),
+        (
+            {"request_id": "a", "row": True, "label": 1},
+            r"row must be an integer from 0 to 2\*\*31-1, got True",
+        ),
+        (
+            {"request_id": "a", "row": "2", "label": 1},
+            r"row must be an integer from 0 to 2\*\*31-1, got '2'",
+        ),
         ({"entity_key": "u", "label": 1}, r"labels\[0\]\.event_time is required"),
         ({"entity_key": "u", "event_time": "yesterday", "label": 1}, "ISO 8601"),
         ({"entity_key": "u", "event_time": 1, "row": 1, "label": 1}, "row applies to request"),

@@ -1,0 +1,179 @@
+"""Deployments through the ASGI app in-process (no sockets): routing, swaps on a new
+revision, the arm and version every hook sees, shadows in ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.config import Settings, load_settings
+from modelyard.routing import DeploymentStore
+from modelyard.serving.app import ServingApp
+from modelyard.serving.hooks import BatchEvent, InferenceEvent
+from modelyard.serving.shadow import ShadowEvent
+from modelyard.yard import Yard
+
+FIELDS = ["user", "amount", "age", "score"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Versions 1 and 2 agree; version 3 was fitted on flipped labels."""
+    path = tmp_path_factory.mktemp("deployments-home")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 4)).astype(np.float32)
+    labels = (features[:, 1] + features[:, 2] > 0).astype(int)
+    with Yard(load_settings(home=path, environ={})) as yard:
+        for target in (labels, labels, 1 - labels):
+            model = LogisticRegression().fit(features, target)
+            yard.registry.register("fraud", model, features, feature_names=FIELDS)
+        yard.registry.set_alias("fraud", "champion", 1)
+    return path
+
+
+def settings_for(home: Path) -> Settings:
+    return load_settings(home=home, environ={}, serving={"log_path": home / "test.jsonl"})
+
+
+class Client:
+    """Calls the app as uvicorn would, on one event loop kept for the test."""
+
+    def __init__(self, app: ServingApp) -> None:
+        self.app = app
+        self.runner = asyncio.Runner()
+
+    def run(self, coro: Any) -> Any:
+        return self.runner.run(coro)
+
+    def post(
+        self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        sent: list[dict[str, Any]] = []
+        pending = [{"type": "http.request", "body": orjson.dumps(body), "more_body": False}]
+        raw = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+        raw.append((b"content-type", b"application/json"))
+
+        async def receive() -> dict[str, Any]:
+            return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": raw}
+        self.run(self.app(scope, receive, send))
+        start, message = sent
+        return (
+            start["status"],
+            {k.decode(): v.decode() for k, v in start["headers"]},
+            orjson.loads(message["body"]),
+        )
+
+
+@pytest.fixture
+def setup(home: Path, tmp_path: Path) -> Iterator[tuple[Client, DeploymentStore]]:
+    with Yard(settings_for(home)) as yard:
+        store = DeploymentStore(yard.db, yard.registry)
+        name = f"checkout-{tmp_path.name}"[-60:]
+        store.create(name, "fraud", 1, routing_key="header:x-user")
+        app = ServingApp(settings_for(home), yard, ["fraud@champion"])
+        client = Client(app)
+        client.run(app.startup())
+        client.name = name  # type: ignore[attr-defined]
+        yield client, store
+        client.run(app.shutdown())
+        client.runner.close()
+
+
+def infer_body(rows: int = 1) -> dict[str, Any]:
+    data = [[float(r), 0.5, -1.0, 0.25] for r in range(rows)]
+    return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 4], "data": data}]}
+
+
+def test_deployment_routes_swaps_and_tells_the_hooks(
+    setup: tuple[Client, DeploymentStore],
+) -> None:
+    client, store = setup
+    name: str = client.name  # type: ignore[attr-defined]
+    path = f"/v2/models/{name}/infer"
+    batches: list[tuple[str, str, int]] = []
+    responses: list[InferenceEvent] = []
+
+    def on_batch(event: BatchEvent) -> None:
+        batches.extend((r.deployment, r.arm, event.version) for r, _, _ in event.requests)
+
+    client.app.on_batch.append(on_batch)
+    client.app.on_response.append(responses.append)
+    status, headers, body = client.post(path, infer_body(2))
+    assert (status, headers["x-model-version"], body["model_version"]) == (200, "1", "1")
+
+    store.update(name, lambda config: replace(config, canary=2, canary_weight=50))
+    client.run(client.app.manager.poll_once())
+    seen: dict[str, set[str]] = {}
+    for n in range(60):
+        user = f"user-{n % 12}"
+        status, headers, _ = client.post(path, infer_body(), {"x-user": user})
+        assert status == 200
+        seen.setdefault(user, set()).add(headers["x-model-version"])
+    assert all(len(v) == 1 for v in seen.values())
+    assert {v for versions in seen.values() for v in versions} == {"1", "2"}
+    arms = {(d, a, v) for d, a, v in batches}
+    assert arms == {(name, "champion", 1), (name, "canary", 2)}
+    assert {(e.deployment, e.arm, e.version) for e in responses} == {
+        (name, "champion", "1"),
+        (name, "canary", "2"),
+    }
+    # A pinned version of the deployment, and a plain reference next to it.
+    status, headers, _ = client.post(f"/v2/models/{name}/versions/2/infer", infer_body())
+    assert (status, headers["x-model-version"], responses[-1].arm) == (200, "2", "pinned")
+    status, headers, _ = client.post("/v2/models/fraud/infer", infer_body())
+    assert (status, responses[-1].deployment, responses[-1].arm) == (200, "fraud", "primary")
+    status, _, answer = client.post(f"/v2/models/{name}/versions/3/infer", infer_body())
+    assert status == 404
+    assert "not part of deployment" in answer["error"]
+    status, _, index = client.post("/v2/repository/index", {})
+    assert {"name": name, "version": "1", "state": "READY"}.items() <= next(
+        entry for entry in index if entry["name"] == name
+    ).items()
+    metrics = client.app.metrics_text().decode()
+    assert f'modelyard_model_version{{model="fraud",ref="deployment:{name}"}} 1.0' in metrics
+
+
+def test_shadow_answers_are_compared_and_never_returned(
+    setup: tuple[Client, DeploymentStore],
+) -> None:
+    client, store = setup
+    name: str = client.name  # type: ignore[attr-defined]
+    shadowed: list[ShadowEvent] = []
+    client.app.on_shadow.append(shadowed.append)
+    store.set_shadow(name, 3, 1.0)
+    client.run(client.app.manager.poll_once())
+    for _ in range(5):
+        status, headers, _ = client.post(f"/v2/models/{name}/infer", infer_body(4))
+        assert (status, headers["x-model-version"]) == (200, "1")
+    client.run(asyncio.sleep(0.05))  # let the shadow's batches run
+    assert len(shadowed) == 5
+    assert {(e.version, e.primary_version, e.status, e.rows) for e in shadowed} == {(3, 1, 200, 4)}
+    agreed = sum(e.agreed_rows or 0 for e in shadowed)
+    assert agreed < 20  # version 3 learned the flipped labels
+    metrics = client.app.metrics_text().decode()
+    assert (
+        f'modelyard_shadow_requests_total{{deployment="{name}",outcome="answered",version="3"}} 5.0'
+        in metrics
+    )
+    assert (
+        f'modelyard_shadow_rows_total{{deployment="{name}",result="compared",version="3"}} 20.0'
+        in metrics
+    )
+
+    store.set_shadow(name, None, None)
+    client.run(client.app.manager.poll_once())
+    assert set(client.app.table.deployments[name].runtimes) == {1}
+    assert 3 not in {r.version for r in client.app.table.runtimes()}  # unloaded
