@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
@@ -20,6 +22,13 @@ from modelyard.config import Settings, load_settings
 from modelyard.yard import Yard
 
 POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
+
+# The test machine is shared and often loaded: judge properties, not the speed of
+# generating their inputs.
+hypothesis_settings.register_profile(
+    "modelyard", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("modelyard")
 
 
 def _postgres_settings(home: Path) -> Iterator[Settings]:

@@ -8,7 +8,6 @@ Needs the ``sklearn`` extra (scikit-learn, skl2onnx).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -33,7 +32,11 @@ t0 = time.perf_counter()
 import numpy as np
 import modelyard
 rows = np.array(json.loads(sys.stdin.read()), dtype=np.float32)
-model = modelyard.load_model("fraud@champion")
+home, database_url, artifacts_url = sys.argv[1], sys.argv[2] or None, sys.argv[3] or None
+settings = modelyard.load_settings(
+    home=home, database_url=database_url, artifacts_url=artifacts_url
+)
+model = modelyard.load_model("fraud@champion", settings=settings)
 out = model.predict(rows)
 print(json.dumps({"version": model.version, "probabilities": out["probabilities"][:, 1].tolist(),
                   "seconds": time.perf_counter() - t0}))
@@ -90,12 +93,18 @@ def run_quickstart(yard: Yard, *, rows: int = 20_000, console: Console | None = 
     with console.status("loading fraud@champion in a new process..."):
         started = time.perf_counter()
         child = subprocess.run(
-            [sys.executable, "-c", _CHILD],
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                str(yard.settings.home),
+                yard.settings.database_url or "",
+                yard.settings.artifacts_url or "",
+            ],
             input=json.dumps(x_test[:200].tolist()),
             capture_output=True,
             text=True,
             check=True,
-            env=_child_env(yard),
         )
         wall = time.perf_counter() - started
     answer = json.loads(child.stdout)
@@ -117,13 +126,3 @@ def run_quickstart(yard: Yard, *, rows: int = 20_000, console: Console | None = 
     if difference > 1e-4:
         raise SystemExit(f"ONNX predictions differ from scikit-learn's by {difference:.2e}")
     console.print("next: [bold]modelyard versions fraud[/bold], [bold]modelyard runs list[/bold]")
-
-
-def _child_env(yard: Yard) -> dict[str, str]:
-    env = dict(os.environ)
-    env["MODELYARD_HOME"] = str(yard.settings.home)
-    if yard.settings.database_url:
-        env["MODELYARD_DATABASE_URL"] = yard.settings.database_url
-    if yard.settings.artifacts_url:
-        env["MODELYARD_ARTIFACTS_URL"] = yard.settings.artifacts_url
-    return env
