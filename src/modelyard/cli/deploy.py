@@ -8,13 +8,11 @@ after) and the deployment's state as tables. Mounted on the main app with
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from modelyard.cli.output import print_table, when
 from modelyard.config import load_settings
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.routing.abtest import FixedHorizon, Sequential
@@ -33,7 +31,6 @@ ab_app = typer.Typer(help="A/B experiments on a deployment.", no_args_is_help=Tr
 deploy_app.add_typer(rollout_app, name="rollout")
 deploy_app.add_typer(ab_app, name="ab")
 
-console = Console()
 Reason = Annotated[str, typer.Option(help="Why; kept in the deployment's history.")]
 
 
@@ -45,21 +42,6 @@ class _Context:
         self.store = DeploymentStore(self.yard.db, self.yard.registry)
         self.actor = self.yard.settings.user
         self.controller = RolloutController(self.store)
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
-    console.print(table)
 
 
 def _fields(deployment: Deployment | None) -> dict[str, str]:
@@ -91,7 +73,7 @@ def _fields(deployment: Deployment | None) -> dict[str, str]:
         rows["rollout"] = (
             f"v{record.canary} {state.phase} at {state.weight:g}% "
             f"(step {state.step_index + 1}/{len(steps)}, failed checks {state.failed_checks}"
-            + (f", next analysis {_when(due)})" if state.active else ")")
+            + (f", next analysis {when(due)})" if state.active else ")")
         )
     return rows
 
@@ -99,8 +81,8 @@ def _fields(deployment: Deployment | None) -> dict[str, str]:
 def _show(deployment: Deployment) -> None:
     """Print the deployment's current state."""
     rows: list[list[Any]] = [[k, v] for k, v in _fields(deployment).items()]
-    rows += [["revision", deployment.revision], ["updated", _when(deployment.updated_at)]]
-    _table(f"deployment {deployment.name}", ["field", "value"], rows)
+    rows += [["revision", deployment.revision], ["updated", when(deployment.updated_at)]]
+    print_table(f"deployment {deployment.name}", ["field", "value"], rows)
 
 
 def _changed(before: Deployment | None, after: Deployment) -> None:
@@ -111,7 +93,7 @@ def _changed(before: Deployment | None, after: Deployment) -> None:
     title = f"{after.name}: {start} -> revision {after.revision}"
     if before is not None and before.revision == after.revision:
         title = f"{after.name}: nothing to change"
-    _table(title, ["field", "before", "after"], rows)
+    print_table(title, ["field", "before", "after"], rows)
     _show(after)
 
 
@@ -185,18 +167,18 @@ def deployments(
                 d.config.model,
                 *list(_fields(d).values())[1:4],
                 d.revision,
-                _when(d.updated_at),
+                when(d.updated_at),
             ]
             for d in store.list()
         ]
         columns = ["name", "model", "champion", "canary", "shadows", "revision", "updated"]
-        _table(f"{len(rows)} deployment(s)", columns, rows)
+        print_table(f"{len(rows)} deployment(s)", columns, rows)
         return
     _show(store.get(name))
-    _table(
+    print_table(
         f"{name}: history",
         ["revision", "when", "by", "why"],
-        [[h.revision, _when(h.at), h.actor, h.reason] for h in store.history(name)],
+        [[h.revision, when(h.at), h.actor, h.reason] for h in store.history(name)],
     )
 
 
@@ -243,10 +225,10 @@ def rollout_status(name: str) -> None:
     store = _Context().store
     _show(store.get(name))
     found = store.events(name, "rollout.", limit=20)
-    _table(
+    print_table(
         f"{name}: rollout decisions (newest first)",
         ["when", "decision", "by", "reason"],
-        [[_when(e.at), e.kind.removeprefix("rollout."), e.actor, e.reason] for e in found],
+        [[when(e.at), e.kind.removeprefix("rollout."), e.actor, e.reason] for e in found],
     )
 
 
@@ -378,7 +360,7 @@ def ab_report(name: str) -> None:
     reporter = ExperimentReporter(ctx.yard.db, LoggedOutcomes(ctx.store.reader))
     report = reporter.report(name, experiment, actor=ctx.actor)
     _show(found)
-    _table(
+    print_table(
         f"{name}: {report.verdict} ({report.design}): {report.reason}",
         ["arm", "n", "estimate", "lift", "CI", "p"],
         [

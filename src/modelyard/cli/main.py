@@ -7,7 +7,6 @@ exits with status 2; tracebacks are left for bugs.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,12 +14,12 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from modelyard.cli.bench import bench
 from modelyard.cli.deploy import deploy_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
+from modelyard.cli.output import console, print_table, when
 from modelyard.cli.serve import serve
 from modelyard.config import load_settings
 from modelyard.errors import ModelyardError
@@ -44,33 +43,16 @@ app.command()(serve)
 app.command()(logs)
 app.command()(bench)
 
-console = Console()
-
 
 def _yard() -> Yard:
     return Yard(load_settings())
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
-    console.print(table)
 
 
 @app.command()
 def init() -> None:
     """Create (or upgrade in place) the modelyard home: database and artifact store."""
     yard = _yard()
-    _table(
+    print_table(
         "modelyard home",
         ["setting", "value"],
         [
@@ -92,7 +74,7 @@ def runs_list(
 ) -> None:
     """Runs, newest first."""
     found = _yard().tracking.search_runs(filter, experiment=experiment, limit=limit)
-    _table(
+    print_table(
         f"{len(found)} run(s)",
         ["id", "name", "experiment", "status", "started", "metrics"],
         [
@@ -101,7 +83,7 @@ def runs_list(
                 r.name,
                 r.experiment,
                 r.status,
-                _when(r.start_time),
+                when(r.start_time),
                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:4]),
             ]
             for r in found
@@ -118,8 +100,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id or a unique pre
         ["name", run.name],
         ["experiment", run.experiment],
         ["status", run.status],
-        ["started", _when(run.start_time)],
-        ["ended", _when(run.end_time)],
+        ["started", when(run.start_time)],
+        ["ended", when(run.end_time)],
         ["seed", run.seed],
         ["git commit", run.git_commit],
         ["python", run.environment.get("python")],
@@ -132,14 +114,14 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id or a unique pre
         for k, d in run.datasets.items()
     ]
     rows += [[f"artifact {k}", f"sha256 {v[:16]}"] for k, v in sorted(run.artifacts.items())]
-    _table(f"run {run.name}", ["field", "value"], rows)
+    print_table(f"run {run.name}", ["field", "value"], rows)
 
 
 @models_app.command("list")
 def models_list() -> None:
     """Registered models with their latest version and aliases."""
     found = _yard().registry.list_models()
-    _table(
+    print_table(
         f"{len(found)} model(s)",
         ["name", "latest", "aliases", "updated", "description"],
         [
@@ -147,7 +129,7 @@ def models_list() -> None:
                 m.name,
                 m.latest_version,
                 ", ".join(f"{a}->v{v}" for a, v in sorted(m.aliases.items())) or "-",
-                _when(m.updated_at),
+                when(m.updated_at),
                 m.description,
             ]
             for m in found
@@ -166,16 +148,13 @@ def models_show(name: str) -> None:
     ]
     rows += [[f"alias {a}", f"v{v}"] for a, v in sorted(model.aliases.items())]
     rows += [[f"tag {k}", v] for k, v in sorted(model.tags.items())]
-    _table(f"model {model.name}", ["field", "value"], rows)
+    print_table(f"model {model.name}", ["field", "value"], rows)
     moves = registry.alias_history(name)
     if moves:
-        _table(
+        print_table(
             "alias moves",
             ["when", "alias", "from", "to", "by", "why"],
-            [
-                [_when(m.at), m.alias, m.from_version, m.to_version, m.actor, m.reason]
-                for m in moves
-            ],
+            [[when(m.at), m.alias, m.from_version, m.to_version, m.actor, m.reason] for m in moves],
         )
 
 
@@ -183,7 +162,7 @@ def models_show(name: str) -> None:
 def versions(name: str) -> None:
     """All versions of a model."""
     found = _yard().registry.list_versions(name)
-    _table(
+    print_table(
         f"{name}: {len(found)} version(s)",
         ["version", "flavour", "aliases", "created", "run", "sha256", "inputs", "metrics"],
         [
@@ -191,7 +170,7 @@ def versions(name: str) -> None:
                 v.version,
                 v.flavour,
                 ", ".join(v.aliases) or "-",
-                _when(v.created_at),
+                when(v.created_at),
                 (v.run_id or "-")[:12],
                 v.artifact_digest[:12],
                 f"{len(v.signature.inputs)} ({v.signature.layout})",
@@ -219,10 +198,10 @@ def alias_set(
 def alias_history(name: str, alias: Annotated[str | None, typer.Argument()] = None) -> None:
     """Who moved which alias, when and why."""
     moves = _yard().registry.alias_history(name, alias)
-    _table(
+    print_table(
         f"{name}: alias moves",
         ["when", "alias", "from", "to", "by", "why"],
-        [[_when(m.at), m.alias, m.from_version, m.to_version, m.actor, m.reason] for m in moves],
+        [[when(m.at), m.alias, m.from_version, m.to_version, m.actor, m.reason] for m in moves],
     )
 
 
