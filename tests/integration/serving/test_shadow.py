@@ -99,10 +99,12 @@ def test_sleeping_shadow_leaves_primary_p99_alone(
             assert result.requests > RATE * RUN_S * 0.9
         plain.append(results[0].latency.p99_s * 1000)
         mirrored.append(results[1].latency.p99_s * 1000)
-    # At p99s of a few ms, noise on this shared machine still moves a p99 by ~1 ms, so
-    # a gap under 1 ms passes too.
-    without, with_shadow = statistics.median(plain), statistics.median(mirrored)
-    assert with_shadow <= max(without * 1.05, without + 1.0), (plain, mirrored)
+    # Both servers take load in the same rounds, so each round's gap cancels the noise
+    # of this shared machine; at p99s of a few ms that noise still moves a p99 by ~1 ms,
+    # so a median gap under 1 ms passes too.
+    without = statistics.median(plain)
+    gap = statistics.median(m - p for p, m in zip(plain, mirrored, strict=True))
+    assert gap <= max(without * 0.05, 1.0), (plain, mirrored)
 
     time.sleep(2.5)  # the last shadow batches finish; workers publish their metrics
     metrics = httpx.get(f"{mirrored_server.url}/metrics").text
