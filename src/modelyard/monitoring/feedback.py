@@ -30,10 +30,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.errors import PayloadTooLargeError, ValidationError
-from modelyard.store.database import Database
+from modelyard.store.database import Database, upsert
 from modelyard.store.schema import feedback
 
 MAX_ITEMS = 10_000
@@ -206,9 +205,8 @@ class FeedbackStore:
                     feedback.c.dedupe_key.in_(chunk)
                 )
                 stored.update((key, label) for key, label in conn.execute(query))
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            insert = dialect.insert(feedback)
-            upsert = insert.on_conflict_do_update(
+            insert = upsert(conn, feedback)
+            statement = insert.on_conflict_do_update(
                 index_elements=["dedupe_key"],
                 set_={
                     "label": insert.excluded.label,
@@ -217,7 +215,7 @@ class FeedbackStore:
                 },
                 where=feedback.c.label != insert.excluded.label,
             )
-            conn.execute(upsert, list(rows.values()))
+            conn.execute(statement, list(rows.values()))
         new = sum(1 for key in keys if key not in stored)
         replaced = sum(1 for key in keys if key in stored and stored[key] != rows[key]["label"])
         return FeedbackResult(len(items), new, replaced, len(items) - new - replaced)

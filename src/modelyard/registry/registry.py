@@ -23,7 +23,7 @@ from modelyard.registry.profile import build_profile
 from modelyard.registry.refs import check_alias, check_model_name
 from modelyard.registry.signature import Signature, example_columns, infer_signature
 from modelyard.store.artifacts import ArtifactStore
-from modelyard.store.database import Database
+from modelyard.store.database import Database, upsert
 from modelyard.store.reader import SqlReader, open_reader
 from modelyard.store.schema import (
     alias_history,
@@ -191,17 +191,18 @@ class Registry(Catalog):
         )
 
     def _lock_or_create_model(self, conn: Connection, name: str, now: float) -> int:
+        # Insert-if-absent first: two writers registering a new name at once (PostgreSQL
+        # has no table lock like SQLite's BEGIN IMMEDIATE) then both find the one row and
+        # queue on its lock, instead of one failing on the unique name.
+        conn.execute(
+            upsert(conn, registered_models)
+            .values(name=name, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
         query = (
             select(registered_models.c.id).where(registered_models.c.name == name).with_for_update()
         )
-        model_id = conn.execute(query).scalar()
-        if model_id is None:
-            model_id = conn.execute(
-                insert(registered_models)
-                .values(name=name, created_at=now, updated_at=now)
-                .returning(registered_models.c.id)
-            ).scalar_one()
-        return int(model_id)
+        return int(conn.execute(query).scalar_one())
 
     # -- aliases and tags ----------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.errors import ConfigurationError, StoreError
 
@@ -103,6 +104,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT for ``conn``'s dialect that takes ``on_conflict_do_nothing/do_update``
+    (both SQLite and PostgreSQL have ``ON CONFLICT``; the core ``insert`` does not)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def create_database_engine(url: str) -> Engine:

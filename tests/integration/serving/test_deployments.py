@@ -51,12 +51,13 @@ def test_traffic_split_follows_weight_and_sticks_to_routing_key(
     deploy(fresh_home, "by-field", canary=2, canary_weight=50, routing_key="field:f3")
     server = launch_server(fresh_home, ["fraud@champion"], workers=2)
 
-    # No key: each request draws; 30% +- 3 standard deviations (n = 1000).
+    # No key: each request draws; 30% +- 4.5 standard deviations (n = 1000): 3 failed
+    # one CI run in a few hundred, as chance allows.
     with httpx.Client(base_url=server.url, timeout=30) as client:
         answers = [client.post("/v2/models/split/infer", content=fraud_body) for _ in range(1000)]
     assert {a.status_code for a in answers} == {200}
     share = sum(a.headers["x-model-version"] == "2" for a in answers) / len(answers)
-    assert 0.30 - 0.044 < share < 0.30 + 0.044, share
+    assert 0.30 - 0.065 < share < 0.30 + 0.065, share
 
     # Keyed by header: one version per user, the one the store's own routing picks.
     with Yard(load_settings(home=fresh_home, environ={})) as yard:
