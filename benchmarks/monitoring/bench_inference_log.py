@@ -2,19 +2,23 @@
 
     .venv/bin/python benchmarks/monitoring/bench_inference_log.py [--repeat 5] [--records 50000]
 
-Hot path: what a serving worker pays per micro-batch of 64 requests, i.e. 64
-``record()`` calls (one row each, 30 float32 features, 2 outputs) and one
-``commit()`` (one ``os.write`` into the write-ahead log), in microseconds per
-request; the median of ``--repeat`` runs of 200 batches, for three ways the
-serving layer may pass the inputs (``LAYOUTS``). The same with
-``fsync_interval_s=0`` (fsync on every commit: durable against power loss
-too) shows what that option costs on this disk.
+Hot path: what a serving worker pays per micro-batch (one row per request, 30
+float32 features, 2 outputs): one ``record_batch()`` call, as serving makes it,
+or one ``record()`` call per request for three ways a caller may pass the inputs
+(``LAYOUTS``), then one ``commit()`` (one ``os.write`` into the write-ahead
+log); microseconds per request, the median of ``--repeat`` runs of 200 batches,
+for micro-batches of 8 requests (what 32 connections on 2 workers give) and 64.
+The same with ``fsync_interval_s=0`` (fsync on every commit: durable against
+power loss too) shows what that option costs on this disk. In a loaded serving
+worker the same calls cost about twice as much (caches are cold): measure the
+whole server with benchmarks/serving.
 
-Writer: ``--records`` records are committed to the write-ahead log first, then
-``drain()`` moves them into a fresh SQLite database (WAL mode, the embedded
-default) in batches of 1,000, as the background thread does; records per
-second of wall time, median of ``--repeat`` runs. With
-``MODELYARD_BENCH_POSTGRES_URL`` set, the same on PostgreSQL.
+Writer: ``--records`` records are committed to the write-ahead log first (in
+micro-batches of 8 and of 64), then ``drain()`` moves them into a fresh SQLite
+database (WAL mode, the embedded default), one row per micro-batch, as the log
+ingester does; records per second of wall time and of CPU time, median of
+``--repeat`` runs. With ``MODELYARD_BENCH_POSTGRES_URL`` set, the same on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ import numpy as np
 from modelyard.monitoring import InferenceLogger
 from modelyard.store.database import Database
 
-BATCH = 64
+BATCH_SIZES = (8, 64)
 BATCHES = 200
 FEATURES = [f"f{i}" for i in range(30)]
 LAYOUTS = {
+    "record_batch": "serving's path: one record_batch() with the batch's matrix and outputs",
     "batch": "the batch's merged input (dict of 30 columns) and outputs, with row spans",
     "request-dict": "each request's own dict of 30 one-row columns, batch outputs with spans",
     "request-matrix": "each request's own 1 x 30 matrix, batch outputs with spans",
@@ -43,24 +48,42 @@ LAYOUTS = {
 
 
 class Batch:
-    """One micro-batch of 64 one-row requests, as the serving layer holds it."""
+    """One micro-batch of ``size`` one-row requests, as the serving layer holds it."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
-        matrix = rng.normal(size=(BATCH, len(FEATURES))).astype(np.float32)
+    def __init__(self, rng: np.random.Generator, size: int) -> None:
+        self.size = size
+        self.matrix = rng.normal(size=(size, len(FEATURES))).astype(np.float32)
+        matrix = self.matrix
         self.columns = {name: np.ascontiguousarray(matrix[:, i]) for i, name in enumerate(FEATURES)}
-        self.rows = [matrix[i : i + 1] for i in range(BATCH)]
-        self.dicts = [{n: c[i : i + 1] for n, c in self.columns.items()} for i in range(BATCH)]
+        self.rows = [matrix[i : i + 1] for i in range(size)]
+        self.dicts = [{n: c[i : i + 1] for n, c in self.columns.items()} for i in range(size)]
         self.outputs = {
             "label": (matrix[:, 0] > 0).astype(np.int64),
-            "score": matrix[:, 1].astype(np.float64),
+            "probabilities": np.abs(matrix[:, 1:3]),
         }
 
     def record(self, logger: InferenceLogger, layout: str, number: int, ts: float) -> None:
+        size = self.size
+        if layout == "record_batch":
+            logger.record_batch(
+                model="fraud",
+                version=3,
+                request_ids=[f"req-{number}-{i}" for i in range(size)],
+                ts=[ts] * size,
+                deployments=["fraud"] * size,
+                arms=["primary"] * size,
+                spans=[(i, i + 1) for i in range(size)],
+                latency_ms=[0.8] * size,
+                inputs=self.matrix,
+                input_names=FEATURES,
+                outputs=self.outputs,
+            )
+            return
         per_request: list[Any] = {"request-dict": self.dicts, "request-matrix": self.rows}.get(
-            layout, [self.columns] * BATCH
+            layout, [self.columns] * size
         )
         names = FEATURES if layout == "request-matrix" else None
-        for i in range(BATCH):
+        for i in range(size):
             logger.record(
                 request_id=f"req-{number}-{i}",
                 deployment="fraud",
@@ -78,29 +101,34 @@ class Batch:
             )
 
 
-def hot_path(root: Path, db: Database, layout: str, fsync: bool) -> tuple[float, float]:
-    """Microseconds per request for ``record()`` x 64 + ``commit()``: wall time, CPU time."""
+def hot_path(root: Path, db: Database, layout: str, size: int, fsync: bool) -> tuple[float, float]:
+    """Microseconds per request to record one micro-batch and ``commit()``: wall, CPU."""
     logger = InferenceLogger(
-        db, root, worker=layout, max_wal_bytes=None, fsync_interval_s=0.0 if fsync else None
+        db,
+        root,
+        worker=f"{layout}-{size}-{fsync}",
+        max_wal_bytes=None,
+        fsync_interval_s=0.0 if fsync else None,
+        ingest=False,
     )
-    batch = Batch(np.random.default_rng(0))
+    batch = Batch(np.random.default_rng(0), size)
     ts = time.time()
     started, cpu = time.perf_counter(), time.process_time()
     for number in range(BATCHES):
         batch.record(logger, layout, number, ts)
         logger.commit()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    logger._wal.close()  # not drained: the files go with the temporary directory
-    return elapsed / (BATCHES * BATCH) * 1e6, cpu / (BATCHES * BATCH) * 1e6
+    logger.close()  # not stored: the files go with the temporary directory
+    return elapsed / (BATCHES * size) * 1e6, cpu / (BATCHES * size) * 1e6
 
 
-def ingest_rate(root: Path, url: str, records: int) -> tuple[float, float]:
+def ingest_rate(root: Path, url: str, records: int, size: int) -> tuple[float, float]:
     """Records per second from the write-ahead log into the store: per wall, per CPU second."""
     db = Database(url)
-    logger = InferenceLogger(db, root, worker="ingest", max_wal_bytes=None)
-    batch = Batch(np.random.default_rng(1))
-    for number in range(records // BATCH):
-        batch.record(logger, "batch", number, 1000.0 + number)
+    logger = InferenceLogger(db, root, worker=f"ingest-{size}", max_wal_bytes=None)
+    batch = Batch(np.random.default_rng(1), size)
+    for number in range(records // size):
+        batch.record(logger, "record_batch", number, 1000.0 + number)
         logger.commit()
     started, cpu = time.perf_counter(), time.process_time()
     moved = logger.drain()
@@ -116,35 +144,44 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50_000)
     args = parser.parse_args()
     postgres = os.environ.get("MODELYARD_BENCH_POSTGRES_URL")
-    figures: dict[str, list[tuple[float, float]]] = {}
+    figures: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for repetition in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)
             db = Database(f"sqlite:///{home / 'hot.db'}")
-            for layout in LAYOUTS:
-                figures.setdefault(layout, []).append(hot_path(home / "wal", db, layout, False))
-            figures.setdefault("fsync", []).append(hot_path(home / "wal", db, "batch", True))
+            for size in BATCH_SIZES:
+                for layout in LAYOUTS:
+                    timing = hot_path(home / "wal", db, layout, size, False)
+                    figures.setdefault((layout, size), []).append(timing)
+                timing = hot_path(home / "wal", db, "record_batch", size, True)
+                figures.setdefault(("fsync", size), []).append(timing)
             db.dispose()
-            url = f"sqlite:///{home / 'ingest.db'}"
-            figures.setdefault("sqlite", []).append(ingest_rate(home / "wal", url, args.records))
-            if postgres:
-                schema_url = _fresh_schema(postgres, repetition)
-                rate = ingest_rate(home / "wal", schema_url, args.records)
-                figures.setdefault("postgres", []).append(rate)
+            for size in BATCH_SIZES:
+                url = f"sqlite:///{home / f'ingest-{size}.db'}"
+                rate = ingest_rate(home / "wal", url, args.records, size)
+                figures.setdefault(("sqlite", size), []).append(rate)
+                if postgres:
+                    schema_url = _fresh_schema(postgres, repetition * 100 + size)
+                    rate = ingest_rate(home / "wal", schema_url, args.records, size)
+                    figures.setdefault(("postgres", size), []).append(rate)
     median = {
-        name: (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
-        for name, values in figures.items()
+        key: (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+        for key, values in figures.items()
     }
-    print(f"record() x {BATCH} + commit(), us per request (wall / CPU):")
+    sizes = " | ".join(f"{size} a batch" for size in BATCH_SIZES)
+    print(f"recording + commit(), us per request, wall / CPU ({sizes}):")
     for layout, meaning in LAYOUTS.items():
-        print(f"  {median[layout][0]:7.2f} / {median[layout][1]:6.2f}  {layout}: {meaning}")
-    wall, cpu = median["fsync"]
-    print(f"  {wall:7.2f} / {cpu:6.2f}  batch, with fsync on every commit (fsync_interval_s=0)")
-    print("writer ingest, records/s (per wall second / per CPU second):")
+        cells = " | ".join("{:6.2f} / {:5.2f}".format(*median[(layout, s)]) for s in BATCH_SIZES)
+        print(f"  {cells}  {layout}: {meaning}")
+    cells = " | ".join("{:6.2f} / {:5.2f}".format(*median[("fsync", s)]) for s in BATCH_SIZES)
+    print(f"  {cells}  record_batch, with fsync on every commit (fsync_interval_s=0)")
+    print(f"store writer, records/s per wall second / per CPU second ({sizes}):")
     for backend in ("sqlite", "postgres"):
-        if backend in median:
-            wall, cpu = median[backend]
-            print(f"  {backend}: {wall:,.0f} / {cpu:,.0f}")
+        if (backend, BATCH_SIZES[0]) in median:
+            cells = " | ".join(
+                "{:,.0f} / {:,.0f}".format(*median[(backend, s)]) for s in BATCH_SIZES
+            )
+            print(f"  {backend}: {cells}")
     print(f"(median of {args.repeat}; {args.records:,} records per ingest run;", end=" ")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
 

@@ -618,7 +618,7 @@ def uptime() -> str:
 
 
 def logged_rows(home: Path) -> int:
-    """Rows in the inference log's table (0 before the server created it)."""
+    """Requests in the inference log's store (0 before the server created it)."""
     import sqlite3
 
     path = home / "modelyard.db"
@@ -626,7 +626,8 @@ def logged_rows(home: Path) -> int:
         return 0
     with contextlib.closing(sqlite3.connect(path)) as db:
         try:
-            return int(db.execute("SELECT count(*) FROM inference_log").fetchone()[0])
+            row = db.execute("SELECT sum(requests) FROM inference_batches").fetchone()
+            return int(row[0] or 0)
         except sqlite3.OperationalError:
             return 0
 

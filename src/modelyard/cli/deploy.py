@@ -8,6 +8,7 @@ after) and the deployment's state as tables. Mounted on the main app with
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ import typer
 from modelyard.cli.output import print_table, when
 from modelyard.config import load_settings
 from modelyard.errors import NotFoundError, ValidationError
+from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
 from modelyard.routing.config import Change, Deployment, RoutingKey
@@ -357,7 +359,8 @@ def ab_report(name: str) -> None:
     experiment = found.config.experiment
     if experiment is None:
         raise ValidationError(f"deployment {name!r} runs no experiment; start one with `ab start`")
-    reporter = ExperimentReporter(ctx.yard.db, LoggedOutcomes(ctx.store.reader))
+    outcomes = LoggedOutcomes(partial(request_outcomes, ctx.yard.db))
+    reporter = ExperimentReporter(ctx.yard.db, outcomes)
     report = reporter.report(name, experiment, actor=ctx.actor)
     _show(found)
     print_table(

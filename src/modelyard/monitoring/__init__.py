@@ -7,10 +7,10 @@ from modelyard.monitoring.feedback import (
     FeedbackStore,
     parse_feedback_body,
 )
-from modelyard.monitoring.feedback_join import joined
+from modelyard.monitoring.feedback_join import joined, request_outcomes
 from modelyard.monitoring.inference_log import InferenceLogger, LogStats
 from modelyard.monitoring.log_policy import LogPolicy
-from modelyard.monitoring.log_store import purge, read_window, retention_sweep
+from modelyard.monitoring.log_store import purge, read_window, retention_sweep, write_records
 from modelyard.monitoring.multivariate import MultivariateDrift
 from modelyard.monitoring.wal import WriteAheadLog
 
@@ -31,5 +31,7 @@ __all__ = [
     "parse_feedback_body",
     "purge",
     "read_window",
+    "request_outcomes",
     "retention_sweep",
+    "write_records",
 ]

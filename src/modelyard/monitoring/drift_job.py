@@ -42,11 +42,12 @@ from modelyard.monitoring.live_metrics import (
     TrafficMetrics,
     snapshot,
 )
+from modelyard.monitoring.log_store import latest_model
 from modelyard.monitoring.window import Window
 from modelyard.registry.catalog import Catalog
 from modelyard.registry.profile import load_sample, output_columns
 from modelyard.store.database import Database
-from modelyard.store.schema import deployments, drift_results, inference_log
+from modelyard.store.schema import deployments, drift_results
 
 WindowReader = Callable[[Database, str, float, float], Window]
 # Live logs miss values now and then; a job should test what is there, not stop.
@@ -226,13 +227,8 @@ def deployment_model(db: Database, deployment: str) -> str:
         model = conn.execute(
             select(deployments.c.model).where(deployments.c.name == deployment)
         ).scalar()
-        if model is None:
-            model = conn.execute(
-                select(inference_log.c.model)
-                .where(inference_log.c.deployment == deployment)
-                .order_by(desc(inference_log.c.ts))
-                .limit(1)
-            ).scalar()
+    if model is None:
+        model = latest_model(db, deployment)
     if model is None:
         raise NotFoundError(f"no deployment named {deployment!r}, and no traffic logged for it")
     return str(model)

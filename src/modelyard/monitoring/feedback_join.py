@@ -19,6 +19,7 @@ nothing. The result is a ``window.Window`` whose ``labels`` are filled in.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from dataclasses import replace
 from typing import Any
@@ -32,9 +33,10 @@ from modelyard.errors import ValidationError
 from modelyard.monitoring.log_store import read_window, row_numbers
 from modelyard.monitoring.window import Window
 from modelyard.store.database import Database
-from modelyard.store.schema import feedback, inference_log
+from modelyard.store.schema import feedback
 
 DAY_S = 86_400.0
+_LOOKUP_CHUNK = 500  # request ids per IN (...) query
 
 
 def joined(
@@ -57,30 +59,17 @@ def joined(
     """
     window = read_window(db, deployment, start, end)
     labels = np.full(window.rows, None, dtype=object)
-    _by_request(db, deployment, start, end, window, labels)
+    _by_request(db, window, labels)
     if entity_field is not None and window.rows:
         _by_entity(db, deployment, start, end, window, entity_field, entity_horizon_s, labels)
     labelled = replace(window, labels=labels)
     return labelled if version is None else labelled.select(window.version == version)
 
 
-def _by_request(
-    db: Database,
-    deployment: str,
-    start: float,
-    end: float,
-    window: Window,
-    labels: npt.NDArray[Any],
-) -> None:
+def _by_request(db: Database, window: Window, labels: npt.NDArray[Any]) -> None:
     if not window.rows:
         return
-    log, fb = inference_log.c, feedback.c
-    in_window = select(log.request_id).where(
-        log.deployment == deployment, log.ts >= start, log.ts < end
-    )
-    query = select(fb.request_id, fb.row, fb.label).where(fb.request_id.in_(in_window))
-    with db.read() as conn:
-        stored = {(r.request_id, r.row): r.label for r in conn.execute(query)}
+    stored = _request_labels(db, set(window.request_ids.tolist()))
     if not stored:
         return
     request_ids = window.request_ids[window.row_request]
@@ -90,6 +79,37 @@ def _by_request(
         label = stored.get((request_id, row))
         if label is not None:
             labels[position] = orjson.loads(label)
+
+
+def _request_labels(db: Database, request_ids: set[str]) -> dict[tuple[str, int], str]:
+    """The stored label text of each ``(request id, row)`` among ``request_ids``."""
+    fb = feedback.c
+    wanted = sorted(request_ids)
+    stored: dict[tuple[str, int], str] = {}
+    with db.read() as conn:
+        for at in range(0, len(wanted), _LOOKUP_CHUNK):
+            query = select(fb.request_id, fb.row, fb.label).where(
+                fb.request_id.in_(wanted[at : at + _LOOKUP_CHUNK])
+            )
+            stored.update(((r.request_id, r.row), r.label) for r in conn.execute(query))
+    return stored
+
+
+def request_outcomes(
+    db: Database, deployment: str, arm: str, version: int, start: float, end: float
+) -> list[tuple[str, str | None]]:
+    """``(request id, label text or None)`` for each request of ``deployment`` answered by
+    ``arm`` and ``version`` with ``start <= ts < end``, once per label of its rows."""
+    window = read_window(db, deployment, start, end, version=version)
+    pairs = zip(window.request_ids.tolist(), window.arm.tolist(), strict=True)
+    ids = [request_id for request_id, answered_by in pairs if answered_by == arm]
+    labels: dict[str, list[str]] = defaultdict(list)
+    for (request_id, _row), label in _request_labels(db, set(ids)).items():
+        labels[request_id].append(label)
+    outcomes: list[tuple[str, str | None]] = []
+    for request_id in dict.fromkeys(ids):
+        outcomes += [(request_id, label) for label in labels.get(request_id, [None])]
+    return outcomes
 
 
 def _by_entity(
@@ -149,17 +169,17 @@ def _by_entity(
 def _requests_after(
     db: Database, deployment: str, start: float, until: float, field: str
 ) -> list[tuple[str, float, str]]:
-    log = inference_log.c
-    query = select(log.ts, log.request_id, log.inputs).where(
-        log.deployment == deployment, log.ts >= start, log.ts <= until, log.inputs.is_not(None)
-    )
+    window = read_window(db, deployment, start, math.nextafter(until, math.inf))
+    column = window.inputs.get(field)
+    if column is None:
+        return []
+    request_ids = window.request_ids[window.row_request].tolist()
+    ts = window.ts[window.row_request].tolist()
     seen = []
-    with db.read() as conn:
-        for stamp, request_id, inputs in conn.execute(query):
-            for value in orjson.loads(inputs).get(field) or ():
-                key = entity_text(value)
-                if key is not None:
-                    seen.append((key, stamp, request_id))
+    for position, value in enumerate(column.tolist()):
+        key = entity_text(value)
+        if key is not None:
+            seen.append((key, ts[position], request_ids[position]))
     return seen
 
 

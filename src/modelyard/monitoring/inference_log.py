@@ -2,20 +2,23 @@
 
 The serving loop calls, for each micro-batch::
 
-    for request in batch:                  # a few us each: no copy, no encoding
-        logger.record(request_id=..., deployment=..., inputs=batch_input,
-                      input_rows=(start, stop), outputs=batch_outputs,
-                      output_rows=(start, stop), ...)
+    logger.record_batch(model=..., version=..., request_ids=[...], ts=[...],
+                        deployments=[...], arms=[...], spans=[(start, stop), ...],
+                        latency_ms=[...], inputs=batch_input, outputs=batch_outputs)
     logger.commit()                        # encode once, one os.write to the log
     ...send the responses...
 
+(``record`` takes one request at a time, for failures and other callers.)
+
 so an answered request is on local disk (in the kernel's page cache) before its
-client sees the answer, and survives a SIGKILL of the worker. A background
-thread reads the write-ahead log back and inserts into the metadata store in
-batches (idempotently, by record id), then moves the log's checkpoint. The log
-on disk is the queue between the two: memory stays bounded however slow the
-store is, and the log's size is capped by ``max_wal_bytes`` with an explicit
-policy for when it is full (``when_full``):
+client sees the answer, and survives a SIGKILL of the worker. A
+``log_ingest.LogIngester`` reads the write-ahead log back and stores its
+payloads in the metadata store, one row per micro-batch: on a thread of this
+process (``ingest=True``), or in another process that follows this log (a
+multi-worker server's supervisor). The log on disk is the queue between the
+two: memory stays bounded however slow the store is, and the log's size is
+capped by ``max_wal_bytes`` with an explicit policy for when it is full
+(``when_full``):
 
 * ``"reject"`` (default): ``commit()`` raises ``OverloadedError`` and the batch's
   records are discarded; the server answers those requests 503, so no answered
@@ -24,45 +27,32 @@ policy for when it is full (``when_full``):
   counted in ``dropped_when_full[deployment]``.
 
 Requests left out by a deployment's sampling rate are counted in
-``dropped_by_sampling[deployment]``. At start the thread also ingests the logs
-of processes that died (any sibling directory whose lock is free), so records
-of a killed worker reach the store exactly once.
-
-A thread rather than an asyncio task: the store's driver blocks, and SQLite and
-psycopg release the GIL while they work.
+``dropped_by_sampling[deployment]``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
-from sqlalchemy import exc
 
 from modelyard.errors import OverloadedError, StoreError, ValidationError
+from modelyard.monitoring.log_ingest import ErrorHook, LogIngester
 from modelyard.monitoring.log_policy import WHEN_FULL, LogPolicy, sampled
-from modelyard.monitoring.log_record import ERROR, Pending, decode_rows, encode_batch
-from modelyard.monitoring.log_store import insert_rows
-from modelyard.monitoring.wal import MAX_RECORD_BYTES, Position, WriteAheadLog
+from modelyard.monitoring.log_record import Group, encode
+from modelyard.monitoring.wal import MAX_RECORD_BYTES, WriteAheadLog
 from modelyard.store.database import Database
-
-ErrorHook = Callable[[str, dict[str, Any]], None]
-_MIN_BACKOFF_S = 0.05
-_MAX_BACKOFF_S = 5.0
 
 
 @dataclass(frozen=True)
 class LogStats:
-    """Counters of one logger, for ``/metrics``."""
+    """Counters of one logger."""
 
     committed: int
     ingested: int
@@ -94,45 +84,48 @@ class InferenceLogger:
         interval_s: float = 0.1,
         max_pending: int = 4096,
         on_error: ErrorHook | None = None,
+        ingest: bool = True,
     ) -> None:
         worker = str(os.getpid()) if worker is None else worker
         if not worker or worker.startswith(".") or "/" in worker or "\\" in worker:
             raise ValidationError(f"worker must be a plain directory name, got {worker!r}")
         if when_full not in WHEN_FULL:
             raise ValidationError(f"when_full must be one of {WHEN_FULL}, got {when_full!r}")
-        self._db = db
-        self._root = Path(root)
-        self._options: dict[str, Any] = {
-            "segment_bytes": segment_bytes,
-            "fsync_interval_s": fsync_interval_s,
-        }
-        self._wal = WriteAheadLog(self._root / worker, max_bytes=max_wal_bytes, **self._options)
+        self._wal = WriteAheadLog(
+            Path(root) / worker,
+            max_bytes=max_wal_bytes,
+            segment_bytes=segment_bytes,
+            fsync_interval_s=fsync_interval_s,
+        )
+        self._ingester = (
+            LogIngester(
+                db,
+                Path(root),
+                follow=lambda: (worker,),
+                batch_bytes=batch_bytes,
+                interval_s=interval_s,
+                segment_bytes=segment_bytes,
+                fsync_interval_s=fsync_interval_s,
+                on_error=on_error,
+            )
+            if ingest
+            else None
+        )
         self._policies = dict(policies or {})
         self._default = default_policy or LogPolicy()
         self._rates = {name: p.sample_rate for name, p in self._policies.items()}
         self._default_rate = self._default.sample_rate
         self._drop_when_full = when_full == "drop"
-        self._batch_bytes = batch_bytes
-        self._interval_s = interval_s
         self._max_pending = max_pending
-        self._on_error = on_error
-        # Ids: a random prefix per logger and a counter; unique across workers and restarts.
+        # Payload ids: a random prefix per logger and a counter; unique across workers and
+        # restarts, and the store's key for a payload (a replayed one is stored once).
         self._prefix = secrets.token_hex(8)
         self._count = 0
-        self._pending: list[Pending] = []
-        self._pending_deployments: list[str] = []
-        self._position = self._wal.checkpoint
-        self._ingest_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._recovered = False
+        self._groups: dict[tuple[str, str, int], Group] = {}
+        self._queued = 0
         self._closed = False
         self.committed = 0
-        self.ingested = 0
-        self.rejected_rows = 0
-        self.undecodable = 0
-        self.store_errors = 0
-        self.last_error: str | None = None
+        self.committed_by: Counter[str] = Counter()  # by deployment
         self.dropped_by_sampling: Counter[str] = Counter()
         self.dropped_when_full: Counter[str] = Counter()
 
@@ -156,109 +149,173 @@ class InferenceLogger:
         outputs: Mapping[str, Any] | None = None,
         output_rows: tuple[int, int] | None = None,
         error: str | None = None,
-    ) -> str | None:
-        """Queue one answered request for the next ``commit()``; returns its record id.
+    ) -> bool:
+        """Queue one request for the next ``commit()``; False when the deployment's
+        sampling rate leaves it out.
 
         ``inputs`` is ``{name: column}`` or a 2-D array (rows x fields, named
         by ``input_names``); ``outputs`` is ``{name: column}``. Either may be a
         whole micro-batch's, with ``input_rows``/``output_rows`` = (start, stop)
         naming this request's rows: an object shared by several records is
-        written once, so passing the batch's merged input and outputs is the
-        cheap way. Nothing is copied here: do not change the arrays before
-        ``commit()``. Returns None when the deployment's sampling rate leaves
-        the request out.
+        written once. Nothing is copied here: do not change the arrays before
+        ``commit()``.
         """
         rate = self._rates.get(deployment, self._default_rate)
         if rate < 1.0 and not sampled(request_id, rate):
             self.dropped_by_sampling[deployment] += 1
-            return None
-        self._count += 1
-        record_id = f"{self._prefix}{self._count:016x}"
-        fields = [record_id, request_id, ts, deployment, model, version, arm, status]
-        fields += (latency_ms, rows, error)  # in log_record.FIELDS order
-        self._pending.append((fields, inputs, input_names, input_rows, outputs, output_rows))
-        self._pending_deployments.append(deployment)
-        if len(self._pending) >= self._max_pending:
+            return False
+        group = self._group(deployment, model, version)
+        group.request_ids.append(request_id)
+        group.ts.append(ts)
+        group.latency_ms.append(latency_ms)
+        group.rows.append(rows)
+        group.arms.append(arm)
+        group.statuses.append(status)
+        group.errors.append(error)
+        group.inputs.append(inputs)
+        group.input_names.append(input_names)
+        group.input_rows.append(input_rows)
+        group.outputs.append(outputs)
+        group.output_rows.append(output_rows)
+        self._queued += 1
+        if self._queued >= self._max_pending:
             self.commit()
-        return record_id
+        return True
+
+    def record_batch(
+        self,
+        *,
+        model: str,
+        version: int,
+        request_ids: list[str],
+        ts: list[float],
+        deployments: list[str],
+        arms: list[str],
+        spans: list[tuple[int, int]],
+        latency_ms: list[float],
+        inputs: Mapping[str, Any] | npt.NDArray[Any],
+        outputs: Mapping[str, Any],
+        input_names: Sequence[str] | None = None,
+    ) -> int:
+        """Queue the answered requests of one micro-batch: request ``i`` is rows
+        ``spans[i]`` of the batch's ``inputs`` and ``outputs``. Returns how many were
+        queued (sampling may leave some out)."""
+        count = len(request_ids)
+        deployment = deployments[0]
+        if (
+            deployments.count(deployment) != count
+            or self._rates.get(deployment, self._default_rate) < 1.0
+        ):
+            return sum(  # several deployments share this version, or some are sampled
+                self.record(
+                    request_id=request_ids[i],
+                    deployment=deployments[i],
+                    model=model,
+                    version=version,
+                    ts=ts[i],
+                    status=200,
+                    latency_ms=latency_ms[i],
+                    rows=spans[i][1] - spans[i][0],
+                    arm=arms[i],
+                    inputs=inputs,
+                    input_names=input_names,
+                    input_rows=spans[i],
+                    outputs=outputs,
+                    output_rows=spans[i],
+                )  # fmt: skip
+                for i in range(count)
+            )
+        group = self._group(deployment, model, version)
+        group.request_ids += request_ids
+        group.ts += ts
+        group.latency_ms += latency_ms
+        group.rows += [stop - start for start, stop in spans]
+        group.arms += arms
+        group.statuses += [200] * count
+        group.errors += [None] * count
+        group.inputs += [inputs] * count
+        group.input_names += [input_names] * count
+        group.input_rows += spans
+        group.outputs += [outputs] * count
+        group.output_rows += spans
+        self._queued += count
+        return count
+
+    def _group(self, deployment: str, model: str, version: int) -> Group:
+        key = (deployment, model, version)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(deployment, model, version)
+        return group
 
     def commit(self) -> int:
-        """Write every recorded request to the write-ahead log with one ``os.write``.
+        """Write every queued request to the write-ahead log with one ``os.write``.
 
         Call before sending the batch's responses. Returns the records written.
         Raises ``OverloadedError`` when the log is full and ``when_full`` is
         ``"reject"``, ``StoreError`` when the disk write fails; either way the
         batch's records are discarded and its requests should be answered 503.
         """
-        pending, deployments = self._pending, self._pending_deployments
-        if not pending:
+        groups, count = self._groups, self._queued
+        if not count:
             return 0
-        self._pending, self._pending_deployments = [], []
+        self._groups, self._queued = {}, 0
         if self._closed:
             raise StoreError("the inference log is closed; these records were not written")
+        payloads = [payload for group in groups.values() for payload in self._payloads(group)]
         try:
-            self._wal.append_many(_payloads(pending))
+            self._wal.append_many(payloads)
         except OverloadedError:
             if not self._drop_when_full:
                 raise
-            self.dropped_when_full.update(deployments)
+            for group in groups.values():
+                self.dropped_when_full[group.deployment] += len(group)
             return 0
-        self.committed += len(pending)
-        return len(pending)
+        self.committed += count
+        for group in groups.values():
+            self.committed_by[group.deployment] += len(group)
+        return count
+
+    def _payloads(self, group: Group) -> list[bytes]:
+        """``group`` as payloads, split where one would pass the write-ahead log's limit."""
+        self._count += 1
+        payload = encode(group, f"{self._prefix}{self._count:016x}")
+        if len(payload) <= MAX_RECORD_BYTES:
+            return [payload]
+        if len(group) > 1:
+            half = len(group) // 2
+            return self._payloads(group.take(range(half))) + self._payloads(
+                group.take(range(half, len(group)))
+            )
+        alone = group.take([0])
+        alone.inputs, alone.outputs = [None], [None]
+        note = f"inputs and outputs not logged: {len(payload)} bytes is over the limit"
+        alone.errors = [note]
+        return self._payloads(alone)
 
     # -- the store side -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background thread that moves the log into the store."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="modelyard-inference-log", daemon=True
-            )
-            self._thread.start()
+        """Start moving the log into the store on a background thread (with ``ingest``)."""
+        if self._ingester is not None:
+            self._ingester.start()
 
     def drain(self, timeout_s: float | None = None) -> int:
-        """Move everything committed so far into the store, on this thread; returns records read.
-
-        Also ingests orphaned logs the first time. Store errors propagate.
-        """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        moved = 0
-        with self._ingest_lock:
-            if not self._recovered:
-                moved += self._recover()
-            target = self._wal.end
-            while self._position < target:
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                count, before = self._ingest_once()
-                moved += count
-                if not count and self._position == before:
-                    break
-        return moved
-
-    def recover(self) -> int:
-        """Ingest the logs of dead processes under ``root``; returns the records read."""
-        with self._ingest_lock:
-            return self._recover()
+        """Move everything committed so far, and any orphaned log, into the store on this
+        thread; returns the records stored. Store errors propagate."""
+        return 0 if self._ingester is None else self._ingester.drain(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Commit, stop the thread, drain what the store takes, and release the log.
-
-        A log the store could not take stays on disk for the next start.
-        """
+        """Commit and release the log; with ``ingest``, first stop the thread and drain what
+        the store takes. What is not in the store stays on disk for whoever ingests next
+        (this process's next start, or a supervisor's ``LogIngester``)."""
         if self._closed:
             return
         self.commit()
         self._closed = True
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-        try:
-            self.drain(timeout_s)
-        except (StoreError, exc.SQLAlchemyError) as error:
-            self._failed(error)
-        self._wal.close(remove=True)
+        if self._ingester is not None:
+            self._ingester.close(timeout_s)
+        self._wal.close(remove=self._ingester is not None)
 
     def set_policy(self, deployment: str, policy: LogPolicy) -> None:
         """Change a deployment's sampling rate (and TTL) from now on."""
@@ -268,113 +325,29 @@ class InferenceLogger:
     def policy(self, deployment: str) -> LogPolicy:
         return self._policies.get(deployment, self._default)
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Records by ``(deployment, outcome)``: logged, dropped_by_sampling,
+        dropped_when_full (for ``/metrics``)."""
+        counts: dict[tuple[str, str], int] = {}
+        for outcome, counter in (
+            ("logged", self.committed_by),
+            ("dropped_by_sampling", self.dropped_by_sampling),
+            ("dropped_when_full", self.dropped_when_full),
+        ):
+            counts.update(((deployment, outcome), n) for deployment, n in counter.items())
+        return counts
+
     def stats(self) -> LogStats:
+        ingester = self._ingester
         return LogStats(
             committed=self.committed,
-            ingested=self.ingested,
+            ingested=0 if ingester is None else ingester.ingested,
             backlog_bytes=self._wal.size_bytes,
             dropped_by_sampling=dict(self.dropped_by_sampling),
             dropped_when_full=dict(self.dropped_when_full),
-            rejected_rows=self.rejected_rows,
-            corrupt_records=self._wal.corrupt_records + self.undecodable,
-            store_errors=self.store_errors,
-            last_error=self.last_error,
+            rejected_rows=0 if ingester is None else ingester.rejected_rows,
+            corrupt_records=self._wal.corrupt_records
+            + (0 if ingester is None else ingester.corrupt_records + ingester.undecodable),
+            store_errors=0 if ingester is None else ingester.store_errors,
+            last_error=None if ingester is None else ingester.last_error,
         )
-
-    def _run(self) -> None:
-        backoff = _MIN_BACKOFF_S
-        while not self._stop.is_set():
-            try:
-                with self._ingest_lock:
-                    if not self._recovered:
-                        self._recover()
-                    self._ingest_once()
-                self._wal.sync_if_due()
-            except Exception as error:  # the store is down or locked: keep spilling to disk
-                self._failed(error)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                continue
-            backoff = _MIN_BACKOFF_S
-            if self._position >= self._wal.end:  # caught up: let a batch gather
-                self._stop.wait(self._interval_s)
-
-    def _ingest_once(self) -> tuple[int, Position]:
-        before = self._position
-        count, self._position = self._ingest_from(self._wal, before)
-        return count, before
-
-    def _recover(self) -> int:
-        moved = 0
-        own = self._wal.directory.name
-        for entry in sorted(os.scandir(self._root), key=lambda e: e.name):
-            if entry.name == own or entry.name.startswith(".") or not entry.is_dir():
-                continue
-            orphan = WriteAheadLog.open_orphan(Path(entry.path), **self._options)
-            if orphan is None:
-                continue  # a live process owns it
-            try:
-                position = orphan.checkpoint
-                while True:
-                    count, after = self._ingest_from(orphan, position)
-                    moved += count
-                    if not count and after == position:
-                        break
-                    position = after
-            finally:
-                orphan.close(remove=True)
-        self._recovered = True
-        return moved
-
-    def _ingest_from(self, wal: WriteAheadLog, position: Position) -> tuple[int, Position]:
-        payloads, after = wal.read(position, max_records=10_000, max_bytes=self._batch_bytes)
-        rows: list[tuple[Any, ...]] = []
-        if payloads:
-            for payload in payloads:
-                try:
-                    decoded, bad = decode_rows(payload)
-                except (ValueError, KeyError, TypeError, IndexError) as error:
-                    decoded, bad = [], 1
-                    self._report("inference_log_bad_payload", error)
-                rows += decoded
-                self.undecodable += bad
-            self._write(rows)
-            self.ingested += len(rows)
-        if after != position:
-            wal.advance(after)
-        return len(rows), after
-
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        try:
-            insert_rows(self._db, rows)
-        except (exc.DataError, exc.IntegrityError):
-            # A row the store refuses would block the log forever: set it aside, keep the rest.
-            for row in rows:
-                try:
-                    insert_rows(self._db, [row])
-                except (exc.DataError, exc.IntegrityError) as error:
-                    self.rejected_rows += 1
-                    self._report("inference_log_row_rejected", error, record_id=row[0])
-
-    def _failed(self, error: BaseException) -> None:
-        self.store_errors += 1
-        self._report("inference_log_store_error", error)
-
-    def _report(self, event: str, error: BaseException, **fields: Any) -> None:
-        self.last_error = f"{type(error).__name__}: {error}"
-        if self._on_error is not None:
-            with contextlib.suppress(Exception):  # a broken hook must not stop the writer
-                self._on_error(event, {"error": self.last_error, **fields})
-
-
-def _payloads(pending: list[Pending]) -> list[bytes]:
-    """``pending`` as write-ahead log payloads, split where one would pass the size limit."""
-    payload = encode_batch(pending)
-    if len(payload) <= MAX_RECORD_BYTES:
-        return [payload]
-    if len(pending) > 1:
-        half = len(pending) // 2
-        return _payloads(pending[:half]) + _payloads(pending[half:])
-    fields = list(pending[0][0])
-    fields[ERROR] = f"inputs and outputs not logged: {len(payload)} bytes is over the limit"
-    return [encode_batch([(fields, None, None, None, None, None)])]

@@ -15,7 +15,11 @@ fsync on every append, a few milliseconds each on most disks).
 
 A record is either whole or detected: a torn or corrupt record (short, or a
 crc mismatch) ends what is read of its segment, and opening a log truncates
-such a tail from its last segment. The checkpoint is replaced atomically (temp
+such a tail from its last segment. ``LogTail`` reads a log that another process
+(or thread) is writing, without its lock: an incomplete record at the end of the
+newest segment is an append in progress, read once it is whole. The reader owns
+the checkpoint and deletes spent segments; the writer counts what is left on
+disk again when its cap seems reached. The checkpoint is replaced atomically (temp
 file + rename); segments wholly before it are deleted. A process that opens a
 log takes its directory's lock (``dirlock``), which the kernel releases when
 the process dies, however it dies: another process tells an orphaned log from
@@ -127,8 +131,8 @@ class WriteAheadLog:
         self._dirty = False
         self.corrupt_records = 0
         try:
-            self.checkpoint = self._load_checkpoint()
-            segments = self._segments()
+            self.checkpoint = load_checkpoint(self.directory)
+            segments = _segments(self.directory)
             for number in segments:
                 if number < self.checkpoint.segment:
                     _unlink(self._path(number))
@@ -165,6 +169,8 @@ class WriteAheadLog:
         if not data:
             return self.end
         if self.max_bytes is not None and self.size_bytes + len(data) > self.max_bytes:
+            self._count_disk()  # a reader elsewhere may have freed segments since
+        if self.max_bytes is not None and self.size_bytes + len(data) > self.max_bytes:
             raise OverloadedError(
                 f"the write-ahead log in {self.directory} holds {self.size_bytes} bytes; "
                 f"{len(data)} more would pass its limit of {self.max_bytes} (the store is behind)"
@@ -194,6 +200,10 @@ class WriteAheadLog:
                 self._sync_if_due(fd)
             self.end = Position(end.segment, end.offset + written)
         return self.end
+
+    def _count_disk(self) -> None:
+        with self._lock:
+            self.size_bytes = sum(_size(self._path(n)) for n in _segments(self.directory))
 
     def sync_if_due(self) -> None:
         """fsync written records when ``fsync_interval_s`` has passed (for a background thread).
@@ -232,46 +242,12 @@ class WriteAheadLog:
         self, position: Position, *, max_records: int = 1000, max_bytes: int = 4 * 1024 * 1024
     ) -> tuple[list[bytes], Position]:
         """Records from ``position`` up to the published end; returns them and where they stop."""
-        end = self.end
-        segment, offset = position
-        out: list[bytes] = []
-        budget = max_bytes
-        while segment <= end.segment:
-            limit = end.offset if segment == end.segment else _size(self._path(segment))
-            if offset >= limit:  # step over a finished segment, so advance() can delete it
-                if segment == end.segment:
-                    break
-                segment, offset = segment + 1, 0
-                continue
-            if len(out) >= max_records or budget <= 0:
-                break
-            payloads, used, corrupt = self._read_span(
-                segment, offset, limit, max_records - len(out), budget
-            )
-            out += payloads
-            budget -= used
-            offset += used
-            if corrupt:  # skip what cannot be read; appends resume at a record boundary
-                self.corrupt_records += 1
-                offset = limit
-        return out, Position(segment, offset)
-
-    def _read_span(
-        self, segment: int, offset: int, limit: int, records: int, budget: int
-    ) -> tuple[list[bytes], int, bool]:
-        try:
-            with open(self._path(segment), "rb") as file:
-                file.seek(offset)
-                data = file.read(min(limit - offset, max(budget, _READ_CHUNK)))
-                payloads, used, needed, corrupt = parse_frames(data, records)
-                if not payloads and needed and offset + needed <= limit:
-                    file.seek(offset)  # one record bigger than the chunk
-                    data = file.read(needed)
-                    payloads, used, needed, corrupt = parse_frames(data, 1)
-        except FileNotFoundError:
-            return [], 0, True
-        torn = bool(needed) and offset + used + needed > limit
-        return payloads, used, corrupt or (torn and not payloads)
+        payloads, after, corrupt = read_records(
+            self.directory, position, self.end, live=False, max_records=max_records,
+            max_bytes=max_bytes,
+        )  # fmt: skip
+        self.corrupt_records += corrupt
+        return payloads, after
 
     def replay(self) -> Iterator[bytes]:
         """Every record after the checkpoint (does not move the checkpoint)."""
@@ -284,19 +260,12 @@ class WriteAheadLog:
 
     def advance(self, position: Position) -> None:
         """Record that everything before ``position`` is in the store; delete spent segments."""
-        temporary = self.directory / f"{CHECKPOINT}.tmp"
-        with open(temporary, "wb") as file:
-            file.write(orjson.dumps({"segment": position.segment, "offset": position.offset}))
-            if self.fsync_interval_s is not None:
-                file.flush()
-                os.fsync(file.fileno())
-        os.replace(temporary, self.directory / CHECKPOINT)
+        freed = write_checkpoint(
+            self.directory, position, durable=self.fsync_interval_s is not None
+        )
         self.checkpoint = position
-        for number in self._segments():
-            if number < position.segment:
-                freed = _unlink(self._path(number))
-                with self._lock:
-                    self.size_bytes -= freed
+        with self._lock:
+            self.size_bytes -= freed
 
     @property
     def backlog(self) -> bool:
@@ -315,8 +284,9 @@ class WriteAheadLog:
                 self._fd = None
         if self._lock_fd is None:
             return
-        if remove and not self.backlog:
-            for number in self._segments():
+        # Another process may have moved the checkpoint (``LogTail``): ask the disk.
+        if remove and max(self.checkpoint, load_checkpoint(self.directory)) >= self.end:
+            for number in _segments(self.directory):
                 _unlink(self._path(number))
             for name in (CHECKPOINT, f"{CHECKPOINT}.tmp", LOCK):
                 _unlink(self.directory / name)
@@ -334,23 +304,7 @@ class WriteAheadLog:
     # -- internals ------------------------------------------------------------------------
 
     def _path(self, number: int) -> Path:
-        return self.directory / f"{number:08d}{SEGMENT_SUFFIX}"
-
-    def _segments(self) -> list[int]:
-        numbers = []
-        for entry in os.scandir(self.directory):
-            stem, _, suffix = entry.name.partition(".")
-            if f".{suffix}" == SEGMENT_SUFFIX and stem.isdigit():
-                numbers.append(int(stem))
-        return sorted(numbers)
-
-    def _load_checkpoint(self) -> Position:
-        # An unreadable checkpoint means "from the start": replays are idempotent.
-        try:
-            saved = orjson.loads((self.directory / CHECKPOINT).read_bytes())
-            return Position(int(saved["segment"]), int(saved["offset"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return Position(0, 0)
+        return _segment_path(self.directory, number)
 
     def _repair(self, number: int) -> int:
         """Truncate a torn or corrupt tail of the last segment; returns the bytes cut."""
@@ -380,6 +334,134 @@ class WriteAheadLog:
             os.truncate(path, valid)
             self.corrupt_records += 1
         return size - valid
+
+
+class LogTail:
+    """Reads a log that a live process (or another thread) is appending to, from its
+    checkpoint on disk, without taking its lock; moves the checkpoint as it goes.
+
+    Only one reader per log: ``log_ingest.LogIngester`` follows the logs of its own
+    workers, and claims any other only once its owner is gone.
+    """
+
+    def __init__(self, directory: Path, *, durable: bool = False) -> None:
+        self.directory = Path(directory)
+        self.checkpoint = load_checkpoint(self.directory)
+        self._durable = durable
+        self.corrupt_records = 0
+
+    def read(
+        self, position: Position, *, max_records: int = 1000, max_bytes: int = 4 * 1024 * 1024
+    ) -> tuple[list[bytes], Position]:
+        """Whole records from ``position`` up to what is on disk now, and where they stop."""
+        numbers = _segments(self.directory)
+        if not numbers:
+            return [], position
+        end = Position(numbers[-1], _size(_segment_path(self.directory, numbers[-1])))
+        payloads, after, corrupt = read_records(
+            self.directory, position, end, live=True, max_records=max_records,
+            max_bytes=max_bytes,
+        )  # fmt: skip
+        self.corrupt_records += corrupt
+        return payloads, after
+
+    def advance(self, position: Position) -> None:
+        write_checkpoint(self.directory, position, durable=self._durable)
+        self.checkpoint = position
+
+
+def read_records(
+    directory: Path,
+    position: Position,
+    end: Position,
+    *,
+    live: bool,
+    max_records: int,
+    max_bytes: int,
+) -> tuple[list[bytes], Position, int]:
+    """Records of the log in ``directory`` from ``position`` to ``end``: the payloads, where
+    they stop, and how many corrupt spans were skipped. With ``live``, an incomplete
+    record at ``end`` is an append in progress: reading stops before it."""
+    segment, offset = position
+    out: list[bytes] = []
+    budget = max_bytes
+    corrupt = 0
+    while segment <= end.segment:
+        path = _segment_path(directory, segment)
+        limit = end.offset if segment == end.segment else _size(path)
+        if offset >= limit:  # step over a finished segment, so advance() can delete it
+            if segment == end.segment:
+                break
+            segment, offset = segment + 1, 0
+            continue
+        if len(out) >= max_records or budget <= 0:
+            break
+        payloads, used, torn, bad = _read_span(path, offset, limit, max_records - len(out), budget)
+        out += payloads
+        budget -= used
+        offset += used
+        if torn and live and segment == end.segment:
+            break  # the writer is still appending it
+        if bad or (torn and not payloads):
+            # skip what cannot be read; appends resume at a record boundary
+            corrupt += 1
+            offset = limit
+    return out, Position(segment, offset), corrupt
+
+
+def _read_span(
+    path: Path, offset: int, limit: int, records: int, budget: int
+) -> tuple[list[bytes], int, bool, bool]:
+    """(payloads, bytes used, an incomplete record follows, a corrupt record follows)."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            data = file.read(min(limit - offset, max(budget, _READ_CHUNK)))
+            payloads, used, needed, corrupt = parse_frames(data, records)
+            if not payloads and needed and offset + needed <= limit:
+                file.seek(offset)  # one record bigger than the chunk
+                data = file.read(needed)
+                payloads, used, needed, corrupt = parse_frames(data, 1)
+    except FileNotFoundError:
+        return [], 0, False, True
+    return payloads, used, bool(needed) and offset + used + needed > limit, corrupt
+
+
+def load_checkpoint(directory: Path) -> Position:
+    """Where the store's copy of the log ends; an unreadable checkpoint means "from the
+    start" (replays are idempotent)."""
+    try:
+        saved = orjson.loads((directory / CHECKPOINT).read_bytes())
+        return Position(int(saved["segment"]), int(saved["offset"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return Position(0, 0)
+
+
+def write_checkpoint(directory: Path, position: Position, *, durable: bool) -> int:
+    """Replace the checkpoint atomically and delete the segments before it; bytes freed."""
+    temporary = directory / f"{CHECKPOINT}.tmp"
+    with open(temporary, "wb") as file:
+        file.write(orjson.dumps({"segment": position.segment, "offset": position.offset}))
+        if durable:
+            file.flush()
+            os.fsync(file.fileno())
+    os.replace(temporary, directory / CHECKPOINT)
+    return sum(
+        _unlink(_segment_path(directory, n)) for n in _segments(directory) if n < position.segment
+    )
+
+
+def _segment_path(directory: Path, number: int) -> Path:
+    return directory / f"{number:08d}{SEGMENT_SUFFIX}"
+
+
+def _segments(directory: Path) -> list[int]:
+    numbers = []
+    for entry in os.scandir(directory):
+        stem, _, suffix = entry.name.partition(".")
+        if f".{suffix}" == SEGMENT_SUFFIX and stem.isdigit():
+            numbers.append(int(stem))
+    return sorted(numbers)
 
 
 def _size(path: Path) -> int:

@@ -33,7 +33,6 @@ from modelyard.routing.abtest import (
     analyze,
 )
 from modelyard.store.database import Database
-from modelyard.store.reader import SqlReader
 from modelyard.store.schema import events
 
 __all__ = [
@@ -217,11 +216,10 @@ class InMemoryOutcomes:
         return MeanSummary.of(values)
 
 
-_OUTCOMES = """
-SELECT l.request_id, f.label FROM inference_log l
-LEFT JOIN feedback f ON f.request_id = l.request_id
-WHERE l.deployment = :deployment AND l.arm = :arm AND l.version = :version
-  AND l.ts >= :start AND l.ts < :end"""
+# (deployment, arm, version, start, end) -> (request id, label text or None) for every
+# request that arm answered in the window, once per label (monitoring's
+# ``feedback_join.request_outcomes``; routing does not read the inference log itself).
+LoggedRequests = Callable[[str, str, int, float, float], list[tuple[str, str | None]]]
 
 
 class LoggedOutcomes:
@@ -234,8 +232,8 @@ class LoggedOutcomes:
     requests with an outcome count.
     """
 
-    def __init__(self, reader: SqlReader) -> None:
-        self._reader = reader
+    def __init__(self, logged: LoggedRequests) -> None:
+        self._logged = logged
 
     def __call__(
         self,
@@ -246,8 +244,7 @@ class LoggedOutcomes:
         start: float,
         end: float,
     ) -> Outcomes:
-        params = {"deployment": deployment, "arm": arm, "version": version}
-        rows = self._reader.fetch_all(_OUTCOMES, {**params, "start": start, "end": end})
+        rows = self._logged(deployment, arm, version, start, end)
         outcomes: dict[str, float | None] = {}
         for request_id, label in rows:
             value = _outcome(label, experiment.metric)

@@ -27,6 +27,7 @@ import orjson
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.monitoring.feedback import FeedbackResult
+from modelyard.monitoring.inference_log import InferenceLogger
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.routing import DeploymentStore
 from modelyard.serving.endpoints import JSON, Endpoints, Exchange
@@ -74,8 +75,8 @@ class ServingApp:
     """The ASGI app serving ``refs`` from ``yard``'s registry, and every deployment of its
     deployment store, in this process.
 
-    ``on_batch``, ``on_response`` and ``on_shadow`` are the seams for inference logging
-    (see ``hooks``).
+    ``on_batch``, ``on_response``, ``on_failure`` and ``on_shadow`` are the seams for
+    inference logging (see ``hooks``).
     ``start_draining()`` turns readiness off (the server calls it on SIGTERM).
     """
 
@@ -97,8 +98,11 @@ class ServingApp:
         parsed = [parse_ref(r) if isinstance(r, str) else r for r in refs]
         self.on_batch: list[BatchHook] = []
         self.on_response: list[ResponseHook] = []
+        self.on_failure: list[ResponseHook] = []
         self.on_shadow: list[ShadowHook] = []
         self.feedback: Callable[[object], FeedbackResult] | None = None
+        # The inference log's counts and backlog for /metrics (None: not logging).
+        self.inference_log: InferenceLogger | None = None
         self.manager = ModelManager(
             yard,
             parsed,
@@ -169,7 +173,13 @@ class ServingApp:
 
     def _gauges(self) -> dict[str, list[GaugeSample]]:
         runtimes = self.table.runtimes() + self.table.retiring
+        logger = self.inference_log
+        if logger is not None:
+            self.metrics.log_records = logger.counts()
         return {
+            "modelyard_inference_log_backlog_bytes": (
+                [((), float(logger.stats().backlog_bytes))] if logger is not None else []
+            ),
             "modelyard_queue_rows": [
                 ((r.name, r.version_text), float(r.batcher.queued_rows)) for r in runtimes
             ],
@@ -290,7 +300,7 @@ class ServingApp:
                 fields["code"] = ex.code
                 fields["error"] = ex.error
             self.log.emit(level, "request", fields, ts=ex.ts)
-        if self.on_response and ex.prepared is not None:
+        if ex.prepared is not None and (self.on_response or (status >= 400 and self.on_failure)):
             self._notify(ex, status, elapsed)
 
     def _notify(self, ex: Exchange, status: int, elapsed: float) -> None:
@@ -311,7 +321,8 @@ class ServingApp:
             deployment=ex.deployment or ex.model,
             arm=ex.arm,
         )
-        for hook in self.on_response:
+        hooks = self.on_response + self.on_failure if status >= 400 else self.on_response
+        for hook in hooks:
             try:
                 hook(event)
             except Exception as error:  # a hook must never fail a request

@@ -1,6 +1,6 @@
 """The seams where per-request consumers (the inference log of issue 4) attach.
 
-Two lists on ``ServingApp``, both called on the event loop, so hooks must be
+Lists on ``ServingApp``, both called on the event loop, so hooks must be
 quick and must not block (copy or encode what you need, hand it to your own
 writer):
 
@@ -12,6 +12,8 @@ writer):
   request is answered unlogged.
 * ``on_response``: after each inference response has been sent, successful or
   not, with an ``InferenceEvent``. A hook that raises is logged and skipped.
+  ``on_failure`` is the same for failed requests only, and costs nothing per
+  successful one (the inference log records successes from ``on_batch``).
 * ``on_shadow`` (see ``shadow``): after a shadow version answered (or failed) a
   mirrored copy of a request, with a ``shadow.ShadowEvent``; raising is counted.
 

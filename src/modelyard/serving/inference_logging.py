@@ -7,20 +7,21 @@ received is therefore on disk (in the kernel's page cache) even if the worker
 is SIGKILLed right after; the log's writer thread moves records into the
 metadata store off the hot path. If the log cannot take the batch (full and
 set to reject, or a disk error) the batch is answered 503 instead of going out
-unlogged. Failed requests are recorded from ``on_response``, after their error
+unlogged. Failed requests are recorded from ``on_failure``, after their error
 went out: they carry no prediction to lose.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from modelyard.config import Settings
 from modelyard.monitoring.feedback import FeedbackResult, FeedbackStore, parse_feedback_body
 from modelyard.monitoring.inference_log import InferenceLogger
+from modelyard.monitoring.log_ingest import LogIngester
 from modelyard.monitoring.log_policy import LogPolicy
 from modelyard.serving.hooks import BatchEvent, InferenceEvent
 from modelyard.store.database import Database
@@ -29,9 +30,15 @@ ErrorSink = Callable[[str, dict[str, object]], None]
 
 
 def open_inference_log(
-    settings: Settings, db: Database, worker: str, on_error: ErrorSink | None = None
+    settings: Settings,
+    db: Database,
+    worker: str,
+    on_error: ErrorSink | None = None,
+    *,
+    ingest: bool = True,
 ) -> InferenceLogger:
-    """The worker's logger, configured from ``settings.monitoring`` and started."""
+    """The worker's logger, configured from ``settings.monitoring`` and started; without
+    ``ingest``, another process (the supervisor's ``open_log_ingester``) stores its log."""
     monitoring = settings.monitoring
     ttl = monitoring.log_ttl_days * 86_400 if monitoring.log_ttl_days > 0 else None
     logger = InferenceLogger(
@@ -46,46 +53,63 @@ def open_inference_log(
         batch_bytes=monitoring.log_batch_bytes,
         interval_s=monitoring.log_flush_interval_s,
         on_error=on_error,
+        ingest=ingest,
     )
     logger.start()
     return logger
 
 
+def open_log_ingester(
+    settings: Settings,
+    db: Database,
+    follow: Callable[[], Iterable[str]],
+    on_error: ErrorSink | None = None,
+) -> LogIngester:
+    """A started ``LogIngester`` for the workers' logs that ``follow()`` names (and orphans)."""
+    monitoring = settings.monitoring
+    return LogIngester(
+        db,
+        settings.resolved_wal_dir,
+        follow=follow,
+        batch_bytes=monitoring.log_batch_bytes,
+        interval_s=monitoring.log_flush_interval_s,
+        segment_bytes=monitoring.wal_segment_bytes,
+        fsync_interval_s=monitoring.wal_fsync_interval_s,
+        on_error=on_error,
+    ).start()
+
+
 class InferenceLogHooks:
-    """The two serving hooks that feed one ``InferenceLogger``."""
+    """The serving hooks that feed one ``InferenceLogger``."""
 
     def __init__(self, logger: InferenceLogger, clock: Callable[[], float] = time.time) -> None:
         self.logger = logger
         self._clock = clock
 
     def on_batch(self, event: BatchEvent) -> None:
-        """Record each request of the batch, then write them all before anyone is answered."""
-        now = self._clock()
+        """Record the batch's requests, then write them all before anyone is answered."""
+        requests = event.requests
+        infos = [info for info, _, _ in requests]
+        ts = [info.ts for info in infos]
+        now_ms = self._clock() * 1000.0
         matrix = isinstance(event.model_input, np.ndarray)
-        names = event.input_names if matrix else None
-        for request, start, stop in event.requests:
-            self.logger.record(
-                request_id=request.request_id,
-                deployment=request.deployment or event.model,
-                model=event.model,
-                version=event.version,
-                arm=request.arm,
-                ts=request.ts,
-                status=200,
-                latency_ms=(now - request.ts) * 1000.0,
-                rows=stop - start,
-                inputs=event.model_input,
-                input_names=names,
-                input_rows=(start, stop),
-                outputs=event.outputs,
-                output_rows=(start, stop),
-            )
+        self.logger.record_batch(
+            model=event.model,
+            version=event.version,
+            request_ids=[info.request_id for info in infos],
+            ts=ts,
+            deployments=[info.deployment or event.model for info in infos],
+            arms=[info.arm for info in infos],
+            spans=[(start, stop) for _, start, stop in requests],
+            latency_ms=[now_ms - at * 1000.0 for at in ts],
+            inputs=event.model_input,
+            input_names=event.input_names if matrix else None,
+            outputs=event.outputs,
+        )
         self.logger.commit()  # raises OverloadedError/StoreError: the batch is answered 503
 
-    def on_response(self, event: InferenceEvent) -> None:
+    def on_failure(self, event: InferenceEvent) -> None:
         """Record a failed inference request (successes were recorded with their batch)."""
-        if event.status < 400:
-            return
         self.logger.record(
             request_id=event.request_id,
             deployment=event.deployment or event.model,

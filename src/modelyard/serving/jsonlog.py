@@ -69,8 +69,10 @@ class JsonLog:
     def flush(self) -> None:
         if not self._buffer:
             return
-        data = b"".join(self._buffer)
-        self._buffer.clear()
+        # Swapped, not cleared: a background thread's emit (the log ingester) may append
+        # between the join and a clear.
+        lines, self._buffer = self._buffer, []
+        data = b"".join(lines)
         try:
             view = memoryview(data)
             while view:

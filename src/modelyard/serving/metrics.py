@@ -45,11 +45,16 @@ GAUGES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "modelyard_model_version": ("Version each served reference points at", ("ref", "model"), "max"),
     "modelyard_ready": ("Workers ready to serve", (), "sum"),
     "modelyard_workers": ("Workers reporting", (), "sum"),
+    "modelyard_inference_log_backlog_bytes": (
+        "Write-ahead log bytes not yet in the store",
+        (),
+        "sum",
+    ),
 }
 GaugeSample = tuple[tuple[str, ...], float]
 # What a snapshot holds besides gauges: histograms and counters, each summed over workers.
 _HISTOGRAMS = ("requests", "batches", "shadow_latency")
-_COUNTERS = ("errors", "loads", "shadow_requests", "shadow_rows")
+_COUNTERS = ("errors", "loads", "shadow_requests", "shadow_rows", "log_records")
 
 
 class Histogram:
@@ -80,6 +85,9 @@ class ServingMetrics:
         self.shadow_requests: dict[tuple[str, str, str], int] = {}
         self.shadow_rows: dict[tuple[str, str, str], int] = {}
         self.shadow_latency: dict[tuple[str, str, str], Histogram] = {}
+        # The inference log's counts by (deployment, outcome): logged, dropped_by_sampling,
+        # dropped_when_full; the logger keeps them, ``ServingApp`` copies them in here.
+        self.log_records: dict[tuple[str, str], int] = {}
 
     def request(
         self, model: str, version: str, status: int, seconds: float, code: str | None
@@ -133,6 +141,7 @@ class ServingMetrics:
             "shadow_requests": [[*k, n] for k, n in self.shadow_requests.items()],
             "shadow_rows": [[*k, n] for k, n in self.shadow_rows.items()],
             "shadow_latency": [[*k, h.counts, h.total] for k, h in self.shadow_latency.items()],
+            "log_records": [[*k, n] for k, n in self.log_records.items()],
             "gauges": {
                 name: [[list(labels), value] for labels, value in samples]
                 for name, samples in gauges.items()
@@ -216,6 +225,15 @@ class _Collector(Collector):
         for labels, count in sorted(merged["loads"].items()):
             loads.add_metric(list(labels), count)
         yield loads
+        logged = CounterMetricFamily(
+            "modelyard_inference_log_records",
+            "Predictions by what the inference log did with them "
+            "(logged, dropped_by_sampling, dropped_when_full)",
+            labels=["deployment", "outcome"],
+        )
+        for labels, count in sorted(merged["log_records"].items()):
+            logged.add_metric(list(labels), count)
+        yield logged
         yield from _shadow_families(merged)
         for name, (doc, label_names, _) in GAUGES.items():
             gauge = GaugeMetricFamily(name, doc, labels=list(label_names))

@@ -102,8 +102,10 @@ def run_worker(
     sockets: list[Any] | None = None,
     metrics_dir: Path | None = None,
     worker: str = "0",
+    ingest_log: bool = True,
 ) -> None:
-    """Serve in this process until a stop signal; blocking."""
+    """Serve in this process until a stop signal; blocking. Without ``ingest_log`` the
+    inference log is only written here, for the supervisor to store."""
     limit_native_threads(settings.serving.intra_op_threads)
     yard = Yard(settings)
     inference_log = None
@@ -117,14 +119,16 @@ def run_worker(
                 yard.db,
                 worker,
                 on_error=lambda event, fields: app.log.emit("error", event, fields),
+                ingest=ingest_log,
             )
+            app.inference_log = inference_log
             hooks = InferenceLogHooks(inference_log)
             app.on_batch.append(hooks.on_batch)
-            app.on_response.append(hooks.on_response)
+            app.on_failure.append(hooks.on_failure)
             app.feedback = FeedbackReceiver(yard.db, settings.monitoring.feedback_max_items)
         server = DrainingServer(uvicorn_config(app, settings), app, drain_delay(settings))
         server.run(sockets=sockets)
     finally:
         if inference_log is not None:
-            inference_log.close()  # drains what the store has not taken yet
+            inference_log.close()  # with ingest_log: drains what the store has not taken yet
         yard.close()

@@ -16,8 +16,11 @@ worker that dies is restarted (at most ``MAX_RESTARTS`` per minute). Per-worker
 metrics are merged through files in a directory the supervisor owns.
 
 The supervisor also runs the server's one rollout controller (``rollouts.RolloutLoop``)
-on a thread: it answers no requests, so the controller's reads of the inference
-log take no worker's GIL, and restarting a worker never starts a second one.
+and its one ``LogIngester``, which stores the workers' inference logs (each worker
+only writes its own write-ahead log), each on a thread: the supervisor answers no
+requests, so neither takes a worker's GIL (storing in the workers cost a quarter
+of their throughput, measured: benchmarks/serving), and restarting a worker never
+starts a second one.
 """
 
 from __future__ import annotations
@@ -36,8 +39,12 @@ from typing import Any
 
 from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
+from modelyard.serving.app import log_path
+from modelyard.serving.inference_logging import open_log_ingester
+from modelyard.serving.jsonlog import JsonLog
 from modelyard.serving.rollouts import RolloutLoop
 from modelyard.serving.server import STARTUP_FAILURE, drain_delay, run_worker
+from modelyard.yard import Yard
 
 MAX_RESTARTS = 5
 _RESTART_WINDOW_S = 60.0
@@ -54,6 +61,7 @@ def _worker_main(
         sockets=[sock],
         metrics_dir=metrics_dir,
         worker=str(os.getpid()),
+        ingest_log=False,  # the supervisor's LogIngester stores every worker's log
     )
 
 
@@ -97,11 +105,22 @@ class Supervisor:
         processes: list[BaseProcess] = []
         status = 0
         controller = RolloutLoop(self._settings)
+        log = JsonLog(log_path(self._settings), worker="supervisor")
+        yard = Yard(self._settings)
+        ingester = None
         try:
-            processes = [self._start(sock, metrics_dir) for _ in range(serving.workers)]
+            processes += [self._start(sock, metrics_dir) for _ in range(serving.workers)]
             controller.start()
+            if self._settings.monitoring.log_inferences:
+                ingester = open_log_ingester(
+                    self._settings,
+                    yard.db,
+                    follow=lambda: [str(p.pid) for p in processes if p.is_alive()],
+                    on_error=lambda event, fields: log.emit("error", event, fields),
+                )
             while self._stop is None:
                 time.sleep(_CHECK_EVERY_S)
+                log.flush()
                 status = self._replace_dead(processes, sock, metrics_dir)
                 if status:
                     break
@@ -112,6 +131,10 @@ class Supervisor:
                     os.kill(process.pid, signal.SIGTERM)
             sock.close()
             self._join(processes)
+            if ingester is not None:
+                ingester.close()  # the workers' logs, now orphans, go into the store
+            yard.close()
+            log.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             shutil.rmtree(metrics_dir, ignore_errors=True)

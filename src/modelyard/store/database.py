@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.errors import ConfigurationError, StoreError
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 _LOCK_RETRIES = 20

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -208,24 +209,21 @@ events = Table(
 
 # -- monitoring (migration 0003) ---------------------------------------------------
 
-inference_log = Table(
-    "inference_log",
+# The inference log: one row per write-ahead log payload (a micro-batch's records of one
+# deployment, model and version), kept as it was written (``monitoring.log_record``).
+inference_batches = Table(
+    "inference_batches",
     metadata,
-    Column("id", String(32), primary_key=True),  # unique per request; replays are idempotent
-    Column("request_id", String(128), nullable=False),
-    Column("ts", Float, nullable=False),
+    Column("id", String(32), primary_key=True),  # the first record's id; replays are idempotent
     Column("deployment", String(255), nullable=False),
     Column("model", String(255), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("arm", String(64), nullable=False, server_default="primary"),
-    Column("status", Integer, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    Column("rows", Integer, nullable=False),
-    Column("inputs", Text),  # JSON: {feature: [values per row]}
-    Column("outputs", Text),  # JSON: {output: [values per row]}
-    Column("error", Text),
-    Index("ix_inference_log_deployment_ts", "deployment", "ts"),
-    Index("ix_inference_log_request_id", "request_id"),
+    Column("ts_first", Float, nullable=False),  # the records' earliest and latest times
+    Column("ts_last", Float, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),  # requests answered with a status >= 400
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_inference_batches_deployment_ts", "deployment", "ts_first"),
 )
 
 feedback = Table(

@@ -10,9 +10,10 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 from sklearn.ensemble import RandomForestClassifier
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from modelyard.errors import NotFoundError
+from modelyard.monitoring import write_records
 from modelyard.monitoring.alerts import AlertBus, AlertEvent, AlertRule, save_rule
 from modelyard.monitoring.drift_job import (
     check_drift,
@@ -24,7 +25,7 @@ from modelyard.monitoring.drift_job import (
 from modelyard.monitoring.live_metrics import LiveMetricsExporter
 from modelyard.monitoring.window import Window
 from modelyard.store.database import Database
-from modelyard.store.schema import events, inference_log, webhook_deliveries
+from modelyard.store.schema import events, webhook_deliveries
 from modelyard.yard import Yard
 
 HOUR = 3600.0
@@ -197,9 +198,8 @@ def test_the_model_of_a_deployment(yard: Yard) -> None:
         deployment_model(yard.db, "fraud-api")
     row = {"request_id": "r", "deployment": "fraud-api", "version": 1, "status": 200}
     row |= {"latency_ms": 1.0, "rows": 1}
-    with yard.db.write() as conn:
-        conn.execute(insert(inference_log).values(id="a", ts=T0, model="fraud-old", **row))
-        conn.execute(insert(inference_log).values(id="b", ts=T0 + 1, model="fraud", **row))
+    write_records(yard.db, [{"ts": T0, "model": "fraud-old", **row}])
+    write_records(yard.db, [{"ts": T0 + 1, "model": "fraud", **row}])
     assert deployment_model(yard.db, "fraud-api") == "fraud"
 
 

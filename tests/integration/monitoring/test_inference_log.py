@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import exc, func, select
+from sqlalchemy import exc, select
 
 from modelyard.config import Settings
 from modelyard.errors import OverloadedError
@@ -20,13 +21,16 @@ from modelyard.monitoring import (
     InferenceLogger,
     LogPolicy,
     WriteAheadLog,
+    log_ingest,
     purge,
     read_window,
     retention_sweep,
 )
-from modelyard.monitoring import inference_log as inference_log_module
+from modelyard.monitoring.log_ingest import LogIngester
+from modelyard.monitoring.log_payload import Payload
+from modelyard.monitoring.log_store import StoredBatch
 from modelyard.store.database import Database
-from modelyard.store.schema import inference_log
+from modelyard.store.schema import inference_batches
 from modelyard.yard import Yard
 
 
@@ -36,7 +40,7 @@ def db(yard: Yard) -> Database:
     return yard.db
 
 
-def log_request(logger: InferenceLogger, request_id: str, **overrides: Any) -> str | None:
+def log_request(logger: InferenceLogger, request_id: str, **overrides: Any) -> bool:
     """Record one two-row request with plausible fields; ``overrides`` replace any of them."""
     fields: dict[str, Any] = {
         "request_id": request_id,
@@ -55,10 +59,9 @@ def log_request(logger: InferenceLogger, request_id: str, **overrides: Any) -> s
 
 
 def counts_by_request(db: Database) -> dict[str, int]:
-    log = inference_log.c
     with db.read() as conn:
-        query = select(log.request_id, func.count()).group_by(log.request_id)
-        return {request_id: count for request_id, count in conn.execute(query)}
+        payloads = conn.execute(select(inference_batches.c.payload)).scalars().all()
+    return dict(Counter(r.request_id for data in payloads for r in Payload(data).records))
 
 
 def test_committed_records_reach_the_store_exactly_once(db: Database, tmp_path: Path) -> None:
@@ -151,25 +154,45 @@ def test_a_live_workers_log_is_left_alone(db: Database, tmp_path: Path) -> None:
     log_request(live, "live-record")
     live.commit()
     other = InferenceLogger(db, tmp_path / "wal", worker="other")
-    assert other.recover() == 0
+    assert other.drain() == 0
     assert counts_by_request(db) == {}
     live.close()
     other.close()
     assert counts_by_request(db) == {"live-record": 1}
 
 
+def test_an_ingester_follows_a_live_log_then_claims_it_once_its_writer_is_gone(
+    db: Database, tmp_path: Path
+) -> None:
+    writer = InferenceLogger(db, tmp_path / "wal", worker="w1", ingest=False)
+    following = ["w1"]
+    ingester = LogIngester(db, tmp_path / "wal", follow=lambda: following)
+    log_request(writer, "first")
+    writer.commit()
+    assert ingester.drain() == 1
+    assert (tmp_path / "wal" / "w1").is_dir()  # still the writer's
+    log_request(writer, "second")
+    writer.commit()
+    writer.close()  # without ingest: the log stays on disk
+    following.clear()  # its process is gone
+    assert ingester.drain() == 1
+    assert counts_by_request(db) == {"first": 1, "second": 1}
+    assert not (tmp_path / "wal" / "w1").exists()
+    assert ingester.ingested == 2
+
+
 def test_when_the_store_fails_records_wait_on_disk(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failures = [exc.OperationalError("INSERT", {}, Exception("database is down"))]
-    real_insert = inference_log_module.insert_rows
+    real_insert = log_ingest.insert_batches
 
-    def flaky(database: Database, rows: list[dict[str, object]]) -> None:
+    def flaky(database: Database, batches: list[StoredBatch]) -> None:
         if failures:
             raise failures.pop()
-        real_insert(database, rows)
+        real_insert(database, batches)
 
-    monkeypatch.setattr(inference_log_module, "insert_rows", flaky)
+    monkeypatch.setattr(log_ingest, "insert_batches", flaky)
     logger = InferenceLogger(db, tmp_path / "wal")
     log_request(logger, "kept")
     logger.commit()
@@ -203,10 +226,10 @@ def test_sampling_counts_what_it_leaves_out(db: Database, tmp_path: Path) -> Non
     for i in range(50):
         log_request(logger, f"f{i}", deployment="fraud")
     logger.set_policy("fraud", LogPolicy(sample_rate=0.0))
-    assert log_request(logger, "f-off", deployment="fraud") is None
+    assert not log_request(logger, "f-off", deployment="fraud")
     logger.commit()
     logger.drain()
-    stored = sum(1 for k in kept if k is not None)
+    stored = sum(kept)
     assert 60 < stored < 140
     stats = logger.stats()
     assert stats.dropped_by_sampling == {"recs": 400 - stored, "fraud": 1}
@@ -264,7 +287,6 @@ from pathlib import Path
 from typing import Any
 import numpy as np
 from modelyard.store.database import Database
-from modelyard.store.schema import inference_log
 from modelyard.monitoring.inference_log import InferenceLogger
 
 url, root, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])

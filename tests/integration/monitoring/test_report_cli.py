@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
 import typer
 from sklearn.ensemble import RandomForestClassifier
@@ -15,9 +14,10 @@ from typer.testing import CliRunner
 
 from modelyard.cli.monitor import make_monitor_app, parse_duration
 from modelyard.errors import ValidationError
+from modelyard.monitoring import write_records
 from modelyard.monitoring.window import Window
 from modelyard.store.database import Database
-from modelyard.store.schema import feedback, inference_log
+from modelyard.store.schema import feedback
 from modelyard.yard import Yard
 
 NOW = 1_790_000_000.0
@@ -165,19 +165,18 @@ def test_the_default_reader_reads_the_inference_log_with_feedback(
         x = features[pick] + (2.0 if i >= 60 else 0.0)
         probabilities = forest.predict_proba(x)
         logged.append(
-            {"id": f"id{i}", "request_id": f"req{i}", "ts": NOW - 3000 + 20 * i,
+            {"request_id": f"req{i}", "ts": NOW - 3000 + 20 * i,
              "deployment": "fraud-api", "model": "fraud", "version": 1, "arm": "primary",
              "status": 503 if i % 40 == 0 else 200, "latency_ms": 5.0 + i % 7, "rows": 2,
-             "inputs": orjson.dumps({f"f{j}": x[:, j].tolist() for j in range(8)}).decode(),
-             "outputs": orjson.dumps({"label": probabilities.argmax(axis=1).tolist(),
-                                      "probabilities": probabilities.tolist()}).decode()}
+             "inputs": {f"f{j}": x[:, j] for j in range(8)},
+             "outputs": {"label": probabilities.argmax(axis=1), "probabilities": probabilities}}
         )  # fmt: skip
         joined.append(
             {"request_id": f"req{i}", "row": 0, "label": str(int(labels[pick[0]])),
              "received_at": NOW, "dedupe_key": f"k{i}"}
         )  # fmt: skip
+    write_records(yard.db, logged)
     with yard.db.write() as conn:
-        conn.execute(insert(inference_log), logged)
         conn.execute(insert(feedback), joined)
     app = make_monitor_app(open_yard=lambda: yard, clock=lambda: NOW)
     code, out = invoke(app, "metrics", "fraud-api")

@@ -16,12 +16,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from modelyard.config import load_settings
 from modelyard.monitoring.feedback_join import joined
+from modelyard.monitoring.log_payload import Payload
 from modelyard.store.database import Database
-from modelyard.store.schema import inference_log
+from modelyard.store.schema import inference_batches
 
 from .conftest import Load, fraud_features
 
@@ -30,14 +31,10 @@ def logged_request_ids(home: Path) -> Counter[str]:
     db = Database(load_settings(home=home, environ={}).resolved_database_url)
     try:
         with db.read() as conn:
-            rows = conn.execute(
-                select(inference_log.c.request_id, func.count()).group_by(
-                    inference_log.c.request_id
-                )
-            ).all()
+            payloads = conn.execute(select(inference_batches.c.payload)).scalars().all()
     finally:
         db.dispose()
-    return Counter({request_id: count for request_id, count in rows})
+    return Counter(r.request_id for data in payloads for r in Payload(data).records)
 
 
 def wait_until(check: Callable[[], bool], timeout: float) -> bool:
@@ -89,6 +86,11 @@ def test_predictions_are_logged_and_feedback_joins(
         )
         assert bad.status_code == 422
         assert "labels[0].row" in bad.json()["error"]
+        metrics = client.get("/metrics").text
+    assert 'modelyard_inference_log_records_total{deployment="fraud",outcome="logged"} 5.0' in (
+        metrics
+    )
+    assert "modelyard_inference_log_backlog_bytes" in metrics
     assert wait_until(lambda: set(ids) <= set(logged_request_ids(fresh_home)), 20)
     db = Database(load_settings(home=fresh_home, environ={}).resolved_database_url)
     window = joined(db, "fraud", started - 1, time.time() + 1)

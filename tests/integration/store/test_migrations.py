@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select, text
 
 from modelyard.config import Settings
+from modelyard.monitoring import read_window
 from modelyard.store.database import HEAD_REVISION, Database
-from modelyard.store.schema import run_latest_metrics, run_metrics, runs
+from modelyard.store.schema import inference_batches, run_latest_metrics, run_metrics, runs
 
 
 def test_upgrading_from_the_first_migration_keeps_existing_runs(settings: Settings) -> None:
@@ -43,3 +45,37 @@ def test_opening_an_up_to_date_home_does_not_migrate_again(settings: Settings) -
     again = Database(settings.resolved_database_url)
     assert again.current_revision() == HEAD_REVISION
     again.dispose()
+
+
+def test_per_request_inference_records_move_into_batches_intact(settings: Settings) -> None:
+    db = Database(settings.resolved_database_url, migrate=False)
+    db.upgrade("0005")
+    old = [
+        {"id": f"id{i}", "request_id": f"req{i}", "ts": 1000.0 + i * 40, "deployment": "fraud",
+         "model": "m", "version": 1 + i % 2, "arm": "primary", "status": 500 if i == 3 else 200,
+         "latency_ms": 1.5, "rows": 2, "error": "boom" if i == 3 else None,
+         "inputs": None if i == 3 else json.dumps({"amount": [i, 2.5], "user": ["a", None]}),
+         "outputs": None if i == 3 else json.dumps({"score": [0.25, 0.75]})}
+        for i in range(6)
+    ]  # fmt: skip
+    with db.write() as conn:
+        conn.execute(text(f"INSERT INTO inference_log ({', '.join(old[0])}) VALUES "
+                          f"({', '.join(':' + k for k in old[0])})"), old)  # fmt: skip
+    db.dispose()
+
+    upgraded = Database(settings.resolved_database_url)
+    window = read_window(upgraded, "fraud", 0.0, 1e9)
+    assert window.request_ids.tolist() == [f"req{i}" for i in range(6)]
+    assert window.version.tolist() == [1, 2, 1, 2, 1, 2]
+    assert window.status.tolist() == [200, 200, 200, 500, 200, 200]
+    assert window.inputs["amount"].tolist() == [0, 2.5, 1, 2.5, 2, 2.5, 4, 2.5, 5, 2.5]
+    assert window.inputs["user"].tolist() == ["a", None] * 5
+    assert window.outputs["score"].tolist() == [0.25, 0.75] * 5
+    with upgraded.read() as conn:
+        tables = inspect(conn).get_table_names()
+    assert "inference_log" not in tables
+    # 40 s apart: versions 1 and 2 each span 160 s, so each splits into 60-s batches.
+    with upgraded.read() as conn:
+        spans = conn.execute(select(inference_batches.c.ts_first, inference_batches.c.ts_last))
+        assert all(last - first <= 60 for first, last in spans)
+    upgraded.dispose()

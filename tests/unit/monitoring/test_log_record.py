@@ -1,7 +1,9 @@
-"""The inference log's payload: arrays as bytes, shared objects once, rows for the table."""
+"""The inference log's payload: columns, arrays as bytes, shared objects once, read back."""
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,61 +11,78 @@ import orjson
 import pytest
 
 from modelyard.monitoring import inference_log
-from modelyard.monitoring.log_record import COLUMNS, FIELDS, Pending, decode_rows, encode_batch
+from modelyard.monitoring.inference_log import InferenceLogger
+from modelyard.monitoring.log_payload import Payload
+from modelyard.monitoring.log_record import Group, Summary, encode, read_summary
+from modelyard.monitoring.log_store import BATCH_SPAN_S, storable
+from modelyard.store.database import Database
 
 
-def pending(request_id: str, inputs: Any = None, outputs: Any = None, **options: Any) -> Pending:
-    fields = [f"id-{request_id}", request_id, 1.5, "fraud", "m", 3, "primary", 200, 0.25, 1, None]
-    return (
-        fields,
-        inputs,
-        options.get("names"),
-        options.get("input_rows"),
-        outputs,
-        options.get("output_rows"),
-    )
+def group(*records: dict[str, Any], deployment: str = "fraud") -> Group:
+    """A group of records with plausible fields; each dict overrides some of them."""
+    built = Group(deployment, "m", 3)
+    for number, record in enumerate(records):
+        values = {"request_id": f"r{number}", "ts": 1.5 + number, "latency_ms": 0.25, "rows": 1}
+        values |= {"arm": "primary", "status": 200, "error": None} | record
+        built.request_ids.append(values["request_id"])
+        built.ts.append(values["ts"])
+        built.latency_ms.append(values["latency_ms"])
+        built.rows.append(values["rows"])
+        built.arms.append(values["arm"])
+        built.statuses.append(values["status"])
+        built.errors.append(values["error"])
+        built.inputs.append(values.get("inputs"))
+        built.input_names.append(values.get("names"))
+        built.input_rows.append(values.get("input_rows"))
+        built.outputs.append(values.get("outputs"))
+        built.output_rows.append(values.get("output_rows"))
+    return built
+
+
+def plain(columns: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Columns as JSON would give them back (NaN as None)."""
+    return None if columns is None else orjson.loads(orjson.dumps(columns, default=list_of))
+
+
+def list_of(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else str(value)
 
 
 def rows_of(payload: bytes) -> list[dict[str, Any]]:
-    rows, bad = decode_rows(payload)
-    assert bad == 0
-    out = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
-    for row in out:
-        for name in ("inputs", "outputs"):
-            row[name] = None if row[name] is None else orjson.loads(row[name])
+    decoded = Payload(payload)
+    assert decoded.unreadable == 0
+    out = []
+    for number in range(len(decoded)):
+        row: dict[str, Any] = decoded.record(number)._asdict()
+        row["inputs"] = plain(decoded.inputs(number))
+        row["outputs"] = plain(decoded.outputs(number))
+        out.append(row)
     return out
 
 
 def test_a_batch_shared_by_its_requests_is_written_once_and_sliced_back() -> None:
     inputs = {"amount": np.array([1.0, 2.0, 3.0]), "n": np.array([7, 8, 9], dtype=np.int32)}
     outputs = {"label": np.array([0, 1, 1]), "proba": np.array([[0.9, 0.1], [0.2, 0.8], [0, 1]])}
-    batch = [
-        pending("a", inputs, outputs, input_rows=(0, 1), output_rows=(0, 1)),
-        pending("b", inputs, outputs, input_rows=(1, 3), output_rows=(1, 3)),
-    ]
-    payload = encode_batch(batch)
+    shared = {"inputs": inputs, "outputs": outputs}
+    payload = encode(
+        group(
+            {**shared, "input_rows": (0, 1), "output_rows": (0, 1)},
+            {**shared, "input_rows": (1, 3), "output_rows": (1, 3), "rows": 2, "ts": 9.0},
+        ),
+        "batch-1",
+    )
     assert payload.count(inputs["amount"].tobytes()) == 1
     first, second = rows_of(payload)
     assert first["inputs"] == {"amount": [1.0], "n": [7]}
     assert second["inputs"] == {"amount": [2.0, 3.0], "n": [8, 9]}
     assert second["outputs"] == {"label": [1, 1], "proba": [[0.2, 0.8], [0.0, 1.0]]}
-    assert (first["id"], first["request_id"], first["version"], first["arm"]) == (
-        "id-a",
-        "a",
-        3,
-        "primary",
-    )
-    assert [first[name] for name in FIELDS[2:]] == [
-        1.5,
-        "fraud",
-        "m",
-        3,
-        "primary",
-        200,
-        0.25,
-        1,
-        None,
-    ]
+    assert first == {
+        "request_id": "r0", "ts": 1.5, "deployment": "fraud", "model": "m", "version": 3,
+        "arm": "primary", "status": 200, "latency_ms": 0.25, "rows": 1, "error": None,
+        "inputs": {"amount": [1.0], "n": [7]}, "outputs": {"label": [0], "proba": [[0.9, 0.1]]},
+    }  # fmt: skip
+    assert read_summary(payload) == Summary("batch-1", "fraud", "m", 3, 1.5, 9.0, 2, 0)
+    assert Payload(payload).id == "batch-1"
 
 
 def test_per_request_columns_of_mixed_types_and_layouts_come_back_exactly() -> None:
@@ -72,8 +91,8 @@ def test_per_request_columns_of_mixed_types_and_layouts_come_back_exactly() -> N
     two_d = {"a": np.array([1.0, 2.0]), "v": np.array([[1, 2], [3, 4]], dtype=np.uint8)}
     strided = {"a": grid[:, 1], "b": np.array([1.0, 2.0, 3.0])}  # not contiguous
     ragged = {"a": np.array([1.0]), "b": np.array([1.0, 2.0])}
-    payload = encode_batch(
-        [pending("p", packed), pending("2d", two_d), pending("s", strided), pending("r", ragged)]
+    payload = encode(
+        group(*({"inputs": columns} for columns in (packed, two_d, strided, ragged))), "p"
     )
     rows = rows_of(payload)
     assert rows[0]["inputs"] == {"a": [1.5], "b": [7], "c": [True]}
@@ -82,30 +101,38 @@ def test_per_request_columns_of_mixed_types_and_layouts_come_back_exactly() -> N
     assert rows[3]["inputs"] == {"a": [1.0], "b": [1.0]}  # rows are the first column's
 
 
-def test_matrices_strings_lists_and_nan_come_back_as_json() -> None:
+def test_matrices_strings_lists_and_nan_come_back() -> None:
     matrix = np.array([[1.0, np.nan], [3.0, 4.0]], dtype=np.float32)
-    payload = encode_batch(
-        [
-            pending("m", matrix, {"s": np.array(["x", "y"], dtype=object)}, names=["p", "q"]),
-            pending("l", {"user": ["u1"], "flag": np.array([True])}),
-            pending("none"),
-        ]
+    strings = {"s": np.array(["x", "y"], dtype=object)}
+    payload = encode(
+        group(
+            {"inputs": matrix, "names": ["p", "q"], "outputs": strings, "arm": "canary"},
+            {"inputs": {"user": ["u1"], "flag": np.array([True])}, "status": 503},
+            {},
+        ),
+        "m",
     )
     matrix_row, list_row, empty_row = rows_of(payload)
     assert matrix_row["inputs"] == {"p": [1.0, 3.0], "q": [None, 4.0]}
     assert matrix_row["outputs"] == {"s": ["x", "y"]}
     assert list_row["inputs"] == {"user": ["u1"], "flag": [True]}
-    assert empty_row["inputs"] is None
-    assert empty_row["outputs"] is None
+    assert (empty_row["inputs"], empty_row["outputs"]) == (None, None)
+    assert [row["arm"] for row in (matrix_row, list_row, empty_row)] == [
+        "canary",
+        "primary",
+        "primary",
+    ]
+    assert read_summary(payload).errors == 1  # type: ignore[union-attr]
 
 
 def test_values_that_cannot_be_logged_leave_a_note_and_the_record() -> None:
-    payload = encode_batch(
-        [
-            pending("bad", np.zeros(3)),  # 1-D: not a matrix
-            pending("short", np.zeros((2, 3)), names=["a"]),
-            pending("odd", {"x": np.array([1 + 2j])}, {"y": 42}),
-        ]
+    payload = encode(
+        group(
+            {"inputs": np.zeros(3)},  # 1-D: not a matrix
+            {"inputs": np.zeros((2, 3)), "names": ["a"]},
+            {"inputs": {"x": np.array([1 + 2j])}, "outputs": {"y": 42}},
+        ),
+        "bad",
     )
     bad, short, odd = rows_of(payload)
     assert bad["inputs"] is None
@@ -117,27 +144,76 @@ def test_values_that_cannot_be_logged_leave_a_note_and_the_record() -> None:
 
 
 def test_long_strings_are_cut_to_their_columns() -> None:
-    fields, *rest = pending("r")
-    fields = list(fields)
-    fields[1] = "r" * 300
-    fields[6] = None
-    (row,) = rows_of(encode_batch([(fields, *rest)]))  # type: ignore[arg-type]
+    (row,) = rows_of(encode(group({"request_id": "r" * 300, "arm": None}), "cut"))
     assert len(row["request_id"]) == 128
     assert row["arm"] == "primary"
 
 
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown inference log format"):
-        decode_rows(b"{}")
+        Payload(b"{}")
 
 
-def test_a_commit_too_big_for_one_record_is_split(monkeypatch: pytest.MonkeyPatch) -> None:
+def legacy(records: list[list[Any]]) -> bytes:
+    """A payload in the older format, one list of fields per record."""
+    header = orjson.dumps(
+        {"records": records, "blocks": [{"names": ["x"], "columns": [["j", [1, 2]]]}]}
+    )
+    return b"\x01" + struct.pack("<I", len(header)) + header
+
+
+def test_the_older_format_still_reads_and_a_malformed_record_is_counted() -> None:
+    fields = ["id-a", "a", 10.0, "fraud", "m", 1, "primary", 200, 1.0, 2, None, [0, 0, 2], None]
+    decoded = Payload(legacy([fields, ["id-x", "x"]]))
+    assert decoded.request_ids == ["a"]
+    assert (decoded.id, decoded.unreadable) == ("id-a", 1)
+    assert plain(decoded.inputs(0)) == {"x": [1, 2]}
+
+
+def test_a_payload_without_a_summary_is_split_by_group_and_span() -> None:
+    record = ["", "", 0.0, "fraud", "m", 1, "primary", 200, 1.0, 2, None, [0, 0, 2], None]
+    rows = []
+    for number, (deployment, ts) in enumerate(
+        [("fraud", 10.0), ("recs", 11.0), ("fraud", 12.0), ("fraud", 10.0 + BATCH_SPAN_S + 5)]
+    ):
+        rows.append([f"id{number}", f"r{number}", ts, deployment, *record[4:]])
+    stored, unreadable = storable(legacy(rows))
+    assert unreadable == 0
+    summaries = sorted(
+        (b.summary.deployment, b.summary.ts_first, b.summary.requests) for b in stored
+    )
+    assert summaries == [("fraud", 10.0, 2), ("fraud", 75.0, 1), ("recs", 11.0, 1)]
+    assert [Payload(b.payload).request_ids for b in stored if b.summary.ts_first == 10.0] == [
+        ["r0", "r2"]
+    ]
+    again, _ = storable(legacy(rows))  # a replay stores under the same ids
+    assert sorted(b.summary.id for b in again) == sorted(b.summary.id for b in stored)
+    (fast,), _ = storable(stored[0].payload)
+    assert fast.payload is stored[0].payload  # summarised: stored as it is
+
+
+def test_a_commit_too_big_for_one_record_is_split(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(inference_log, "MAX_RECORD_BYTES", 6000)
-    batch = [pending(str(i), {"x": np.zeros(500)}) for i in range(3)]  # 4,000 bytes each
-    payloads = inference_log._payloads(batch)
-    assert len(payloads) == 3
-    assert [row["request_id"] for p in payloads for row in rows_of(p)] == ["0", "1", "2"]
-    alone = inference_log._payloads([pending("huge", {"x": np.zeros(1000)})])
-    (row,) = rows_of(alone[0])
-    assert row["inputs"] is None
-    assert "inputs and outputs not logged" in row["error"]
+    db = Database(f"sqlite:///{tmp_path}/m.db")
+    logger = InferenceLogger(db, tmp_path / "wal", worker="w", ingest=False)
+
+    def log(request_id: str, size: int) -> None:
+        logger.record(
+            request_id=request_id, deployment="fraud", model="m", version=1, ts=1.0,
+            status=200, latency_ms=1.0, rows=1, inputs={"x": np.zeros(size)},
+        )  # fmt: skip
+
+    for number in range(3):
+        log(str(number), 500)  # 4,000 bytes each
+    logger.commit()
+    log("huge", 1000)
+    logger.commit()
+    payloads, _ = logger._wal.read(logger._wal.checkpoint, max_records=100)
+    assert [Payload(p).request_ids for p in payloads] == [["0"], ["1"], ["2"], ["huge"]]
+    huge = Payload(payloads[-1])
+    assert huge.in_refs == [None]
+    assert "inputs and outputs not logged" in str(huge.errors[0])
+    logger.close()
+    db.dispose()

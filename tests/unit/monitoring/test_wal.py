@@ -17,6 +17,7 @@ from modelyard.monitoring import wal as wal_module
 from modelyard.monitoring.wal import (
     CHECKPOINT,
     HEADER,
+    LogTail,
     Position,
     WriteAheadLog,
     frame,
@@ -206,6 +207,62 @@ def test_close_removes_the_directory_only_when_everything_was_ingested(tmp_path:
     log.advance(log.read(log.checkpoint)[1])
     log.close(remove=True)
     assert not directory.exists()
+
+
+# -- reading a live log from elsewhere ------------------------------------------------------------
+
+
+def test_a_tail_reads_whole_records_and_waits_for_one_being_appended(tmp_path: Path) -> None:
+    directory = tmp_path / "w"
+    with WriteAheadLog(directory) as log:
+        log.append_many(payloads(3))
+        tail = LogTail(directory)
+        first = frame(payloads(1, size=50))
+        segment = directory / "00000001.log"
+        with open(segment, "ab") as file:  # an append caught half way
+            file.write(first[:30])
+        records, position = tail.read(tail.checkpoint)
+        assert records == payloads(3)
+        assert tail.read(position) == ([], position)  # not corrupt: not yet whole
+        with open(segment, "ab") as file:
+            file.write(first[30:])
+        assert tail.read(position)[0] == payloads(1, size=50)
+        assert tail.corrupt_records == 0
+
+
+def test_a_tail_moves_the_checkpoint_and_frees_the_writers_space(tmp_path: Path) -> None:
+    directory = tmp_path / "w"
+    batch = payloads(10)
+    with WriteAheadLog(directory, max_bytes=2 * len(frame(batch)), segment_bytes=1) as log:
+        log.append_many(batch)
+        log.append_many(batch)
+        with pytest.raises(OverloadedError, match="limit of"):
+            log.append_many(batch)
+        tail = LogTail(directory)
+        records, position = tail.read(tail.checkpoint, max_records=10)
+        tail.advance(position)
+        tail.advance(tail.read(position, max_records=1)[1])  # steps into the second segment
+        assert records == batch
+        assert segments(directory) == ["00000002.log"]
+        log.append_many(batch)  # the writer counts the disk again and finds room
+        assert WriteAheadLog.open_orphan(directory) is None  # still the writer's
+    with WriteAheadLog(directory) as reopened:
+        assert reopened.checkpoint == tail.checkpoint
+        assert list(reopened.replay()) == batch[1:] + batch
+
+
+def test_a_tail_skips_a_corrupt_record_once_the_writer_has_moved_on(tmp_path: Path) -> None:
+    directory = tmp_path / "w"
+    with WriteAheadLog(directory, segment_bytes=1) as log:
+        log.append_many(payloads(2))
+        log.append_many(payloads(1))
+    data = bytearray((directory / "00000001.log").read_bytes())
+    data[HEADER.size] ^= 0xFF  # the first record's payload no longer matches its crc
+    (directory / "00000001.log").write_bytes(bytes(data))
+    tail = LogTail(directory)
+    records, _ = tail.read(tail.checkpoint)
+    assert records == payloads(1)  # the second segment's
+    assert tail.corrupt_records == 1
 
 
 # -- the disk cap and fsync ---------------------------------------------------------------------

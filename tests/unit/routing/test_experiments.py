@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import insert
 
 from modelyard.errors import ConflictError, ValidationError
+from modelyard.monitoring import request_outcomes, write_records
 from modelyard.routing import (
     DeploymentStore,
     ExperimentReporter,
@@ -21,7 +23,7 @@ from modelyard.routing import (
     RolloutController,
     Sequential,
 )
-from modelyard.store.schema import feedback, inference_log
+from modelyard.store.schema import feedback
 from modelyard.yard import Yard
 
 ARMS = [("a", 1, 50.0), ("b", "3", 50.0)]
@@ -101,15 +103,15 @@ def test_logged_outcomes_join_feedback_by_request_id(
     experiment = running.get("api").config.experiment
     assert experiment is not None
     at = experiment.started_at + 1
-    rows = [
-        {"id": f"r{i}", "request_id": f"q{i}", "ts": at, "deployment": "api", "model": "m",
+    records = [
+        {"request_id": f"q{i}", "ts": at, "deployment": "api", "model": "m",
          "version": 1 if i < 4 else 3, "arm": "a" if i < 4 else "b", "status": 200,
          "latency_ms": 3.0, "rows": 1}
         for i in range(6)
     ]  # fmt: skip
     labels = {"q0": 1, "q1": 0, "q4": {"revenue": 12.5}, "q5": True}
+    write_records(routing_yard.db, records)
     with routing_yard.db.write() as conn:
-        conn.execute(insert(inference_log), rows)
         conn.execute(
             insert(feedback),
             [
@@ -117,7 +119,7 @@ def test_logged_outcomes_join_feedback_by_request_id(
                 for q, v in labels.items()
             ],
         )
-    source = LoggedOutcomes(running.reader)
+    source = LoggedOutcomes(partial(request_outcomes, routing_yard.db))
     a = source("api", "a", 1, experiment, experiment.started_at, at + 1)
     assert (a.n, a.estimate) == (4, 0.25)  # q0 converted; q1 did not; q2, q3 have no feedback
     b = source("api", "b", 3, experiment, experiment.started_at, at + 1)

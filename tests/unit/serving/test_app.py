@@ -235,6 +235,22 @@ def test_response_hooks_see_each_inference(client: Client) -> None:
     assert len(event.outputs["label"][event.start : event.stop]) == 3
 
 
+def test_failure_hooks_see_failed_inferences_only(client: Client) -> None:
+    failed: list[InferenceEvent] = []
+    client.app.on_failure.append(failed.append)
+    assert client.request("POST", "/v2/models/fraud/infer", infer_body(2))[0] == 200
+    assert failed == []
+    runtime = client.app.table.lookup("fraud", None)
+
+    def broken(model_input: Any) -> dict[str, np.ndarray]:
+        raise RuntimeError("onnx says no")
+
+    runtime.batcher._predict = broken
+    assert client.request("POST", "/v2/models/fraud/infer", infer_body(2))[0] == 500
+    (event,) = failed
+    assert (event.status, event.code, event.outputs) == (500, "model_failed", None)
+
+
 def test_a_model_failure_is_a_500_with_our_error(client: Client) -> None:
     runtime = client.app.table.lookup("fraud", None)
 
