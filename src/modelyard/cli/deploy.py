@@ -19,7 +19,7 @@ from modelyard.errors import NotFoundError, ValidationError
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
-from modelyard.routing.config import Change, Deployment, RoutingKey
+from modelyard.routing.config import Change, Deployment, DeploymentConfig, RoutingKey
 from modelyard.routing.controller import RolloutController
 from modelyard.routing.deployments import DeploymentStore
 from modelyard.routing.experiments import ExperimentReporter, LoggedOutcomes, OutcomeKind
@@ -46,6 +46,12 @@ class _Context:
         self.controller = RolloutController(self.store)
 
 
+def _log_policy_text(config: DeploymentConfig) -> str:
+    rate = "server default" if config.log_sample_rate is None else f"{config.log_sample_rate:.0%}"
+    ttl = "server default" if config.log_ttl_days is None else f"{config.log_ttl_days:g} days"
+    return f"sample {rate}, keep {ttl}"
+
+
 def _fields(deployment: Deployment | None) -> dict[str, str]:
     """The deployment as field -> text, the rows of both the state and the change tables."""
     if deployment is None:
@@ -61,6 +67,7 @@ def _fields(deployment: Deployment | None) -> dict[str, str]:
         "experiment": "-",
         "routing key": str(config.routing_key or "-"),
         "follows alias": config.follow_alias or "-",
+        "inference log": _log_policy_text(config),
         "rollout": "-",
     }
     if config.canary is not None:
@@ -111,6 +118,14 @@ def deploy(
     routing_key: Annotated[
         str | None, typer.Option(help="Sticky key: 'header:x-user-id' or 'field:user_id'.")
     ] = None,
+    log_sample_rate: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Share of requests kept in the inference log."),
+    ] = None,
+    log_ttl_days: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Days the inference log keeps requests (0: forever)."),
+    ] = None,
     reason: Reason = "",
 ) -> None:
     """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere."""
@@ -129,6 +144,8 @@ def deploy(
             reason=reason,
             follow_alias=follow_alias,
             routing_key=routing_key,
+            log_sample_rate=log_sample_rate,
+            log_ttl_days=log_ttl_days,
         )
         _changed(None, made)
         return
@@ -147,6 +164,8 @@ def deploy(
             shadows=tuple(s for s in shadows if s.version != number),
             routing_key=key,
             follow_alias=follow_alias or config.follow_alias,
+            log_sample_rate=config.log_sample_rate if log_sample_rate is None else log_sample_rate,
+            log_ttl_days=config.log_ttl_days if log_ttl_days is None else log_ttl_days,
         )
         return Change(config, current.rollout, why)
 

@@ -83,7 +83,12 @@ class Shadow:
 
 @dataclass(frozen=True)
 class DeploymentConfig:
-    """What a deployment serves. ``canary_weight`` is a percentage (0-100) of traffic."""
+    """What a deployment serves. ``canary_weight`` is a percentage (0-100) of traffic.
+
+    ``log_sample_rate`` (share of requests kept in the inference log) and
+    ``log_ttl_days`` (how long they are kept) override the server's monitoring
+    settings for this deployment; None keeps those.
+    """
 
     model: str
     champion: int
@@ -93,9 +98,13 @@ class DeploymentConfig:
     experiment: Experiment | None = None
     routing_key: RoutingKey | None = None
     follow_alias: str | None = None
+    log_sample_rate: float | None = None
+    log_ttl_days: float | None = None
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
+        _optional_number("log_sample_rate", self.log_sample_rate, 0.0, 1.0)
+        _optional_number("log_ttl_days", self.log_ttl_days, 0.0, math.inf)
         _version("champion", self.champion)
         weight = self.canary_weight
         if isinstance(weight, bool) or not isinstance(weight, int | float):
@@ -161,6 +170,8 @@ class DeploymentConfig:
             "experiment": None if self.experiment is None else self.experiment.to_dict(),
             "routing_key": None if self.routing_key is None else str(self.routing_key),
             "follow_alias": self.follow_alias,
+            "log_sample_rate": self.log_sample_rate,
+            "log_ttl_days": self.log_ttl_days,
         }
 
     @classmethod
@@ -175,7 +186,17 @@ class DeploymentConfig:
             experiment=None if experiment is None else Experiment.from_dict(experiment),
             routing_key=None if key is None else RoutingKey.parse(key),
             follow_alias=data.get("follow_alias"),
+            log_sample_rate=data.get("log_sample_rate"),
+            log_ttl_days=data.get("log_ttl_days"),
         )
+
+
+def _optional_number(name: str, value: object, low: float, high: float) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        allowed = f"between {low:g} and {high:g}" if math.isfinite(high) else f">= {low:g}"
+        raise ValidationError(f"{name} must be a number {allowed}, got {value!r}")
 
 
 def _version(name: str, value: object) -> None:

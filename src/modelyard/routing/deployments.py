@@ -143,6 +143,8 @@ class DeploymentStore:
         reason: str = "",
         follow_alias: str | None = None,
         routing_key: str | None = None,
+        log_sample_rate: float | None = None,
+        log_ttl_days: float | None = None,
     ) -> Deployment:
         """A new deployment serving ``champion`` of ``model`` (a version, or an alias now)."""
         if not isinstance(name, str) or not _NAME.match(name):
@@ -154,6 +156,8 @@ class DeploymentStore:
             self.resolve_version(model, champion),
             routing_key=None if routing_key is None else RoutingKey.parse(routing_key),
             follow_alias=follow_alias,
+            log_sample_rate=log_sample_rate,
+            log_ttl_days=log_ttl_days,
         )
         at = self._clock()
         reason = reason or f"created serving {model}/{config.champion}"

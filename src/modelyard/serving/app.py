@@ -37,6 +37,7 @@ from modelyard.serving.errors import (
     http_status,
 )
 from modelyard.serving.hooks import BatchHook, InferenceEvent, ResponseHook
+from modelyard.serving.inference_logging import default_log_policy, deployment_log_policy
 from modelyard.serving.intake import Disconnected, Receive, check_bearer, read_json_body
 from modelyard.serving.jsonlog import JsonLog
 from modelyard.serving.metrics import GaugeSample, MetricsExchange, ServingMetrics, merge, render
@@ -101,8 +102,10 @@ class ServingApp:
         self.on_failure: list[ResponseHook] = []
         self.on_shadow: list[ShadowHook] = []
         self.feedback: Callable[[object], FeedbackResult] | None = None
-        # The inference log's counts and backlog for /metrics (None: not logging).
+        # The inference log: its counts and backlog go to /metrics, and each deployment's
+        # sampling rate and time to live to it (None: not logging).
         self.inference_log: InferenceLogger | None = None
+        self._log_policies: dict[str, int] = {}  # deployment -> revision applied
         self.manager = ModelManager(
             yard,
             parsed,
@@ -403,10 +406,21 @@ class ServingApp:
     async def _housekeeping(self) -> None:
         self.log.flush()
         self.manager.retire_idle()
+        self._apply_log_policies()
         now = time.time()
         if self._exchange.directory is not None and now - self._published >= _PUBLISH_S:
             self._published = now
             self._exchange.publish(self.metrics.snapshot(self._gauges(), now))
+
+    def _apply_log_policies(self) -> None:
+        logger = self.inference_log
+        if logger is None:
+            return
+        default = default_log_policy(self.settings)
+        for name, entry in self.table.deployments.items():
+            if self._log_policies.get(name) != entry.revision:
+                logger.set_policy(name, deployment_log_policy(entry.deployment.config, default))
+                self._log_policies[name] = entry.revision
 
     async def _heartbeat(self) -> None:
         loop = asyncio.get_running_loop()

@@ -23,10 +23,28 @@ from modelyard.monitoring.feedback import FeedbackResult, FeedbackStore, parse_f
 from modelyard.monitoring.inference_log import InferenceLogger
 from modelyard.monitoring.log_ingest import LogIngester
 from modelyard.monitoring.log_policy import LogPolicy
+from modelyard.routing.config import DeploymentConfig
 from modelyard.serving.hooks import BatchEvent, InferenceEvent
 from modelyard.store.database import Database
 
 ErrorSink = Callable[[str, dict[str, object]], None]
+
+
+def default_log_policy(settings: Settings) -> LogPolicy:
+    """The sampling rate and time to live of the monitoring settings."""
+    monitoring = settings.monitoring
+    ttl = monitoring.log_ttl_days * 86_400 if monitoring.log_ttl_days > 0 else None
+    return LogPolicy(sample_rate=monitoring.log_sample_rate, ttl_s=ttl)
+
+
+def deployment_log_policy(config: DeploymentConfig, default: LogPolicy) -> LogPolicy:
+    """A deployment's own sampling rate and time to live where it sets them (0 days: forever)."""
+    rate = default.sample_rate if config.log_sample_rate is None else config.log_sample_rate
+    if config.log_ttl_days is None:
+        ttl = default.ttl_s
+    else:
+        ttl = config.log_ttl_days * 86_400 if config.log_ttl_days > 0 else None
+    return LogPolicy(sample_rate=rate, ttl_s=ttl)
 
 
 def open_inference_log(
@@ -40,12 +58,11 @@ def open_inference_log(
     """The worker's logger, configured from ``settings.monitoring`` and started; without
     ``ingest``, another process (the supervisor's ``open_log_ingester``) stores its log."""
     monitoring = settings.monitoring
-    ttl = monitoring.log_ttl_days * 86_400 if monitoring.log_ttl_days > 0 else None
     logger = InferenceLogger(
         db,
         settings.resolved_wal_dir,
         worker=worker,
-        default_policy=LogPolicy(sample_rate=monitoring.log_sample_rate, ttl_s=ttl),
+        default_policy=default_log_policy(settings),
         when_full=monitoring.wal_when_full,
         max_wal_bytes=monitoring.wal_max_bytes,
         segment_bytes=monitoring.wal_segment_bytes,

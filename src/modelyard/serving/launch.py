@@ -3,7 +3,8 @@
 Checks the references before any worker starts, so a typo is one clear error
 rather than N crashing workers; then runs one worker in this process or a
 ``Supervisor`` of several. Either way the server runs one rollout controller
-(``rollouts.RolloutLoop``): on a thread here for one worker, else in the supervisor.
+(``rollouts.RolloutLoop``) and one retention sweep (``retention.RetentionLoop``): on
+threads here for one worker, else in the supervisor.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigurationError
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.serving.app import log_path
+from modelyard.serving.retention import RetentionLoop
 from modelyard.serving.rollouts import RolloutLoop
 from modelyard.serving.server import run_worker
 from modelyard.serving.workers import Supervisor
@@ -62,6 +64,7 @@ def serve(
     )
     if serving.workers <= 1:
         controller = RolloutLoop(settings).start()
+        retention = RetentionLoop(settings).start() if settings.monitoring.log_inferences else None
         try:
             run_worker(settings, [str(r) for r in refs], trusted=trusted, worker=str(os.getpid()))
         except SystemExit as stop:
@@ -70,5 +73,7 @@ def serve(
             return 0
         finally:
             controller.stop()
+            if retention is not None:
+                retention.stop()
         return 0
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()

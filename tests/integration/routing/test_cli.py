@@ -69,6 +69,17 @@ def test_deploy_shadow_and_a_rollout_from_the_command_line(
     assert "api" in ok(cli, "deployments")
 
 
+def test_a_deployment_sets_its_own_inference_log_policy(
+    cli: CliRunner, store: DeploymentStore
+) -> None:
+    out = ok(cli, "deploy", "api", "--model", "fraud", "--version", "1", "--log-ttl-days", "7")
+    assert "sample server default, keep 7 days" in out
+    out = ok(cli, "deploy", "api", "--model", "fraud", "--version", "2", "--log-sample-rate", "0.1")
+    assert "sample 10%, keep 7 days" in out  # what is not given stays
+    config = store.get("api").config
+    assert (config.champion, config.log_sample_rate, config.log_ttl_days) == (2, 0.1, 7)
+
+
 def test_an_ab_test_from_the_command_line(cli: CliRunner, store: DeploymentStore) -> None:
     ok(cli, "deploy", "api", "--model", "fraud", "--version", "1")
     out = ok(cli, "ab", "start", "api", "--arm", "a=1:50", "--arm", "b=2:50", "--tau", "0.05")

@@ -113,11 +113,28 @@ def test_config_round_trips_through_json() -> None:
         ),
         routing_key=RoutingKey("field", "user_id"),
         follow_alias="champion",
+        log_sample_rate=0.25,
+        log_ttl_days=7,
     )
     assert DeploymentConfig.from_dict(config.to_dict()) == config
+    older = {k: v for k, v in config.to_dict().items() if not k.startswith("log_")}
+    assert DeploymentConfig.from_dict(older).log_sample_rate is None  # stored before they were
     assert config.versions == {3, 4, 5}
     assert config.role_of(5) == "shadow"
     assert config.role_of(4) == "experiment arm b"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("log_sample_rate", 1.5, "between 0 and 1"),
+        ("log_sample_rate", True, "between 0 and 1"),
+        ("log_ttl_days", -1, ">= 0"),
+    ],
+)
+def test_log_settings_out_of_range_are_refused(field: str, value: object, allowed: str) -> None:
+    with pytest.raises(ValidationError, match=f"{field} must be a number {allowed}"):
+        DeploymentConfig("fraud", 1, **{field: value})  # type: ignore[arg-type]
 
 
 def test_rollout_round_trips_through_json() -> None:

@@ -15,10 +15,12 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
+from modelyard.monitoring import InferenceLogger, LogPolicy
 from modelyard.routing import DeploymentStore
 from modelyard.serving.app import ServingApp
 from modelyard.serving.hooks import BatchEvent, InferenceEvent
 from modelyard.serving.shadow import ShadowEvent
+from modelyard.store.database import Database
 from modelyard.yard import Yard
 
 FIELDS = ["user", "amount", "age", "score"]
@@ -177,3 +179,21 @@ def test_shadow_answers_are_compared_and_never_returned(
     client.run(client.app.manager.poll_once())
     assert set(client.app.table.deployments[name].runtimes) == {1}
     assert 3 not in {r.version for r in client.app.table.runtimes()}  # unloaded
+
+
+def test_each_deployments_log_policy_reaches_the_inference_log(
+    setup: tuple[Client, DeploymentStore], home: Path, tmp_path: Path
+) -> None:
+    client, store = setup
+    name: str = client.name  # type: ignore[attr-defined]
+    db = Database(settings_for(home).resolved_database_url)
+    logger = InferenceLogger(db, tmp_path / "wal", ingest=False)
+    client.app.inference_log = logger
+    client.run(client.app._housekeeping())
+    assert logger.policy(name) == LogPolicy(sample_rate=1.0, ttl_s=30 * 86_400.0)  # defaults
+    store.update(name, lambda config: replace(config, log_sample_rate=0.1, log_ttl_days=0))
+    client.run(client.app.manager.poll_once())
+    client.run(client.app._housekeeping())
+    assert logger.policy(name) == LogPolicy(sample_rate=0.1, ttl_s=None)  # 0 days: forever
+    logger.close()
+    db.dispose()
