@@ -937,8 +937,8 @@ def main(argv: list[str] | None = None) -> int:
     summaries = results.summaries
     main_logged = results.logged.get("modelyard", 0)
     logging_note = (
-        f"validation on; inference logging on: {main_logged:,} predictions logged to the "
-        "inference_log table during its runs"
+        f"validation on; inference logging on: {main_logged:,} predictions reached the "
+        "inference log's store during its runs"
         if main_logged
         else "validation on; without inference logging (the server logged no predictions)"
     )

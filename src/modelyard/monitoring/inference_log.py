@@ -164,19 +164,20 @@ class InferenceLogger:
         if rate < 1.0 and not sampled(request_id, rate):
             self.dropped_by_sampling[deployment] += 1
             return False
-        group = self._group(deployment, model, version)
-        group.request_ids.append(request_id)
-        group.ts.append(ts)
-        group.latency_ms.append(latency_ms)
-        group.rows.append(rows)
-        group.arms.append(arm)
-        group.statuses.append(status)
-        group.errors.append(error)
-        group.inputs.append(inputs)
-        group.input_names.append(input_names)
-        group.input_rows.append(input_rows)
-        group.outputs.append(outputs)
-        group.output_rows.append(output_rows)
+        self._group(deployment, model, version).append(
+            request_id=request_id,
+            ts=ts,
+            latency_ms=latency_ms,
+            rows=rows,
+            arm=arm,
+            status=status,
+            error=error,
+            inputs=inputs,
+            input_names=input_names,
+            input_rows=input_rows,
+            outputs=outputs,
+            output_rows=output_rows,
+        )
         self._queued += 1
         if self._queued >= self._max_pending:
             self.commit()

@@ -204,20 +204,20 @@ class Payload:
         group = Group(self.deployments[first], self.models[first], self.versions[first])
         blocks = self.blocks
         for number in numbers:
-            group.request_ids.append(self.request_ids[number])
-            group.ts.append(self.ts[number])
-            group.latency_ms.append(self.latency_ms[number])
-            group.rows.append(self.rows[number])
-            group.arms.append(self.arms[number])
-            group.statuses.append(self.statuses[number])
-            group.errors.append(self.errors[number])
-            for ref, objects, rows in (
-                (self.in_refs[number], group.inputs, group.input_rows),
-                (self.out_refs[number], group.outputs, group.output_rows),
-            ):
-                objects.append(None if ref is None else blocks[ref[0]])
-                rows.append(None if ref is None else (ref[1], ref[2]))
-            group.input_names.append(None)
+            in_ref, out_ref = self.in_refs[number], self.out_refs[number]
+            group.append(
+                request_id=self.request_ids[number],
+                ts=self.ts[number],
+                latency_ms=self.latency_ms[number],
+                rows=self.rows[number],
+                arm=self.arms[number],
+                status=self.statuses[number],
+                error=self.errors[number],
+                inputs=None if in_ref is None else blocks[in_ref[0]],
+                input_rows=None if in_ref is None else (in_ref[1], in_ref[2]),
+                outputs=None if out_ref is None else blocks[out_ref[0]],
+                output_rows=None if out_ref is None else (out_ref[1], out_ref[2]),
+            )
         return group
 
     def _slice(self, ref: Ref) -> Columns | None:

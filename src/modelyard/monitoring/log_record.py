@@ -102,6 +102,36 @@ class Group:
     def __len__(self) -> int:
         return len(self.request_ids)
 
+    def append(
+        self,
+        *,
+        request_id: str,
+        ts: float,
+        latency_ms: float,
+        rows: int,
+        arm: str = "primary",
+        status: int = 200,
+        error: str | None = None,
+        inputs: Any = None,
+        input_names: Sequence[str] | None = None,
+        input_rows: Rows = None,
+        outputs: Any = None,
+        output_rows: Rows = None,
+    ) -> None:
+        """Add one record (``InferenceLogger.record_batch`` adds a micro-batch's at once)."""
+        self.request_ids.append(request_id)
+        self.ts.append(ts)
+        self.latency_ms.append(latency_ms)
+        self.rows.append(rows)
+        self.arms.append(arm)
+        self.statuses.append(status)
+        self.errors.append(error)
+        self.inputs.append(inputs)
+        self.input_names.append(input_names)
+        self.input_rows.append(input_rows)
+        self.outputs.append(outputs)
+        self.output_rows.append(output_rows)
+
     def take(self, numbers: Sequence[int]) -> Group:
         """Records ``numbers`` of this group, in that order."""
         part = Group(self.deployment, self.model, self.version)

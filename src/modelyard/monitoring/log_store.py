@@ -5,8 +5,8 @@ worker wrote it (``log_record``): the records of one deployment, model and
 version, whose times lie within ``BATCH_SPAN_S`` of the first. Storing is then
 one insert per micro-batch instead of one per request (three B-tree inserts and
 a JSON text each: ~20 us of CPU a request, measured), and a window reads back
-through ``np.frombuffer``. A payload is stored under its first record's id, so a
-replayed payload lands on the same primary key and is ignored (``INSERT ... ON
+through ``np.frombuffer``. A payload is stored under the id its writer gave it, so
+a replayed payload lands on the same primary key and is ignored (``INSERT ... ON
 CONFLICT DO NOTHING``, on SQLite and PostgreSQL alike).
 """
 
@@ -34,17 +34,7 @@ from modelyard.store.schema import inference_batches
 # A stored batch's records lie within this many seconds of its first, so a window's
 # batches are found by an index range over the first record's time.
 BATCH_SPAN_S = 60.0
-_BATCH_COLUMNS = (
-    "id",
-    "deployment",
-    "model",
-    "version",
-    "ts_first",
-    "ts_last",
-    "requests",
-    "errors",
-    "payload",
-)
+_BATCH_COLUMNS = (*Summary._fields, "payload")  # the table's columns, in this order
 _INSERT = (
     f"INSERT INTO {inference_batches.name} ({', '.join(_BATCH_COLUMNS)}) VALUES ({{marks}}) "
     "ON CONFLICT (id) DO NOTHING"
@@ -132,18 +122,17 @@ def write_records(db: Database, records: Iterable[Mapping[str, Any]]) -> int:
         group = groups.get(key)
         if group is None:
             group = groups[key] = Group(*key)
-        group.request_ids.append(record["request_id"])
-        group.ts.append(record["ts"])
-        group.latency_ms.append(record["latency_ms"])
-        group.rows.append(record["rows"])
-        group.arms.append(record.get("arm", "primary"))
-        group.statuses.append(record["status"])
-        group.errors.append(record.get("error"))
-        group.inputs.append(record.get("inputs"))
-        group.input_names.append(None)
-        group.input_rows.append(None)
-        group.outputs.append(record.get("outputs"))
-        group.output_rows.append(None)
+        group.append(
+            request_id=record["request_id"],
+            ts=record["ts"],
+            latency_ms=record["latency_ms"],
+            rows=record["rows"],
+            arm=record.get("arm", "primary"),
+            status=record["status"],
+            error=record.get("error"),
+            inputs=record.get("inputs"),
+            outputs=record.get("outputs"),
+        )
     batches = []
     for group in groups.values():
         batches += storable(encode(group, secrets.token_hex(16)))[0]

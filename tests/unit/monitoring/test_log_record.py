@@ -22,20 +22,10 @@ def group(*records: dict[str, Any], deployment: str = "fraud") -> Group:
     """A group of records with plausible fields; each dict overrides some of them."""
     built = Group(deployment, "m", 3)
     for number, record in enumerate(records):
-        values = {"request_id": f"r{number}", "ts": 1.5 + number, "latency_ms": 0.25, "rows": 1}
-        values |= {"arm": "primary", "status": 200, "error": None} | record
-        built.request_ids.append(values["request_id"])
-        built.ts.append(values["ts"])
-        built.latency_ms.append(values["latency_ms"])
-        built.rows.append(values["rows"])
-        built.arms.append(values["arm"])
-        built.statuses.append(values["status"])
-        built.errors.append(values["error"])
-        built.inputs.append(values.get("inputs"))
-        built.input_names.append(values.get("names"))
-        built.input_rows.append(values.get("input_rows"))
-        built.outputs.append(values.get("outputs"))
-        built.output_rows.append(values.get("output_rows"))
+        values: dict[str, Any] = {"request_id": f"r{number}", "ts": 1.5 + number}
+        values |= {"latency_ms": 0.25, "rows": 1} | record
+        names = values.pop("names", None)
+        built.append(**values, input_names=names)
     return built
 
 
