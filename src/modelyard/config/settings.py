@@ -91,6 +91,10 @@ class MonitoringSettings(_Checked):
     log_flush_interval_s: float = _bounded(0.1, ge=0.001)
     retention_sweep_interval_s: float = _bounded(3600.0, ge=1.0)
     feedback_max_items: int = _bounded(10_000, ge=1)
+    # The server's monitoring pass (live metrics, drift, alerts, webhooks) per deployment:
+    # how often, over how much recent traffic; 0 turns it off.
+    check_interval_s: float = _bounded(60.0, ge=0.0)
+    check_window_s: float = _bounded(900.0, ge=1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()

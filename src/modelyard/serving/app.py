@@ -15,6 +15,7 @@ JSON log line, and then the ``on_response`` hooks (see ``hooks``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -54,6 +55,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
+# Written by ``monitor_loop.MonitorLoop`` into the metrics directory, appended to /metrics.
+MONITORING_TEXT = "monitoring.prom"
 _HEARTBEAT_S = 0.05
 _FLUSH_S = 0.2
 _PUBLISH_S = 1.0
@@ -156,7 +159,12 @@ class ServingApp:
         now = time.time()
         own = self.metrics.snapshot(self._gauges(), now)
         self._exchange.publish(own)
-        return render(merge(self._exchange.gather(own), now))
+        text = render(merge(self._exchange.gather(own), now))
+        directory = self._exchange.directory
+        if directory is not None:  # the server's monitoring pass: live metrics and drift
+            with contextlib.suppress(FileNotFoundError):
+                text += (directory / MONITORING_TEXT).read_bytes()
+        return text
 
     def openapi_json(self) -> bytes:
         """The OpenAPI document, rebuilt when the loaded versions change."""

@@ -3,13 +3,15 @@
 Checks the references before any worker starts, so a typo is one clear error
 rather than N crashing workers; then runs one worker in this process or a
 ``Supervisor`` of several. Either way the server runs one rollout controller
-(``rollouts.RolloutLoop``) and one retention sweep (``retention.RetentionLoop``): on
-threads here for one worker, else in the supervisor.
+(``rollouts.RolloutLoop``), one retention sweep (``retention.RetentionLoop``) and
+one monitoring pass (``monitor_loop.MonitorLoop``): on threads here for one
+worker, else in the supervisor (``background_loops``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -17,8 +19,7 @@ from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigurationError
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.serving.app import log_path
-from modelyard.serving.retention import RetentionLoop
-from modelyard.serving.rollouts import RolloutLoop
+from modelyard.serving.background import background_loops
 from modelyard.serving.server import run_worker
 from modelyard.serving.workers import Supervisor
 from modelyard.yard import Yard
@@ -63,17 +64,24 @@ def serve(
         f"with {serving.workers} worker(s); JSON logs in {log_path(settings)}\n"
     )
     if serving.workers <= 1:
-        controller = RolloutLoop(settings).start()
-        retention = RetentionLoop(settings).start() if settings.monitoring.log_inferences else None
+        metrics_dir = settings.home / "run" / f"serve-{os.getpid()}"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        loops = background_loops(settings, metrics_dir)
         try:
-            run_worker(settings, [str(r) for r in refs], trusted=trusted, worker=str(os.getpid()))
+            run_worker(
+                settings,
+                [str(r) for r in refs],
+                trusted=trusted,
+                worker=str(os.getpid()),
+                metrics_dir=metrics_dir,
+            )
         except SystemExit as stop:
             return int(stop.code or 0) if isinstance(stop.code, int | None) else 1
         except KeyboardInterrupt:
             return 0
         finally:
-            controller.stop()
-            if retention is not None:
-                retention.stop()
+            for loop in loops:
+                loop.stop()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return 0
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()

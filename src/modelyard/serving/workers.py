@@ -15,9 +15,9 @@ every worker, closes its copy of the socket and waits for them to drain; a
 worker that dies is restarted (at most ``MAX_RESTARTS`` per minute). Per-worker
 metrics are merged through files in a directory the supervisor owns.
 
-The supervisor also runs the server's one rollout controller (``rollouts.RolloutLoop``),
-retention sweep (``retention.RetentionLoop``) and ``LogIngester``, which stores the
-workers' inference logs (each worker only writes its own write-ahead log), each on
+The supervisor also runs the server's background loops (``background``: rollout
+controller, retention sweep, monitoring pass) and its ``LogIngester``, which stores
+the workers' inference logs (each worker only writes its own write-ahead log), each on
 a thread: the supervisor answers no requests, so none of them takes a worker's GIL
 (storing in the workers cost a quarter of their throughput, measured with
 benchmarks/serving), and restarting a worker never starts a second one.
@@ -40,10 +40,9 @@ from typing import Any
 from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
 from modelyard.serving.app import log_path
+from modelyard.serving.background import Loop, background_loops
 from modelyard.serving.inference_logging import open_log_ingester
 from modelyard.serving.jsonlog import JsonLog
-from modelyard.serving.retention import RetentionLoop
-from modelyard.serving.rollouts import RolloutLoop
 from modelyard.serving.server import STARTUP_FAILURE, drain_delay, run_worker
 from modelyard.yard import Yard
 
@@ -105,13 +104,13 @@ class Supervisor:
         }
         processes: list[BaseProcess] = []
         status = 0
-        controller = RolloutLoop(self._settings)
         log = JsonLog(log_path(self._settings), worker="supervisor")
         yard = Yard(self._settings)
-        ingester = retention = None
+        ingester = None
+        loops: list[Loop] = []
         try:
             processes += [self._start(sock, metrics_dir) for _ in range(serving.workers)]
-            controller.start()
+            loops = background_loops(self._settings, metrics_dir)
             if self._settings.monitoring.log_inferences:
                 ingester = open_log_ingester(
                     self._settings,
@@ -119,7 +118,6 @@ class Supervisor:
                     follow=lambda: [str(p.pid) for p in processes if p.is_alive()],
                     on_error=lambda event, fields: log.emit("error", event, fields),
                 )
-                retention = RetentionLoop(self._settings).start()
             while self._stop is None:
                 time.sleep(_CHECK_EVERY_S)
                 log.flush()
@@ -127,9 +125,8 @@ class Supervisor:
                 if status:
                     break
         finally:
-            controller.stop()
-            if retention is not None:
-                retention.stop()
+            for loop in loops:
+                loop.stop()
             for process in processes:
                 if process.is_alive() and process.pid is not None:
                     os.kill(process.pid, signal.SIGTERM)

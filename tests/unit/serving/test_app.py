@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
 from modelyard.errors import OverloadedError
-from modelyard.serving.app import ServingApp
+from modelyard.serving.app import MONITORING_TEXT, ServingApp
 from modelyard.serving.hooks import BatchEvent, InferenceEvent
 from modelyard.yard import Yard
 
@@ -281,6 +281,19 @@ def test_metrics_count_requests(client: Client) -> None:
     assert headers["content-type"].startswith("text/plain")
     assert b'modelyard_requests_total{model="fraud",status="200",version="1"} 1.0' in text
     assert b'modelyard_model_version{model="fraud",ref="fraud@champion"} 1.0' in text
+
+
+def test_metrics_include_the_servers_monitoring_pass(home: Path, tmp_path: Path) -> None:
+    live = b'modelyard_live_requests{deployment="fraud",version="1"} 400.0\n'
+    with Yard(settings_for(home)) as yard:
+        app = ServingApp(settings_for(home), yard, ["fraud@champion"], metrics_dir=tmp_path)
+        client = Client(app)
+        client.run(app.startup())
+        assert live not in client.request("GET", "/metrics")[2]  # no pass has run yet
+        (tmp_path / MONITORING_TEXT).write_bytes(live)
+        assert client.request("GET", "/metrics")[2].endswith(live)
+        client.run(app.shutdown())
+        client.runner.close()
 
 
 def test_alias_move_swaps_the_served_version(client: Client, home: Path) -> None:

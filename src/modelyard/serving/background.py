@@ -1,0 +1,30 @@
+"""The server's background loops, one each per server whatever its worker count: the
+rollout controller, and with inference logging the retention sweep and the
+monitoring pass. They run on threads of the process that answers no requests (the
+supervisor), or beside the only worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from modelyard.config import Settings
+from modelyard.serving.monitor_loop import MonitorLoop
+from modelyard.serving.retention import RetentionLoop
+from modelyard.serving.rollouts import RolloutLoop
+
+
+class Loop(Protocol):
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+def background_loops(settings: Settings, metrics_dir: Path) -> list[Loop]:
+    """Start the loops this server runs; ``metrics_dir`` is where its workers' metrics meet."""
+    loops: list[Loop] = [RolloutLoop(settings).start()]
+    monitoring = settings.monitoring
+    if monitoring.log_inferences:
+        loops.append(RetentionLoop(settings).start())
+        if monitoring.check_interval_s > 0:
+            loops.append(MonitorLoop(settings, metrics_dir=metrics_dir).start())
+    return loops
