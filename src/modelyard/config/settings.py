@@ -95,6 +95,7 @@ class MonitoringSettings(_Checked):
     # how often, over how much recent traffic; 0 turns it off.
     check_interval_s: float = _bounded(60.0, ge=0.0)
     check_window_s: float = _bounded(900.0, ge=1.0)
+    check_max_requests: int = _bounded(50_000, ge=100)  # the latest ones, when more came
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -48,8 +48,10 @@ def joined(
     version: int | None = None,
     entity_field: str | None = None,
     entity_horizon_s: float = 7 * DAY_S,
+    newest: int | None = None,
 ) -> Window:
-    """``deployment``'s window ``start <= ts < end`` with ``labels`` filled in.
+    """``deployment``'s window ``start <= ts < end`` with ``labels`` filled in (with
+    ``newest``, of about the latest that many requests: see ``log_store.read_window``).
 
     ``labels`` is an object array over the rows: the decoded label (number,
     string, bool or outcome dict), None where none joined. With ``version``
@@ -57,7 +59,8 @@ def joined(
     another version takes an entity's later events), then the window keeps the
     requests of that version only.
     """
-    window = read_window(db, deployment, start, end)
+    window = read_window(db, deployment, start, end, newest=newest)
+    start = window.start
     labels = np.full(window.rows, None, dtype=object)
     _by_request(db, window, labels)
     if entity_field is not None and window.rows:

@@ -245,7 +245,9 @@ def _each(value: Any, count: int, *, many: bool = False) -> list[Any]:
 def _ref(raw: Any, blocks: int) -> Ref:
     if raw is None:
         return None
-    block, start, stop = (int(v) for v in raw)
+    if len(raw) != 3:
+        raise ValueError(f"a ref is [block, start, stop], got {raw!r}")
+    block, start, stop = int(raw[0]), int(raw[1]), int(raw[2])
     if not (0 <= block < blocks and 0 <= start <= stop):
         raise ValueError(f"a record points at rows {start}:{stop} of block {block} of {blocks}")
     return block, start, stop

@@ -144,23 +144,36 @@ def write_records(db: Database, records: Iterable[Mapping[str, Any]]) -> int:
 
 
 def read_payloads(
-    db: Database, deployment: str, start: float, end: float, *, version: int | None = None
+    db: Database,
+    deployment: str,
+    start: float,
+    end: float,
+    *,
+    version: int | None = None,
+    newest: int | None = None,
 ) -> list[Payload]:
     """The stored payloads that may hold records of ``deployment`` with ``start <= ts < end``
-    (one that cannot be read is skipped: it was checked when stored, so that is a bug)."""
+    (one that cannot be read is skipped: it was checked when stored, so that is a bug).
+    With ``newest``, only the latest payloads that hold at least that many requests."""
     batch = inference_batches.c
-    query = (
-        select(batch.payload)
-        .where(
-            batch.deployment == deployment,
-            batch.ts_first >= start - BATCH_SPAN_S,
-            batch.ts_first < end,
-        )
-        .order_by(batch.ts_first, batch.id)
-    )
+    where = [
+        batch.deployment == deployment,
+        batch.ts_first >= start - BATCH_SPAN_S,
+        batch.ts_first < end,
+    ]
     if version is not None:
-        query = query.where(batch.version == version)
+        where.append(batch.version == version)
     with db.read() as conn:
+        if newest is not None:
+            # Counted from the small columns first, so the payloads are read only once.
+            latest = select(batch.ts_first, batch.requests).where(*where)
+            total = 0
+            for ts_first, requests in conn.execute(latest.order_by(desc(batch.ts_first))):
+                total += requests
+                if total >= newest:
+                    where.append(batch.ts_first >= ts_first)
+                    break
+        query = select(batch.payload).where(*where).order_by(batch.ts_first, batch.id)
         stored = conn.execute(query).scalars().all()
     payloads = []
     for data in stored:
@@ -170,17 +183,26 @@ def read_payloads(
 
 
 def read_window(
-    db: Database, deployment: str, start: float, end: float, *, version: int | None = None
+    db: Database,
+    deployment: str,
+    start: float,
+    end: float,
+    *,
+    version: int | None = None,
+    newest: int | None = None,
 ) -> Window:
     """Records of ``deployment`` with ``start <= ts < end`` (one version, if given), as arrays.
 
     Requests are in time order. Row-level arrays cover the rows of records that
     logged inputs; numeric columns are float64 (NaN where a record lacks the
     column), int64 or bool, others object arrays (see ``column_array``).
-    ``labels`` is None: ``feedback_join.joined`` fills it.
+    ``labels`` is None: ``feedback_join.joined`` fills it. With ``newest`` (a
+    bound on what one read holds in memory), about the latest that many requests,
+    and the window then starts at the first of them, so rates stay true.
     """
     chosen: list[tuple[Payload, int]] = []
-    for payload in read_payloads(db, deployment, start, end, version=version):
+    payloads = read_payloads(db, deployment, start, end, version=version, newest=newest)
+    for payload in payloads:
         versions = payload.versions
         for number, at in enumerate(payload.ts):
             if start <= at < end and (version is None or versions[number] == version):
@@ -190,15 +212,39 @@ def read_window(
         order = np.argsort(ts, kind="stable")
         chosen = [chosen[i] for i in order]
         ts = ts[order]
-    inputs, outputs = _Gather(), _Gather()
+    if newest is not None and len(chosen) > newest:
+        chosen, ts = chosen[-newest:], ts[-newest:]
+        start = float(ts[0])
     counts = []
+    # Runs of requests whose rows follow each other in one payload's blocks (a
+    # micro-batch read in order) are gathered as one piece per column.
+    runs: list[tuple[Payload, list[int], list[int] | None]] = []
     for payload, number in chosen:
         in_ref = payload.in_refs[number]
         count = 0 if in_ref is None else in_ref[2] - in_ref[1]
         counts.append(count)
-        if count:
-            inputs.add(payload, in_ref, count)
-            outputs.add(payload, payload.out_refs[number], count)
+        if not count or in_ref is None:
+            continue
+        out_ref = payload.out_refs[number]
+        last = runs[-1] if runs else None
+        if (
+            last is not None
+            and last[0] is payload
+            and last[1][0] == in_ref[0]
+            and last[1][2] == in_ref[1]
+            and _follows(last[2], out_ref, count)
+        ):
+            last[1][2] += count
+            if last[2] is not None:
+                last[2][2] += count
+        else:
+            runs.append((payload, list(in_ref), None if out_ref is None else list(out_ref)))
+    inputs, outputs = _Gather(), _Gather()
+    for payload, in_span, out_span in runs:
+        rows = in_span[2] - in_span[1]
+        inputs.add(payload, (in_span[0], in_span[1], in_span[2]), rows)
+        out = None if out_span is None else (out_span[0], out_span[1], out_span[2])
+        outputs.add(payload, out, rows)
     return Window(
         deployment=deployment,
         start=start,
@@ -213,6 +259,14 @@ def read_window(
         inputs=inputs.columns(),
         outputs=outputs.columns(),
     )
+
+
+def _follows(last: list[int] | None, ref: tuple[int, int, int] | None, count: int) -> bool:
+    """Whether output rows ``ref``, as many as the record's ``count`` input rows, continue
+    the run's ``last`` (a record with fewer outputs than inputs starts its own run)."""
+    if last is None or ref is None:
+        return last is None and ref is None
+    return last[0] == ref[0] and last[2] == ref[1] and ref[2] - ref[1] == count
 
 
 class _Gather:
@@ -266,13 +320,15 @@ def _join(pieces: list[tuple[Any, int, int]]) -> npt.NDArray[Any]:
             return np.concatenate(arrays)
         if not missing and kinds <= {"i", "u"}:
             return np.concatenate(arrays).astype(np.int64, copy=False)
+        if not missing:
+            return np.concatenate(arrays).astype(np.float64, copy=False)
         if kinds != {"b"}:
             shape = arrays[0].shape[1:]
             parts = [
                 np.full((b, *shape), np.nan) if c is None else c[a:b].astype(np.float64)
                 for c, a, b in pieces
             ]
-            return np.concatenate(parts) if parts else np.empty((0, *shape))
+            return np.concatenate(parts)
     values: list[Any] = []
     for column, a, b in pieces:
         if column is None:

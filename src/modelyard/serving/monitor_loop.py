@@ -1,6 +1,7 @@
 """Continuous monitoring in the server: every ``monitoring.check_interval_s``, one
 ``monitor_cycle`` per deployment with logged traffic, over the last
-``monitoring.check_window_s``.
+``monitoring.check_window_s`` (at most the latest ``monitoring.check_max_requests``
+requests of it, so a busy deployment's pass stays small in memory and time).
 
 A cycle measures live metrics (labels joined from feedback), stores a drift check
 per version (the time series ``modelyard monitor drift`` reads), evaluates the
@@ -18,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -65,12 +67,14 @@ class MonitorLoop:
         """One cycle per deployment with logged traffic; a deployment that fails is logged
         and the others still run. Returns each deployment's result (None: failed)."""
         now = self._clock()
-        start = now - self._settings.monitoring.check_window_s
+        monitoring = self._settings.monitoring
+        start = now - monitoring.check_window_s
+        reader = partial(joined, newest=monitoring.check_max_requests)
         results: dict[str, CycleResult | None] = {}
         for name in deployments(yard.db):
             try:
                 result = monitor_cycle(
-                    yard.db, yard.registry, name, start, now, window_reader=joined, now=now,
+                    yard.db, yard.registry, name, start, now, window_reader=reader, now=now,
                     state=self._states.get(name), exporter=self._exporter, rng=self._rng,
                 )  # fmt: skip
             except Exception as error:  # one deployment's problem must not stop the others

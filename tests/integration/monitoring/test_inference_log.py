@@ -25,6 +25,7 @@ from modelyard.monitoring import (
     purge,
     read_window,
     retention_sweep,
+    write_records,
 )
 from modelyard.monitoring.log_ingest import LogIngester
 from modelyard.monitoring.log_payload import Payload
@@ -328,3 +329,21 @@ def test_every_acknowledged_record_survives_a_sigkill(
     rescuer.close()
     assert counts_by_request(db) == dict.fromkeys(acknowledged, 1)
     assert time.monotonic() - started < 60
+
+
+def test_a_window_can_be_bounded_to_the_newest_requests(db: Database) -> None:
+    for first in (10, 20, 30):
+        write_records(
+            db,
+            [
+                {"request_id": f"r{ts}", "ts": float(ts), "deployment": "fraud", "model": "m",
+                 "version": 1, "status": 200, "latency_ms": 1.0, "rows": 1,
+                 "inputs": {"x": np.array([float(ts)])}}
+                for ts in range(first, first + 10)
+            ],
+        )  # fmt: skip
+    window = read_window(db, "fraud", 0.0, 100.0, newest=15)
+    assert window.request_ids.tolist() == [f"r{ts}" for ts in range(25, 40)]
+    assert window.inputs["x"].tolist() == [float(ts) for ts in range(25, 40)]
+    assert window.start == 25.0  # so that rates over the window stay true
+    assert read_window(db, "fraud", 0.0, 100.0, newest=1000).requests == 30
