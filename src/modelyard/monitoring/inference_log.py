@@ -343,7 +343,7 @@ class InferenceLogger:
         return LogStats(
             committed=self.committed,
             ingested=0 if ingester is None else ingester.ingested,
-            backlog_bytes=self._wal.size_bytes,
+            backlog_bytes=self._wal.backlog_bytes(),
             dropped_by_sampling=dict(self.dropped_by_sampling),
             dropped_when_full=dict(self.dropped_when_full),
             rejected_rows=0 if ingester is None else ingester.rejected_rows,

@@ -201,6 +201,15 @@ class WriteAheadLog:
             self.end = Position(end.segment, end.offset + written)
         return self.end
 
+    def backlog_bytes(self) -> int:
+        """Bytes after the checkpoint on disk (a ``LogTail`` elsewhere may have moved it)."""
+        checkpoint = max(self.checkpoint, load_checkpoint(self.directory))
+        numbers = _segments(self.directory)
+        total = sum(_size(self._path(n)) for n in numbers if n >= checkpoint.segment)
+        if checkpoint.segment in numbers:
+            total -= checkpoint.offset
+        return max(total, 0)
+
     def _count_disk(self) -> None:
         with self._lock:
             self.size_bytes = sum(_size(self._path(n)) for n in _segments(self.directory))

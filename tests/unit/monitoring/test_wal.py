@@ -245,6 +245,7 @@ def test_a_tail_moves_the_checkpoint_and_frees_the_writers_space(tmp_path: Path)
         assert records == batch
         assert segments(directory) == ["00000002.log"]
         log.append_many(batch)  # the writer counts the disk again and finds room
+        assert log.backlog_bytes() == 2 * len(frame(batch)) - len(frame(batch[:1]))
         assert WriteAheadLog.open_orphan(directory) is None  # still the writer's
     with WriteAheadLog(directory) as reopened:
         assert reopened.checkpoint == tail.checkpoint
