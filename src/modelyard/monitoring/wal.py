@@ -204,7 +204,10 @@ class WriteAheadLog:
     def backlog_bytes(self) -> int:
         """Bytes after the checkpoint on disk (a ``LogTail`` elsewhere may have moved it)."""
         checkpoint = max(self.checkpoint, load_checkpoint(self.directory))
-        numbers = _segments(self.directory)
+        try:
+            numbers = _segments(self.directory)
+        except FileNotFoundError:  # closed, all of it stored, and removed
+            return 0
         total = sum(_size(self._path(n)) for n in numbers if n >= checkpoint.segment)
         if checkpoint.segment in numbers:
             total -= checkpoint.offset
