@@ -21,7 +21,9 @@ a free 127.0.0.1 port, checked (its answer must match scikit-learn's
 probabilities), warmed up, measured once with ``wrk -t1 -c32 --latency``
 (closed loop: no coordinated-omission correction) and stopped, so load from
 other work on the machine falls on all servers alike; the table gives medians.
-modelyard is also run with a batching wait of 500 us and with inference
+``constant`` is the ceiling of the HTTP layer everything here shares: a raw ASGI
+app on uvicorn answering the model's answer without parsing or computing
+anything. modelyard is also run with a batching wait of 500 us and with inference
 logging off (to show what each costs), measured at one connection, and, in the
 last round, with the project's own Python load generator (the ``modelyard
 bench`` engine, closed and open loop).
@@ -66,7 +68,7 @@ SERVERS_DIR = HERE / "servers"
 VENVS = ROOT / "benchmarks" / ".venvs"
 MAIN_PY = Path(sys.executable)
 FIELDS = [f"f{i}" for i in range(30)]
-ALL_SERVERS = ["modelyard", "fastapi-ort", "fastapi-sklearn", "bentoml", "mlflow"]
+ALL_SERVERS = ["modelyard", "fastapi-ort", "fastapi-sklearn", "bentoml", "mlflow", "constant"]
 TARGET_RPS = 10_000
 TARGET_P99_MS = 15.0
 TARGET_RATIO = 2.5
@@ -282,6 +284,22 @@ def fastapi_spec(prep: Prepared, port: int, flavour: str) -> ServerSpec:
         cwd=SERVERS_DIR,
         venv="fastapi",
     )
+
+
+def constant_spec(prep: Prepared, port: int) -> ServerSpec:
+    """uvicorn with a raw ASGI app answering the model's answer without computing it."""
+    data = prep.expected.astype(np.float32).tolist()
+    answer = {
+        "model_name": "fraud",
+        "outputs": [{"name": "probabilities", "shape": [1, 2], "datatype": "FP32", "data": data}],
+    }
+    spec = fastapi_spec(prep, port, "ort")
+    spec.command[1] = "constant_asgi:app"
+    spec.name = "constant"
+    spec.description = "raw ASGI on uvicorn, constant answer (the HTTP layer's ceiling), 2 workers"
+    spec.ready_path = "/health"
+    spec.env = {"BENCH_ANSWER": orjson.dumps(answer).decode()}
+    return spec
 
 
 def bentoml_spec(prep: Prepared, out: Path, port: int) -> ServerSpec:
@@ -693,6 +711,8 @@ def build_jobs(
                 )
         elif name == "fastapi-ort":
             jobs.append(Job(name, lambda port: fastapi_spec(prep, port, "ort")))
+        elif name == "constant":
+            jobs.append(Job(name, lambda port: constant_spec(prep, port)))
         elif name == "fastapi-sklearn":
             jobs.append(Job(name, lambda port: fastapi_spec(prep, port, "sklearn")))
         elif name == "bentoml":
@@ -759,6 +779,7 @@ def missing_venvs(servers: list[str]) -> list[str]:
     needed = {
         "fastapi-ort": "fastapi",
         "fastapi-sklearn": "fastapi",
+        "constant": "fastapi",
         "bentoml": "bentoml",
         "mlflow": "mlflow",
     }

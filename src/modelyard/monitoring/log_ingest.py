@@ -87,12 +87,6 @@ class LogIngester:
                     del self._tails[name]  # its process is gone: claimed as an orphan below
             return moved + self._orphans(followed)
 
-    def position(self, name: str) -> Position | None:
-        """How far the followed log ``name`` is stored, if it is followed."""
-        with self._lock:
-            entry = self._tails.get(name)
-            return None if entry is None else entry[1]
-
     def drain(self, timeout_s: float | None = None) -> int:
         """Pass until a pass stores nothing (or ``timeout_s`` passed); the records stored."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

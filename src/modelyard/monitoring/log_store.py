@@ -273,8 +273,8 @@ class _Gather:
     """Row-level columns gathered from many payloads' blocks, as pieces to join at the end.
 
     A piece is ``(column, start, stop)``, or ``(None, 0, rows)`` where a record lacks
-    the column; consecutive rows of one column merge into one piece, so a batch read
-    in order costs one slice per column, not one per request.
+    the column. ``read_window`` adds a run of requests whose rows follow each other
+    as one piece, so a micro-batch read in order costs one slice per column.
     """
 
     def __init__(self) -> None:
@@ -289,20 +289,12 @@ class _Gather:
             if pieces is None:
                 pieces = self._pieces[name] = [(None, 0, self._rows)] if self._rows else []
             stop = min(start + count, len(column))
-            last = pieces[-1] if pieces else None
-            if last is not None and last[0] is column and last[2] == start:
-                pieces[-1] = (column, last[1], stop)
-            else:
-                pieces.append((column, start, stop))
+            pieces.append((column, start, stop))
             if stop - start < count:  # fewer output rows than input rows
                 pieces.append((None, 0, count - (stop - start)))
         for name, pieces in self._pieces.items():
             if name not in block:
-                last = pieces[-1] if pieces else None
-                if last is not None and last[0] is None:
-                    pieces[-1] = (None, 0, last[2] + count)
-                else:
-                    pieces.append((None, 0, count))
+                pieces.append((None, 0, count))
         self._rows += count
 
     def columns(self) -> dict[str, npt.NDArray[Any]]:
@@ -378,13 +370,23 @@ def _objects(values: list[Any]) -> npt.NDArray[Any]:
 def purge(
     db: Database, older_than: float, *, deployment: str | None = None, chunk: int = 500
 ) -> int:
-    """Delete the batches whose every record has ``ts < older_than``; returns the records
-    deleted. One short transaction per ``chunk`` batches keeps the SQLite write lock free
-    for the loggers in between."""
+    """Delete the batches whose every record has ``ts < older_than`` (of one deployment, or
+    of all); returns the records deleted. One short transaction per ``chunk`` batches
+    keeps the SQLite write lock free for the loggers in between."""
+    if deployment is None:
+        return sum(purge(db, older_than, deployment=name, chunk=chunk) for name in deployments(db))
     batch = inference_batches.c
-    doomed = select(batch.id, batch.requests).where(batch.ts_last < older_than).limit(chunk)
-    if deployment is not None:
-        doomed = doomed.where(batch.deployment == deployment)
+    # By deployment and ts_first first: the index finds the old batches without reading
+    # the table (and its payloads) through, as an hourly sweep would otherwise.
+    doomed = (
+        select(batch.id, batch.requests)
+        .where(
+            batch.deployment == deployment,
+            batch.ts_first < older_than,
+            batch.ts_last < older_than,
+        )
+        .limit(chunk)
+    )
     total = 0
     while True:
         with db.write() as conn:

@@ -6,22 +6,27 @@ supervisor), or beside the only worker.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Protocol
 
 from modelyard.config import Settings
 from modelyard.serving.monitor_loop import MonitorLoop
+from modelyard.serving.periodic import PeriodicLoop
 from modelyard.serving.retention import RetentionLoop
 from modelyard.serving.rollouts import RolloutLoop
 
 
-class Loop(Protocol):
-    def stop(self, timeout: float = 10.0) -> None: ...
+def metrics_directory(settings: Settings) -> Path:
+    """Where this server's workers exchange metrics (and the monitoring pass writes its
+    figures); created here, removed by the caller at shutdown."""
+    directory = settings.home / "run" / f"serve-{os.getpid()}"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
-def background_loops(settings: Settings, metrics_dir: Path) -> list[Loop]:
+def background_loops(settings: Settings, metrics_dir: Path) -> list[PeriodicLoop]:
     """Start the loops this server runs; ``metrics_dir`` is where its workers' metrics meet."""
-    loops: list[Loop] = [RolloutLoop(settings).start()]
+    loops: list[PeriodicLoop] = [RolloutLoop(settings).start()]
     monitoring = settings.monitoring
     if monitoring.log_inferences:
         loops.append(RetentionLoop(settings).start())

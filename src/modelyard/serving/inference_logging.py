@@ -4,8 +4,9 @@ Every answered prediction is recorded from the ``on_batch`` seam: after the
 model call and *before* any response of the batch is sent, the batch's records
 go to the worker's write-ahead log in one ``os.write``. A response a client
 received is therefore on disk (in the kernel's page cache) even if the worker
-is SIGKILLed right after; the log's writer thread moves records into the
-metadata store off the hot path. If the log cannot take the batch (full and
+is SIGKILLed right after; a ``LogIngester`` (the supervisor's, or a thread here
+with one worker) moves the records into the metadata store off the hot path.
+If the log cannot take the batch (full and
 set to reject, or a disk error) the batch is answered 503 instead of going out
 unlogged. Failed requests are recorded from ``on_failure``, after their error
 went out: they carry no prediction to lose.

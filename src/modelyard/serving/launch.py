@@ -19,7 +19,7 @@ from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigurationError
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.serving.app import log_path
-from modelyard.serving.background import background_loops
+from modelyard.serving.background import background_loops, metrics_directory
 from modelyard.serving.server import run_worker
 from modelyard.serving.workers import Supervisor
 from modelyard.yard import Yard
@@ -64,8 +64,7 @@ def serve(
         f"with {serving.workers} worker(s); JSON logs in {log_path(settings)}\n"
     )
     if serving.workers <= 1:
-        metrics_dir = settings.home / "run" / f"serve-{os.getpid()}"
-        metrics_dir.mkdir(parents=True, exist_ok=True)
+        metrics_dir = metrics_directory(settings)
         loops = background_loops(settings, metrics_dir)
         try:
             run_worker(

@@ -16,7 +16,6 @@ requests, beside the rollout controller.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -35,13 +34,17 @@ from modelyard.monitoring.feedback_join import joined
 from modelyard.monitoring.live_metrics import LiveMetricsExporter
 from modelyard.monitoring.log_store import deployments
 from modelyard.monitoring.webhooks import deliver_due
-from modelyard.serving.app import MONITORING_TEXT, log_path
+from modelyard.serving.app import MONITORING_TEXT
 from modelyard.serving.jsonlog import JsonLog
+from modelyard.serving.periodic import PeriodicLoop
 from modelyard.yard import Yard
 
 
-class MonitorLoop:
+class MonitorLoop(PeriodicLoop):
     """``run_once`` every ``monitoring.check_interval_s`` on a daemon thread until ``stop``."""
+
+    name = "monitor"
+    failure_event = "monitor_failed"
 
     def __init__(
         self,
@@ -50,16 +53,17 @@ class MonitorLoop:
         metrics_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._settings = settings
+        super().__init__(settings, settings.monitoring.check_interval_s, wait_first=True)
         self._publish_to = None if metrics_dir is None else metrics_dir / MONITORING_TEXT
         self._clock = clock
         self._registry = CollectorRegistry(auto_describe=False)
         self._exporter = LiveMetricsExporter(self._registry)
         self._states: dict[str, AlertState] = {}
         self._rng = np.random.default_rng()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.cycles = 0
+
+    def tick(self, yard: Yard, log: JsonLog) -> None:
+        with httpx.Client(timeout=10.0) as client:
+            self.run_once(yard, client, log)
 
     def run_once(
         self, yard: Yard, client: httpx.Client, log: JsonLog
@@ -88,7 +92,6 @@ class MonitorLoop:
                 log.emit("warning", "alert", {"deployment": name, "reason": event.alert.reason})
         deliver_due(yard.db, client, now, self._rng)
         self._publish()
-        self.cycles += 1
         return results
 
     def _publish(self) -> None:
@@ -97,29 +100,3 @@ class MonitorLoop:
         temporary = self._publish_to.with_suffix(".tmp")
         temporary.write_bytes(generate_latest(self._registry))
         os.replace(temporary, self._publish_to)
-
-    def start(self) -> MonitorLoop:
-        self._thread = threading.Thread(target=self._run, name="monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        log = JsonLog(log_path(self._settings), worker="monitor")
-        interval = self._settings.monitoring.check_interval_s
-        try:
-            with Yard(self._settings) as yard, httpx.Client(timeout=10.0) as client:
-                while not self._stop.wait(interval):
-                    try:
-                        self.run_once(yard, client, log)
-                    except Exception as error:  # the database is down: retried next cycle
-                        text = error.message if isinstance(error, ModelyardError) else repr(error)
-                        log.emit("error", "monitor_failed", {"error": text})
-                    log.flush()
-        finally:
-            log.close()

@@ -21,20 +21,18 @@ the JSON log.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 from modelyard.config import Settings
-from modelyard.errors import ModelyardError
 from modelyard.monitoring.log_store import read_window
 from modelyard.monitoring.window import Window
 from modelyard.registry.profile import output_columns
 from modelyard.routing import DeploymentStore, MetricsSnapshot, RolloutController, TickResult
-from modelyard.serving.app import log_path
 from modelyard.serving.jsonlog import JsonLog
+from modelyard.serving.periodic import PeriodicLoop
 from modelyard.serving.shadow import SHADOW_ARM
 from modelyard.store.database import Database
 from modelyard.yard import Yard
@@ -103,8 +101,11 @@ def decision_fields(result: TickResult) -> dict[str, object]:
     return fields
 
 
-class RolloutLoop:
+class RolloutLoop(PeriodicLoop):
     """``RolloutController.tick`` every ``interval_s`` on a daemon thread until ``stop``."""
+
+    name = "rollout-controller"
+    failure_event = "rollout_tick_failed"
 
     def __init__(
         self,
@@ -113,47 +114,16 @@ class RolloutLoop:
         interval_s: float = TICK_INTERVAL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._settings = settings
-        self._interval_s = interval_s
+        super().__init__(settings, interval_s)
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.ticks = 0
+        self._controller: RolloutController | None = None
 
-    def start(self) -> RolloutLoop:
-        self._thread = threading.Thread(target=self._run, name="rollout-controller", daemon=True)
-        self._thread.start()
-        return self
+    def prepare(self, yard: Yard) -> None:
+        store = DeploymentStore(yard.db, yard.registry)
+        self._controller = RolloutController(store, InferenceLogMetrics(yard.db), clock=self._clock)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        log = JsonLog(log_path(self._settings), worker="rollout-controller")
-        try:
-            with Yard(self._settings) as yard:
-                store = DeploymentStore(yard.db, yard.registry)
-                controller = RolloutController(
-                    store, InferenceLogMetrics(yard.db), clock=self._clock
-                )
-                while not self._stop.is_set():
-                    self._tick(controller, log)
-                    log.flush()
-                    self._stop.wait(self._interval_s)
-        finally:
-            log.close()
-
-    def _tick(self, controller: RolloutController, log: JsonLog) -> None:
-        try:
-            results = controller.tick(self._clock())
-        except Exception as error:  # a database hiccup must not end the loop
-            text = error.message if isinstance(error, ModelyardError) else repr(error)
-            log.emit("error", "rollout_tick_failed", {"error": text})
-            return
-        self.ticks += 1
-        for result in results:
+    def tick(self, yard: Yard, log: JsonLog) -> None:
+        assert self._controller is not None
+        for result in self._controller.tick(self._clock()):
             level = "error" if result.error is not None else "info"
             log.emit(level, "rollout_decision", decision_fields(result))

@@ -40,9 +40,10 @@ from typing import Any
 from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
 from modelyard.serving.app import log_path
-from modelyard.serving.background import Loop, background_loops
+from modelyard.serving.background import background_loops, metrics_directory
 from modelyard.serving.inference_logging import open_log_ingester
 from modelyard.serving.jsonlog import JsonLog
+from modelyard.serving.periodic import PeriodicLoop
 from modelyard.serving.server import STARTUP_FAILURE, drain_delay, run_worker
 from modelyard.yard import Yard
 
@@ -96,8 +97,7 @@ class Supervisor:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the workers cannot start."""
         serving = self._settings.serving
-        metrics_dir = self._settings.home / "run" / f"serve-{os.getpid()}"
-        metrics_dir.mkdir(parents=True, exist_ok=True)
+        metrics_dir = metrics_directory(self._settings)
         sock = bind_socket(serving.host, serving.port)
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
@@ -107,7 +107,7 @@ class Supervisor:
         log = JsonLog(log_path(self._settings), worker="supervisor")
         yard = Yard(self._settings)
         ingester = None
-        loops: list[Loop] = []
+        loops: list[PeriodicLoop] = []
         try:
             processes += [self._start(sock, metrics_dir) for _ in range(serving.workers)]
             loops = background_loops(self._settings, metrics_dir)

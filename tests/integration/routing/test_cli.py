@@ -78,6 +78,12 @@ def test_a_deployment_sets_its_own_inference_log_policy(
     assert "sample 10%, keep 7 days" in out  # what is not given stays
     config = store.get("api").config
     assert (config.champion, config.log_sample_rate, config.log_ttl_days) == (2, 0.1, 7)
+    result = cli.invoke(deploy_app, ["deploy", "api", "--model", "fraud", "--version", "2",
+                                     "--log-sample-rate", "1.5"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--log-sample-rate" in result.output
+    assert "less than or equal to 1" in result.output
+    assert store.get("api").config.log_sample_rate == 0.1  # nothing changed
 
 
 def test_an_ab_test_from_the_command_line(cli: CliRunner, store: DeploymentStore) -> None:

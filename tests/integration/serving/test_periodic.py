@@ -1,0 +1,42 @@
+"""The server's background loops: a tick that raises is logged and the loop carries on."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+
+from modelyard.config import Settings
+from modelyard.serving.app import log_path
+from modelyard.serving.jsonlog import JsonLog
+from modelyard.serving.periodic import PeriodicLoop
+from modelyard.yard import Yard
+
+
+class Flaky(PeriodicLoop):
+    name = "flaky"
+    failure_event = "flaky_failed"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, 0.01)
+        self.calls = 0
+        self.third = threading.Event()
+
+    def tick(self, yard: Yard, log: JsonLog) -> None:
+        self.calls += 1
+        if self.calls == 3:
+            self.third.set()
+        if self.calls == 1:
+            raise RuntimeError("the database blinked")
+
+
+def test_a_failing_tick_is_logged_and_the_loop_goes_on(settings: Settings) -> None:
+    loop = Flaky(settings).start()
+    assert loop.third.wait(10)
+    loop.stop()
+    assert loop.ticks >= 2  # ticks that succeeded
+    lines = [orjson.loads(line) for line in log_path(settings).read_bytes().splitlines()]
+    failed = [line for line in lines if line["event"] == "flaky_failed"]
+    assert failed
+    assert failed[0]["worker"] == "flaky"
+    assert "the database blinked" in failed[0]["error"]
