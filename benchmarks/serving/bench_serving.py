@@ -68,7 +68,15 @@ SERVERS_DIR = HERE / "servers"
 VENVS = ROOT / "benchmarks" / ".venvs"
 MAIN_PY = Path(sys.executable)
 FIELDS = [f"f{i}" for i in range(30)]
-ALL_SERVERS = ["modelyard", "fastapi-ort", "fastapi-sklearn", "bentoml", "mlflow", "constant"]
+ALL_SERVERS = [
+    "modelyard",
+    "fastapi-ort",
+    "fastapi-sklearn",
+    "bentoml",
+    "mlflow",
+    "constant",
+    "constant-httptools",
+]
 TARGET_RPS = 10_000
 TARGET_P99_MS = 15.0
 TARGET_RATIO = 2.5
@@ -299,6 +307,20 @@ def constant_spec(prep: Prepared, port: int) -> ServerSpec:
     spec.description = "raw ASGI on uvicorn, constant answer (the HTTP layer's ceiling), 2 workers"
     spec.ready_path = "/health"
     spec.env = {"BENCH_ANSWER": orjson.dumps(answer).decode()}
+    return spec
+
+
+def constant_httptools_spec(prep: Prepared, port: int) -> ServerSpec:
+    """httptools callbacks answering the same constant: the floor under any Python server."""
+    spec = constant_spec(prep, port)
+    spec.command = [
+        str(venv_bin("fastapi") / "python"),
+        "constant_httptools.py",
+        str(port),
+        "2",
+    ]  # fmt: skip
+    spec.name = "constant-httptools"
+    spec.description = "httptools callbacks, constant answer (no ASGI cycle), 2 processes"
     return spec
 
 
@@ -713,6 +735,8 @@ def build_jobs(
             jobs.append(Job(name, lambda port: fastapi_spec(prep, port, "ort")))
         elif name == "constant":
             jobs.append(Job(name, lambda port: constant_spec(prep, port)))
+        elif name == "constant-httptools":
+            jobs.append(Job(name, lambda port: constant_httptools_spec(prep, port)))
         elif name == "fastapi-sklearn":
             jobs.append(Job(name, lambda port: fastapi_spec(prep, port, "sklearn")))
         elif name == "bentoml":
@@ -780,6 +804,7 @@ def missing_venvs(servers: list[str]) -> list[str]:
         "fastapi-ort": "fastapi",
         "fastapi-sklearn": "fastapi",
         "constant": "fastapi",
+        "constant-httptools": "fastapi",
         "bentoml": "bentoml",
         "mlflow": "mlflow",
     }

@@ -7,6 +7,7 @@ after) and the deployment's state as tables. Mounted on the main app with
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any
@@ -41,6 +42,8 @@ class _Context:
 
     def __init__(self) -> None:
         self.yard = Yard(load_settings())
+        # The database's connections close when the command is done with its context.
+        weakref.finalize(self, self.yard.close)
         self.store = DeploymentStore(self.yard.db, self.yard.registry)
         self.actor = self.yard.settings.user
         self.controller = RolloutController(self.store)

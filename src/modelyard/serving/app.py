@@ -7,6 +7,11 @@ until orjson parses it, validation writes straight into numpy, and the response
 is one orjson call. Everything the frameworks would add per request (request
 objects, dependency injection, pydantic models, middleware stacks) is skipped.
 
+``handle`` answers one request given its method, path, headers and body.
+``modelyard serve`` calls it straight from the HTTP parser
+(``connection.HttpConnection``); ``__call__`` wraps it as an ASGI app, for any
+ASGI server and for the tests.
+
 Per request: a request id (``x-request-id``, honoured when sane), the answering
 version (``x-model-version``), a latency/status sample for ``/metrics``, one
 JSON log line, and then the ``on_response`` hooks (see ``hooks``).
@@ -19,6 +24,7 @@ import contextlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -39,7 +45,13 @@ from modelyard.serving.errors import (
 )
 from modelyard.serving.hooks import BatchHook, InferenceEvent, ResponseHook
 from modelyard.serving.inference_logging import default_log_policy, deployment_log_policy
-from modelyard.serving.intake import Disconnected, Receive, check_bearer, read_json_body
+from modelyard.serving.intake import (
+    Disconnected,
+    Receive,
+    check_bearer,
+    check_media_type,
+    read_json_body,
+)
 from modelyard.serving.jsonlog import JsonLog
 from modelyard.serving.metrics import GaugeSample, MetricsExchange, ServingMetrics, merge, render
 from modelyard.serving.models import ModelManager
@@ -52,6 +64,7 @@ from modelyard.serving.shadow import ShadowHook, ShadowMirror
 from modelyard.yard import Yard
 
 Scope = MutableMapping[str, Any]
+Headers = list[tuple[bytes, bytes]]
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -60,6 +73,17 @@ MONITORING_TEXT = "monitoring.prom"
 _HEARTBEAT_S = 0.05
 _FLUSH_S = 0.2
 _PUBLISH_S = 1.0
+
+
+@dataclass(slots=True)
+class Answer:
+    """A request's answer, ready to write: status, headers and body."""
+
+    exchange: Exchange
+    status: int
+    headers: Headers
+    payload: bytes
+    started: float  # time.perf_counter() when the request came in
 
 
 def server_version() -> str:
@@ -134,7 +158,7 @@ class ServingApp:
         self._ids = RequestIds()
         token = serving.token
         self._token = f"Bearer {token}".encode() if token else None
-        self._max_body = serving.max_body_bytes
+        self.max_body_bytes = serving.max_body_bytes
         self._timeout = serving.request_timeout_s
         self._poll_s = serving.poll_interval_s
         self._tasks: list[asyncio.Task[None]] = []
@@ -221,10 +245,27 @@ class ServingApp:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await self.handle(scope["method"], scope["path"], scope["headers"], receive)
+        if answer is None:
+            return
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.payload})
+        self.record(answer)
+
+    async def handle(
+        self, method: str, path: str, headers: Headers, body: bytes | Receive
+    ) -> Answer | None:
+        """Answer one request. ``headers`` have lower-case names; ``body`` is the whole body
+        (its size already checked against ``max_body_bytes``) or the ASGI ``receive`` to
+        read it from. None: the client left before its body arrived.
+
+        Call ``record`` once the answer is written."""
         started = time.perf_counter()
         incoming_id = content_type = authorization = None
         content_length = -1
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"x-request-id":
                 incoming_id = value
             elif name == b"content-type":
@@ -235,63 +276,55 @@ class ServingApp:
                 authorization = value
         now = time.monotonic()  # the batcher's clock, for deadlines
         ex = Exchange(
-            self._ids.take(incoming_id),
-            scope["method"],
-            scope["path"],
-            now,
-            time.time(),
-            now + self._timeout,
+            self._ids.take(incoming_id), method, path, now, time.time(), now + self._timeout
         )
-        ex.headers = scope["headers"]
+        ex.headers = headers
         self.inflight += 1
         try:
-            try:
-                route = self._router.resolve(ex.method, ex.path)
-                ex.endpoint = route.endpoint
+            route = self._router.resolve(method, path)
+            ex.endpoint = route.endpoint
+            if self._token is not None and route.endpoint in GUARDED:
+                check_bearer(authorization, self._token)
+            if route.methods is not WRITE:
                 body = b""
-                if self._token is not None and route.endpoint in GUARDED:
-                    check_bearer(authorization, self._token)
-                if route.methods is WRITE:
-                    body = await read_json_body(
-                        receive, content_type, content_length, self._max_body
-                    )
-                status, payload, media, extra = await self._handlers[route.endpoint](
-                    route, ex, body
-                )
-            except ModelyardError as error:
-                status = http_status(error)
-                ex.code, ex.error = error.code, error.message
-                payload, media, extra = (
-                    error_body(error.message, error.code),
-                    JSON,
-                    error_headers(error, status),
-                )
-            except Disconnected:
-                return
-            except Exception as error:  # a bug: answer 500 with the request id, log the trace
-                status, ex.code = 500, "internal_error"
-                ex.error = f"{type(error).__name__}: {error}"
-                message = f"internal error; quote request id {ex.request_id}"
-                payload, media, extra = error_body(message, "internal_error"), JSON, []
-                self.log.emit(
-                    "error",
-                    "internal_error",
-                    {"request_id": ex.request_id, "traceback": traceback.format_exc()},
-                )
-            headers = [
-                (b"content-type", media),
-                (b"content-length", b"%d" % len(payload)),
-                (b"x-request-id", ex.request_id.encode()),
-            ]
-            if ex.version:
-                headers.append((b"x-model-version", ex.version.encode()))
-            if extra:
-                headers.extend(extra)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
+            elif isinstance(body, bytes):
+                check_media_type(content_type)
+            else:
+                body = await read_json_body(body, content_type, content_length, self.max_body_bytes)
+            status, payload, media, extra = await self._handlers[route.endpoint](route, ex, body)
+        except ModelyardError as error:
+            status = http_status(error)
+            ex.code, ex.error = error.code, error.message
+            payload, media = error_body(error.message, error.code), JSON
+            extra = error_headers(error, status)
+        except Disconnected:
+            return None
+        except Exception as error:  # a bug: answer 500 with the request id, log the trace
+            status, ex.code = 500, "internal_error"
+            ex.error = f"{type(error).__name__}: {error}"
+            message = f"internal error; quote request id {ex.request_id}"
+            payload, media, extra = error_body(message, "internal_error"), JSON, []
+            self.log.emit(
+                "error",
+                "internal_error",
+                {"request_id": ex.request_id, "traceback": traceback.format_exc()},
+            )
         finally:
             self.inflight -= 1
-        self._record(ex, status, time.perf_counter() - started)
+        response_headers = [
+            (b"content-type", media),
+            (b"content-length", b"%d" % len(payload)),
+            (b"x-request-id", ex.request_id.encode()),
+        ]
+        if ex.version:
+            response_headers.append((b"x-model-version", ex.version.encode()))
+        if extra:
+            response_headers.extend(extra)
+        return Answer(ex, status, response_headers, payload, started)
+
+    def record(self, answer: Answer) -> None:
+        """Count a written answer in /metrics, the JSON log and the response hooks."""
+        self._record(answer.exchange, answer.status, time.perf_counter() - answer.started)
 
     def _record(self, ex: Exchange, status: int, elapsed: float) -> None:
         self.metrics.request(ex.model, ex.version, status, elapsed, ex.code)

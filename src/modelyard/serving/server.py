@@ -1,5 +1,6 @@
-"""Running the app in one process: uvicorn with the uvloop event loop and the
-httptools parser (``workers.Supervisor`` runs several of these).
+"""Running the app in one process: uvicorn with the uvloop event loop and our
+httptools protocol, ``connection.HttpConnection`` (``workers.Supervisor`` runs
+several of these).
 
 Graceful shutdown is uvicorn's (stop accepting,
 finish in-flight requests, then lifespan shutdown) plus two additions here:
@@ -14,21 +15,22 @@ import importlib
 import signal
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
 from modelyard.config import Settings
 from modelyard.registry import ModelRef
 from modelyard.serving.app import ServingApp
+from modelyard.serving.connection import HttpConnection
 from modelyard.serving.inference_logging import (
     FeedbackReceiver,
     InferenceLogHooks,
     open_inference_log,
 )
-from modelyard.serving.transport import CoalescingHttpToolsProtocol
 from modelyard.yard import Yard
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the lifespan startup fails
@@ -45,7 +47,9 @@ def uvicorn_config(app: ServingApp, settings: Settings) -> uvicorn.Config:
         host=serving.host,
         port=serving.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,  # httptools, one send() per response
+        # Our own httptools protocol around the app (see ``connection``); uvicorn calls it
+        # as it would a protocol class.
+        http=cast(Any, partial(HttpConnection, app=app)),
         ws="none",
         lifespan="on",
         access_log=False,  # our JSON log has one line per request already

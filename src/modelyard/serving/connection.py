@@ -1,0 +1,360 @@
+"""One HTTP/1.1 connection: httptools parses, ``ServingApp.handle`` answers, one write.
+
+Hand-written in place of uvicorn's own httptools protocol because that
+protocol's per-request ASGI cycle (a scope dict, an ``asyncio.Event``,
+``receive``/``send`` coroutines and message dicts, a regex over every response
+header) was the largest cost of a request: a constant-answer ASGI app on it
+served 15,700 req/s on this machine where httptools callbacks answering the same
+constant served 72,000 (benchmarks/serving/RESULTS.md). uvicorn still runs
+everything around connections (sockets, signals, lifespan, graceful shutdown);
+this class is handed to it as the ``http`` protocol and replaces only the
+request cycle: the parser's callbacks gather method, path, headers and body, one
+task runs the app, and the status line, headers and body leave in one ``write``.
+
+HTTP/1.1 as clients use it: keep-alive with uvicorn's idle timeout, HTTP/1.0 and
+``Connection: close`` closing after the answer, pipelined requests answered in
+order, ``Expect: 100-continue``, the body limit enforced while reading (a 413
+that closes the connection, so an oversized upload is not read to its end),
+HEAD answered without a body, reading paused while the socket's send buffer is
+full, and a 400 for a request that does not parse. No upgrades: the server
+speaks no WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from modelyard.serving.errors import error_body
+
+if TYPE_CHECKING:
+    from modelyard.serving.app import Answer, ServingApp
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode()
+
+
+STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = b"connection: close\r\n"
+
+
+class _Request:
+    """A parsed request waiting for (or being given) its answer."""
+
+    __slots__ = (
+        "method",
+        "path",
+        "headers",
+        "body",
+        "keep_alive",
+        "refusal",
+        "answered",
+        "discarded",
+    )
+
+    def __init__(self, method: str, path: str, headers: Headers, keep_alive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body: bytes | bytearray = b""
+        self.keep_alive = keep_alive
+        self.refusal: tuple[int, str, str] | None = None  # status, code, message
+        self.answered = False  # its refusal is written already
+        self.discarded = 0  # body bytes read past a refusal
+
+
+class HttpConnection(asyncio.Protocol):
+    """The server side of one client connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        app: ServingApp,
+    ) -> None:
+        self._app = app
+        self._loop = _loop or asyncio.get_event_loop()
+        self._state = server_state
+        self._idle_timeout = config.timeout_keep_alive
+        self._max_body = app.max_body_bytes
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: Headers = []
+        self._parsing: _Request | None = None
+        self._waiting: deque[_Request] = deque()  # parsed, not yet answered (pipelining)
+        self._busy = False  # a request's answer is being made
+        self._closing = False  # close once the current answer is written
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._state.connections.add(self)  # type: ignore[arg-type]
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state.connections.discard(self)
+        self._cancel_idle_timer()
+        self._waiting.clear()
+        self._closing = True
+
+    def data_received(self, data: bytes) -> None:
+        self._cancel_idle_timer()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse_and_close(400, "upgrade_not_supported", "this server speaks no upgrades")
+        except httptools.HttpParserError as error:
+            self._refuse_and_close(400, "malformed_http", f"the request is not valid HTTP: {error}")
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()  # the client is not reading: stop taking requests
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.resume_reading()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful stop: close now if idle, else after the request in progress
+        (being read or being answered) has its answer."""
+        self._closing = True
+        if not self._busy and self._parsing is None and self._transport is not None:
+            self._transport.close()
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        raw_path = httptools.parse_url(self._url).path
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        request = _Request(
+            parser.get_method().decode("ascii"),
+            path,
+            self._headers,
+            parser.should_keep_alive(),
+        )
+        self._parsing = request
+        declared, expects_continue = -1, False
+        for name, value in self._headers:
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expects_continue = True
+        if declared > self._max_body:
+            message = f"the body has {declared} bytes; the limit is {self._max_body}"
+            self._refuse(request, 413, "payload_too_large", message)
+            if expects_continue and request.answered:  # the body will not come
+                self._close()
+        elif expects_continue and self._transport is not None:
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._parsing
+        if request is None:
+            return
+        if request.refusal is not None:
+            # Drained rather than left unread, because closing a socket with unread input
+            # resets it, and the reset can destroy the 413 before the client reads it.
+            # But only so far: then the connection closes anyway.
+            request.discarded += len(body)
+            if request.discarded > self._max_body:
+                self._close()
+            elif request.answered:
+                self._arm_idle_timer()  # a client that stops sending is not waited for
+            return
+        if len(request.body) + len(body) > self._max_body:
+            message = f"the body is over the limit of {self._max_body} bytes"
+            self._refuse(request, 413, "payload_too_large", message)
+            return
+        if not request.body:
+            request.body = body
+        else:
+            if isinstance(request.body, bytes):
+                request.body = bytearray(request.body)
+            request.body += body
+
+    def on_message_complete(self) -> None:
+        request, self._parsing = self._parsing, None
+        if request is None:
+            return
+        if request.answered:  # refused while its body came in (``_refuse``); now drained
+            self._close()
+            return
+        if self._busy:
+            self._waiting.append(request)
+            return
+        self._start(request)
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def _start(self, request: _Request) -> None:
+        self._busy = True
+        if request.refusal is not None:  # refused while waiting its turn
+            self._write_error(*request.refusal)
+            self._close()
+            return
+        body = request.body if isinstance(request.body, bytes) else bytes(request.body)
+        self._drive(self._app.handle(request.method, request.path, request.headers, body), request)
+
+    def _drive(self, handling: Coroutine[Any, Any, Answer | None], request: _Request) -> None:
+        """Run ``handling`` up to its next wait, and on from there once the wait is over.
+
+        What an ``asyncio.Task`` would do, without what a request has no use for: its
+        registration, its context copy and the loop turn before its first step (together
+        about a tenth of a request's CPU time here). The app awaits only futures: the
+        batcher's, an executor's.
+        """
+        try:
+            awaited = handling.send(None)
+        except StopIteration as finished:
+            self._answered(finished.value, request)
+            return
+        if awaited is None:  # a bare yield (``asyncio.sleep(0)``): go on at the next turn
+            self._loop.call_soon(self._drive, handling, request)
+        else:
+            awaited._asyncio_future_blocking = False
+            awaited.add_done_callback(lambda _: self._drive(handling, request))
+
+    def _answered(self, answer: Answer | None, request: _Request) -> None:
+        transport = self._transport
+        if answer is None:  # the client left before its body arrived (ASGI only)
+            self._busy = False
+            return
+        if transport is None or transport.is_closing():  # the client left; the answer counts
+            self._busy = False
+            self._app.record(answer)
+            return
+        close = self._closing or not request.keep_alive
+        parts = [STATUS_LINES[answer.status]]
+        for name, value in answer.headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(self._default_headers())
+        if close:
+            parts.append(_CLOSE)
+        parts.append(b"\r\n")
+        if request.method != "HEAD":
+            parts.append(answer.payload)
+        transport.write(b"".join(parts))
+        self._app.record(answer)
+        self._state.total_requests += 1
+        self._next(close)
+
+    def _next(self, close: bool) -> None:
+        self._busy = False
+        if self._transport is None:
+            return
+        if close:
+            self._close()
+        elif self._waiting:
+            self._start(self._waiting.popleft())
+        else:
+            self._arm_idle_timer()
+
+    def _close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _write_error(self, status: int, code: str, message: str) -> None:
+        """An error answer that closes the connection after it."""
+        payload = error_body(message, code)
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(
+                b"".join(
+                    (
+                        STATUS_LINES[status],
+                        b"content-type: application/json\r\n",
+                        b"content-length: %d\r\n" % len(payload),
+                        self._default_headers(),
+                        _CLOSE,
+                        b"\r\n",
+                        payload,
+                    )
+                )
+            )
+
+    def _refuse(self, request: _Request, status: int, code: str, message: str) -> None:
+        """Refuse the request being read. If it is its turn, it is answered now and the
+        connection closes when its body has been drained; else when its turn comes."""
+        request.refusal = (status, code, message)
+        request.body = b""
+        if not self._busy:
+            self._busy = request.answered = True
+            self._write_error(status, code, message)
+            self._arm_idle_timer()
+
+    def _refuse_and_close(self, status: int, code: str, message: str) -> None:
+        """Answer at once and close: the rest of the stream cannot be parsed."""
+        self._waiting.clear()
+        self._parsing = None
+        if self._busy:  # the answer in progress goes first; then the connection closes
+            self._closing = True
+            return
+        self._busy = True
+        self._write_error(status, code, message)
+        self._close()
+
+    def _default_headers(self) -> bytes:
+        """uvicorn's ``date`` (and configured) headers, re-encoded when uvicorn renews them."""
+        current = self._state.default_headers
+        cached = _DEFAULTS.get(id(current))
+        if cached is None or cached[0] is not current:
+            encoded = b"".join(name + b": " + value + b"\r\n" for name, value in current)
+            _DEFAULTS.clear()
+            _DEFAULTS[id(current)] = cached = (current, encoded)
+        return cached[1]
+
+    # -- idle connections ------------------------------------------------------------------------
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle_timer is None and self._transport is not None:
+            self._idle_timer = self._loop.call_later(self._idle_timeout, self._close_idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _close_idle(self) -> None:
+        self._idle_timer = None
+        draining = self._parsing is not None and self._parsing.answered
+        if draining or (not self._busy and self._parsing is None):
+            self._close()
+
+
+# The encoded default headers of the list uvicorn holds now (one per second: the date).
+_DEFAULTS: dict[int, tuple[Headers, bytes]] = {}
