@@ -14,10 +14,10 @@ task runs the app, and the status line, headers and body leave in one ``write``.
 HTTP/1.1 as clients use it: keep-alive with uvicorn's idle timeout, HTTP/1.0 and
 ``Connection: close`` closing after the answer, pipelined requests answered in
 order, ``Expect: 100-continue``, the body limit enforced while reading (a 413
-that closes the connection, so an oversized upload is not read to its end),
-HEAD answered without a body, reading paused while the socket's send buffer is
-full, and a 400 for a request that does not parse. No upgrades: the server
-speaks no WebSocket.
+as soon as a body passes it; the connection then closes, after draining at most
+as much again so that the client can read the 413), HEAD answered without a body, reading paused while the socket's send buffer is
+full, and a 400 for a request that does not parse. Upgrade requests (h2c,
+WebSocket) are answered as plain HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import http
 from collections import deque
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
@@ -123,8 +122,13 @@ class HttpConnection(asyncio.Protocol):
         self._cancel_idle_timer()
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse_and_close(400, "upgrade_not_supported", "this server speaks no upgrades")
+        except httptools.HttpParserUpgrade as upgrade:
+            # An upgrade this server does not speak (h2c, WebSocket): the request has been
+            # taken as plain HTTP/1.1, which the client keeps speaking when no 101 comes.
+            self._parser = httptools.HttpRequestParser(self)
+            rest = data[int(upgrade.args[0]) :]
+            if rest:
+                self.data_received(rest)
         except httptools.HttpParserError as error:
             self._refuse_and_close(400, "malformed_http", f"the request is not valid HTTP: {error}")
 
@@ -228,31 +232,20 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             return
         body = request.body if isinstance(request.body, bytes) else bytes(request.body)
-        self._drive(self._app.handle(request.method, request.path, request.headers, body), request)
+        task = self._loop.create_task(
+            self._app.handle(request.method, request.path, request.headers, body)
+        )
+        tasks = self._state.tasks
+        tasks.add(task)  # type: ignore[arg-type]  # so uvicorn's graceful stop waits for it
+        task.add_done_callback(lambda done: self._answered(done, request))
 
-    def _drive(self, handling: Coroutine[Any, Any, Answer | None], request: _Request) -> None:
-        """Run ``handling`` up to its next wait, and on from there once the wait is over.
-
-        What an ``asyncio.Task`` would do, without what a request has no use for: its
-        registration, its context copy and the loop turn before its first step (together
-        about a tenth of a request's CPU time here). The app awaits only futures: the
-        batcher's, an executor's.
-        """
-        try:
-            awaited = handling.send(None)
-        except StopIteration as finished:
-            self._answered(finished.value, request)
-            return
-        if awaited is None:  # a bare yield (``asyncio.sleep(0)``): go on at the next turn
-            self._loop.call_soon(self._drive, handling, request)
-        else:
-            awaited._asyncio_future_blocking = False
-            awaited.add_done_callback(lambda _: self._drive(handling, request))
-
-    def _answered(self, answer: Answer | None, request: _Request) -> None:
+    def _answered(self, task: asyncio.Task[Answer | None], request: _Request) -> None:
+        self._state.tasks.discard(task)
         transport = self._transport
-        if answer is None:  # the client left before its body arrived (ASGI only)
+        answer = None if task.cancelled() else task.result()
+        if answer is None:  # cancelled: uvicorn's graceful stop ran out of time
             self._busy = False
+            self._close()
             return
         if transport is None or transport.is_closing():  # the client left; the answer counts
             self._busy = False

@@ -169,3 +169,15 @@ def test_percent_encoded_paths_are_decoded(server: Any, fraud_body: bytes) -> No
     with sock:
         sock.sendall(post(fraud_body, path="/v2/models/fr%61ud/infer"))
         assert read_reply(stream).status == 200
+
+
+def test_an_upgrade_request_is_answered_as_plain_http(server: Any) -> None:
+    sock, stream = connect(server)
+    with sock:
+        sock.sendall(
+            b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+            b"GET /v2/health/ready HTTP/1.1\r\nHost: test\r\n\r\n"
+        )
+        assert orjson.loads(read_reply(stream).body) == {"live": True}
+        assert orjson.loads(read_reply(stream).body) == {"ready": True}
