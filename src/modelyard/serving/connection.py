@@ -15,9 +15,10 @@ HTTP/1.1 as clients use it: keep-alive with uvicorn's idle timeout, HTTP/1.0 and
 ``Connection: close`` closing after the answer, pipelined requests answered in
 order, ``Expect: 100-continue``, the body limit enforced while reading (a 413
 as soon as a body passes it; the connection then closes, after draining at most
-as much again so that the client can read the 413), HEAD answered without a body, reading paused while the socket's send buffer is
-full, and a 400 for a request that does not parse. Upgrade requests (h2c,
-WebSocket) are answered as plain HTTP/1.1.
+as much again so that the client can read the 413), HEAD answered without a
+body, reading paused while the socket's send buffer is full, and a 400 for a
+request that does not parse. Upgrade requests (h2c, WebSocket) are answered as
+plain HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -104,22 +105,25 @@ class HttpConnection(asyncio.Protocol):
         self._busy = False  # a request's answer is being made
         self._closing = False  # close once the current answer is written
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_active = 0.0  # loop time of the last data in or answer out
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         self._state.connections.add(self)  # type: ignore[arg-type]
-        self._arm_idle_timer()
+        self._last_active = self._loop.time()
+        self._idle_timer = self._loop.call_later(self._idle_timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._state.connections.discard(self)
-        self._cancel_idle_timer()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         self._waiting.clear()
         self._closing = True
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle_timer()
+        self._last_active = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -197,8 +201,6 @@ class HttpConnection(asyncio.Protocol):
             request.discarded += len(body)
             if request.discarded > self._max_body:
                 self._close()
-            elif request.answered:
-                self._arm_idle_timer()  # a client that stops sending is not waited for
             return
         if len(request.body) + len(body) > self._max_body:
             message = f"the body is over the limit of {self._max_body} bytes"
@@ -275,7 +277,7 @@ class HttpConnection(asyncio.Protocol):
         elif self._waiting:
             self._start(self._waiting.popleft())
         else:
-            self._arm_idle_timer()
+            self._last_active = self._loop.time()
 
     def _close(self) -> None:
         self._closing = True
@@ -308,7 +310,6 @@ class HttpConnection(asyncio.Protocol):
         if not self._busy:
             self._busy = request.answered = True
             self._write_error(status, code, message)
-            self._arm_idle_timer()
 
     def _refuse_and_close(self, status: int, code: str, message: str) -> None:
         """Answer at once and close: the rest of the stream cannot be parsed."""
@@ -333,20 +334,21 @@ class HttpConnection(asyncio.Protocol):
 
     # -- idle connections ------------------------------------------------------------------------
 
-    def _arm_idle_timer(self) -> None:
-        if self._idle_timer is None and self._transport is not None:
-            self._idle_timer = self._loop.call_later(self._idle_timeout, self._close_idle)
+    def _check_idle(self) -> None:
+        """Close a connection idle for the keep-alive timeout, or a refused upload's that
+        stopped sending; else look again when that could first be so.
 
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _close_idle(self) -> None:
-        self._idle_timer = None
+        One timer per connection that re-arms itself, rather than one set and cancelled
+        per request: activity only stores a time."""
+        idle_for = self._loop.time() - self._last_active
         draining = self._parsing is not None and self._parsing.answered
-        if draining or (not self._busy and self._parsing is None):
+        waiting = draining or (not self._busy and self._parsing is None)
+        if waiting and idle_for >= self._idle_timeout:
+            self._idle_timer = None
             self._close()
+            return
+        delay = self._idle_timeout - idle_for if waiting else self._idle_timeout
+        self._idle_timer = self._loop.call_later(max(delay, 0.01), self._check_idle)
 
 
 # The encoded default headers of the list uvicorn holds now (one per second: the date).

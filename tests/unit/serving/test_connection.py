@@ -1,0 +1,158 @@
+"""``HttpConnection`` on a real event loop with a simulated clock and a stub app: idle
+timeouts, graceful shutdown and refused uploads, without sockets or sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from modelyard.serving.app import Answer
+from modelyard.serving.connection import HttpConnection
+from modelyard.serving.endpoints import Exchange
+
+TIMEOUT_S = 5.0
+GET = b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+class StubApp:
+    """Answers every request 200 ``ok``; ``hold`` keeps answers waiting until released."""
+
+    max_body_bytes = 100
+
+    def __init__(self) -> None:
+        self.hold: asyncio.Future[None] | None = None
+        self.recorded = 0
+
+    async def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
+        if self.hold is not None:
+            await self.hold
+        ex = Exchange("id-1", method, path, 0.0, 0.0, 1.0)
+        return Answer(ex, 200, [(b"content-length", b"2")], b"ok", 0.0)
+
+    def record(self, answer: Answer) -> None:
+        self.recorded += 1
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.now = 1000.0
+        loop.time = lambda: self.now  # type: ignore[method-assign]
+        self.app = StubApp()
+        self.state = SimpleNamespace(
+            connections=set(), tasks=set(), default_headers=[], total_requests=0
+        )
+        config = SimpleNamespace(timeout_keep_alive=TIMEOUT_S)
+        self.conn = HttpConnection(config, self.state, {}, loop, app=self.app)  # type: ignore[arg-type]
+        self.transport = FakeTransport()
+        self.conn.connection_made(self.transport)  # type: ignore[arg-type]
+
+    def turn(self, advance_s: float = 0.0) -> None:
+        """Advance the clock, then let the loop run what is due."""
+        self.now += advance_s
+        for _ in range(5):
+            self.loop.run_until_complete(asyncio.sleep(0))
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    loop = asyncio.new_event_loop()
+    try:
+        yield Harness(loop)
+    finally:
+        loop.close()
+
+
+def test_an_idle_connection_closes_after_the_keep_alive_timeout(harness: Harness) -> None:
+    harness.conn.data_received(GET)
+    harness.turn()
+    assert harness.transport.written.endswith(b"\r\n\r\nok")
+    harness.turn(TIMEOUT_S - 1)
+    assert not harness.transport.closed
+    harness.turn(1.5)
+    assert harness.transport.closed
+
+
+def test_activity_pushes_the_idle_close_back(harness: Harness) -> None:
+    harness.turn(3.0)
+    harness.conn.data_received(GET)  # at 3 s: the idle clock starts again
+    harness.turn()
+    harness.turn(2.5)  # 5.5 s after connecting, 2.5 s after the request
+    assert not harness.transport.closed
+    harness.turn(3.0)
+    assert harness.transport.closed
+
+
+def test_a_request_being_read_or_answered_is_not_closed_as_idle(harness: Harness) -> None:
+    harness.conn.data_received(
+        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12345"
+    )
+    harness.turn(TIMEOUT_S * 3)
+    assert not harness.transport.closed  # half a body: the client is still sending
+    harness.app.hold = harness.loop.create_future()
+    harness.conn.data_received(b"67890")
+    harness.turn(TIMEOUT_S * 3)
+    assert not harness.transport.closed  # being answered
+    harness.app.hold.set_result(None)
+    harness.turn()
+    assert harness.transport.written.endswith(b"ok")
+    harness.turn(TIMEOUT_S + 0.1)
+    assert harness.transport.closed
+
+
+def test_graceful_shutdown_waits_for_the_answer_in_progress(harness: Harness) -> None:
+    harness.app.hold = harness.loop.create_future()
+    harness.conn.data_received(GET)
+    harness.turn()
+    harness.conn.shutdown()
+    assert not harness.transport.closed
+    harness.app.hold.set_result(None)
+    harness.turn()
+    assert b"connection: close" in harness.transport.written
+    assert harness.transport.closed
+    assert harness.app.recorded == 1
+
+
+def test_a_refused_upload_is_answered_at_once_and_closed_once_drained(harness: Harness) -> None:
+    harness.conn.data_received(
+        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 150\r\n\r\n" + b"x" * 50
+    )
+    assert harness.transport.written.startswith(b"HTTP/1.1 413 ")
+    assert not harness.transport.closed  # still reading, so the 413 is not reset away
+    harness.conn.data_received(b"x" * 100)
+    assert harness.transport.closed
+    assert harness.app.recorded == 0
+
+
+def test_a_refused_upload_that_stops_sending_is_closed_when_idle(harness: Harness) -> None:
+    harness.conn.data_received(
+        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 150\r\n\r\n"
+    )
+    assert harness.transport.written.startswith(b"HTTP/1.1 413 ")
+    harness.turn(TIMEOUT_S + 0.1)
+    assert harness.transport.closed
