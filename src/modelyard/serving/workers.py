@@ -1,10 +1,10 @@
-"""Several worker processes sharing one listening socket, so a server uses every core.
+"""Several worker processes on one port, so a server uses every core.
 
 Python runs one request at a time per process, so N cores need N processes.
-The supervisor binds the socket once and starts the workers with the
-``spawn`` start method (no fork after onnxruntime has started threads); each
-worker accepts from the shared socket when its models are loaded and warm, so
-no connection lands on a worker that cannot answer it. Each onnxruntime session
+The supervisor binds one socket per worker (``bind_sockets``) and starts the
+workers with the ``spawn`` start method (no fork after onnxruntime has started
+threads); each worker listens on its socket when its models are loaded and
+warm, so no connection lands on a worker that cannot answer it. Each onnxruntime session
 gets ``intra_op_threads`` threads (1 by default): N workers x 1 thread per core
 avoids the oversubscription that BENCHMARKING.md measured at 166 req/s.
 
@@ -66,11 +66,13 @@ def _worker_main(
     )
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A bound TCP socket (workers call ``listen`` when they are ready to accept)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as error:
@@ -78,6 +80,26 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise ConfigurationError(f"cannot listen on {host}:{port}: {error.strerror}") from error
     sock.set_inheritable(True)
     return sock
+
+
+def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """One listening socket per worker on the same address (``SO_REUSEPORT``).
+
+    With one shared socket, whichever worker wakes first accepts a burst of
+    connections, and keep-alive clients stay where they landed: a run of 32
+    connections was seen served by one worker while the other idled, at half the
+    throughput. With a socket each, the kernel spreads new connections over the
+    workers by address hash. A replaced worker takes over its predecessor's socket
+    (the supervisor keeps it open), so connections that arrive meanwhile wait in its
+    queue. Where ``SO_REUSEPORT`` does not exist, the workers share one socket.
+    """
+    # Bound once without SO_REUSEPORT first: that bind fails if anything holds the
+    # port, including another server that set SO_REUSEPORT and would share our traffic.
+    first = bind_socket(host, port)
+    if count == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [first] * count
+    first.close()
+    return [bind_socket(host, port, reuse_port=True) for _ in range(count)]
 
 
 class Supervisor:
@@ -98,7 +120,7 @@ class Supervisor:
         """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the workers cannot start."""
         serving = self._settings.serving
         metrics_dir = metrics_directory(self._settings)
-        sock = bind_socket(serving.host, serving.port)
+        sockets = bind_sockets(serving.host, serving.port, serving.workers)
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
@@ -109,7 +131,7 @@ class Supervisor:
         ingester = None
         loops: list[PeriodicLoop] = []
         try:
-            processes += [self._start(sock, metrics_dir) for _ in range(serving.workers)]
+            processes += [self._start(sock, metrics_dir) for sock in sockets]
             loops = background_loops(self._settings, metrics_dir)
             if self._settings.monitoring.log_inferences:
                 ingester = open_log_ingester(
@@ -121,7 +143,7 @@ class Supervisor:
             while self._stop is None:
                 time.sleep(_CHECK_EVERY_S)
                 log.flush()
-                status = self._replace_dead(processes, sock, metrics_dir)
+                status = self._replace_dead(processes, sockets, metrics_dir)
                 if status:
                     break
         finally:
@@ -130,7 +152,8 @@ class Supervisor:
             for process in processes:
                 if process.is_alive() and process.pid is not None:
                     os.kill(process.pid, signal.SIGTERM)
-            sock.close()
+            for sock in sockets:
+                sock.close()
             self._join(processes)
             if ingester is not None:
                 ingester.close()  # the workers' logs, now orphans, go into the store
@@ -151,7 +174,7 @@ class Supervisor:
         return process  # type: ignore[no-any-return]
 
     def _replace_dead(
-        self, processes: list[BaseProcess], sock: socket.socket, metrics_dir: Path
+        self, processes: list[BaseProcess], sockets: list[socket.socket], metrics_dir: Path
     ) -> int:
         for index, process in enumerate(processes):
             code = process.exitcode
@@ -169,7 +192,7 @@ class Supervisor:
                 return 1
             self._restarts.append(now)
             sys.stderr.write(f"modelyard: worker {process.pid} exited ({code}); restarting it\n")
-            processes[index] = self._start(sock, metrics_dir)
+            processes[index] = self._start(sockets[index], metrics_dir)
         return 0
 
     def _join(self, processes: list[BaseProcess]) -> None:

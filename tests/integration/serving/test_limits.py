@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from modelyard.errors import ConfigurationError
-from modelyard.serving.workers import bind_socket
+from modelyard.serving.workers import bind_socket, bind_sockets
 
 
 def workers(pid: int) -> set[int]:
@@ -121,3 +121,50 @@ def test_a_busy_port_is_one_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
             bind_socket("127.0.0.1", port)
+
+
+def test_connections_are_spread_over_the_workers(
+    model_home: Path, launch_server: Any, fraud_body: bytes
+) -> None:
+    server = launch_server(model_home, ["fraud@champion"], workers=2)
+
+    async def one_request_per_connection() -> list[str]:
+        clients = [httpx.AsyncClient(base_url=server.url, timeout=30) for _ in range(32)]
+        try:
+            responses = await asyncio.gather(
+                *[
+                    c.post(
+                        "/v2/models/fraud/infer",
+                        content=fraud_body,
+                        headers={"x-request-id": f"spread-{i}"},
+                    )
+                    for i, c in enumerate(clients)
+                ]
+            )
+        finally:
+            await asyncio.gather(*[c.aclose() for c in clients])
+        return [r.headers["x-request-id"] for r in responses if r.status_code == 200]
+
+    ids = set(asyncio.run(one_request_per_connection()))
+    assert len(ids) == 32
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the workers flush their JSON logs every 0.2 s
+        lines = [orjson.loads(line) for line in server.log_path.read_bytes().splitlines()]
+        served = [line["worker"] for line in lines if line.get("request_id") in ids]
+        if len(served) == 32:
+            break
+        time.sleep(0.2)
+    counts = sorted(served.count(worker) for worker in set(served))
+    # The kernel hashes each connection to a worker's socket: 32 all on one worker is a
+    # 1-in-2^31 draw, where one shared socket let a single worker take every connection.
+    assert len(counts) == 2, counts
+
+
+def test_a_port_shared_with_so_reuseport_counts_as_busy() -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind_sockets("127.0.0.1", port, 2)
