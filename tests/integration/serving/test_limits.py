@@ -127,6 +127,12 @@ def test_connections_are_spread_over_the_workers(
     model_home: Path, launch_server: Any, fraud_body: bytes
 ) -> None:
     server = launch_server(model_home, ["fraud@champion"], workers=2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # a worker listens only once it is ready
+        lines = [orjson.loads(line) for line in server.log_path.read_bytes().splitlines()]
+        if len({line["worker"] for line in lines if line["event"] == "worker_ready"}) == 2:
+            break
+        time.sleep(0.2)
 
     async def one_request_per_connection() -> list[str]:
         clients = [httpx.AsyncClient(base_url=server.url, timeout=30) for _ in range(32)]
