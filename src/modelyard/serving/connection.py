@@ -106,6 +106,7 @@ class HttpConnection(asyncio.Protocol):
         self._closing = False  # close once the current answer is written
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_active = 0.0  # loop time of the last data in or answer out
+        self._defaults: tuple[Headers | None, bytes] = (None, b"")  # uvicorn's, encoded
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -165,17 +166,21 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        raw_path = httptools.parse_url(self._url).path
-        path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = unquote(path)
+        try:
+            path = httptools.parse_url(self._url).path.decode("latin-1")
+        except httptools.HttpParserInvalidURLError:
+            path = None
         request = _Request(
             parser.get_method().decode("ascii"),
-            path,
+            unquote(path) if path and "%" in path else path or "",
             self._headers,
             parser.should_keep_alive(),
         )
         self._parsing = request
+        if path is None:
+            message = f"{self._url.decode('latin-1')[:80]!r} is not a valid request target"
+            self._refuse(request, 400, "malformed_http", message)
+            return
         declared, expects_continue = -1, False
         for name, value in self._headers:
             if name == b"content-length" and value.isdigit():
@@ -323,14 +328,13 @@ class HttpConnection(asyncio.Protocol):
         self._close()
 
     def _default_headers(self) -> bytes:
-        """uvicorn's ``date`` (and configured) headers, re-encoded when uvicorn renews them."""
+        """uvicorn's ``date`` (and configured) headers, encoded again when uvicorn replaces
+        its list (once a second)."""
         current = self._state.default_headers
-        cached = _DEFAULTS.get(id(current))
-        if cached is None or cached[0] is not current:
+        if self._defaults[0] is not current:
             encoded = b"".join(name + b": " + value + b"\r\n" for name, value in current)
-            _DEFAULTS.clear()
-            _DEFAULTS[id(current)] = cached = (current, encoded)
-        return cached[1]
+            self._defaults = (current, encoded)
+        return self._defaults[1]
 
     # -- idle connections ------------------------------------------------------------------------
 
@@ -349,7 +353,3 @@ class HttpConnection(asyncio.Protocol):
             return
         delay = self._idle_timeout - idle_for if waiting else self._idle_timeout
         self._idle_timer = self._loop.call_later(max(delay, 0.01), self._check_idle)
-
-
-# The encoded default headers of the list uvicorn holds now (one per second: the date).
-_DEFAULTS: dict[int, tuple[Headers, bytes]] = {}

@@ -181,3 +181,16 @@ def test_an_upgrade_request_is_answered_as_plain_http(server: Any) -> None:
         )
         assert orjson.loads(read_reply(stream).body) == {"live": True}
         assert orjson.loads(read_reply(stream).body) == {"ready": True}
+
+
+def test_a_request_target_that_is_not_a_url_gets_400_naming_it(server: Any) -> None:
+    sock, stream = connect(server)
+    with sock:
+        sock.sendall(b"GET http://[::1 HTTP/1.1\r\nHost: test\r\n\r\n")
+        reply = read_reply(stream)
+        assert reply.status == 400
+        assert orjson.loads(reply.body) == {
+            "error": "'http://[::1' is not a valid request target",
+            "code": "malformed_http",
+        }
+        assert closed(sock, stream)
