@@ -508,6 +508,11 @@ def session_cpu_s(session: int) -> float:
     """CPU seconds (user + system) used so far by the server started as ``session``: the
     live processes of that session and their descendants (BentoML's workers start
     sessions of their own)."""
+    return sum(session_cpu_by_process(session).values())
+
+
+def session_cpu_by_process(session: int) -> dict[int, float]:
+    """``session_cpu_s`` for each of those processes, by pid."""
     parents: dict[int, int] = {}
     ticks: dict[int, int] = {}
     members = set()
@@ -534,7 +539,8 @@ def session_cpu_s(session: int) -> float:
             pid = parents[pid]
         return False
 
-    return sum(t for pid, t in ticks.items() if belongs(pid)) / os.sysconf("SC_CLK_TCK")
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    return {pid: t * tick_s for pid, t in ticks.items() if belongs(pid)}
 
 
 def children_cpu_s() -> float:

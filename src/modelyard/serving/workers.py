@@ -87,11 +87,11 @@ def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
     With one shared socket, whichever worker wakes first accepts a burst of
     connections, and keep-alive clients stay where they landed: a run of 32
-    connections was seen served by one worker while the other idled, at half the
-    throughput. With a socket each, the kernel spreads new connections over the
-    workers by address hash. A replaced worker takes over its predecessor's socket
-    (the supervisor keeps it open), so connections that arrive meanwhile wait in its
-    queue. Where ``SO_REUSEPORT`` does not exist, the workers share one socket.
+    connections was seen served by one worker alone while the other idled. With a
+    socket each, the kernel spreads new connections over the workers by address
+    hash. A replaced worker takes over its predecessor's socket (the supervisor
+    keeps it open), so connections that arrive meanwhile wait in its queue. Where
+    ``SO_REUSEPORT`` does not exist, the workers share one socket.
     """
     # Bound once without SO_REUSEPORT first: that bind fails if anything holds the
     # port, including another server that set SO_REUSEPORT and would share our traffic.
