@@ -15,7 +15,6 @@ import asyncio
 import importlib
 import re
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -99,16 +98,13 @@ def test_sleeping_shadow_leaves_primary_p99_alone(
             assert result.requests > RATE * RUN_S * 0.9
         plain.append(results[0].latency.p99_s * 1000)
         mirrored.append(results[1].latency.p99_s * 1000)
-    # Noise from elsewhere on this shared machine spoils whole rounds (seen here: p99s
-    # of 10-13 ms for both servers in one round, 2.3 ms in the next; 28-40 ms in every
-    # round of one run). The two servers are loaded at the same time, so a round's noise
-    # falls on both: each round gives one paired difference, and their median is the
-    # shadow's effect. A shadow that slowed the primary would widen every round's gap.
-    # At p99s of a few ms the timer and scheduler still move a p99 by ~1 ms, so a gap
-    # under 1 ms passes too.
-    without = statistics.median(plain)
-    gap = statistics.median(m - p for p, m in zip(plain, mirrored, strict=True))
-    assert gap <= max(without * 0.05, 1.0), (plain, mirrored)
+    # Noise from elsewhere on this shared machine only ever adds latency, and it spoils
+    # whole rounds (seen here: p99s of 10-13 ms for both servers in one round, 2.3 ms in
+    # the next); the quietest round of each server is its own p99. A shadow that slowed
+    # the primary would slow every round, the quietest included. At p99s of a few ms the
+    # timer and scheduler still move a p99 by ~1 ms, so a gap under 1 ms passes too.
+    without, with_shadow = min(plain), min(mirrored)
+    assert with_shadow - without <= max(without * 0.05, 1.0), (plain, mirrored)
 
     time.sleep(2.5)  # the last shadow batches finish; workers publish their metrics
     metrics = httpx.get(f"{mirrored_server.url}/metrics").text
