@@ -285,7 +285,7 @@ class ServingApp:
             ex.endpoint = route.endpoint
             if self._token is not None and route.endpoint in GUARDED:
                 check_bearer(authorization, self._token)
-            if route.methods is not WRITE:
+            if route.methods != WRITE:
                 body = b""
             elif isinstance(body, bytes):
                 check_media_type(content_type)
