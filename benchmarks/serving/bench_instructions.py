@@ -14,11 +14,12 @@ instructions up to 2x slower under load), so it serves to compare two versions
 of the request path, and ``bench_serving.py`` stays the measure of throughput.
 
 In-process, so that only the server's own work is counted: the app of
-``modelyard serve`` (with inference logging on, as in ``serving.server``) and
+``modelyard serve`` (inference logging wired as in ``serving.server``) and
 its HTTP protocol, ``connection.HttpConnection``, fed by fake transports: each of
 8 connections (about the batch size the real server sees with wrk's 32
 connections over 2 workers) sends its next request as soon as its answer is
-written. Counting runs only while the requests are answered: the child switches
+written; any answer but a 200 fails the run, since a fast error would count
+as a cheap request. Counting runs only while the requests are answered: the child switches
 callgrind on and off itself through valgrind's client requests (a few lines of C,
 compiled here, because the macros are inline assembly that Python cannot emit;
 ``callgrind_control`` from outside takes effect only when callgrind next looks,
@@ -64,7 +65,7 @@ CASES = {
 
 
 class _Client:
-    """A fake transport: records nothing, and sends the next request when answered."""
+    """A fake transport: checks each answer's status, and sends the next request."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, request: bytes, run: _Run) -> None:
         self._loop = loop
@@ -73,6 +74,8 @@ class _Client:
         self.connection: Any = None
 
     def write(self, data: bytes) -> None:
+        if not data.startswith(b"HTTP/1.1 200 "):
+            self._run.refused = data
         self._run.answered += 1
         if self._run.answered < self._run.total:
             self._loop.call_soon(self.connection.data_received, self._request)
@@ -97,6 +100,7 @@ class _Run:
         self.total = total
         self.answered = 0
         self.done = done
+        self.refused = b""  # the last answer that was not a 200
 
 
 def _request(kind: str, body: bytes) -> bytes:
@@ -156,6 +160,8 @@ async def _serve(
     switch.counting_on()
     await run.done
     switch.counting_off()
+    if run.refused:
+        raise SystemExit(f"an answer was not a 200: {run.refused[:300]!r}")
     for connection in connections:
         connection.connection_lost(None)
     await app.shutdown()
