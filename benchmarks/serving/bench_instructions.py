@@ -49,7 +49,7 @@ import bench_serving as bench  # noqa: E402
 CONNECTIONS = 8
 SWITCH_C = """
 #include <valgrind/callgrind.h>
-void counting_on(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
+void counting_on(void) { CALLGRIND_START_INSTRUMENTATION; }
 void counting_off(void) { CALLGRIND_STOP_INSTRUMENTATION; }
 """
 SMALL, LARGE = 1_000, 3_000
@@ -122,7 +122,7 @@ async def _serve(
     from modelyard.config import load_settings
     from modelyard.serving.app import ServingApp
     from modelyard.serving.connection import HttpConnection
-    from modelyard.serving.inference_logging import InferenceLogHooks, open_inference_log
+    from modelyard.serving.server import attach_inference_log
     from modelyard.yard import Yard
 
     environ = {
@@ -134,13 +134,8 @@ async def _serve(
     settings = load_settings(home=home, environ=environ)
     yard = Yard(settings)
     app = ServingApp(settings, yard, ["fraud@champion"])
-    logger = None
-    if log:  # as serving.server.run_worker wires it, the supervisor ingesting elsewhere
-        logger = open_inference_log(settings, yard.db, "0", ingest=False)
-        app.inference_log = logger
-        hooks = InferenceLogHooks(logger)
-        app.on_batch.append(hooks.on_batch)
-        app.on_failure.append(hooks.on_failure)
+    # As in a worker of ``modelyard serve``: its supervisor stores the log.
+    logger = attach_inference_log(app, settings, yard, "0", ingest=False) if log else None
     await app.startup()
     for task in app._tasks:  # polling and heartbeat: per second, not per request
         task.cancel()

@@ -23,6 +23,7 @@ from typing import Any, cast
 import uvicorn
 
 from modelyard.config import Settings
+from modelyard.monitoring.inference_log import InferenceLogger
 from modelyard.registry import ModelRef
 from modelyard.serving.app import ServingApp
 from modelyard.serving.connection import HttpConnection
@@ -98,6 +99,26 @@ def limit_native_threads(threads: int) -> None:
     threadpoolctl.threadpool_limits(limits=threads)
 
 
+def attach_inference_log(
+    app: ServingApp, settings: Settings, yard: Yard, worker: str, *, ingest: bool
+) -> InferenceLogger:
+    """Log ``app``'s inferences and take its feedback; returns the started logger (close it
+    after the server stops). Without ``ingest``, another process stores the log."""
+    inference_log = open_inference_log(
+        settings,
+        yard.db,
+        worker,
+        on_error=lambda event, fields: app.log.emit("error", event, fields),
+        ingest=ingest,
+    )
+    app.inference_log = inference_log
+    hooks = InferenceLogHooks(inference_log)
+    app.on_batch.append(hooks.on_batch)
+    app.on_failure.append(hooks.on_failure)
+    app.feedback = FeedbackReceiver(yard.db, settings.monitoring.feedback_max_items)
+    return inference_log
+
+
 def run_worker(
     settings: Settings,
     refs: Sequence[ModelRef | str],
@@ -118,18 +139,7 @@ def run_worker(
             settings, yard, refs, trusted=trusted, metrics_dir=metrics_dir, worker=worker
         )
         if settings.monitoring.log_inferences:
-            inference_log = open_inference_log(
-                settings,
-                yard.db,
-                worker,
-                on_error=lambda event, fields: app.log.emit("error", event, fields),
-                ingest=ingest_log,
-            )
-            app.inference_log = inference_log
-            hooks = InferenceLogHooks(inference_log)
-            app.on_batch.append(hooks.on_batch)
-            app.on_failure.append(hooks.on_failure)
-            app.feedback = FeedbackReceiver(yard.db, settings.monitoring.feedback_max_items)
+            inference_log = attach_inference_log(app, settings, yard, worker, ingest=ingest_log)
         server = DrainingServer(uvicorn_config(app, settings), app, drain_delay(settings))
         server.run(sockets=sockets)
     finally:
