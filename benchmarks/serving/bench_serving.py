@@ -510,15 +510,10 @@ class Measurement:
         return (os.cpu_count() or 1) * 1e6 / (self.server_cpu_us + self.client_cpu_us)
 
 
-def session_cpu_s(session: int) -> float:
-    """CPU seconds (user + system) used so far by the server started as ``session``: the
-    live processes of that session and their descendants (BentoML's workers start
-    sessions of their own)."""
-    return sum(session_cpu_by_process(session).values())
-
-
 def session_cpu_by_process(session: int) -> dict[int, float]:
-    """``session_cpu_s`` for each of those processes, by pid."""
+    """CPU seconds (user + system) used so far by each process, by pid, of the server
+    started as ``session``: the live processes of that session and their descendants
+    (BentoML's workers start sessions of their own)."""
     parents: dict[int, int] = {}
     ticks: dict[int, int] = {}
     members = set()
@@ -621,9 +616,10 @@ def run_python_loadgen(
         rate=rate,
         warmup_s=1.0,
     )
-    server_before, client_before = session_cpu_s(session), self_cpu_s()
+    server_before, client_before = session_cpu_by_process(session), self_cpu_s()
     result = run_load(plan)  # includes 1 s of warm-up in the CPU figures: a slight overstatement
-    server_cpu, client_cpu = session_cpu_s(session) - server_before, self_cpu_s() - client_before
+    server_after, client_cpu = session_cpu_by_process(session), self_cpu_s() - client_before
+    server_cpu = sum(server_after.values()) - sum(server_before.values())
     total = max(result.requests, 1) * (1 + 1 / duration)
     lat = result.latency
     return Measurement(
@@ -640,6 +636,7 @@ def run_python_loadgen(
         load_before=load,
         server_cpu_us=server_cpu / total * 1e6,
         client_cpu_us=client_cpu / total * 1e6,
+        busiest_share=busiest_share(server_before, server_after),
         tool=f"modelyard bench, {f'open loop {rate:,.0f}/s' if rate else 'closed loop'}",
     )
 
