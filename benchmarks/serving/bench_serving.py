@@ -33,7 +33,10 @@ box, 2 vCPUs, generator included". Next to each figure: the load average
 before it, and the CPU time the server's processes and the generator spent per
 request (from /proc and getrusage), which varies far less with other load than
 throughput does; "2-core ceiling" is the cores divided by that CPU per request,
-what the pair could reach with the machine to themselves.
+what the pair could reach with the machine to themselves. The busiest process's
+share of the server's CPU shows whether its workers shared the load (about 50%
+for two): a FastAPI + onnxruntime round over ``UNBALANCED_SHARE`` ran on about one
+core and is left out of the ratios.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ TARGET_RATIO = 2.5
 # A 2-worker server whose busiest process took more of its CPU than this ran on about
 # one core: uvicorn's workers share one listening socket, and in some rounds one of
 # them accepts all of wrk's connections. Such a round understates what the server can
-# do, so the target ratio leaves its baseline rounds out.
+# do, so the ratios leave such baseline rounds out.
 UNBALANCED_SHARE = 0.75
 READY_TIMEOUT_S = 180.0
 
@@ -871,9 +874,8 @@ def baseline_rps(baseline: Summary) -> tuple[float, int]:
     """The baseline's median req/s over its rounds that used both workers, and how many
     rounds were left out (all of them are used when none did)."""
     spread = [m for m in baseline.runs if not m.busiest_share > UNBALANCED_SHARE]
-    return statistics.median(m.rps for m in spread or baseline.runs), len(baseline.runs) - len(
-        spread
-    )
+    left_out = len(baseline.runs) - len(spread)
+    return statistics.median(m.rps for m in spread or baseline.runs), left_out
 
 
 def report(summaries: list[Summary], logging_note: str) -> str:
