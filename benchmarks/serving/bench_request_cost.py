@@ -66,11 +66,9 @@ def measure(case: Case, out: Path, duration: float) -> None:
     port = bench.free_port()
     with bench.running(case.start(port), port, out) as (url, session):
         bench.run_wrk(url + case.path, case.script, 32, 3, case.name, session)  # warm-up
-        before = bench.session_cpu_by_process(session)
         m = bench.run_wrk(url + case.path, case.script, 32, duration, case.name, session)
-        after = bench.session_cpu_by_process(session)
-        helpers = {pid for pid in after if is_helper(pid)}
-    used = {pid: (after[pid] - before.get(pid, 0.0)) * 1e6 / m.requests for pid in after}
+        helpers = {pid for pid in m.process_cpu_s if is_helper(pid)}
+    used = {pid: seconds * 1e6 / m.requests for pid, seconds in m.process_cpu_s.items()}
     # The session's leader is the supervisor (the floor server's forking parent); the
     # other processes serve.
     workers = [us for pid, us in used.items() if pid != session and pid not in helpers]

@@ -504,13 +504,21 @@ class Measurement:
     load_before: float
     server_cpu_us: float = math.nan  # CPU time of all the server's processes per request
     client_cpu_us: float = math.nan  # CPU time of the load generator per request
-    busiest_share: float = math.nan  # the busiest server process's share of its CPU
     tool: str = "wrk"
+    # CPU seconds each of the server's processes spent during the measurement, by pid.
+    process_cpu_s: dict[int, float] = field(default_factory=dict)
 
     @property
     def ceiling_rps(self) -> float:
         """Requests/s if server and generator had the machine's cores to themselves."""
         return (os.cpu_count() or 1) * 1e6 / (self.server_cpu_us + self.client_cpu_us)
+
+    @property
+    def busiest_share(self) -> float:
+        """The busiest server process's share of the server's CPU (0.5 for two evenly
+        loaded workers)."""
+        total = sum(self.process_cpu_s.values())
+        return max(self.process_cpu_s.values()) / total if total > 0 else math.nan
 
 
 def session_cpu_by_process(session: int) -> dict[int, float]:
@@ -547,12 +555,11 @@ def session_cpu_by_process(session: int) -> dict[int, float]:
     return {pid: t * tick_s for pid, t in ticks.items() if belongs(pid)}
 
 
-def busiest_share(before: dict[int, float], after: dict[int, float]) -> float:
-    """The largest share of the server's CPU between two ``session_cpu_by_process``
-    readings that one process took (0.5 for two evenly loaded workers)."""
-    used = [seconds - before.get(pid, 0.0) for pid, seconds in after.items()]
-    total = sum(used)
-    return max(used) / total if total > 0 else math.nan
+def cpu_since(before: dict[int, float], session: int) -> dict[int, float]:
+    """CPU seconds each process of ``session`` spent since the ``session_cpu_by_process``
+    reading ``before``."""
+    after = session_cpu_by_process(session)
+    return {pid: seconds - before.get(pid, 0.0) for pid, seconds in after.items()}
 
 
 def children_cpu_s() -> float:
@@ -575,8 +582,8 @@ def run_wrk(
         "-s", str(script), url,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    server_after, client_cpu = session_cpu_by_process(session), children_cpu_s() - client_before
-    server_cpu = sum(server_after.values()) - sum(server_before.values())
+    used, client_cpu = cpu_since(server_before, session), children_cpu_s() - client_before
+    server_cpu = sum(used.values())
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRKJSON "))
     stats = json.loads(line[len("WRKJSON ") :])
     seconds = stats["duration_us"] / 1e6
@@ -595,7 +602,7 @@ def run_wrk(
         load_before=load,
         server_cpu_us=server_cpu / max(stats["requests"], 1) * 1e6,
         client_cpu_us=client_cpu / max(stats["requests"], 1) * 1e6,
-        busiest_share=busiest_share(server_before, server_after),
+        process_cpu_s=used,
     )
 
 
@@ -621,8 +628,8 @@ def run_python_loadgen(
     )
     server_before, client_before = session_cpu_by_process(session), self_cpu_s()
     result = run_load(plan)  # includes 1 s of warm-up in the CPU figures: a slight overstatement
-    server_after, client_cpu = session_cpu_by_process(session), self_cpu_s() - client_before
-    server_cpu = sum(server_after.values()) - sum(server_before.values())
+    used, client_cpu = cpu_since(server_before, session), self_cpu_s() - client_before
+    server_cpu = sum(used.values())
     total = max(result.requests, 1) * (1 + 1 / duration)
     lat = result.latency
     return Measurement(
@@ -639,7 +646,7 @@ def run_python_loadgen(
         load_before=load,
         server_cpu_us=server_cpu / total * 1e6,
         client_cpu_us=client_cpu / total * 1e6,
-        busiest_share=busiest_share(server_before, server_after),
+        process_cpu_s=used,
         tool=f"modelyard bench, {f'open loop {rate:,.0f}/s' if rate else 'closed loop'}",
     )
 
