@@ -36,7 +36,9 @@ throughput does; "2-core ceiling" is the cores divided by that CPU per request,
 what the pair could reach with the machine to themselves. The busiest process's
 share of the server's CPU shows whether its workers shared the load (about 50%
 for two): a FastAPI + onnxruntime round over ``UNBALANCED_SHARE`` ran on about one
-core and is left out of the ratios.
+core and is left out of the ratios. The 2.5x target is judged on the median of the
+rounds' ratios (modelyard against the baseline of the same round), as the inference
+log's cost is; the table's column divides the medians.
 """
 
 from __future__ import annotations
@@ -885,6 +887,18 @@ def baseline_rps(baseline: Summary) -> tuple[float, int]:
     return statistics.median(m.rps for m in spread or baseline.runs), left_out
 
 
+def paired_ratio(server: Summary, baseline: Summary) -> float:
+    """The median over rounds of ``server``'s req/s over the baseline's in the same round,
+    leaving out the rounds where the baseline ran on about one core (unless all did).
+
+    A round runs every server within a few minutes, so a ratio within a round cancels
+    the machine's drift between rounds, which the ratio of the two medians does not: in
+    one run here the rounds' ratios were 1.71, 2.64 and 2.32 and the medians' 2.64."""
+    pairs = list(zip(server.runs, baseline.runs, strict=True))
+    spread = [(a, b) for a, b in pairs if not b.busiest_share > UNBALANCED_SHARE]
+    return float(statistics.median(a.rps / b.rps for a, b in spread or pairs))
+
+
 def report(summaries: list[Summary], logging_note: str) -> str:
     baseline = next((s for s in summaries if s.server == "fastapi-ort" and s.connections > 1), None)
     base_rps, left_out = baseline_rps(baseline) if baseline else (None, 0)
@@ -926,10 +940,12 @@ def report(summaries: list[Summary], logging_note: str) -> str:
         ]
         notes = []
         if baseline is not None and base_rps:
-            ratio = rps / base_rps
-            checks.append(
-                (f">= {TARGET_RATIO}x FastAPI+ort", ratio >= TARGET_RATIO, f"{ratio:.2f}x")
+            paired = paired_ratio(main, baseline)
+            value = (
+                f"{paired:.2f}x (median of the rounds' ratios; "
+                f"{rps / base_rps:.2f}x from the medians)"
             )
+            checks.append((f">= {TARGET_RATIO}x FastAPI+ort", paired >= TARGET_RATIO, value))
             if 0 < left_out < len(baseline.runs):
                 notes.append(
                     f"  ({left_out} of {len(baseline.runs)} FastAPI + onnxruntime rounds are "
