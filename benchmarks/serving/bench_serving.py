@@ -879,23 +879,27 @@ def versions() -> dict[str, str]:
     return found
 
 
+def used_both_cores(m: Measurement) -> bool:
+    return not m.busiest_share > UNBALANCED_SHARE
+
+
 def baseline_rps(baseline: Summary) -> tuple[float, int]:
     """The baseline's median req/s over its rounds that used both workers, and how many
     rounds were left out (all of them are used when none did)."""
-    spread = [m for m in baseline.runs if not m.busiest_share > UNBALANCED_SHARE]
+    spread = [m for m in baseline.runs if used_both_cores(m)]
     left_out = len(baseline.runs) - len(spread)
     return statistics.median(m.rps for m in spread or baseline.runs), left_out
 
 
-def paired_ratio(server: Summary, baseline: Summary) -> float:
-    """The median over rounds of ``server``'s req/s over the baseline's in the same round,
-    leaving out the rounds where the baseline ran on about one core (unless all did).
+def paired_ratio(server: Summary, reference: Summary) -> float:
+    """The median over rounds of ``server``'s req/s over ``reference``'s in the same round,
+    leaving out the rounds where the reference ran on about one core (unless all did).
 
     A round runs every server within a few minutes, so a ratio within a round cancels
     the machine's drift between rounds, which the ratio of the two medians does not: in
     one run here the rounds' ratios were 1.71, 2.64 and 2.32 and the medians' 2.64."""
-    pairs = list(zip(server.runs, baseline.runs, strict=True))
-    spread = [(a, b) for a, b in pairs if not b.busiest_share > UNBALANCED_SHARE]
+    pairs = list(zip(server.runs, reference.runs, strict=True))
+    spread = [(a, b) for a, b in pairs if used_both_cores(b)]
     return float(statistics.median(a.rps / b.rps for a, b in spread or pairs))
 
 
@@ -977,10 +981,7 @@ def report(summaries: list[Summary], logging_note: str) -> str:
     nolog = next((s for s in summaries if s.server == "modelyard-nolog"), None)
     if main is not None and nolog is not None:
         on, off = main.median("rps"), nolog.median("rps")
-        # Each round measures both: the median of the rounds' ratios cancels slow rounds.
-        paired = statistics.median(
-            a.rps / b.rps for a, b in zip(main.runs, nolog.runs, strict=True)
-        )
+        paired = paired_ratio(main, nolog)
         lines.append(
             f"- inference logging: {on:,.0f} req/s on, {off:,.0f} req/s off; throughput "
             f"with it is {paired:.1%} of without (median of the rounds' ratios, target "
