@@ -26,8 +26,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from modelyard.config import load_settings
 from modelyard.monitoring import InferenceLogger
-from modelyard.serving.jsonlog import JsonLog
-from modelyard.serving.monitor_loop import MonitorLoop
+from modelyard.runner.monitoring import MonitorLoop
+from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.yard import Yard
 
 BATCH = 8

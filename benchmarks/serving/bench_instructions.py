@@ -120,9 +120,9 @@ async def _serve(
     from uvicorn.server import ServerState
 
     from modelyard.config import load_settings
-    from modelyard.serving.app import ServingApp
-    from modelyard.serving.connection import HttpConnection
-    from modelyard.serving.server import attach_inference_log
+    from modelyard.serving.http.app import ServingApp
+    from modelyard.serving.http.connection import HttpConnection
+    from modelyard.serving.process.worker import attach_inference_log
     from modelyard.yard import Yard
 
     environ = {

@@ -616,7 +616,7 @@ def run_python_loadgen(
     rate: float | None,
     session: int,
 ) -> Measurement:
-    from modelyard.serving.loadgen import LoadPlan, run_load
+    from modelyard.loadtest.generator import LoadPlan, run_load
 
     load = os.getloadavg()[0]
     plan = LoadPlan(

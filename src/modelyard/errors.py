@@ -6,6 +6,7 @@ in one table, so domain code never speaks HTTP::
     ModelyardError                      code
     ├── ConfigurationError              configuration_invalid
     ├── StoreError                      store_error
+    │   ├── RejectedWriteError          store_rejected_write
     │   ├── IntegrityError              artifact_integrity
     │   ├── UnsafePathError             artifact_path_unsafe
     │   └── ArtifactNotFoundError       artifact_not_found
@@ -19,11 +20,19 @@ in one table, so domain code never speaks HTTP::
     │   ├── UntrustedFormatError        untrusted_format
     │   └── UnsupportedModelError       unsupported_model
     ├── ValidationError                 invalid_input
+    │   ├── MalformedRequestError       malformed_request
+    │   ├── UnsupportedMediaTypeError   unsupported_media_type
     │   └── PayloadTooLargeError        payload_too_large
     └── ServingError                    serving_error
+        ├── UnauthorizedError           unauthorized
+        ├── MethodNotAllowedError       method_not_allowed
         ├── ModelNotReadyError          model_not_ready
         ├── OverloadedError             overloaded
-        └── DeadlineExceededError       deadline_exceeded
+        ├── DeadlineExceededError       deadline_exceeded
+        └── ModelFailedError            model_failed
+
+``NotFoundError`` has ``RouteNotFoundError`` (``route_not_found``) too: a path no
+endpoint serves. ``serving.http.status`` maps each code to its HTTP status.
 """
 
 from __future__ import annotations
@@ -45,6 +54,13 @@ class ConfigurationError(ModelyardError):
 
 class StoreError(ModelyardError):
     code = "store_error"
+
+
+class RejectedWriteError(StoreError):
+    """The database refused a write for its content: a key already taken, a value its
+    column cannot hold. Retrying the same write fails the same way."""
+
+    code = "store_rejected_write"
 
 
 class IntegrityError(StoreError):
@@ -83,6 +99,10 @@ class AliasNotFoundError(NotFoundError):
     code = "alias_not_found"
 
 
+class RouteNotFoundError(NotFoundError):
+    code = "route_not_found"
+
+
 class ConflictError(ModelyardError):
     """The request contradicts the current state (a duplicate, a busy resource)."""
 
@@ -109,6 +129,18 @@ class ValidationError(ModelyardError):
     code = "invalid_input"
 
 
+class MalformedRequestError(ValidationError):
+    """The body is not JSON, or not shaped like the protocol's request object."""
+
+    code = "malformed_request"
+
+
+class UnsupportedMediaTypeError(ValidationError):
+    """A body that is not ``application/json`` (no pickle, no binary tensors)."""
+
+    code = "unsupported_media_type"
+
+
 class PayloadTooLargeError(ValidationError):
     code = "payload_too_large"
 
@@ -127,3 +159,21 @@ class OverloadedError(ServingError):
 
 class DeadlineExceededError(ServingError):
     code = "deadline_exceeded"
+
+
+class UnauthorizedError(ServingError):
+    code = "unauthorized"
+
+
+class MethodNotAllowedError(ServingError):
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class ModelFailedError(ServingError):
+    """The model itself raised while predicting a batch that passed validation."""
+
+    code = "model_failed"

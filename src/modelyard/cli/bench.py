@@ -1,6 +1,6 @@
 """``modelyard bench``: load a local server with one model's requests and print what it sustains.
 
-A quick check for users, over ``modelyard.serving.loadgen``: it reads the
+A quick check for users, over ``modelyard.loadtest.generator``: it reads the
 model's metadata (``GET /v2/models/{name}``), builds a valid Open Inference
 Protocol request of random values (or sends ``--body``), checks that the server
 answers it, then runs closed-loop load (``--rate`` for open loop) and prints
@@ -26,7 +26,7 @@ from rich.table import Table
 
 from modelyard.config import load_settings
 from modelyard.errors import ConfigurationError, ValidationError
-from modelyard.serving.loadgen import (
+from modelyard.loadtest.generator import (
     MAX_DURATION_S,
     LoadPlan,
     LoadResult,

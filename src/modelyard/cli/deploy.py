@@ -20,8 +20,8 @@ from modelyard.errors import NotFoundError, ValidationError
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
-from modelyard.routing.config import Change, Deployment, DeploymentConfig, RoutingKey
 from modelyard.routing.controller import RolloutController
+from modelyard.routing.deployment import Change, Deployment, DeploymentConfig, RoutingKey
 from modelyard.routing.deployments import DeploymentStore
 from modelyard.routing.experiments import ExperimentReporter, LoggedOutcomes, OutcomeKind
 from modelyard.yard import Yard

@@ -1,6 +1,6 @@
 """``modelyard logs``: search the server's JSON logs (by request id, status, model, time).
 
-A thin wrapper over ``modelyard.serving.logsearch``; ``--stats`` groups the
+A thin wrapper over ``modelyard.serving.telemetry.logsearch``; ``--stats`` groups the
 matches by model, version, status and error code with their latencies, which is
 usually the quickest way from "something is wrong" to "this version, this error".
 """
@@ -19,8 +19,14 @@ from rich.table import Table
 
 from modelyard.config import load_settings
 from modelyard.errors import NotFoundError
-from modelyard.serving.app import log_path
-from modelyard.serving.logsearch import LogQuery, format_record, parse_time, search, summarize
+from modelyard.serving.http.app import log_path
+from modelyard.serving.telemetry.logsearch import (
+    LogQuery,
+    format_record,
+    parse_time,
+    search,
+    summarize,
+)
 
 
 def logs(

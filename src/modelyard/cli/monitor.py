@@ -37,7 +37,7 @@ from modelyard.monitoring.drift_job import WindowReader, drift_history, monitor_
 from modelyard.monitoring.live_metrics import snapshot
 from modelyard.monitoring.report import gather_report, summary_rows, write_report
 from modelyard.monitoring.webhooks import deliver_due
-from modelyard.serving.logsearch import parse_time
+from modelyard.serving.telemetry.logsearch import parse_time
 from modelyard.yard import Yard
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")

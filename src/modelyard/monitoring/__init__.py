@@ -8,11 +8,16 @@ from modelyard.monitoring.feedback import (
     parse_feedback_body,
 )
 from modelyard.monitoring.feedback_join import joined, request_outcomes
-from modelyard.monitoring.inference_log import InferenceLogger, LogStats
-from modelyard.monitoring.log_policy import LogPolicy
-from modelyard.monitoring.log_store import purge, read_window, retention_sweep, write_records
+from modelyard.monitoring.inference_log.logger import InferenceLogger, LogStats
+from modelyard.monitoring.inference_log.policy import LogPolicy
+from modelyard.monitoring.inference_log.storage import (
+    purge,
+    read_window,
+    retention_sweep,
+    write_records,
+)
+from modelyard.monitoring.inference_log.wal import WriteAheadLog
 from modelyard.monitoring.multivariate import MultivariateDrift
-from modelyard.monitoring.wal import WriteAheadLog
 
 __all__ = [
     "DriftConfig",

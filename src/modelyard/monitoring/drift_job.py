@@ -35,6 +35,7 @@ from modelyard.monitoring.alerts import (
     restore_state,
 )
 from modelyard.monitoring.drift import DriftConfig, DriftReport, detect_drift
+from modelyard.monitoring.inference_log.storage import latest_model
 from modelyard.monitoring.live_metrics import (
     LiveMetricsExporter,
     MetricsSnapshot,
@@ -42,7 +43,6 @@ from modelyard.monitoring.live_metrics import (
     TrafficMetrics,
     snapshot,
 )
-from modelyard.monitoring.log_store import latest_model
 from modelyard.monitoring.window import Window
 from modelyard.registry.catalog import Catalog
 from modelyard.registry.profile import load_sample, output_columns

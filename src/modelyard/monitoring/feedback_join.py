@@ -30,7 +30,7 @@ import orjson
 from sqlalchemy import select
 
 from modelyard.errors import ValidationError
-from modelyard.monitoring.log_store import read_window, row_numbers
+from modelyard.monitoring.inference_log.storage import read_window, row_numbers
 from modelyard.monitoring.window import Window
 from modelyard.store.database import Database
 from modelyard.store.schema import feedback

@@ -28,7 +28,13 @@ from modelyard.routing.canary import (
     resume,
     start_rollout,
 )
-from modelyard.routing.config import (
+from modelyard.routing.controller import (
+    InMemoryMetrics,
+    MetricsSource,
+    RolloutController,
+    TickResult,
+)
+from modelyard.routing.deployment import (
     Deployment,
     DeploymentConfig,
     Event,
@@ -37,12 +43,6 @@ from modelyard.routing.config import (
     Route,
     RoutingKey,
     Shadow,
-)
-from modelyard.routing.controller import (
-    InMemoryMetrics,
-    MetricsSource,
-    RolloutController,
-    TickResult,
 )
 from modelyard.routing.deployments import DeploymentStore
 from modelyard.routing.experiments import (

@@ -28,7 +28,7 @@ from modelyard.errors import ConflictError, ModelyardError
 from modelyard.routing import canary
 from modelyard.routing.analysis import MetricsSnapshot
 from modelyard.routing.canary import Decision, RolloutPolicy, Verdict
-from modelyard.routing.config import Change, Deployment, Rollout
+from modelyard.routing.deployment import Change, Deployment, Rollout
 from modelyard.routing.deployments import DeploymentStore, VersionRef
 
 __all__ = ["InMemoryMetrics", "MetricsSource", "RolloutController", "TickResult"]

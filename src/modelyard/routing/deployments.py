@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, exc, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
-from modelyard.errors import ConflictError, NotFoundError, ValidationError
+from modelyard.errors import ConflictError, NotFoundError, RejectedWriteError, ValidationError
 from modelyard.registry.refs import parse_ref
 from modelyard.registry.registry import Registry
 from modelyard.routing.abtest import FixedHorizon, Sequential
-from modelyard.routing.config import (
+from modelyard.routing.deployment import (
     Change,
     Deployment,
     DeploymentConfig,
@@ -179,7 +179,7 @@ class DeploymentStore:
                 )
                 _history(conn, name, 1, at, actor, reason, config)
                 _event(conn, at, "deployment.create", name, reason, config.to_dict(), actor)
-        except exc.IntegrityError as error:  # lost a race with a concurrent create
+        except RejectedWriteError as error:  # lost a race with a concurrent create
             raise ConflictError(f"deployment {name!r} already exists") from error
         return Deployment(name, config, None, 1, at, at)
 

@@ -6,11 +6,11 @@ Start a server with ``serve(settings, ["fraud@champion"])`` (what ``modelyard
 serve`` runs), or build the ASGI app for one process with ``ServingApp``.
 """
 
-from modelyard.serving.app import ServingApp
-from modelyard.serving.hooks import InferenceEvent, ResponseHook
-from modelyard.serving.launch import choose_refs, serve
-from modelyard.serving.logsearch import LogQuery, search, summarize
-from modelyard.serving.server import run_worker
+from modelyard.serving.hosting.hooks import InferenceEvent, ResponseHook
+from modelyard.serving.http.app import ServingApp
+from modelyard.serving.process.launch import choose_refs, serve
+from modelyard.serving.process.worker import run_worker
+from modelyard.serving.telemetry.logsearch import LogQuery, search, summarize
 
 __all__ = [
     "InferenceEvent",

@@ -11,7 +11,7 @@ import sys
 
 from modelyard.config import load_settings
 from modelyard.errors import ModelyardError
-from modelyard.serving.launch import serve
+from modelyard.serving.process.launch import serve
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,11 @@ lock is taken up front and waited for (busy timeout), instead of a deferred
 transaction failing with "database is locked" when it tries to upgrade its
 lock. PostgreSQL runs the same statements; callers that allocate numbers
 (model versions) lock the parent row with ``SELECT ... FOR UPDATE``.
+
+SQLAlchemy's exceptions stop here: inside ``read()`` and ``write()`` a write the
+database refuses for its content (a duplicate key, a value out of range) becomes
+``RejectedWriteError``, and anything else the driver raises ``StoreError``, so the
+contexts' adapters and their callers only ever catch modelyard's errors.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from modelyard.errors import ConfigurationError, StoreError
+from modelyard.errors import ConfigurationError, RejectedWriteError, StoreError
 
 HEAD_REVISION = "0006"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -40,7 +45,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reads; on SQLite, a snapshot that never blocks the writer."""
-        with self.engine.connect() as conn:
+        with translated_errors(), self.engine.connect() as conn:
             yield conn
 
     @contextmanager
@@ -53,8 +58,9 @@ class Database:
         """
         conn = self._begin_write()
         try:
-            yield conn
-            conn.commit()
+            with translated_errors():
+                yield conn
+                conn.commit()
         except BaseException:
             conn.rollback()
             raise
@@ -104,6 +110,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Raise modelyard's errors for SQLAlchemy's (see the module docstring)."""
+    try:
+        yield
+    except (exc.IntegrityError, exc.DataError) as error:
+        raise RejectedWriteError(f"the database refused the write: {error.orig}") from error
+    except exc.SQLAlchemyError as error:
+        raise StoreError(f"the metadata database failed: {error}") from error
 
 
 def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:

@@ -49,7 +49,7 @@ class SqliteReader:
     def fetch_all(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         try:
             return self._connection().execute(sql, dict(params)).fetchall()
-        except sqlite3.OperationalError as error:
+        except sqlite3.Error as error:
             raise StoreError(
                 f"could not read the metadata database {self.path}: {error}"
             ) from error
@@ -69,7 +69,9 @@ class SqlAlchemyReader:
         statement = self._cache.get(sql)
         if statement is None:
             statement = self._cache[sql] = self._text(sql)
-        with self._engine.connect() as conn:
+        from modelyard.store.database import translated_errors
+
+        with translated_errors(), self._engine.connect() as conn:
             return [tuple(row) for row in conn.execute(statement, dict(params))]
 
 

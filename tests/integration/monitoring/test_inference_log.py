@@ -21,15 +21,15 @@ from modelyard.monitoring import (
     InferenceLogger,
     LogPolicy,
     WriteAheadLog,
-    log_ingest,
     purge,
     read_window,
     retention_sweep,
     write_records,
 )
-from modelyard.monitoring.log_ingest import LogIngester
-from modelyard.monitoring.log_payload import Payload
-from modelyard.monitoring.log_store import StoredBatch
+from modelyard.monitoring.inference_log import ingest as log_ingest
+from modelyard.monitoring.inference_log.ingest import LogIngester
+from modelyard.monitoring.inference_log.payload import Payload
+from modelyard.monitoring.inference_log.storage import StoredBatch
 from modelyard.store.database import Database
 from modelyard.store.schema import inference_batches
 from modelyard.yard import Yard
@@ -288,7 +288,7 @@ from pathlib import Path
 from typing import Any
 import numpy as np
 from modelyard.store.database import Database
-from modelyard.monitoring.inference_log import InferenceLogger
+from modelyard.monitoring.inference_log.logger import InferenceLogger
 
 url, root, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 logger = InferenceLogger(Database(url), root, worker="victim", batch_bytes=500, interval_s=0.0)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from modelyard.config import load_settings
-from modelyard.serving.logsearch import LogQuery, search
+from modelyard.serving.telemetry.logsearch import LogQuery, search
 from modelyard.yard import Yard
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.bench import bench, random_tensors
 from modelyard.errors import ConfigurationError, ValidationError
-from modelyard.serving.loadgen import LoadPlan, generate
+from modelyard.loadtest.generator import LoadPlan, generate
 
 
 def cli() -> typer.Typer:

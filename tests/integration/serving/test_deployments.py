@@ -15,7 +15,7 @@ from sklearn.datasets import make_classification
 
 from modelyard.config import load_settings
 from modelyard.routing import DeploymentStore
-from modelyard.serving.logsearch import LogQuery, search
+from modelyard.serving.telemetry.logsearch import LogQuery, search
 from modelyard.yard import Yard
 
 FRAUD_FIELDS = [f"f{i}" for i in range(30)]  # as in conftest.build_home

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from modelyard.config import load_settings
 from modelyard.monitoring.feedback_join import joined
-from modelyard.monitoring.log_payload import Payload
+from modelyard.monitoring.inference_log.payload import Payload
 from modelyard.store.database import Database
 from modelyard.store.schema import inference_batches
 

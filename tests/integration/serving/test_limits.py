@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from modelyard.errors import ConfigurationError
-from modelyard.serving.workers import bind_socket, bind_sockets
+from modelyard.serving.process.supervisor import bind_socket, bind_sockets
 
 
 def workers(pid: int) -> set[int]:

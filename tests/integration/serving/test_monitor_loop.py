@@ -13,9 +13,9 @@ from modelyard.config import Settings
 from modelyard.monitoring import write_records
 from modelyard.monitoring.alerts import AlertRule, save_rule
 from modelyard.monitoring.drift_job import drift_history
-from modelyard.serving.app import MONITORING_TEXT
-from modelyard.serving.jsonlog import JsonLog
-from modelyard.serving.monitor_loop import MonitorLoop
+from modelyard.runner.monitoring import MonitorLoop
+from modelyard.serving.http.app import MONITORING_TEXT
+from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.yard import Yard
 
 NOW = 1_790_000_000.0

@@ -7,9 +7,9 @@ import threading
 import orjson
 
 from modelyard.config import Settings
-from modelyard.serving.app import log_path
-from modelyard.serving.jsonlog import JsonLog
-from modelyard.serving.periodic import PeriodicLoop
+from modelyard.runner.periodic import PeriodicLoop
+from modelyard.serving.http.app import log_path
+from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.yard import Yard
 
 

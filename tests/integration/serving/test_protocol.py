@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from modelyard.config import load_settings
-from modelyard.serving.logsearch import LogQuery, search
+from modelyard.serving.telemetry.logsearch import LogQuery, search
 from modelyard.yard import Yard
 
 FIELDS = [f"f{i}" for i in range(30)]

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.config import Settings
 from modelyard.monitoring import read_window, write_records
 from modelyard.routing import DeploymentStore
-from modelyard.serving.retention import sweep_once
+from modelyard.runner.retention import sweep_once
 from modelyard.yard import Yard
 
 DAY = 86_400.0

@@ -26,8 +26,8 @@ import pytest
 import uvloop
 
 from modelyard.config import load_settings
+from modelyard.loadtest.generator import LoadPlan, LoadResult, generate
 from modelyard.routing import DeploymentStore
-from modelyard.serving.loadgen import LoadPlan, LoadResult, generate
 from modelyard.yard import Yard
 
 PICKLED = Path(__file__).parent / "pickled"

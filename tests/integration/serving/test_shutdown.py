@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from modelyard.serving.logsearch import LogQuery, search
+from modelyard.serving.telemetry.logsearch import LogQuery, search
 
 
 class SlowRequest:

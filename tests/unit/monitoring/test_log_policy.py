@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelyard.errors import ValidationError
-from modelyard.monitoring.log_policy import LogPolicy, retention_cutoffs, sampled
+from modelyard.monitoring.inference_log.policy import LogPolicy, retention_cutoffs, sampled
 
 
 def test_sampling_is_a_stable_choice_per_request_id_near_the_rate() -> None:

@@ -10,11 +10,11 @@ import numpy as np
 import orjson
 import pytest
 
-from modelyard.monitoring import inference_log
-from modelyard.monitoring.inference_log import InferenceLogger
-from modelyard.monitoring.log_payload import Payload
-from modelyard.monitoring.log_record import Group, Summary, encode, read_summary
-from modelyard.monitoring.log_store import BATCH_SPAN_S, storable
+from modelyard.monitoring.inference_log import logger as inference_log
+from modelyard.monitoring.inference_log.logger import InferenceLogger
+from modelyard.monitoring.inference_log.payload import Payload
+from modelyard.monitoring.inference_log.record import Group, Summary, encode, read_summary
+from modelyard.monitoring.inference_log.storage import BATCH_SPAN_S, storable
 from modelyard.store.database import Database
 
 

@@ -13,8 +13,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from modelyard.errors import ConflictError, OverloadedError
-from modelyard.monitoring import wal as wal_module
-from modelyard.monitoring.wal import (
+from modelyard.monitoring.inference_log import wal as wal_module
+from modelyard.monitoring.inference_log.wal import (
     CHECKPOINT,
     HEADER,
     LogTail,

@@ -27,7 +27,7 @@ from modelyard.routing import (
     start_rollout,
 )
 from modelyard.routing.analysis import CHECKS, MetricsSnapshot, run_checks
-from modelyard.routing.config import describe_input_difference, dumps
+from modelyard.routing.deployment import describe_input_difference, dumps
 
 BASE = DeploymentConfig("fraud", champion=3)
 

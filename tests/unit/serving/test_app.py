@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
 from modelyard.errors import OverloadedError
-from modelyard.serving.app import MONITORING_TEXT, ServingApp
-from modelyard.serving.hooks import BatchEvent, InferenceEvent
+from modelyard.serving.hosting.hooks import BatchEvent, InferenceEvent
+from modelyard.serving.http.app import MONITORING_TEXT, ServingApp
 from modelyard.yard import Yard
 
 FIELDS = ["amount", "age", "tenure", "score"]

@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelyard.errors import DeadlineExceededError, OverloadedError
-from modelyard.serving.batcher import Batcher, merge_inputs, run_mode
-from modelyard.serving.errors import ModelFailedError
-from modelyard.serving.policy import AdmissionPolicy, BatchPolicy
-from modelyard.serving.validation import ModelInput, Prepared
+from modelyard.errors import DeadlineExceededError, ModelFailedError, OverloadedError
+from modelyard.serving.hosting.batcher import Batcher, merge_inputs, run_mode
+from modelyard.serving.hosting.policy import AdmissionPolicy, BatchPolicy
+from modelyard.serving.hosting.validation import ModelInput, Prepared
 
 
 class ManualClockLoop(asyncio.SelectorEventLoop):

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from modelyard.serving.app import Answer
-from modelyard.serving.connection import HttpConnection
-from modelyard.serving.endpoints import Exchange
+from modelyard.serving.http.app import Answer
+from modelyard.serving.http.connection import HttpConnection
+from modelyard.serving.http.endpoints import Exchange
 
 TIMEOUT_S = 5.0
 GET = b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n"

@@ -16,19 +16,19 @@ from modelyard.errors import NotFoundError, RegistryError, VersionNotFoundError
 from modelyard.monitoring.window import Window
 from modelyard.registry import ModelRef
 from modelyard.routing import Deployment, DeploymentConfig, RoutingKey, Shadow
-from modelyard.serving.deployments import (
+from modelyard.runner.rollouts import snapshot_of
+from modelyard.serving.hosting.manager import ModelTable
+from modelyard.serving.hosting.served_deployment import (
     DeploymentFollower,
     ServedDeployment,
     record_field,
     tensor_field,
 )
-from modelyard.serving.jsonlog import JsonLog
-from modelyard.serving.metrics import ServingMetrics, merge, render
-from modelyard.serving.models import ModelTable
-from modelyard.serving.rollouts import snapshot_of
-from modelyard.serving.shadow import ShadowEvent, ShadowMirror, agreement, room
-from modelyard.serving.tensors import Tensor
-from modelyard.serving.validation import Prepared
+from modelyard.serving.hosting.shadow import ShadowEvent, ShadowMirror, agreement, room
+from modelyard.serving.hosting.validation import Prepared
+from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.serving.telemetry.metrics import ServingMetrics, merge, render
+from modelyard.serving.wire.oip import Tensor
 
 NAMES = ["user", "amount", "age"]
 

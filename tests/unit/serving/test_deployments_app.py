@@ -17,9 +17,9 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.config import Settings, load_settings
 from modelyard.monitoring import InferenceLogger, LogPolicy
 from modelyard.routing import DeploymentStore
-from modelyard.serving.app import ServingApp
-from modelyard.serving.hooks import BatchEvent, InferenceEvent
-from modelyard.serving.shadow import ShadowEvent
+from modelyard.serving.hosting.hooks import BatchEvent, InferenceEvent
+from modelyard.serving.hosting.shadow import ShadowEvent
+from modelyard.serving.http.app import ServingApp
 from modelyard.store.database import Database
 from modelyard.yard import Yard
 

@@ -8,25 +8,21 @@ import pytest
 from modelyard.errors import (
     AliasNotFoundError,
     DeadlineExceededError,
+    MalformedRequestError,
+    MethodNotAllowedError,
+    ModelFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
     ModelyardError,
     OverloadedError,
     PayloadTooLargeError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
     UntrustedFormatError,
     ValidationError,
     VersionNotFoundError,
 )
-from modelyard.serving.errors import (
-    MalformedRequestError,
-    MethodNotAllowedError,
-    ModelFailedError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    error_body,
-    error_headers,
-    http_status,
-)
+from modelyard.serving.http.status import error_body, error_headers, http_status
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelyard.errors import ValidationError
-from modelyard.serving.loadgen import (
+from modelyard.loadtest.generator import (
     BUCKETS,
     MAX_DURATION_S,
     MAX_TRACKABLE_US,

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from modelyard.errors import ValidationError
-from modelyard.serving.jsonlog import JsonLog
-from modelyard.serving.logsearch import (
+from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.serving.telemetry.logsearch import (
     LogQuery,
     format_record,
     parse_time,

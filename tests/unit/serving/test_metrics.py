@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelyard.serving.metrics import MetricsExchange, ServingMetrics, merge, render
+from modelyard.serving.telemetry.metrics import MetricsExchange, ServingMetrics, merge, render
 
 
 def worker(requests: int, status: int = 200) -> ServingMetrics:

@@ -9,7 +9,7 @@ import pytest
 
 from modelyard.errors import ModelNotFoundError, ModelNotReadyError, VersionNotFoundError
 from modelyard.registry import ModelRef
-from modelyard.serving.models import ModelTable, plan_reloads
+from modelyard.serving.hosting.manager import ModelTable, plan_reloads
 
 
 def test_plan_reloads_moved_references_only() -> None:

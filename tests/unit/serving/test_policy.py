@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelyard.serving.policy import (
+from modelyard.serving.hosting.policy import (
     AdmissionPolicy,
     BatchPolicy,
     batch_take,

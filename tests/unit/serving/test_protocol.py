@@ -10,19 +10,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelyard.errors import ModelyardError, PayloadTooLargeError, ValidationError
+from modelyard.errors import (
+    MalformedRequestError,
+    ModelyardError,
+    PayloadTooLargeError,
+    ValidationError,
+)
 from modelyard.registry.signature import Signature
-from modelyard.serving.errors import MalformedRequestError
-from modelyard.serving.protocol import (
+from modelyard.serving.wire.json_body import decode_json
+from modelyard.serving.wire.oip import (
     check_outputs,
-    decode_json,
+    check_tensor,
+    datatype_of,
+    flatten,
     infer_response,
     parse_infer_request,
-    parse_records_request,
-    records_response,
+    parse_tensor,
     tensor_metadata,
 )
-from modelyard.serving.tensors import check_tensor, datatype_of, flatten, parse_tensor
+from modelyard.serving.wire.records import parse_records_request, records_response
 
 
 def tensor(**changes: object) -> dict[str, object]:

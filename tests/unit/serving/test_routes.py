@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelyard.serving.errors import MethodNotAllowedError, RouteNotFoundError
-from modelyard.serving.routes import Route, Router, match
+from modelyard.errors import MethodNotAllowedError, RouteNotFoundError
+from modelyard.serving.http.routes import Route, Router, match
 
 
 @pytest.mark.parametrize(

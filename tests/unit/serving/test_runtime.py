@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelyard.serving.runtime import batch_sizes
+from modelyard.serving.hosting.runtime import batch_sizes
 
 
 def test_batch_sizes_tried_at_warm_up() -> None:

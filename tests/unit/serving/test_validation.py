@@ -10,11 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelyard.errors import ModelyardError, PayloadTooLargeError, ValidationError
+from modelyard.errors import (
+    MalformedRequestError,
+    ModelyardError,
+    PayloadTooLargeError,
+    ValidationError,
+)
 from modelyard.registry.signature import FieldSpec, Signature
-from modelyard.serving.errors import MalformedRequestError
-from modelyard.serving.tensors import Tensor
-from modelyard.serving.validation import InputValidator
+from modelyard.serving.hosting.validation import InputValidator
+from modelyard.serving.wire.oip import Tensor
 
 
 def matrix_tensor(rows: list[list[object]], datatype: str = "FP32") -> Tensor:

@@ -1,0 +1,243 @@
+"""Serving the deployments of the routing store next to the explicit references.
+
+Each worker serves every deployment in ``DeploymentStore``: a request to
+``/v2/models/{deployment}/infer`` (or the records route) goes to the arm that
+``Deployment.route`` picks (champion, canary or an experiment arm, by weight,
+sticky by the configured routing key), and the shadows it names are mirrored in
+the background (see ``shadow``). A deployment name takes precedence over a
+served model of the same name, so ``modelyard deploy fraud`` answers at
+``/v2/models/fraud`` even when ``fraud@champion`` is served too.
+
+``DeploymentFollower`` polls ``store.revisions()`` (one indexed read) every
+poll interval; for a deployment whose revision moved it reads the new config,
+loads and warms every version it names that this worker has not loaded (on a
+thread, while the old config keeps serving), then installs a new
+``ServedDeployment`` with one dict assignment on the event loop. Requests in
+flight finish on the runtimes they picked; versions no longer named anywhere
+are unloaded once idle (``ModelManager.retire_idle``), the same zero-failure
+swap that alias moves use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from modelyard.errors import ModelyardError, NotFoundError, VersionNotFoundError
+from modelyard.routing import Deployment, DeploymentStore, Route
+from modelyard.serving.hosting.runtime import ModelRuntime
+from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.serving.wire.oip import Tensor
+
+# A deployment whose new revision failed to load is retried this long after.
+RETRY_FAILED_S = 30.0
+# The arm logged for a request that names a version of a deployment in its path.
+PINNED_ARM = "pinned"
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+FieldLookup = Callable[[str], Any]
+Loader = Callable[[str, int, str], Awaitable[ModelRuntime]]
+
+
+class ServedDeployment:
+    """One revision of a deployment with a loaded, warmed runtime for each version it names."""
+
+    __slots__ = (
+        "champion",
+        "deployment",
+        "has_shadows",
+        "input_names",
+        "max_values",
+        "name",
+        "runtimes",
+        "_header",
+        "_field",
+        "_random",
+    )
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        runtimes: Mapping[int, ModelRuntime],
+        rng: random.Random | None = None,
+    ) -> None:
+        config = deployment.config
+        self.name = deployment.name
+        self.deployment = deployment
+        self.runtimes = dict(runtimes)
+        self.champion = self.runtimes[config.champion]
+        validator = self.champion.validator
+        # Every version of a deployment takes the champion's inputs (the store checks).
+        self.max_values = validator.max_rows * validator.width
+        self.input_names = list(validator.names)
+        self.has_shadows = bool(config.shadows)
+        key = config.routing_key
+        header = key is not None and key.source == "header"
+        self._header = key.name.lower().encode("latin-1") if key and header else None
+        self._field = key.name if key and not header else None
+        self._random = (rng or random.Random()).random
+
+    @property
+    def revision(self) -> int:
+        return self.deployment.revision
+
+    @property
+    def needs_fields(self) -> bool:
+        """Whether the routing key is a field of the request's first row."""
+        return self._field is not None
+
+    def choose(self, headers: RawHeaders, field: FieldLookup | None) -> tuple[ModelRuntime, Route]:
+        """The runtime that answers this request, and the route (arm, version, shadows)."""
+        key: Any = None
+        if self._header is not None:
+            wanted = self._header
+            key = next((v.decode("latin-1") for k, v in headers if k.lower() == wanted), None)
+        elif self._field is not None and field is not None:
+            value = field(self._field)
+            key = None if value is None else str(value)
+        shadow_draw = self._random() if self.has_shadows else 1.0
+        route = self.deployment.route(key, self._random(), shadow_draw)
+        return self.runtimes[route.version], route
+
+    def runtime_for(self, version: str | None) -> ModelRuntime:
+        """The champion, or the runtime of ``version`` when the path names one."""
+        if version is None:
+            return self.champion
+        runtime = self.runtimes.get(int(version)) if version.isdigit() else None
+        if runtime is None:
+            served = ", ".join(str(v) for v in sorted(self.runtimes))
+            raise VersionNotFoundError(
+                f"version {version!r} is not part of deployment {self.name!r}; it serves "
+                f"version(s) {served}"
+            )
+        return runtime
+
+
+def tensor_field(inputs: list[Tensor], names: Sequence[str], wanted: str) -> Any:
+    """The first row's value of field ``wanted`` in an OIP request: a tensor of that
+    name, or its column of a single matrix tensor (row-major, one column per input)."""
+    for tensor in inputs:
+        if tensor.name == wanted:
+            return tensor.data[0] if tensor.data else None
+    if len(inputs) == 1 and wanted in names:
+        tensor = inputs[0]
+        column = list(names).index(wanted)
+        if len(tensor.shape) == 2 and tensor.shape[1] == len(names) and column < len(tensor.data):
+            return tensor.data[column]
+    return None
+
+
+def record_field(instances: object, wanted: str) -> Any:
+    """The first record's value of field ``wanted`` in a records request, if any."""
+    if isinstance(instances, list) and instances and isinstance(instances[0], dict):
+        return instances[0].get(wanted)
+    return None
+
+
+class DeploymentSlots(Protocol):
+    """What the follower changes in the worker's ``ModelTable``."""
+
+    deployments: dict[str, ServedDeployment]
+
+    def loaded(self, name: str, version: int) -> ModelRuntime | None: ...
+
+    def install_deployment(self, entry: ServedDeployment) -> list[ModelRuntime]: ...
+
+    def remove_deployment(self, name: str) -> list[ModelRuntime]: ...
+
+
+def describe(deployment: Deployment) -> dict[str, Any]:
+    """The fields of a deployment's routing that a log line reports."""
+    config = deployment.config
+    return {
+        "deployment": deployment.name,
+        "revision": deployment.revision,
+        "model": config.model,
+        "champion": config.champion,
+        "canary": config.canary,
+        "canary_weight": config.canary_weight,
+        "shadows": [[s.version, s.share] for s in config.shadows],
+        "arms": deployment.arms,
+    }
+
+
+class DeploymentFollower:
+    """Keeps a worker's deployments in step with the store (one instance per worker)."""
+
+    def __init__(
+        self,
+        store: DeploymentStore,
+        table: DeploymentSlots,
+        load: Loader,
+        log: JsonLog,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._table = table
+        self._load = load
+        self._log = log
+        self._clock = clock
+        self._failed: dict[tuple[str, int], float] = {}
+        self._read_error: str | None = None
+
+    async def poll(self) -> None:
+        """Install every deployment whose revision moved; drop deleted ones."""
+        loop = asyncio.get_running_loop()
+        try:
+            revisions = await loop.run_in_executor(None, self._store.revisions)
+        except ModelyardError as error:  # the database is busy or gone: keep what we serve
+            if self._read_error != error.message:
+                self._log.emit("warning", "deployments_unreadable", {"error": error.message})
+            self._read_error = error.message
+            return
+        self._read_error = None
+        for name in [n for n in self._table.deployments if n not in revisions]:
+            self._table.remove_deployment(name)
+            self._log.emit("info", "deployment_removed", {"deployment": name})
+        now = self._clock()
+        for name, revision in sorted(revisions.items()):
+            entry = self._table.deployments.get(name)
+            if entry is not None and entry.revision == revision:
+                continue
+            if self._failed.get((name, revision), 0.0) > now:
+                continue
+            try:
+                await self._refresh(name, entry)
+            except ModelyardError as error:
+                self._failed[(name, revision)] = self._clock() + RETRY_FAILED_S
+                self._log.emit(
+                    "error",
+                    "deployment_load_failed",
+                    {
+                        "deployment": name,
+                        "revision": revision,
+                        "code": error.code,
+                        "error": error.message,
+                    },
+                )
+
+    async def _refresh(self, name: str, entry: ServedDeployment | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            deployment: Deployment = await loop.run_in_executor(None, self._store.get, name)
+        except NotFoundError:
+            return  # deleted between the two reads: the next poll drops it
+        config = deployment.config
+        runtimes: dict[int, ModelRuntime] = {}
+        kept = entry.runtimes if entry and entry.deployment.config.model == config.model else {}
+        # The champion first: it is what a new deployment needs to answer at all.
+        for version in sorted(config.versions, key=lambda v: (v != config.champion, v)):
+            known = kept.get(version)
+            runtimes[version] = (
+                known
+                or self._table.loaded(config.model, version)
+                or await self._load(config.model, version, f"deployment:{name}")
+            )
+        self._table.install_deployment(ServedDeployment(deployment, runtimes))
+        fields = describe(deployment)
+        fields["from_revision"] = entry.revision if entry else None
+        self._log.emit("info", "deployment_updated", fields)

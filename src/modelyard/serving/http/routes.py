@@ -1,0 +1,118 @@
+"""URL routing: which endpoint a method and path name, with the model and version in it.
+
+Hand-written because the route table is small and fixed: a dict lookup for the
+static paths and one ``split`` for the model paths, memoised per path, beats a
+regex router and needs no framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelyard.errors import MethodNotAllowedError, RouteNotFoundError
+
+READ = ("GET", "HEAD")
+WRITE = ("POST",)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """An endpoint, and the model name and version given in its path (if any)."""
+
+    endpoint: str
+    methods: tuple[str, ...]
+    model: str | None = None
+    version: str | None = None
+
+
+STATIC: dict[str, Route] = {
+    "/v2": Route("server_metadata", READ),
+    "/v2/health/live": Route("live", READ),
+    "/v2/health/ready": Route("ready", READ),
+    "/v2/repository/index": Route("repository_index", WRITE),
+    "/v1/feedback": Route("feedback", WRITE),
+    "/metrics": Route("metrics", READ),
+    "/openapi.json": Route("openapi", READ),
+}
+# Endpoints whose successful answers are not worth a log line (probes, scrapes).
+QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi"})
+# Endpoints that need the bearer token when one is configured (health and metrics stay open).
+GUARDED = frozenset({"infer", "predict", "model_metadata", "repository_index", "feedback"})
+_MODEL_ENDPOINTS = {
+    "": Route("model_metadata", READ),
+    "ready": Route("model_ready", READ),
+    "infer": Route("infer", WRITE),
+}
+_CACHE_LIMIT = 4096
+
+
+def _match_v2(parts: list[str]) -> Route | None:
+    # parts after "v2", "models": [name] [versions, v] [ready|infer]
+    if not parts or not parts[0]:
+        return None
+    name, rest = parts[0], parts[1:]
+    version = None
+    if len(rest) >= 2 and rest[0] == "versions" and rest[1]:
+        version, rest = rest[1], rest[2:]
+    if len(rest) > 1:
+        return None
+    template = _MODEL_ENDPOINTS.get(rest[0] if rest else "")
+    if template is None:
+        return None
+    return Route(template.endpoint, template.methods, name, version)
+
+
+def _match_v1(parts: list[str]) -> Route | None:
+    # KServe V1 / TensorFlow Serving: models/{name}[/versions/{v}][:predict]
+    if not parts or not parts[-1]:
+        return None
+    last, predict = parts[-1], False
+    if last.endswith(":predict"):
+        last, predict = last[: -len(":predict")], True
+    parts = [*parts[:-1], last]
+    if len(parts) == 1 and parts[0]:
+        name, version = parts[0], None
+    elif len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        name, version = parts[0], parts[2]
+    else:
+        return None
+    if predict:
+        return Route("predict", WRITE, name, version)
+    return Route("model_status", READ, name, version)
+
+
+def match(path: str) -> Route | None:
+    """The route for ``path``, or ``None`` if no endpoint lives there."""
+    route = STATIC.get(path)
+    if route is not None:
+        return route
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[0] == "" and parts[2] == "models":
+        if parts[1] == "v2":
+            return _match_v2(parts[3:])
+        if parts[1] == "v1":
+            return _match_v1(parts[3:])
+    return None
+
+
+class Router:
+    """``match`` with a bounded memo, and method checks that raise our errors."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Route | None] = {}
+
+    def resolve(self, method: str, path: str) -> Route:
+        try:
+            route = self._cache[path]
+        except KeyError:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            route = self._cache[path] = match(path)
+        if route is None:
+            raise RouteNotFoundError(f"no endpoint at {path!r}; see /openapi.json")
+        if method not in route.methods:
+            raise MethodNotAllowedError(
+                f"{method} is not allowed on {path!r}; use {' or '.join(route.methods)}",
+                route.methods,
+            )
+        return route

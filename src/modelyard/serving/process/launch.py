@@ -1,0 +1,86 @@
+"""Starting a server: ``serve()``, behind ``modelyard serve`` and ``python -m modelyard.serving``.
+
+Checks the references before any worker starts, so a typo is one clear error
+rather than N crashing workers; then runs one worker in this process or a
+``Supervisor`` of several. Either way the server runs one rollout controller
+(``rollouts.RolloutLoop``), one retention sweep (``retention.RetentionLoop``) and
+one monitoring pass (``monitor_loop.MonitorLoop``): on threads here for one
+worker, else in the supervisor (``background_loops``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+
+from modelyard.config import Settings, load_settings
+from modelyard.errors import ConfigurationError
+from modelyard.registry import ModelRef, parse_ref
+from modelyard.runner.host import background_loops, metrics_directory
+from modelyard.serving.http.app import log_path
+from modelyard.serving.process.supervisor import Supervisor
+from modelyard.serving.process.worker import run_worker
+from modelyard.yard import Yard
+
+
+def choose_refs(yard: Yard, models: Sequence[str]) -> list[ModelRef]:
+    """The references to serve: those given (each must resolve now), else every
+    registered model at its ``champion`` alias, or its latest version without one."""
+    if models:
+        refs = [parse_ref(text) for text in models]
+        for ref in refs:
+            yard.registry.resolve(ref)
+        return refs
+    refs = [
+        ModelRef(m.name, alias="champion") if "champion" in m.aliases else ModelRef(m.name)
+        for m in yard.registry.list_models()
+        if m.latest_version is not None
+    ]
+    if not refs:
+        raise ConfigurationError(
+            f"no models to serve in {yard.settings.home}: register one first, "
+            "or pass --model name@alias"
+        )
+    return refs
+
+
+def serve(
+    settings: Settings | None = None, models: Sequence[str] = (), *, trusted: bool = False
+) -> int:
+    """Serve ``models`` (references like ``fraud@champion``) until stopped; the exit status.
+
+    ``settings.serving`` gives host, port, workers, batching and limits; no
+    ``models`` means every registered model (see ``choose_refs``).
+    """
+    settings = settings or load_settings()
+    with Yard(settings) as yard:
+        refs = choose_refs(yard, models)
+    serving = settings.serving
+    names = ", ".join(str(ref) for ref in refs)
+    sys.stderr.write(
+        f"modelyard: serving {names} on http://{serving.host}:{serving.port} "
+        f"with {serving.workers} worker(s); JSON logs in {log_path(settings)}\n"
+    )
+    if serving.workers <= 1:
+        metrics_dir = metrics_directory(settings)
+        loops = background_loops(settings, metrics_dir)
+        try:
+            run_worker(
+                settings,
+                [str(r) for r in refs],
+                trusted=trusted,
+                worker=str(os.getpid()),
+                metrics_dir=metrics_dir,
+            )
+        except SystemExit as stop:
+            return int(stop.code or 0) if isinstance(stop.code, int | None) else 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            for loop in loops:
+                loop.stop()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return 0
+    return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()

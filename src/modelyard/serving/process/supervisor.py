@@ -1,0 +1,206 @@
+"""Several worker processes on one port, so a server uses every core.
+
+Python runs one request at a time per process, so N cores need N processes.
+The supervisor binds one socket per worker (``bind_sockets``) and starts the
+workers with the ``spawn`` start method (no fork after onnxruntime has started
+threads); each worker listens on its socket when its models are loaded and
+warm, so no connection lands on a worker that cannot answer it. Each onnxruntime session
+gets ``intra_op_threads`` threads (1 by default): N workers x 1 thread per core
+avoids the oversubscription that BENCHMARKING.md measured at 166 req/s.
+
+Written here rather than reusing uvicorn's ``Multiprocess`` because that one
+builds a plain ``uvicorn.Server`` in each child, which cannot flip readiness
+when a stop begins. On SIGTERM or SIGINT the supervisor forwards SIGTERM to
+every worker, closes its copy of the socket and waits for them to drain; a
+worker that dies is restarted (at most ``MAX_RESTARTS`` per minute). Per-worker
+metrics are merged through files in a directory the supervisor owns.
+
+The supervisor also runs the server's background loops (``background``: rollout
+controller, retention sweep, monitoring pass) and its ``LogIngester``, which stores
+the workers' inference logs (each worker only writes its own write-ahead log), each on
+a thread: the supervisor answers no requests, so none of them takes a worker's GIL
+(storing in the workers cost a quarter of their throughput, measured with
+benchmarks/serving), and restarting a worker never starts a second one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from modelyard.config import Settings
+from modelyard.errors import ConfigurationError
+from modelyard.runner.host import background_loops, metrics_directory
+from modelyard.runner.periodic import PeriodicLoop
+from modelyard.serving.http.app import log_path
+from modelyard.serving.process.worker import STARTUP_FAILURE, drain_delay, run_worker
+from modelyard.serving.recording import open_log_ingester
+from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.yard import Yard
+
+MAX_RESTARTS = 5
+_RESTART_WINDOW_S = 60.0
+_CHECK_EVERY_S = 0.2
+
+
+def _worker_main(
+    settings: Settings, refs: list[str], trusted: bool, sock: socket.socket, metrics_dir: Path
+) -> None:
+    run_worker(
+        settings,
+        refs,
+        trusted=trusted,
+        sockets=[sock],
+        metrics_dir=metrics_dir,
+        worker=str(os.getpid()),
+        ingest_log=False,  # the supervisor's LogIngester stores every worker's log
+    )
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A bound TCP socket (workers call ``listen`` when they are ready to accept)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """One listening socket per worker on the same address (``SO_REUSEPORT``).
+
+    With one shared socket, whichever worker wakes first accepts a burst of
+    connections, and keep-alive clients stay where they landed: a run of 32
+    connections was seen served by one worker alone while the other idled. With a
+    socket each, the kernel spreads new connections over the workers by address
+    hash. A replaced worker takes over its predecessor's socket (the supervisor
+    keeps it open), so connections that arrive meanwhile wait in its queue. Where
+    ``SO_REUSEPORT`` does not exist, the workers share one socket.
+    """
+    # Bound once without SO_REUSEPORT first: that bind fails if anything holds the
+    # port, including another server that set SO_REUSEPORT and would share our traffic.
+    first = bind_socket(host, port)
+    if count == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [first] * count
+    first.close()
+    return [bind_socket(host, port, reuse_port=True) for _ in range(count)]
+
+
+class Supervisor:
+    """Starts ``settings.serving.workers`` workers and keeps them running until stopped."""
+
+    def __init__(self, settings: Settings, refs: list[str], *, trusted: bool = False) -> None:
+        self._settings = settings
+        self._refs = refs
+        self._trusted = trusted
+        self._stop: int | None = None
+        self._context = multiprocessing.get_context("spawn")
+        self._restarts: list[float] = []
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        self._stop = sig
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the workers cannot start."""
+        serving = self._settings.serving
+        metrics_dir = metrics_directory(self._settings)
+        sockets = bind_sockets(serving.host, serving.port, serving.workers)
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        processes: list[BaseProcess] = []
+        status = 0
+        log = JsonLog(log_path(self._settings), worker="supervisor")
+        yard = Yard(self._settings)
+        ingester = None
+        loops: list[PeriodicLoop] = []
+        try:
+            processes += [self._start(sock, metrics_dir) for sock in sockets]
+            loops = background_loops(self._settings, metrics_dir)
+            if self._settings.monitoring.log_inferences:
+                ingester = open_log_ingester(
+                    self._settings,
+                    yard.db,
+                    follow=lambda: [str(p.pid) for p in processes if p.is_alive()],
+                    on_error=lambda event, fields: log.emit("error", event, fields),
+                )
+            while self._stop is None:
+                time.sleep(_CHECK_EVERY_S)
+                log.flush()
+                status = self._replace_dead(processes, sockets, metrics_dir)
+                if status:
+                    break
+        finally:
+            for loop in loops:
+                loop.stop()
+            for process in processes:
+                if process.is_alive() and process.pid is not None:
+                    os.kill(process.pid, signal.SIGTERM)
+            for sock in sockets:
+                sock.close()
+            self._join(processes)
+            if ingester is not None:
+                ingester.close()  # the workers' logs, now orphans, go into the store
+            yard.close()
+            log.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return status
+
+    def _start(self, sock: socket.socket, metrics_dir: Path) -> BaseProcess:
+        process: Any = self._context.Process(
+            target=_worker_main,
+            args=(self._settings, self._refs, self._trusted, sock, metrics_dir),
+            name="modelyard-worker",
+        )
+        process.start()
+        return process  # type: ignore[no-any-return]
+
+    def _replace_dead(
+        self, processes: list[BaseProcess], sockets: list[socket.socket], metrics_dir: Path
+    ) -> int:
+        for index, process in enumerate(processes):
+            code = process.exitcode
+            if code is None or self._stop is not None:
+                continue
+            if code == STARTUP_FAILURE:
+                sys.stderr.write("modelyard: a worker could not start; see the JSON log\n")
+                return 1
+            now = time.monotonic()
+            self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW_S]
+            if len(self._restarts) >= MAX_RESTARTS:
+                sys.stderr.write(
+                    f"modelyard: workers died {MAX_RESTARTS} times within a minute; stopping\n"
+                )
+                return 1
+            self._restarts.append(now)
+            sys.stderr.write(f"modelyard: worker {process.pid} exited ({code}); restarting it\n")
+            processes[index] = self._start(sockets[index], metrics_dir)
+        return 0
+
+    def _join(self, processes: list[BaseProcess]) -> None:
+        serving = self._settings.serving
+        deadline = time.monotonic() + serving.request_timeout_s + drain_delay(self._settings) + 10
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                sys.stderr.write(f"modelyard: worker {process.pid} did not stop in time; killing\n")
+                process.kill()
+                process.join()
