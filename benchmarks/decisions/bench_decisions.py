@@ -28,7 +28,7 @@ from modelyard.routing.abtest import (
 )
 from modelyard.routing.assignment import TrafficSplit
 from modelyard.routing.canary import (
-    MetricsSnapshot,
+    ArmTraffic,
     Phase,
     RolloutPolicy,
     decide,
@@ -48,9 +48,9 @@ class Service:
     sigma: float
     beta: tuple[float, float]
 
-    def snapshot(self, rng: np.random.Generator, requests: int) -> MetricsSnapshot:
+    def snapshot(self, rng: np.random.Generator, requests: int) -> ArmTraffic:
         kept = min(requests, RESERVOIR)
-        return MetricsSnapshot(
+        return ArmTraffic(
             request_count=requests,
             error_count=int(rng.binomial(requests, self.error_rate)),
             latency_samples_ms=rng.lognormal(np.log(self.median_ms), self.sigma, kept),

@@ -37,8 +37,8 @@ from modelyard.monitoring.alerts import (
 from modelyard.monitoring.drift import DriftConfig, DriftReport, detect_drift
 from modelyard.monitoring.inference_log.storage import latest_model
 from modelyard.monitoring.live_metrics import (
+    LiveMetrics,
     LiveMetricsExporter,
-    MetricsSnapshot,
     QualityMetrics,
     TrafficMetrics,
     snapshot,
@@ -292,7 +292,7 @@ def figures_for(
 class CycleResult:
     """What one monitoring pass measured, stored and raised."""
 
-    snapshot: MetricsSnapshot
+    snapshot: LiveMetrics
     drift: dict[int, DriftResult]
     figures: list[Figures]
     alerts: list[AlertEvent]

@@ -76,7 +76,7 @@ class GroupMetrics:
 
 
 @dataclass(frozen=True)
-class MetricsSnapshot:
+class LiveMetrics:
     """Metrics of one window: the whole (``overall``) and per group (version or arm)."""
 
     deployment: str
@@ -294,14 +294,14 @@ def quality_metrics(window: Window, task: Task | None = None) -> QualityMetrics 
 
 def snapshot(
     window: Window, by: GroupBy | None = "version", task: Task | None = None
-) -> MetricsSnapshot:
+) -> LiveMetrics:
     """Traffic and quality of the whole window and of each version (or arm)."""
 
     def measure(part: Window) -> GroupMetrics:
         return GroupMetrics(_traffic(part), quality_metrics(part, task))
 
     groups = {} if by is None else _groups(window, by)
-    return MetricsSnapshot(
+    return LiveMetrics(
         deployment=window.deployment,
         start=window.start,
         end=window.end,
@@ -313,7 +313,7 @@ def snapshot(
 
 def over_time(
     window: Window, bucket_s: float, by: GroupBy | None = None, task: Task | None = None
-) -> list[MetricsSnapshot]:
+) -> list[LiveMetrics]:
     """One snapshot per ``bucket_s`` from ``window.start`` (empty buckets included)."""
     if not bucket_s > 0:
         raise ValidationError(f"bucket_s must be > 0, got {bucket_s!r}")
@@ -348,12 +348,12 @@ class LiveMetricsExporter(Collector):
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self._snapshots: dict[str, MetricsSnapshot] = {}
+        self._snapshots: dict[str, LiveMetrics] = {}
         self._drift: dict[tuple[str, str], tuple[float, bool]] = {}
         if registry is not None:
             registry.register(self)
 
-    def update(self, metrics: MetricsSnapshot) -> None:
+    def update(self, metrics: LiveMetrics) -> None:
         """Publish ``metrics`` as the deployment's current figures."""
         self._snapshots[metrics.deployment] = metrics
 

@@ -33,7 +33,7 @@ from modelyard.monitoring.drift_job import (
     drift_history,
     load_reference,
 )
-from modelyard.monitoring.live_metrics import MetricsSnapshot, over_time, snapshot
+from modelyard.monitoring.live_metrics import LiveMetrics, over_time, snapshot
 from modelyard.registry.catalog import Catalog
 from modelyard.store.database import Database
 
@@ -75,8 +75,8 @@ class ReportData:
     start: float
     end: float
     generated_at: float
-    snapshot: MetricsSnapshot
-    timeline: list[MetricsSnapshot] = field(default_factory=list)
+    snapshot: LiveMetrics
+    timeline: list[LiveMetrics] = field(default_factory=list)
     drift: dict[int, DriftReport] = field(default_factory=dict)
     reference_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     drift_history: list[DriftResult] = field(default_factory=list)

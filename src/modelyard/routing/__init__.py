@@ -12,7 +12,7 @@ from modelyard.routing.abtest import (
     sample_size_conversions,
     sample_size_means,
 )
-from modelyard.routing.analysis import CheckResult, MetricsSnapshot, Outcome
+from modelyard.routing.analysis import ArmTraffic, CheckResult, Outcome
 from modelyard.routing.assignment import TrafficSplit, bucket
 from modelyard.routing.canary import (
     Decision,
@@ -37,10 +37,10 @@ from modelyard.routing.controller import (
 from modelyard.routing.deployment import (
     Deployment,
     DeploymentConfig,
+    Destination,
     Event,
     HistoryEntry,
     Rollout,
-    Route,
     RoutingKey,
     Shadow,
 )
@@ -74,7 +74,7 @@ __all__ = [
     "InMemoryOutcomes",
     "LoggedOutcomes",
     "MeanSummary",
-    "MetricsSnapshot",
+    "ArmTraffic",
     "MetricsSource",
     "Outcome",
     "OutcomeSource",
@@ -84,7 +84,7 @@ __all__ = [
     "RolloutEvent",
     "RolloutPolicy",
     "RolloutState",
-    "Route",
+    "Destination",
     "RoutingKey",
     "Sequential",
     "Shadow",

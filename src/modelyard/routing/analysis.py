@@ -1,7 +1,7 @@
 """Canary analysis: the gates that judge one arm's traffic against the champion's.
 
 Each gate takes the limits (a ``RolloutPolicy`` satisfies ``Limits``), the
-champion's and the canary's ``MetricsSnapshot`` over one analysis window, and
+champion's and the canary's ``ArmTraffic`` over one analysis window, and
 returns a ``CheckResult``. Every gate judges the canary against noise, not
 against a raw line:
 
@@ -35,7 +35,7 @@ __all__ = [
     "CheckResult",
     "Figure",
     "Limits",
-    "MetricsSnapshot",
+    "ArmTraffic",
     "Outcome",
     "check_divergence",
     "check_error_rate",
@@ -82,7 +82,7 @@ class Limits(Protocol):
 
 
 @dataclass(frozen=True, eq=False)
-class MetricsSnapshot:
+class ArmTraffic:
     """One arm's traffic over the analysis window.
 
     ``latency_samples_ms`` may be a reservoir sample; ``p99_ms``, when the monitor
@@ -136,12 +136,10 @@ class CheckResult:
     figures: Mapping[str, Figure]
 
 
-Check = Callable[[Limits, MetricsSnapshot, MetricsSnapshot], CheckResult]
+Check = Callable[[Limits, ArmTraffic, ArmTraffic], CheckResult]
 
 
-def run_checks(
-    limits: Limits, champion: MetricsSnapshot, canary: MetricsSnapshot
-) -> tuple[CheckResult, ...]:
+def run_checks(limits: Limits, champion: ArmTraffic, canary: ArmTraffic) -> tuple[CheckResult, ...]:
     """Every gate of ``CHECKS``, in order."""
     return tuple(check(limits, champion, canary) for check in CHECKS)
 
@@ -172,7 +170,7 @@ def quantile_lower(sorted_sample: FloatArray, q: float, alpha: float) -> float |
     return float(sorted_sample[k - 1]) if k >= 1 else None
 
 
-def p99(snapshot: MetricsSnapshot) -> float | None:
+def p99(snapshot: ArmTraffic) -> float | None:
     """The arm's p99 latency: the exact figure if given, else the samples' p99, else None."""
     if snapshot.p99_ms is not None:
         return snapshot.p99_ms
@@ -180,9 +178,7 @@ def p99(snapshot: MetricsSnapshot) -> float | None:
     return float(np.quantile(samples, 0.99)) if samples is not None and samples.size else None
 
 
-def check_error_rate(
-    limits: Limits, champion: MetricsSnapshot, canary: MetricsSnapshot
-) -> CheckResult:
+def check_error_rate(limits: Limits, champion: ArmTraffic, canary: ArmTraffic) -> CheckResult:
     name = "error_rate"
     if canary.request_count == 0:
         return CheckResult(name, Outcome.SKIPPED, "no canary requests", {})
@@ -202,7 +198,7 @@ def check_error_rate(
 
 
 def check_error_rate_vs_champion(
-    limits: Limits, champion: MetricsSnapshot, canary: MetricsSnapshot
+    limits: Limits, champion: ArmTraffic, canary: ArmTraffic
 ) -> CheckResult:
     name = "error_rate_vs_champion"
     if canary.request_count == 0 or champion.request_count == 0:
@@ -223,7 +219,7 @@ def check_error_rate_vs_champion(
     return CheckResult(name, outcome, summary, figures)
 
 
-def check_p99(limits: Limits, champion: MetricsSnapshot, canary: MetricsSnapshot) -> CheckResult:
+def check_p99(limits: Limits, champion: ArmTraffic, canary: ArmTraffic) -> CheckResult:
     name = "p99"
     ours = p99(canary)
     if ours is None:
@@ -252,9 +248,7 @@ def check_p99(limits: Limits, champion: MetricsSnapshot, canary: MetricsSnapshot
     return CheckResult(name, outcome, summary, figures)
 
 
-def check_p99_vs_champion(
-    limits: Limits, champion: MetricsSnapshot, canary: MetricsSnapshot
-) -> CheckResult:
+def check_p99_vs_champion(limits: Limits, champion: ArmTraffic, canary: ArmTraffic) -> CheckResult:
     name = "p99_vs_champion"
     ours, theirs = p99(canary), p99(champion)
     if ours is None or theirs is None:
@@ -282,9 +276,7 @@ def check_p99_vs_champion(
     return CheckResult(name, grade(limits, p, material), f"{summary}, p={p:.2g}", figures)
 
 
-def divergence(
-    champion: MetricsSnapshot, canary: MetricsSnapshot
-) -> tuple[str, float, float] | None:
+def divergence(champion: ArmTraffic, canary: ArmTraffic) -> tuple[str, float, float] | None:
     """(method, statistic in [0, 1], p-value) comparing the arms' predictions, if both have some.
 
     The single call site for prediction drift: swap in the monitoring context's
@@ -306,9 +298,7 @@ def divergence(
     return None
 
 
-def check_divergence(
-    limits: Limits, champion: MetricsSnapshot, canary: MetricsSnapshot
-) -> CheckResult:
+def check_divergence(limits: Limits, champion: ArmTraffic, canary: ArmTraffic) -> CheckResult:
     name = "prediction_divergence"
     found = divergence(champion, canary)
     if found is None:

@@ -1,7 +1,7 @@
 """The rollout state machine: pure decisions that walk a canary through traffic steps.
 
 Each call to ``decide`` gets the policy, the current state, one
-``MetricsSnapshot`` per arm and the time, and returns a ``Decision``: promote,
+``ArmTraffic`` per arm and the time, and returns a ``Decision``: promote,
 advance, hold or rollback, with a reason and the figures it used (one event
 row). Nothing here reads a clock, a database or the metrics backend; the
 adapter around it does, querying each arm's traffic over
@@ -29,12 +29,12 @@ from numbers import Real
 from typing import Any
 
 from modelyard.errors import ConflictError, ValidationError
-from modelyard.routing.analysis import CheckResult, Figure, MetricsSnapshot, Outcome, run_checks
+from modelyard.routing.analysis import ArmTraffic, CheckResult, Figure, Outcome, run_checks
 
 __all__ = [
     "CheckResult",
     "Decision",
-    "MetricsSnapshot",
+    "ArmTraffic",
     "Outcome",
     "Phase",
     "RolloutEvent",
@@ -229,8 +229,8 @@ def start_rollout(policy: RolloutPolicy, now: float) -> RolloutState:
 def decide(
     policy: RolloutPolicy,
     state: RolloutState,
-    champion: MetricsSnapshot,
-    canary: MetricsSnapshot,
+    champion: ArmTraffic,
+    canary: ArmTraffic,
     now: float,
 ) -> Decision:
     """Judge the current analysis window and say what the rollout does next."""

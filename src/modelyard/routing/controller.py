@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from modelyard.errors import ConflictError, ModelyardError
 from modelyard.routing import canary
-from modelyard.routing.analysis import MetricsSnapshot
+from modelyard.routing.analysis import ArmTraffic
 from modelyard.routing.canary import Decision, RolloutPolicy, Verdict
 from modelyard.routing.deployment import Change, Deployment, Rollout
 from modelyard.routing.deployments import DeploymentStore, VersionRef
@@ -40,9 +40,7 @@ Operation = Callable[[canary.RolloutState, float, str | None], Decision]
 class MetricsSource(Protocol):
     """One version's traffic on a deployment over ``[start, end)`` (the inference log's job)."""
 
-    def __call__(
-        self, deployment: str, version: int, start: float, end: float
-    ) -> MetricsSnapshot: ...
+    def __call__(self, deployment: str, version: int, start: float, end: float) -> ArmTraffic: ...
 
 
 @dataclass(frozen=True)
@@ -269,17 +267,17 @@ class InMemoryMetrics:
             tuple(c.ravel() for c in columns)
         )
 
-    def __call__(self, deployment: str, version: int, start: float, end: float) -> MetricsSnapshot:
+    def __call__(self, deployment: str, version: int, start: float, end: float) -> ArmTraffic:
         batches = self._batches.get((deployment, version), [])
         if not batches:
-            return MetricsSnapshot(0, 0)
+            return ArmTraffic(0, 0)
         times, errors, latency, predictions = (
             np.concatenate(c) for c in zip(*batches, strict=True)
         )
         inside = (times >= start) & (times < end)
         kept = predictions[inside]
         kept = kept[~np.isnan(kept)]
-        return MetricsSnapshot(
+        return ArmTraffic(
             request_count=int(inside.sum()),
             error_count=int(errors[inside].astype(bool).sum()),
             latency_samples_ms=latency[inside],

@@ -31,7 +31,7 @@ __all__ = [
     "Event",
     "HistoryEntry",
     "Rollout",
-    "Route",
+    "Destination",
     "RoutingKey",
     "Shadow",
     "describe_input_difference",
@@ -235,7 +235,7 @@ class Rollout:
 
 
 @dataclass(frozen=True)
-class Route:
+class Destination:
     """Where one request goes: the arm and version that answer, and the shadows to mirror."""
 
     arm: str
@@ -296,14 +296,14 @@ class Deployment:
             weights["canary"] = config.canary_weight
         return TrafficSplit(weights, self.name)
 
-    def route(self, key: str | bytes | None, draw: float, shadow_draw: float = 1.0) -> Route:
+    def route(self, key: str | bytes | None, draw: float, shadow_draw: float = 1.0) -> Destination:
         """Pick the arm (sticky by ``key`` when given, else by ``draw`` in [0, 1)) and shadows.
 
         A shadow gets the request when ``shadow_draw`` (uniform in [0, 1)) is below its share.
         """
         arm = self.traffic.assign(key, draw=draw)
         mirrored = tuple(s.version for s in self.config.shadows if shadow_draw < s.share)
-        return Route(arm, self.arms[arm], mirrored)
+        return Destination(arm, self.arms[arm], mirrored)
 
 
 @dataclass(frozen=True)

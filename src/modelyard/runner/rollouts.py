@@ -30,7 +30,7 @@ from modelyard.config import Settings
 from modelyard.monitoring.inference_log.storage import read_window
 from modelyard.monitoring.window import Window
 from modelyard.registry.profile import output_columns
-from modelyard.routing import DeploymentStore, MetricsSnapshot, RolloutController, TickResult
+from modelyard.routing import ArmTraffic, DeploymentStore, RolloutController, TickResult
 from modelyard.runner.periodic import PeriodicLoop
 from modelyard.serving.hosting.shadow import SHADOW_ARM
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -42,7 +42,7 @@ TICK_INTERVAL_S = 1.0
 PREDICTION_COLUMNS = ("score", "prediction", "label")
 
 
-def snapshot_of(window: Window) -> MetricsSnapshot:
+def snapshot_of(window: Window) -> ArmTraffic:
     """A window's traffic as the canary gates read it (see the module docstring)."""
     if window.requests and (window.arm == SHADOW_ARM).any():
         window = window.select(window.arm != SHADOW_ARM)
@@ -50,7 +50,7 @@ def snapshot_of(window: Window) -> MetricsSnapshot:
     answered = status < 400
     latency = window.latency_ms[answered]
     latency = latency[np.isfinite(latency) & (latency >= 0)]
-    return MetricsSnapshot(
+    return ArmTraffic(
         request_count=int(window.requests),
         error_count=int((status >= 500).sum()),
         latency_samples_ms=latency if latency.size else None,
@@ -79,7 +79,7 @@ class InferenceLogMetrics:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def __call__(self, deployment: str, version: int, start: float, end: float) -> MetricsSnapshot:
+    def __call__(self, deployment: str, version: int, start: float, end: float) -> ArmTraffic:
         return snapshot_of(read_window(self._db, deployment, start, end, version=version))
 
 

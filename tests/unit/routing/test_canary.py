@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from modelyard.errors import ConflictError, ValidationError
 from modelyard.routing.canary import (
+    ArmTraffic,
     Decision,
-    MetricsSnapshot,
     Outcome,
     Phase,
     RolloutPolicy,
@@ -37,9 +37,9 @@ def arm(
     error_rate: float,
     median_ms: float = 40.0,
     samples: int = 1_000,
-) -> MetricsSnapshot:
+) -> ArmTraffic:
     kept = min(requests, samples)
-    return MetricsSnapshot(
+    return ArmTraffic(
         request_count=requests,
         error_count=int(rng.binomial(requests, error_rate)),
         latency_samples_ms=rng.lognormal(np.log(median_ms), 0.5, kept),
@@ -48,7 +48,7 @@ def arm(
 
 
 def at_first_analysis(
-    champion: MetricsSnapshot, canary: MetricsSnapshot, policy: RolloutPolicy = POLICY
+    champion: ArmTraffic, canary: ArmTraffic, policy: RolloutPolicy = POLICY
 ) -> Decision:
     state = start_rollout(policy, T0)
     return decide(policy, state, champion, canary, T0 + policy.interval_s)
@@ -134,8 +134,8 @@ def test_fattened_tail_alone_is_caught() -> None:
 
 
 def test_exact_p99_without_samples_fails_softly_then_rolls_back() -> None:
-    champion = MetricsSnapshot(19_000, 10, p99_ms=120.0)
-    canary = MetricsSnapshot(1_000, 0, p99_ms=900.0)
+    champion = ArmTraffic(19_000, 10, p99_ms=120.0)
+    canary = ArmTraffic(1_000, 0, p99_ms=900.0)
     state = start_rollout(POLICY, T0)
     first = decide(POLICY, state, champion, canary, T0 + 60)
     assert first.verdict is Verdict.HOLD
@@ -161,7 +161,7 @@ def test_holds_while_the_sample_is_too_small_then_advances() -> None:
 
 def test_clear_breach_rolls_back_even_below_min_requests() -> None:
     rng = np.random.default_rng(8)
-    decision = at_first_analysis(arm(rng, 950, 0.001), MetricsSnapshot(30, 30))
+    decision = at_first_analysis(arm(rng, 950, 0.001), ArmTraffic(30, 30))
     assert decision.verdict is Verdict.ROLLBACK
     assert "clear breach" in decision.reason
 
@@ -169,17 +169,17 @@ def test_clear_breach_rolls_back_even_below_min_requests() -> None:
 def test_prediction_histograms_are_compared_by_jensen_shannon() -> None:
     same = np.array([100.0, 300.0, 400.0, 200.0])
     shifted = np.array([400.0, 300.0, 200.0, 100.0])
-    champion = MetricsSnapshot(19_000, 19, prediction_histogram=same * 19)
-    good = at_first_analysis(champion, MetricsSnapshot(1_000, 1, prediction_histogram=same))
+    champion = ArmTraffic(19_000, 19, prediction_histogram=same * 19)
+    good = at_first_analysis(champion, ArmTraffic(1_000, 1, prediction_histogram=same))
     assert good.verdict is Verdict.ADVANCE
     assert good.figures["prediction_divergence.method"] == "jensen_shannon"
-    bad = at_first_analysis(champion, MetricsSnapshot(1_000, 1, prediction_histogram=shifted))
+    bad = at_first_analysis(champion, ArmTraffic(1_000, 1, prediction_histogram=shifted))
     assert bad.verdict is Verdict.ROLLBACK
     assert "prediction divergence (jensen_shannon)" in bad.reason
 
 
 def test_missing_data_skips_a_gate() -> None:
-    decision = at_first_analysis(MetricsSnapshot(19_000, 19), MetricsSnapshot(1_000, 1))
+    decision = at_first_analysis(ArmTraffic(19_000, 19), ArmTraffic(1_000, 1))
     assert decision.verdict is Verdict.ADVANCE
     assert {c.name: c.outcome for c in decision.checks}["p99"] is Outcome.SKIPPED
 
@@ -187,7 +187,7 @@ def test_missing_data_skips_a_gate() -> None:
 def test_single_step_policy_judges_the_canary_alone_and_promotes() -> None:
     policy = RolloutPolicy(step_weights=(100,))
     rng = np.random.default_rng(9)
-    decision = at_first_analysis(MetricsSnapshot(0, 0), arm(rng, 500, 0.001), policy)
+    decision = at_first_analysis(ArmTraffic(0, 0), arm(rng, 500, 0.001), policy)
     assert decision.verdict is Verdict.PROMOTE
     assert decision.new_state.weight == 100
 
@@ -232,7 +232,7 @@ def test_manual_operations_refuse_states_they_do_not_apply_to() -> None:
 
 def test_terminal_rollouts_are_left_alone() -> None:
     done = promote(start_rollout(POLICY, T0), T0).new_state
-    decision = decide(POLICY, done, MetricsSnapshot(0, 0), MetricsSnapshot(0, 0), T0 + 600)
+    decision = decide(POLICY, done, ArmTraffic(0, 0), ArmTraffic(0, 0), T0 + 600)
     assert decision.verdict is Verdict.HOLD
     assert decision.new_state is done
 
@@ -240,7 +240,7 @@ def test_terminal_rollouts_are_left_alone() -> None:
 def test_state_outside_the_policy_is_refused() -> None:
     state = RolloutState(Phase.PROGRESSING, 5, 7, T0, T0)
     with pytest.raises(ValidationError, match="step_index 7 is outside"):
-        decide(POLICY, state, MetricsSnapshot(0, 0), MetricsSnapshot(0, 0), T0 + 60)
+        decide(POLICY, state, ArmTraffic(0, 0), ArmTraffic(0, 0), T0 + 60)
 
 
 @pytest.mark.parametrize(
@@ -271,9 +271,9 @@ def test_bad_policies_are_refused_naming_the_field(
 
 def test_bad_snapshots_are_refused() -> None:
     with pytest.raises(ValidationError, match="error_count must not exceed request_count"):
-        MetricsSnapshot(10, 11)
+        ArmTraffic(10, 11)
     with pytest.raises(ValidationError, match="latency_samples_ms must be a 1-D array"):
-        MetricsSnapshot(10, 0, latency_samples_ms=np.array([1.0, np.nan]))
+        ArmTraffic(10, 0, latency_samples_ms=np.array([1.0, np.nan]))
 
 
 @settings(max_examples=40, deadline=None)

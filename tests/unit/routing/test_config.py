@@ -26,7 +26,7 @@ from modelyard.routing import (
     pause,
     start_rollout,
 )
-from modelyard.routing.analysis import CHECKS, MetricsSnapshot, run_checks
+from modelyard.routing.analysis import CHECKS, ArmTraffic, run_checks
 from modelyard.routing.deployment import describe_input_difference, dumps
 
 BASE = DeploymentConfig("fraud", champion=3)
@@ -198,7 +198,7 @@ def test_figures_are_stored_as_strict_json() -> None:
 
 
 def test_the_gates_moved_to_analysis_keep_their_order() -> None:
-    empty = MetricsSnapshot(0, 0)
+    empty = ArmTraffic(0, 0)
     names = [c.name for c in run_checks(RolloutPolicy(), empty, empty)]
     assert names == [
         "error_rate",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelyard.errors import MethodNotAllowedError, RouteNotFoundError
-from modelyard.serving.http.routes import Route, Router, match
+from modelyard.serving.http.routes import Endpoint, Router, match
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ from modelyard.serving.http.routes import Route, Router, match
 def test_routes(path: str, endpoint: str, model: str | None, version: str | None) -> None:
     route = match(path)
     assert route is not None
-    assert (route.endpoint, route.model, route.version) == (endpoint, model, version)
+    assert (route.name, route.model, route.version) == (endpoint, model, version)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_unknown_paths(path: str) -> None:
 
 def test_router_errors() -> None:
     router = Router()
-    assert isinstance(router.resolve("POST", "/v2/models/m/infer"), Route)
+    assert isinstance(router.resolve("POST", "/v2/models/m/infer"), Endpoint)
     with pytest.raises(RouteNotFoundError, match="no endpoint at '/nope'"):
         router.resolve("GET", "/nope")
     with pytest.raises(MethodNotAllowedError, match="GET is not allowed") as caught:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from modelyard.errors import ModelyardError, NotFoundError, VersionNotFoundError
-from modelyard.routing import Deployment, DeploymentStore, Route
+from modelyard.routing import Deployment, DeploymentStore, Destination
 from modelyard.serving.hosting.runtime import ModelRuntime
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.wire.oip import Tensor
@@ -89,7 +89,9 @@ class ServedDeployment:
         """Whether the routing key is a field of the request's first row."""
         return self._field is not None
 
-    def choose(self, headers: RawHeaders, field: FieldLookup | None) -> tuple[ModelRuntime, Route]:
+    def choose(
+        self, headers: RawHeaders, field: FieldLookup | None
+    ) -> tuple[ModelRuntime, Destination]:
         """The runtime that answers this request, and the route (arm, version, shadows)."""
         key: Any = None
         if self._header is not None:

@@ -284,8 +284,8 @@ class ServingApp:
         self.inflight += 1
         try:
             route = self._router.resolve(method, path)
-            ex.endpoint = route.endpoint
-            if self._token is not None and route.endpoint in GUARDED:
+            ex.endpoint = route.name
+            if self._token is not None and route.name in GUARDED:
                 check_bearer(authorization, self._token)
             if route.methods != WRITE:
                 body = b""
@@ -293,7 +293,7 @@ class ServingApp:
                 check_media_type(content_type)
             else:
                 body = await read_json_body(body, content_type, content_length, self.max_body_bytes)
-            status, payload, media, extra = await self._handlers[route.endpoint](route, ex, body)
+            status, payload, media, extra = await self._handlers[route.name](route, ex, body)
         except ModelyardError as error:
             status = http_status(error)
             ex.code, ex.error = error.code, error.message

@@ -28,7 +28,7 @@ from modelyard.serving.hosting.served_deployment import (
 )
 from modelyard.serving.hosting.shadow import ShadowMirror
 from modelyard.serving.hosting.validation import Prepared
-from modelyard.serving.http.routes import Route
+from modelyard.serving.http.routes import Endpoint
 from modelyard.serving.telemetry.metrics import CONTENT_TYPE as METRICS_TYPE
 from modelyard.serving.wire.json_body import decode_json
 from modelyard.serving.wire.oip import (
@@ -94,7 +94,7 @@ class Exchange:
         self.arm = "primary"  # the deployment's arm that answered (see ``hooks.RequestInfo``)
 
 
-Handler = Callable[[Route, Exchange, bytes], Awaitable[Reply]]
+Handler = Callable[[Endpoint, Exchange, bytes], Awaitable[Reply]]
 
 
 class ServerView(Protocol):
@@ -118,7 +118,7 @@ def _json(status: int, document: Any) -> Reply:
 
 
 class Endpoints:
-    """Route handlers over a ``ServerView``."""
+    """Endpoint handlers over a ``ServerView``."""
 
     def __init__(self, view: ServerView, *, server_version: str) -> None:
         self._view = view
@@ -140,7 +140,7 @@ class Endpoints:
 
     # -- inference ----------------------------------------------------------------------
 
-    async def infer(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def infer(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         served = self._view.table.deployment(route.model, route.version)
         request: InferRequest | None = None
         shadows: tuple[int, ...] = ()
@@ -185,7 +185,7 @@ class Endpoints:
         )
         return 200, payload, JSON, []
 
-    async def predict(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def predict(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         served = self._view.table.deployment(route.model, route.version)
         records: object = None
         shadows: tuple[int, ...] = ()
@@ -214,7 +214,7 @@ class Endpoints:
         )
         return 200, payload, JSON, []
 
-    def _runtime(self, route: Route, ex: Exchange) -> ModelRuntime:
+    def _runtime(self, route: Endpoint, ex: Exchange) -> ModelRuntime:
         assert route.model is not None
         table = self._view.table
         runtime = table.lookup(route.model, route.version)
@@ -240,7 +240,7 @@ class Endpoints:
 
     # -- metadata and health ------------------------------------------------------------
 
-    async def model_metadata(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def model_metadata(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         runtime = self._runtime(route, ex)
         document = {
             "name": runtime.name,
@@ -250,7 +250,7 @@ class Endpoints:
         }
         return _json(200, document)
 
-    async def model_ready(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def model_ready(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         assert route.model is not None
         try:
             self._runtime(route, ex)
@@ -259,17 +259,17 @@ class Endpoints:
         ready = self._view.ready
         return _json(200 if ready else 503, {"name": route.model, "ready": ready})
 
-    async def server_metadata(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def server_metadata(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         return _json(200, {"name": "modelyard", "version": self._server_version, "extensions": []})
 
-    async def live(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def live(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         return _json(200, {"live": True})
 
-    async def ready(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def ready(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         ready = self._view.ready
         return _json(200 if ready else 503, {"ready": ready})
 
-    async def repository_index(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def repository_index(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         index = []
         for served in self._view.table.served:
             runtime = served.runtime
@@ -293,7 +293,7 @@ class Endpoints:
             )
         return _json(200, index)
 
-    async def feedback(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def feedback(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         receiver = self._view.feedback
         if receiver is None:
             raise RouteNotFoundError("this server does not accept feedback (no inference log)")
@@ -301,8 +301,8 @@ class Endpoints:
         result = await asyncio.get_running_loop().run_in_executor(None, receiver, document)
         return _json(200, dataclasses.asdict(result))
 
-    async def metrics(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def metrics(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         return 200, self._view.metrics_text(), METRICS_TYPE.encode(), []
 
-    async def openapi(self, route: Route, ex: Exchange, body: bytes) -> Reply:
+    async def openapi(self, route: Endpoint, ex: Exchange, body: bytes) -> Reply:
         return 200, self._view.openapi_json(), JSON, []

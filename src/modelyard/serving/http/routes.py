@@ -16,37 +16,37 @@ WRITE = ("POST",)
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """An endpoint, and the model name and version given in its path (if any)."""
+class Endpoint:
+    """What a path names: the endpoint, and the model name and version in it (if any)."""
 
-    endpoint: str
+    name: str
     methods: tuple[str, ...]
     model: str | None = None
     version: str | None = None
 
 
-STATIC: dict[str, Route] = {
-    "/v2": Route("server_metadata", READ),
-    "/v2/health/live": Route("live", READ),
-    "/v2/health/ready": Route("ready", READ),
-    "/v2/repository/index": Route("repository_index", WRITE),
-    "/v1/feedback": Route("feedback", WRITE),
-    "/metrics": Route("metrics", READ),
-    "/openapi.json": Route("openapi", READ),
+STATIC: dict[str, Endpoint] = {
+    "/v2": Endpoint("server_metadata", READ),
+    "/v2/health/live": Endpoint("live", READ),
+    "/v2/health/ready": Endpoint("ready", READ),
+    "/v2/repository/index": Endpoint("repository_index", WRITE),
+    "/v1/feedback": Endpoint("feedback", WRITE),
+    "/metrics": Endpoint("metrics", READ),
+    "/openapi.json": Endpoint("openapi", READ),
 }
 # Endpoints whose successful answers are not worth a log line (probes, scrapes).
 QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi"})
 # Endpoints that need the bearer token when one is configured (health and metrics stay open).
 GUARDED = frozenset({"infer", "predict", "model_metadata", "repository_index", "feedback"})
 _MODEL_ENDPOINTS = {
-    "": Route("model_metadata", READ),
-    "ready": Route("model_ready", READ),
-    "infer": Route("infer", WRITE),
+    "": Endpoint("model_metadata", READ),
+    "ready": Endpoint("model_ready", READ),
+    "infer": Endpoint("infer", WRITE),
 }
 _CACHE_LIMIT = 4096
 
 
-def _match_v2(parts: list[str]) -> Route | None:
+def _match_v2(parts: list[str]) -> Endpoint | None:
     # parts after "v2", "models": [name] [versions, v] [ready|infer]
     if not parts or not parts[0]:
         return None
@@ -59,10 +59,10 @@ def _match_v2(parts: list[str]) -> Route | None:
     template = _MODEL_ENDPOINTS.get(rest[0] if rest else "")
     if template is None:
         return None
-    return Route(template.endpoint, template.methods, name, version)
+    return Endpoint(template.name, template.methods, name, version)
 
 
-def _match_v1(parts: list[str]) -> Route | None:
+def _match_v1(parts: list[str]) -> Endpoint | None:
     # KServe V1 / TensorFlow Serving: models/{name}[/versions/{v}][:predict]
     if not parts or not parts[-1]:
         return None
@@ -77,11 +77,11 @@ def _match_v1(parts: list[str]) -> Route | None:
     else:
         return None
     if predict:
-        return Route("predict", WRITE, name, version)
-    return Route("model_status", READ, name, version)
+        return Endpoint("predict", WRITE, name, version)
+    return Endpoint("model_status", READ, name, version)
 
 
-def match(path: str) -> Route | None:
+def match(path: str) -> Endpoint | None:
     """The route for ``path``, or ``None`` if no endpoint lives there."""
     route = STATIC.get(path)
     if route is not None:
@@ -99,9 +99,9 @@ class Router:
     """``match`` with a bounded memo, and method checks that raise our errors."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, Route | None] = {}
+        self._cache: dict[str, Endpoint | None] = {}
 
-    def resolve(self, method: str, path: str) -> Route:
+    def resolve(self, method: str, path: str) -> Endpoint:
         try:
             route = self._cache[path]
         except KeyError:
