@@ -14,7 +14,7 @@ instructions up to 2x slower under load), so it serves to compare two versions
 of the request path, and ``bench_serving.py`` stays the measure of throughput.
 
 In-process, so that only the server's own work is counted: the app of
-``modelyard serve`` (inference logging wired as in ``serving.server``) and
+``modelyard serve`` (built by the worker's composition root, ``process.worker.worker_app``) and
 its HTTP protocol, ``connection.HttpConnection``, fed by fake transports: each of
 8 connections (about the batch size the real server sees with wrk's 32
 connections over 2 workers) sends its next request as soon as its answer is
@@ -120,10 +120,8 @@ async def _serve(
     from uvicorn.server import ServerState
 
     from modelyard.config import load_settings
-    from modelyard.serving.http.app import ServingApp
     from modelyard.serving.http.connection import HttpConnection
-    from modelyard.serving.process.worker import attach_inference_log
-    from modelyard.yard import Yard
+    from modelyard.serving.process.worker import worker_app
 
     environ = {
         "MODELYARD_SERVING__LOG_PATH": str(out / "serving.jsonl"),
@@ -132,37 +130,32 @@ async def _serve(
         "MODELYARD_MONITORING__LOG_INFERENCES": "true" if log else "false",
     }
     settings = load_settings(home=home, environ=environ)
-    yard = Yard(settings)
-    app = ServingApp(settings, yard, ["fraud@champion"])
-    # As in a worker of ``modelyard serve``: its supervisor stores the log.
-    logger = attach_inference_log(app, settings, yard, "0", ingest=False) if log else None
-    await app.startup()
-    for task in app._tasks:  # polling and heartbeat: per second, not per request
-        task.cancel()
-    loop = asyncio.get_running_loop()
-    request = _request(kind, body)
-    run = _Run(total, loop.create_future())
-    config, state = Config(app), ServerState()
-    connections = []
-    for _ in range(CONNECTIONS):
-        client = _Client(loop, request, run)
-        connection = HttpConnection(config, state, {}, loop, app=app)
-        client.connection = connection
-        connection.connection_made(client)  # type: ignore[arg-type]
-        connections.append(connection)
-    for connection in connections:
-        loop.call_soon(connection.data_received, request)
-    switch.counting_on()
-    await run.done
-    switch.counting_off()
-    if run.refused:
-        raise SystemExit(f"an answer was not a 200: {run.refused[:300]!r}")
-    for connection in connections:
-        connection.connection_lost(None)
-    await app.shutdown()
-    if logger is not None:
-        logger.close()
-    yard.close()
+    # Wired as a worker of ``modelyard serve`` is: its supervisor stores the log.
+    with worker_app(settings, ["fraud@champion"], ingest_log=False) as app:
+        await app.startup()
+        for task in app._tasks:  # polling and heartbeat: per second, not per request
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        request = _request(kind, body)
+        run = _Run(total, loop.create_future())
+        config, state = Config(app), ServerState()
+        connections = []
+        for _ in range(CONNECTIONS):
+            client = _Client(loop, request, run)
+            connection = HttpConnection(config, state, {}, loop, app=app)
+            client.connection = connection
+            connection.connection_made(client)  # type: ignore[arg-type]
+            connections.append(connection)
+        for connection in connections:
+            loop.call_soon(connection.data_received, request)
+        switch.counting_on()
+        await run.done
+        switch.counting_off()
+        if run.refused:
+            raise SystemExit(f"an answer was not a 200: {run.refused[:300]!r}")
+        for connection in connections:
+            connection.connection_lost(None)
+        await app.shutdown()
 
 
 def child(argv: list[str]) -> int:

@@ -19,7 +19,6 @@ from rich.table import Table
 
 from modelyard.config import load_settings
 from modelyard.errors import NotFoundError
-from modelyard.serving.http.app import log_path
 from modelyard.serving.telemetry.logsearch import (
     LogQuery,
     format_record,
@@ -59,7 +58,7 @@ def logs(
 ) -> None:
     """Search the serving logs: by request id, status, model, time or error."""
     settings = load_settings()
-    path = Path(file) if file is not None else Path(log_path(settings))
+    path = Path(file) if file is not None else Path(settings.resolved_log_path)
     if not path.is_file():
         raise NotFoundError(
             f"no log file at {path}; pass --file, or check serving.log_path in the settings"

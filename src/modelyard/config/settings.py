@@ -131,6 +131,13 @@ class Settings:
         return self.monitoring.wal_dir or self.home / "wal"
 
     @property
+    def resolved_log_path(self) -> Path | str:
+        """Where the server's JSON log goes: ``serving.log_path``, else
+        ``<home>/logs/serving.jsonl``."""
+        configured = self.serving.log_path
+        return configured if configured is not None else self.home / "logs" / "serving.jsonl"
+
+    @property
     def resolved_artifacts_url(self) -> str:
         """Where artifacts live: the configured URL or directory, else ``home/artifacts``."""
         return self.artifacts_url or str(self.home / "artifacts")

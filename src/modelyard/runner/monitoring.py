@@ -35,8 +35,8 @@ from modelyard.monitoring.inference_log.storage import deployments
 from modelyard.monitoring.live_metrics import LiveMetricsExporter
 from modelyard.monitoring.webhooks import deliver_due
 from modelyard.runner.periodic import PeriodicLoop
-from modelyard.serving.http.app import MONITORING_TEXT
 from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.serving.telemetry.metrics import MONITORING_TEXT
 from modelyard.yard import Yard
 
 

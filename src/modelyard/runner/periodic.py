@@ -13,7 +13,6 @@ from typing import Self
 
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
-from modelyard.serving.http.app import log_path
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.yard import Yard
 
@@ -51,7 +50,7 @@ class PeriodicLoop:
             self._thread = None
 
     def _run(self) -> None:
-        log = JsonLog(log_path(self._settings), worker=self.name)
+        log = JsonLog(self._settings.resolved_log_path, worker=self.name)
         try:
             with Yard(self._settings) as yard:
                 self.prepare(yard)

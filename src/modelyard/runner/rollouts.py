@@ -32,7 +32,7 @@ from modelyard.monitoring.window import Window
 from modelyard.registry.profile import output_columns
 from modelyard.routing import ArmTraffic, DeploymentStore, RolloutController, TickResult
 from modelyard.runner.periodic import PeriodicLoop
-from modelyard.serving.hosting.shadow import SHADOW_ARM
+from modelyard.serving.hosting.outcomes import SHADOW_ARM
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.store.database import Database
 from modelyard.yard import Yard

@@ -6,16 +6,23 @@ Start a server with ``serve(settings, ["fraud@champion"])`` (what ``modelyard
 serve`` runs), or build the ASGI app for one process with ``ServingApp``.
 """
 
-from modelyard.serving.hosting.hooks import InferenceEvent, ResponseHook
+from modelyard.serving.hosting.outcomes import (
+    Answered,
+    Failed,
+    InferenceRecorder,
+    RequestRecord,
+)
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.process.launch import choose_refs, serve
 from modelyard.serving.process.worker import run_worker
 from modelyard.serving.telemetry.logsearch import LogQuery, search, summarize
 
 __all__ = [
-    "InferenceEvent",
+    "Answered",
+    "Failed",
+    "InferenceRecorder",
     "LogQuery",
-    "ResponseHook",
+    "RequestRecord",
     "ServingApp",
     "choose_refs",
     "run_worker",

@@ -1,21 +1,22 @@
 """Connecting a serving worker to the durable inference log (monitoring) and feedback.
 
-Every answered prediction is recorded from the ``on_batch`` seam: after the
-model call and *before* any response of the batch is sent, the batch's records
-go to the worker's write-ahead log in one ``os.write``. A response a client
+``InferenceLogRecorder`` is serving's ``InferenceRecorder`` over monitoring's
+``InferenceLogger``. Every answered prediction is recorded with its micro-batch
+(``Answered``): after the model call and *before* any response of the batch is sent,
+the batch's records go to the worker's write-ahead log in one ``os.write``. A response a client
 received is therefore on disk (in the kernel's page cache) even if the worker
 is SIGKILLed right after; a ``LogIngester`` (the supervisor's, or a thread here
 with one worker) moves the records into the metadata store off the hot path.
 If the log cannot take the batch (full and
 set to reject, or a disk error) the batch is answered 503 instead of going out
-unlogged. Failed requests are recorded from ``on_failure``, after their error
-went out: they carry no prediction to lose.
+unlogged. A failed request (``Failed``) is recorded as its error is known: it
+carries no prediction to lose.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -25,7 +26,8 @@ from modelyard.monitoring.inference_log.ingest import LogIngester
 from modelyard.monitoring.inference_log.logger import InferenceLogger
 from modelyard.monitoring.inference_log.policy import LogPolicy
 from modelyard.routing.deployment import DeploymentConfig
-from modelyard.serving.hosting.hooks import BatchEvent, InferenceEvent
+from modelyard.serving.hosting.outcomes import Answered, Failed
+from modelyard.serving.hosting.served_deployment import ServedDeployment
 from modelyard.store.database import Database
 
 ErrorSink = Callable[[str, dict[str, object]], None]
@@ -97,50 +99,78 @@ def open_log_ingester(
     ).start()
 
 
-class InferenceLogHooks:
-    """The serving hooks that feed one ``InferenceLogger``."""
+class InferenceLogRecorder:
+    """The inference log of one worker as serving sees it: outcomes in, each deployment's
+    sampling policy applied, its figures out for /metrics."""
 
-    def __init__(self, logger: InferenceLogger, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        logger: InferenceLogger,
+        default_policy: LogPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.logger = logger
+        self._default = default_policy
         self._clock = clock
+        self._revisions: dict[str, int] = {}  # deployment -> revision whose policy applies
 
-    def on_batch(self, event: BatchEvent) -> None:
-        """Record the batch's requests, then write them all before anyone is answered."""
-        requests = event.requests
-        infos = [info for info, _, _ in requests]
-        ts = [info.ts for info in infos]
+    def record(self, outcome: Answered | Failed) -> None:
+        """Write ``outcome`` to the write-ahead log; raises ``OverloadedError`` or
+        ``StoreError`` when the log cannot take it (a batch is then answered 503)."""
+        if isinstance(outcome, Answered):
+            self._record_batch(outcome)
+        else:
+            self._record_failure(outcome)
+        self.logger.commit()
+
+    def _record_batch(self, batch: Answered) -> None:
+        requests = batch.requests
+        records = [record for record, _, _ in requests]
+        ts = [record.ts for record in records]
         now_ms = self._clock() * 1000.0
-        matrix = isinstance(event.model_input, np.ndarray)
+        matrix = isinstance(batch.model_input, np.ndarray)
         self.logger.record_batch(
-            model=event.model,
-            version=event.version,
-            request_ids=[info.request_id for info in infos],
+            model=batch.model,
+            version=batch.version,
+            request_ids=[record.request_id for record in records],
             ts=ts,
-            deployments=[info.deployment or event.model for info in infos],
-            arms=[info.arm for info in infos],
+            deployments=[record.deployment or batch.model for record in records],
+            arms=[record.arm for record in records],
             spans=[(start, stop) for _, start, stop in requests],
             latency_ms=[now_ms - at * 1000.0 for at in ts],
-            inputs=event.model_input,
-            input_names=event.input_names if matrix else None,
-            outputs=event.outputs,
+            inputs=batch.model_input,
+            input_names=batch.input_names if matrix else None,
+            outputs=batch.outputs,
         )
-        self.logger.commit()  # raises OverloadedError/StoreError: the batch is answered 503
 
-    def on_failure(self, event: InferenceEvent) -> None:
-        """Record a failed inference request (successes were recorded with their batch)."""
+    def _record_failure(self, failed: Failed) -> None:
+        record = failed.record
         self.logger.record(
-            request_id=event.request_id,
-            deployment=event.deployment or event.model,
-            model=event.model,
-            arm=event.arm,
-            version=int(event.version) if event.version.isdigit() else 0,
-            ts=event.ts,
-            status=event.status,
-            latency_ms=event.duration_s * 1000.0,
-            rows=event.rows,
-            error=event.code,
+            request_id=record.request_id,
+            deployment=record.deployment or failed.model,
+            model=failed.model,
+            arm=record.arm,
+            version=failed.version,
+            ts=record.ts,
+            status=failed.status,
+            latency_ms=failed.latency_s * 1000.0,
+            rows=failed.rows,
+            error=failed.code,
         )
-        self.logger.commit()
+
+    def follow(self, deployments: Mapping[str, ServedDeployment]) -> None:
+        """Apply each deployment's own sampling rate and time to live when its revision moves."""
+        for name, entry in deployments.items():
+            if self._revisions.get(name) != entry.revision:
+                config = entry.deployment.config
+                self.logger.set_policy(name, deployment_log_policy(config, self._default))
+                self._revisions[name] = entry.revision
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return self.logger.counts()
+
+    def backlog_bytes(self) -> int:
+        return self.logger.stats().backlog_bytes
 
 
 class FeedbackReceiver:

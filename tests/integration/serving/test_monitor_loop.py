@@ -14,8 +14,8 @@ from modelyard.monitoring import write_records
 from modelyard.monitoring.alerts import AlertRule, save_rule
 from modelyard.monitoring.drift_job import drift_history
 from modelyard.runner.monitoring import MonitorLoop
-from modelyard.serving.http.app import MONITORING_TEXT
 from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.serving.telemetry.metrics import MONITORING_TEXT
 from modelyard.yard import Yard
 
 NOW = 1_790_000_000.0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import orjson
 
 from modelyard.config import Settings
 from modelyard.runner.periodic import PeriodicLoop
-from modelyard.serving.http.app import log_path
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.yard import Yard
 
@@ -35,7 +35,9 @@ def test_a_failing_tick_is_logged_and_the_loop_goes_on(settings: Settings) -> No
     assert loop.third.wait(10)
     loop.stop()
     assert loop.ticks >= 2  # ticks that succeeded
-    lines = [orjson.loads(line) for line in log_path(settings).read_bytes().splitlines()]
+    lines = [
+        orjson.loads(line) for line in Path(settings.resolved_log_path).read_bytes().splitlines()
+    ]
     failed = [line for line in lines if line["event"] == "flaky_failed"]
     assert failed
     assert failed[0]["worker"] == "flaky"

@@ -1,10 +1,72 @@
-"""Signatures written by hand, so the validators are tested without a registry."""
+"""Signatures written by hand, so the validators are tested without a registry; a fake
+inference log and the app as a worker builds it, for the in-process app tests."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
 import pytest
 
+from modelyard.config import Settings
 from modelyard.registry.signature import FieldSpec, Signature
+from modelyard.routing import DeploymentStore
+from modelyard.serving.hosting.outcomes import Answered, Failed
+from modelyard.serving.hosting.served_deployment import ServedDeployment
+from modelyard.serving.http.app import InferenceLog, ServingApp
+from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.yard import Yard
+
+
+class RecordedOutcomes:
+    """An inference log that keeps what it is given; ``refuse`` makes it raise instead."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Answered | Failed] = []
+        self.refuse: Exception | None = None
+        self.followed: dict[str, int] = {}
+
+    def record(self, outcome: Answered | Failed) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.outcomes.append(outcome)
+
+    def follow(self, deployments: Mapping[str, ServedDeployment]) -> None:
+        self.followed = {name: entry.revision for name, entry in deployments.items()}
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return {}
+
+    def backlog_bytes(self) -> int:
+        return 0
+
+    @property
+    def answered(self) -> list[Answered]:
+        return [o for o in self.outcomes if isinstance(o, Answered)]
+
+    @property
+    def failed(self) -> list[Failed]:
+        return [o for o in self.outcomes if isinstance(o, Failed)]
+
+
+def build_app(
+    settings: Settings,
+    yard: Yard,
+    refs: Sequence[str],
+    *,
+    inference_log: InferenceLog | None = None,
+    metrics_dir: Path | None = None,
+) -> ServingApp:
+    """The app wired as ``process.worker.worker_app`` wires it, on ``yard``'s stores."""
+    return ServingApp(
+        settings.serving,
+        refs,
+        versions=yard.registry,
+        log=JsonLog(settings.resolved_log_path, worker="0"),
+        deployments=DeploymentStore(yard.db, yard.registry),
+        inference_log=inference_log,
+        metrics_dir=metrics_dir,
+    )
 
 
 @pytest.fixture
@@ -34,3 +96,15 @@ def columns_signature() -> Signature:
         outputs=(FieldSpec("prediction", "float64"),),
         layout="columns",
     )
+
+
+@pytest.fixture
+def recorded() -> RecordedOutcomes:
+    """A fake inference log to hand to ``make_app``."""
+    return RecordedOutcomes()
+
+
+@pytest.fixture
+def make_app() -> type[ServingApp] | object:
+    """``build_app``, for tests that build the app themselves."""
+    return build_app

@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
 from modelyard.errors import OverloadedError
-from modelyard.serving.hosting.hooks import BatchEvent, InferenceEvent
-from modelyard.serving.http.app import MONITORING_TEXT, ServingApp
+from modelyard.serving.http.app import ServingApp
+from modelyard.serving.telemetry.metrics import MONITORING_TEXT
 from modelyard.yard import Yard
 
 FIELDS = ["amount", "age", "tenure", "score"]
@@ -90,9 +90,9 @@ class Client:
 
 
 @pytest.fixture
-def client(home: Path) -> Iterator[Client]:
+def client(home: Path, make_app: Any, recorded: Any) -> Iterator[Client]:
     with Yard(settings_for(home)) as yard:
-        app = ServingApp(settings_for(home), yard, ["fraud@champion"])
+        app = make_app(settings_for(home), yard, ["fraud@champion"], inference_log=recorded)
         client = Client(app)
         client.run(app.startup())
         yield client
@@ -148,9 +148,9 @@ def test_only_json_is_accepted(client: Client) -> None:
     assert body["code"] == "unsupported_media_type"
 
 
-def test_body_limit_is_enforced_while_reading(home: Path) -> None:
+def test_body_limit_is_enforced_while_reading(home: Path, make_app: Any) -> None:
     with Yard(settings_for(home)) as yard:
-        app = ServingApp(settings_for(home, max_body_bytes=2048), yard, ["fraud@champion"])
+        app = make_app(settings_for(home, max_body_bytes=2048), yard, ["fraud@champion"])
         client = Client(app)
         client.run(app.startup())
         status, _, body = client.request(
@@ -200,9 +200,9 @@ def test_draining_turns_readiness_off_but_keeps_answering(client: Client) -> Non
     assert client.request("POST", "/v2/models/fraud/infer", infer_body())[0] == 200
 
 
-def test_token_guards_inference_not_health(home: Path) -> None:
+def test_token_guards_inference_not_health(home: Path, make_app: Any) -> None:
     with Yard(settings_for(home)) as yard:
-        app = ServingApp(settings_for(home, token="s3cret"), yard, ["fraud@champion"])
+        app = make_app(settings_for(home, token="s3cret"), yard, ["fraud@champion"])
         client = Client(app)
         client.run(app.startup())
         status, headers, _ = client.request("POST", "/v2/models/fraud/infer", infer_body())
@@ -221,25 +221,17 @@ def test_token_guards_inference_not_health(home: Path) -> None:
         client.runner.close()
 
 
-def test_response_hooks_see_each_inference(client: Client) -> None:
-    events: list[InferenceEvent] = []
-
-    def broken(event: InferenceEvent) -> None:
-        raise RuntimeError("hook bug")
-
-    client.app.on_response.extend([events.append, broken])
+def test_the_inference_log_sees_each_inference(client: Client, recorded: Any) -> None:
     assert client.request("POST", "/v2/models/fraud/infer", infer_body(3))[0] == 200
-    (event,) = events
-    assert (event.model, event.version, event.status, event.rows) == ("fraud", "1", 200, 3)
-    assert event.outputs is not None
-    assert len(event.outputs["label"][event.start : event.stop]) == 3
+    (batch,) = recorded.answered
+    ((record, start, stop),) = batch.requests
+    assert (batch.model, batch.version, stop - start) == ("fraud", 1, 3)
+    assert len(batch.outputs["label"][start:stop]) == 3
 
 
-def test_failure_hooks_see_failed_inferences_only(client: Client) -> None:
-    failed: list[InferenceEvent] = []
-    client.app.on_failure.append(failed.append)
+def test_the_inference_log_sees_failed_inferences(client: Client, recorded: Any) -> None:
     assert client.request("POST", "/v2/models/fraud/infer", infer_body(2))[0] == 200
-    assert failed == []
+    assert recorded.failed == []
     runtime = client.app.table.lookup("fraud", None)
 
     def broken(model_input: Any) -> dict[str, np.ndarray]:
@@ -247,8 +239,8 @@ def test_failure_hooks_see_failed_inferences_only(client: Client) -> None:
 
     runtime.batcher._predict = broken
     assert client.request("POST", "/v2/models/fraud/infer", infer_body(2))[0] == 500
-    (event,) = failed
-    assert (event.status, event.code, event.outputs) == (500, "model_failed", None)
+    (event,) = recorded.failed
+    assert (event.status, event.code, event.rows) == (500, "model_failed", 2)
 
 
 def test_a_model_failure_is_a_500_with_our_error(client: Client) -> None:
@@ -283,10 +275,12 @@ def test_metrics_count_requests(client: Client) -> None:
     assert b'modelyard_model_version{model="fraud",ref="fraud@champion"} 1.0' in text
 
 
-def test_metrics_include_the_servers_monitoring_pass(home: Path, tmp_path: Path) -> None:
+def test_metrics_include_the_servers_monitoring_pass(
+    home: Path, tmp_path: Path, make_app: Any
+) -> None:
     live = b'modelyard_live_requests{deployment="fraud",version="1"} 400.0\n'
     with Yard(settings_for(home)) as yard:
-        app = ServingApp(settings_for(home), yard, ["fraud@champion"], metrics_dir=tmp_path)
+        app = make_app(settings_for(home), yard, ["fraud@champion"], metrics_dir=tmp_path)
         client = Client(app)
         client.run(app.startup())
         assert live not in client.request("GET", "/metrics")[2]  # no pass has run yet
@@ -317,22 +311,19 @@ def test_openapi_document(client: Client) -> None:
     ] == ["fraud"]
 
 
-def test_batch_hooks_run_before_the_answer_and_can_refuse(client: Client) -> None:
-    events: list[BatchEvent] = []
-    client.app.on_batch.append(events.append)
+def test_the_inference_log_sees_batches_before_the_answer_and_can_refuse(
+    client: Client, recorded: Any
+) -> None:
     status, headers, _ = client.request(
         "POST", "/v2/models/fraud/infer", infer_body(2), headers={"x-request-id": "batch-1"}
     )
     assert status == 200
-    (event,) = events
+    (event,) = recorded.answered
     assert (event.model, event.version, event.input_names) == ("fraud", 1, tuple(FIELDS))
     ((request, start, stop),) = event.requests
     assert (request.request_id, start, stop) == ("batch-1", 0, 2)
 
-    def full(event: BatchEvent) -> None:
-        raise OverloadedError("the inference log is full")
-
-    client.app.on_batch.append(full)
+    recorded.refuse = OverloadedError("the inference log is full")
     status, headers, body = client.request("POST", "/v2/models/fraud/infer", infer_body())
     assert status == 503
     assert headers["retry-after"] == "1"

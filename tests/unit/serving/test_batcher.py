@@ -13,6 +13,7 @@ import pytest
 
 from modelyard.errors import DeadlineExceededError, ModelFailedError, OverloadedError
 from modelyard.serving.hosting.batcher import Batcher, merge_inputs, run_mode
+from modelyard.serving.hosting.outcomes import RequestRecord
 from modelyard.serving.hosting.policy import AdmissionPolicy, BatchPolicy
 from modelyard.serving.hosting.validation import ModelInput, Prepared
 
@@ -45,6 +46,10 @@ class Model:
         assert isinstance(model_input, np.ndarray)
         self.calls.append(len(model_input))
         return {"prediction": model_input[:, 0] * 10}
+
+
+def record(request_id: str = "r") -> RequestRecord:
+    return RequestRecord(request_id, 0.0, "m", "primary")
 
 
 def rows(*values: float) -> Prepared:
@@ -85,7 +90,7 @@ def test_lone_request_runs_on_the_next_turn(loop: ManualClockLoop) -> None:
     batcher = make(loop, model, wait=0.01)
 
     async def scenario() -> None:
-        future = batcher.submit(rows(1.0), deadline=loop.now + 1)
+        future = batcher.submit(rows(1.0), deadline=loop.now + 1, record=record())
         assert not future.done()
         outputs, start, stop = await future
         assert (start, stop) == (0, 1)
@@ -100,7 +105,9 @@ def test_requests_of_one_turn_share_a_batch(loop: ManualClockLoop) -> None:
     batcher = make(loop, model)
 
     async def scenario() -> list[list[float]]:
-        futures = [batcher.submit(rows(*v), loop.now + 1) for v in ([1.0], [2.0, 3.0], [4.0])]
+        futures = [
+            batcher.submit(rows(*v), loop.now + 1, record()) for v in ([1.0], [2.0, 3.0], [4.0])
+        ]
         results = [await f for f in futures]
         return [out["prediction"][a:b].tolist() for out, a, b in results]
 
@@ -113,7 +120,7 @@ def test_batches_are_capped_at_max_batch_size(loop: ManualClockLoop) -> None:
     batcher = make(loop, model, size=2)
 
     async def scenario() -> None:
-        futures = [batcher.submit(rows(float(i)), loop.now + 1) for i in range(5)]
+        futures = [batcher.submit(rows(float(i)), loop.now + 1, record()) for i in range(5)]
         await asyncio.gather(*futures)
 
     run(loop, scenario())
@@ -126,10 +133,11 @@ def test_under_concurrency_a_request_waits_at_most_max_wait(loop: ManualClockLoo
 
     async def scenario() -> None:
         await asyncio.gather(
-            batcher.submit(rows(1.0), loop.now + 1), batcher.submit(rows(2.0), loop.now + 1)
+            batcher.submit(rows(1.0), loop.now + 1, record()),
+            batcher.submit(rows(2.0), loop.now + 1, record()),
         )
         assert model.calls == [2]  # two requests together: now we are "under load"
-        late = batcher.submit(rows(3.0), loop.now + 1)
+        late = batcher.submit(rows(3.0), loop.now + 1, record())
         await turns()
         assert not late.done()  # waiting for company, the clock has not moved
         loop.now += 0.001
@@ -146,9 +154,10 @@ def test_a_request_past_its_deadline_is_not_run(loop: ManualClockLoop) -> None:
 
     async def scenario() -> None:
         await asyncio.gather(
-            batcher.submit(rows(1.0), loop.now + 1), batcher.submit(rows(2.0), loop.now + 1)
+            batcher.submit(rows(1.0), loop.now + 1, record()),
+            batcher.submit(rows(2.0), loop.now + 1, record()),
         )
-        doomed = batcher.submit(rows(3.0), deadline=loop.now + 0.005)
+        doomed = batcher.submit(rows(3.0), deadline=loop.now + 0.005, record=record())
         loop.now += 0.02
         with pytest.raises(DeadlineExceededError, match="deadline"):
             await doomed
@@ -160,7 +169,7 @@ def test_a_request_past_its_deadline_is_not_run(loop: ManualClockLoop) -> None:
 def test_an_expired_request_is_refused_at_the_door(loop: ManualClockLoop) -> None:
     batcher = make(loop, Model())
     with pytest.raises(DeadlineExceededError, match="deadline passed"):
-        batcher.submit(rows(1.0), deadline=loop.now)
+        batcher.submit(rows(1.0), deadline=loop.now, record=record())
 
 
 def test_a_full_queue_sheds_load(loop: ManualClockLoop) -> None:
@@ -168,11 +177,11 @@ def test_a_full_queue_sheds_load(loop: ManualClockLoop) -> None:
     batcher = make(loop, model, queue=3)
 
     async def scenario() -> None:
-        first = batcher.submit(rows(1.0, 2.0), loop.now + 1)
+        first = batcher.submit(rows(1.0, 2.0), loop.now + 1, record())
         assert not batcher.saturated
         with pytest.raises(OverloadedError, match="2 rows are already waiting"):
-            batcher.submit(rows(3.0, 4.0), loop.now + 1)
-        third = batcher.submit(rows(5.0), loop.now + 1)
+            batcher.submit(rows(3.0, 4.0), loop.now + 1, record())
+        third = batcher.submit(rows(5.0), loop.now + 1, record())
         assert batcher.saturated
         await asyncio.gather(first, third)
         assert batcher.idle
@@ -192,11 +201,11 @@ def test_a_model_error_fails_its_batch_only(loop: ManualClockLoop) -> None:
     batcher = make(loop, flaky)
 
     async def scenario() -> None:
-        futures = [batcher.submit(rows(1.0), loop.now + 1) for _ in range(2)]
+        futures = [batcher.submit(rows(1.0), loop.now + 1, record()) for _ in range(2)]
         for future in futures:
             with pytest.raises(ModelFailedError, match="RuntimeError: boom"):
                 await future
-        await batcher.submit(rows(1.0, 2.0), loop.now + 1)
+        await batcher.submit(rows(1.0, 2.0), loop.now + 1, record())
 
     run(loop, scenario())
 
@@ -213,11 +222,11 @@ def test_threaded_model_queues_behind_a_running_batch(loop: ManualClockLoop) -> 
         batcher = make(loop, slow, executor=executor)
 
         async def scenario() -> None:
-            first = batcher.submit(rows(1.0), loop.now + 10)
+            first = batcher.submit(rows(1.0), loop.now + 10, record())
             await turns()
             assert batcher.running_rows == 1
-            second = batcher.submit(rows(2.0), loop.now + 10)
-            third = batcher.submit(rows(3.0), loop.now + 10)
+            second = batcher.submit(rows(2.0), loop.now + 10, record())
+            third = batcher.submit(rows(3.0), loop.now + 10, record())
             await turns()
             assert batcher.queued_rows == 2  # held while the model is busy
             release.set()
@@ -238,7 +247,7 @@ def test_threaded_model_answers_504_when_the_deadline_passes(loop: ManualClockLo
         batcher = make(loop, slow, executor=executor)
 
         async def scenario() -> None:
-            stuck = batcher.submit(rows(1.0), loop.now + 0.05)
+            stuck = batcher.submit(rows(1.0), loop.now + 0.05, record())
             await turns()
             loop.now += 0.1
             await turns()
@@ -287,11 +296,13 @@ def test_the_listener_sees_each_requests_rows_before_the_answers(loop: ManualClo
         listen=listen,
     )
     futures = [
-        batcher.submit(rows(1.0, 2.0), loop.now + 1, tag="a"),
-        batcher.submit(rows(3.0), loop.now + 1, tag="b"),
+        batcher.submit(rows(1.0, 2.0), loop.now + 1, record("a")),
+        batcher.submit(rows(3.0), loop.now + 1, record("b")),
     ]
     run(loop, asyncio.gather(*futures))
-    assert seen == [[("a", 0, 2), ("b", 2, 3)]]
+    assert [[(r.request_id, a, b) for r, a, b in batch] for batch in seen] == [
+        [("a", 0, 2), ("b", 2, 3)]
+    ]
 
 
 def test_a_listener_refusal_fails_the_batch_with_its_error(loop: ManualClockLoop) -> None:
@@ -310,6 +321,6 @@ def test_a_listener_refusal_fails_the_batch_with_its_error(loop: ManualClockLoop
 
     async def scenario() -> None:
         with pytest.raises(OverloadedError, match="inference log is full"):
-            await batcher.submit(rows(1.0), loop.now + 1)
+            await batcher.submit(rows(1.0), loop.now + 1, record())
 
     run(loop, scenario())

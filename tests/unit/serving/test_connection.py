@@ -12,7 +12,7 @@ import pytest
 
 from modelyard.serving.http.app import Answer
 from modelyard.serving.http.connection import HttpConnection
-from modelyard.serving.http.endpoints import Exchange
+from modelyard.serving.pipeline import Call, Reply
 
 TIMEOUT_S = 5.0
 GET = b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -30,8 +30,8 @@ class StubApp:
     async def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
         if self.hold is not None:
             await self.hold
-        ex = Exchange("id-1", method, path, 0.0, 0.0, 1.0)
-        return Answer(ex, 200, [(b"content-length", b"2")], b"ok", 0.0)
+        call = Call("id-1", method, path, headers, 0.0, 0.0, 1.0)
+        return Answer(call, "live", Reply(200, b"ok"), [(b"content-length", b"2")], 0.0)
 
     def record(self, answer: Answer) -> None:
         self.recorded += 1

@@ -18,17 +18,14 @@ from modelyard.registry import ModelRef
 from modelyard.routing import Deployment, DeploymentConfig, RoutingKey, Shadow
 from modelyard.runner.rollouts import snapshot_of
 from modelyard.serving.hosting.manager import ModelTable
-from modelyard.serving.hosting.served_deployment import (
-    DeploymentFollower,
-    ServedDeployment,
-    record_field,
-    tensor_field,
-)
+from modelyard.serving.hosting.outcomes import RequestRecord
+from modelyard.serving.hosting.served_deployment import DeploymentFollower, ServedDeployment
 from modelyard.serving.hosting.shadow import ShadowEvent, ShadowMirror, agreement, room
 from modelyard.serving.hosting.validation import Prepared
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import ServingMetrics, merge, render
-from modelyard.serving.wire.oip import Tensor
+from modelyard.serving.wire.oip import Tensor, tensor_field
+from modelyard.serving.wire.records import record_field
 
 NAMES = ["user", "amount", "age"]
 
@@ -241,7 +238,9 @@ class FakeBatcher:
         self.queued_rows = 0
         self.futures: list[asyncio.Future[Any]] = []
 
-    def submit(self, prepared: Prepared, deadline: float, tag: Any) -> asyncio.Future[Any]:
+    def submit(
+        self, prepared: Prepared, deadline: float, record: RequestRecord
+    ) -> asyncio.Future[Any]:
         self.queued_rows += prepared.rows
         future: asyncio.Future[Any] = self.loop.create_future()
         self.futures.append(future)
@@ -269,8 +268,10 @@ def test_mirror_is_bounded_and_counts_every_outcome(tmp_path: Any) -> None:
             [events.append, broken_hook],
             timeout_s=5.0,
         )
-        request = SimpleNamespace(
-            request_id="r1", ts=0.0, started=0.0, prepared=Prepared(1, np.zeros((1, 3)))
+        request = (
+            RequestRecord("r1", 0.0, "checkout", "champion"),
+            0.0,
+            Prepared(1, np.zeros((1, 3))),
         )
         primary = {"label": np.array([1]), "probabilities": np.array([[0.2, 0.8]])}
         for _ in range(3):  # the third finds two rows queued: dropped

@@ -17,9 +17,9 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.config import Settings, load_settings
 from modelyard.monitoring import InferenceLogger, LogPolicy
 from modelyard.routing import DeploymentStore
-from modelyard.serving.hosting.hooks import BatchEvent, InferenceEvent
 from modelyard.serving.hosting.shadow import ShadowEvent
 from modelyard.serving.http.app import ServingApp
+from modelyard.serving.recording import InferenceLogRecorder, default_log_policy
 from modelyard.store.database import Database
 from modelyard.yard import Yard
 
@@ -80,12 +80,14 @@ class Client:
 
 
 @pytest.fixture
-def setup(home: Path, tmp_path: Path) -> Iterator[tuple[Client, DeploymentStore]]:
+def setup(
+    home: Path, tmp_path: Path, make_app: Any, recorded: Any
+) -> Iterator[tuple[Client, DeploymentStore]]:
     with Yard(settings_for(home)) as yard:
         store = DeploymentStore(yard.db, yard.registry)
         name = f"checkout-{tmp_path.name}"[-60:]
         store.create(name, "fraud", 1, routing_key="header:x-user")
-        app = ServingApp(settings_for(home), yard, ["fraud@champion"])
+        app = make_app(settings_for(home), yard, ["fraud@champion"], inference_log=recorded)
         client = Client(app)
         client.run(app.startup())
         client.name = name  # type: ignore[attr-defined]
@@ -99,20 +101,18 @@ def infer_body(rows: int = 1) -> dict[str, Any]:
     return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 4], "data": data}]}
 
 
-def test_deployment_routes_swaps_and_tells_the_hooks(
-    setup: tuple[Client, DeploymentStore],
+def test_deployment_routes_swaps_and_tells_the_inference_log(
+    setup: tuple[Client, DeploymentStore], recorded: Any
 ) -> None:
     client, store = setup
     name: str = client.name  # type: ignore[attr-defined]
     path = f"/v2/models/{name}/infer"
-    batches: list[tuple[str, str, int]] = []
-    responses: list[InferenceEvent] = []
 
-    def on_batch(event: BatchEvent) -> None:
-        batches.extend((r.deployment, r.arm, event.version) for r, _, _ in event.requests)
+    def batches() -> list[tuple[str, str, int]]:
+        return [
+            (r.deployment, r.arm, b.version) for b in recorded.answered for r, _, _ in b.requests
+        ]
 
-    client.app.on_batch.append(on_batch)
-    client.app.on_response.append(responses.append)
     status, headers, body = client.post(path, infer_body(2))
     assert (status, headers["x-model-version"], body["model_version"]) == (200, "1", "1")
 
@@ -126,17 +126,13 @@ def test_deployment_routes_swaps_and_tells_the_hooks(
         seen.setdefault(user, set()).add(headers["x-model-version"])
     assert all(len(v) == 1 for v in seen.values())
     assert {v for versions in seen.values() for v in versions} == {"1", "2"}
-    arms = {(d, a, v) for d, a, v in batches}
+    arms = set(batches())
     assert arms == {(name, "champion", 1), (name, "canary", 2)}
-    assert {(e.deployment, e.arm, e.version) for e in responses} == {
-        (name, "champion", "1"),
-        (name, "canary", "2"),
-    }
     # A pinned version of the deployment, and a plain reference next to it.
     status, headers, _ = client.post(f"/v2/models/{name}/versions/2/infer", infer_body())
-    assert (status, headers["x-model-version"], responses[-1].arm) == (200, "2", "pinned")
+    assert (status, headers["x-model-version"], batches()[-1][1]) == (200, "2", "pinned")
     status, headers, _ = client.post("/v2/models/fraud/infer", infer_body())
-    assert (status, responses[-1].deployment, responses[-1].arm) == (200, "fraud", "primary")
+    assert (status, *batches()[-1][:2]) == (200, "fraud", "primary")
     status, _, answer = client.post(f"/v2/models/{name}/versions/3/infer", infer_body())
     assert status == 404
     assert "not part of deployment" in answer["error"]
@@ -188,7 +184,7 @@ def test_each_deployments_log_policy_reaches_the_inference_log(
     name: str = client.name  # type: ignore[attr-defined]
     db = Database(settings_for(home).resolved_database_url)
     logger = InferenceLogger(db, tmp_path / "wal", ingest=False)
-    client.app.inference_log = logger
+    client.app.inference_log = InferenceLogRecorder(logger, default_log_policy(settings_for(home)))
     client.run(client.app._housekeeping())
     assert logger.policy(name) == LogPolicy(sample_rate=1.0, ttl_s=30 * 86_400.0)  # defaults
     store.update(name, lambda config: replace(config, log_sample_rate=0.1, log_ttl_days=0))

@@ -22,7 +22,7 @@ from modelyard.errors import (
     ValidationError,
     VersionNotFoundError,
 )
-from modelyard.serving.http.status import error_body, error_headers, http_status
+from modelyard.serving.wire.status import error_body, error_headers, http_status
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from modelyard.errors import (
     ModelyardError,
     OverloadedError,
 )
+from modelyard.serving.hosting.outcomes import RequestRecord
 from modelyard.serving.hosting.policy import (
     AdmissionPolicy,
     BatchPolicy,
@@ -50,9 +50,9 @@ Result = tuple[Outputs, int, int]
 # Called after every batch with (rows, requests, seconds).
 BatchObserver = Callable[[int, int, float], None]
 # Called after a model call, before its requests are answered, with each request's
-# tag and rows, the merged input, the outputs and the seconds the call took; raising
-# fails the batch (see ``hooks``).
-BatchListener = Callable[[list[tuple[Any, int, int]], ModelInput, Outputs, float], None]
+# record and rows, the merged input, the outputs and the seconds the call took; raising
+# fails the batch (see ``outcomes``).
+BatchListener = Callable[[list[tuple[RequestRecord, int, int]], ModelInput, Outputs, float], None]
 
 # Above this many seconds for a full batch, a model runs on its own thread.
 THREAD_ABOVE_S = 0.002
@@ -64,7 +64,7 @@ class _Pending:
     deadline: float
     enqueued: float
     future: asyncio.Future[Result] = field(repr=False)
-    tag: Any = None
+    record: RequestRecord
 
 
 def merge_inputs(inputs: list[ModelInput]) -> ModelInput:
@@ -124,11 +124,11 @@ class Batcher:
         return not self._queue and self.running_rows == 0
 
     def submit(
-        self, prepared: Prepared, deadline: float, tag: Any = None
+        self, prepared: Prepared, deadline: float, record: RequestRecord
     ) -> asyncio.Future[Result]:
         """Queue a validated request; the future resolves to its slice of a batch.
 
-        ``tag`` is handed to the batch listener with the request's rows. Raises
+        ``record`` is handed to the batch listener with the request's rows. Raises
         ``OverloadedError`` at once when the admission policy refuses it.
         """
         now = self._clock()
@@ -150,7 +150,7 @@ class Batcher:
         if reason is not None:
             raise OverloadedError(f"{self._label} is overloaded: {reason}; retry shortly")
         future: asyncio.Future[Result] = self._loop.create_future()
-        self._queue.append(_Pending(prepared, deadline, now, future, tag))
+        self._queue.append(_Pending(prepared, deadline, now, future, record))
         self.queued_rows += prepared.rows
         self._schedule(now)
         return future
@@ -269,7 +269,7 @@ class Batcher:
             start = stop
         if self._listen is not None:
             try:
-                self._listen([(p.tag, a, b) for p, a, b in spans], model_input, outputs, seconds)
+                self._listen([(p.record, a, b) for p, a, b in spans], model_input, outputs, seconds)
             except ModelyardError as refusal:  # e.g. the inference log is full: 503
                 for pending in batch:
                     if not pending.future.done():

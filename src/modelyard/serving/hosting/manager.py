@@ -29,15 +29,22 @@ from modelyard.errors import (
     VersionNotFoundError,
 )
 from modelyard.registry import ModelRef
-from modelyard.routing import DeploymentStore
-from modelyard.serving.hosting.hooks import BatchHook
+from modelyard.serving.hosting.outcomes import InferenceRecorder
 from modelyard.serving.hosting.policy import AdmissionPolicy, BatchPolicy
-from modelyard.serving.hosting.runtime import ModelRuntime, WarmedModel, load_version
-from modelyard.serving.hosting.served_deployment import DeploymentFollower, ServedDeployment
+from modelyard.serving.hosting.runtime import (
+    ModelRuntime,
+    VersionSource,
+    WarmedModel,
+    load_version,
+)
+from modelyard.serving.hosting.served_deployment import (
+    DeploymentFollower,
+    DeploymentSource,
+    ServedDeployment,
+)
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import ServingMetrics
 from modelyard.serving.wire.messages import names_list
-from modelyard.yard import Yard
 
 # A version that failed to load is retried this long after, not on every poll.
 RETRY_FAILED_S = 30.0
@@ -173,7 +180,7 @@ class ModelManager:
 
     def __init__(
         self,
-        yard: Yard,
+        versions: VersionSource,
         refs: list[ModelRef],
         serving: Any,
         *,
@@ -181,12 +188,12 @@ class ModelManager:
         metrics: ServingMetrics,
         log: JsonLog,
         lag: Callable[[], float],
-        batch_hooks: list[BatchHook] | None = None,
-        deployments: DeploymentStore | None = None,
+        recorder: InferenceRecorder | None = None,
+        deployments: DeploymentSource | None = None,
     ) -> None:
         self.table = ModelTable(refs)
-        self._batch_hooks = batch_hooks
-        self._yard = yard
+        self._recorder = recorder
+        self._versions = versions
         self._trusted = trusted
         self._metrics = metrics
         self._log = log
@@ -269,7 +276,7 @@ class ModelManager:
         resolved, errors = {}, {}
         for served in self.table.served:
             try:
-                resolved[served.text] = self._yard.registry.resolve(served.ref)
+                resolved[served.text] = self._versions.resolve(served.ref)
             except ModelyardError as error:
                 if strict:
                     raise
@@ -294,7 +301,7 @@ class ModelManager:
         loop = asyncio.get_running_loop()
         job = partial(
             load_version,
-            self._yard,
+            self._versions,
             name,
             version,
             max_rows=self._max_rows,
@@ -332,7 +339,7 @@ class ModelManager:
             loop=loop,
             observe=partial(self._observe_batch, name, str(version)),
             lag=self._lag,
-            batch_hooks=self._batch_hooks,
+            recorder=self._recorder,
         )
         self._metrics.model_load(name, runtime.version_text, "loaded")
         self._log.emit(

@@ -22,22 +22,35 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from modelyard.errors import ModelyardError
-from modelyard.registry import LoadedModel, Signature, load_sample
+from modelyard.registry import LoadedModel, ModelRef, Signature, load_sample
 from modelyard.serving.hosting.batcher import Batcher, BatchObserver, run_mode
-from modelyard.serving.hosting.hooks import BatchEvent, BatchHook
+from modelyard.serving.hosting.outcomes import Answered, InferenceRecorder, RequestRecord
 from modelyard.serving.hosting.policy import AdmissionPolicy, BatchPolicy, best_batch_size
 from modelyard.serving.hosting.validation import InputValidator
 from modelyard.serving.wire.oip import Tensor, tensor_metadata
-from modelyard.yard import Yard
 
 _WARM_CALLS = 3
 _TIMED_ROUNDS = 7
 SLOW_CALL_S = 0.25
+
+
+class VersionSource(Protocol):
+    """Where a worker's versions come from (the registry's catalog)."""
+
+    def resolve(self, ref: str | ModelRef) -> tuple[str, int]: ...
+
+    def load(
+        self, ref: str, *, trusted: bool = False, intra_op_threads: int = 1
+    ) -> LoadedModel: ...
+
+    def profile(self, name: str, version: int) -> dict[str, Any]: ...
+
+    def artifact(self, digest: str, *, name: str | None = None) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -53,15 +66,15 @@ class WarmedModel:
 
 
 def warm_records(
-    yard: Yard, name: str, version: int, signature: Signature, rows: int
+    versions: VersionSource, name: str, version: int, signature: Signature, rows: int
 ) -> list[dict[str, Any]]:
     """``rows`` records to warm a version with: its stored data sample, else placeholders."""
     names = [spec.name for spec in signature.inputs]
     columns: dict[str, np.ndarray] | None = None
     try:
-        digest = yard.registry.profile(name, version).get("sample_digest")
+        digest = versions.profile(name, version).get("sample_digest")
         if digest:
-            sample = load_sample(yard.artifacts.get_bytes(digest, name=f"{name}/{version} sample"))
+            sample = load_sample(versions.artifact(digest, name=f"{name}/{version} sample"))
             columns = sample["feature"]
     except ModelyardError:
         columns = None
@@ -89,7 +102,7 @@ def _placeholder(kind: str, categories: tuple[str, ...] | None) -> Any:
 
 
 def load_version(
-    yard: Yard,
+    versions: VersionSource,
     name: str,
     version: int,
     *,
@@ -100,12 +113,10 @@ def load_version(
 ) -> WarmedModel:
     """Load ``name/version`` and warm it; blocking, for a worker thread."""
     started = time.perf_counter()
-    loaded = yard.registry.load(
-        f"{name}/{version}", trusted=trusted, intra_op_threads=intra_op_threads
-    )
+    loaded = versions.load(f"{name}/{version}", trusted=trusted, intra_op_threads=intra_op_threads)
     validator = InputValidator(loaded.signature, max_rows)
     records = warm_records(
-        yard, name, version, loaded.signature, max(1, min(max_batch_size, max_rows))
+        versions, name, version, loaded.signature, max(1, min(max_batch_size, max_rows))
     )
     predict = loaded.predictor.predict_prepared
     one = validator.from_records(records[:1])
@@ -159,7 +170,7 @@ class ModelRuntime:
         loop: asyncio.AbstractEventLoop,
         observe: BatchObserver | None,
         lag: Callable[[], float],
-        batch_hooks: list[BatchHook] | None = None,
+        recorder: InferenceRecorder | None = None,
     ) -> None:
         loaded = warmed.loaded
         self.name = loaded.name
@@ -171,6 +182,8 @@ class ModelRuntime:
         self.flavour = loaded.predictor.flavour
         self.profile_digest = loaded.profile_digest
         self.validator = warmed.validator
+        # Values (rows x fields) one request may declare: its tensors' size is checked first.
+        self.max_values = warmed.validator.max_rows * warmed.validator.width
         self.full_batch_s = warmed.full_batch_s
         self.batch_size = warmed.batch_size
         self.load_s = warmed.load_s
@@ -188,10 +201,10 @@ class ModelRuntime:
             loop=loop,
             executor=self._executor,
             observe=observe,
-            listen=self._announce if batch_hooks is not None else None,
+            listen=self._announce if recorder is not None else None,
             lag=lag,
         )
-        self._batch_hooks = batch_hooks if batch_hooks is not None else []
+        self._recorder = recorder
         self._input_names = tuple(spec.name for spec in self.signature.inputs)
         self.tensors = tensor_metadata(self.signature, self.validator.matrix_datatype)
         self.example = warmed.example  # one record of the version's own data, for docs
@@ -200,18 +213,17 @@ class ModelRuntime:
 
     def _announce(
         self,
-        requests: list[tuple[Any, int, int]],
+        requests: list[tuple[RequestRecord, int, int]],
         model_input: Any,
         outputs: dict[str, np.ndarray],
         seconds: float,
     ) -> None:
-        if not self._batch_hooks:
-            return
-        event = BatchEvent(
-            self.name, self.version, self._input_names, model_input, outputs, requests, seconds
+        assert self._recorder is not None
+        self._recorder.record(
+            Answered(
+                self.name, self.version, self._input_names, model_input, outputs, requests, seconds
+            )
         )
-        for hook in self._batch_hooks:
-            hook(event)
 
     def close(self) -> None:
         """Release the model's thread, if it has one (the session goes with the object)."""

@@ -1,6 +1,6 @@
 """Serving the deployments of the routing store next to the explicit references.
 
-Each worker serves every deployment in ``DeploymentStore``: a request to
+Each worker serves every deployment of its ``DeploymentSource`` (routing's store): a request to
 ``/v2/models/{deployment}/infer`` (or the records route) goes to the arm that
 ``Deployment.route`` picks (champion, canary or an experiment arm, by weight,
 sticky by the configured routing key), and the shadows it names are mirrored in
@@ -27,15 +27,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from modelyard.errors import ModelyardError, NotFoundError, VersionNotFoundError
-from modelyard.routing import Deployment, DeploymentStore, Destination
+from modelyard.routing import Deployment, Destination
 from modelyard.serving.hosting.runtime import ModelRuntime
 from modelyard.serving.telemetry.jsonlog import JsonLog
-from modelyard.serving.wire.oip import Tensor
 
 # A deployment whose new revision failed to load is retried this long after.
 RETRY_FAILED_S = 30.0
-# The arm logged for a request that names a version of a deployment in its path.
-PINNED_ARM = "pinned"
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 FieldLookup = Callable[[str], Any]
@@ -118,25 +115,12 @@ class ServedDeployment:
         return runtime
 
 
-def tensor_field(inputs: list[Tensor], names: Sequence[str], wanted: str) -> Any:
-    """The first row's value of field ``wanted`` in an OIP request: a tensor of that
-    name, or its column of a single matrix tensor (row-major, one column per input)."""
-    for tensor in inputs:
-        if tensor.name == wanted:
-            return tensor.data[0] if tensor.data else None
-    if len(inputs) == 1 and wanted in names:
-        tensor = inputs[0]
-        column = list(names).index(wanted)
-        if len(tensor.shape) == 2 and tensor.shape[1] == len(names) and column < len(tensor.data):
-            return tensor.data[column]
-    return None
+class DeploymentSource(Protocol):
+    """The deployments a worker follows (routing's ``DeploymentStore``)."""
 
+    def revisions(self) -> dict[str, int]: ...
 
-def record_field(instances: object, wanted: str) -> Any:
-    """The first record's value of field ``wanted`` in a records request, if any."""
-    if isinstance(instances, list) and instances and isinstance(instances[0], dict):
-        return instances[0].get(wanted)
-    return None
+    def get(self, name: str) -> Deployment: ...
 
 
 class DeploymentSlots(Protocol):
@@ -171,7 +155,7 @@ class DeploymentFollower:
 
     def __init__(
         self,
-        store: DeploymentStore,
+        store: DeploymentSource,
         table: DeploymentSlots,
         load: Loader,
         log: JsonLog,

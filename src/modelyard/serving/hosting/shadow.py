@@ -26,35 +26,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 import numpy as np
 
 from modelyard.errors import DeadlineExceededError, ModelyardError
+from modelyard.serving.hosting.outcomes import SHADOW_ARM, RequestRecord
 from modelyard.serving.hosting.runtime import ModelRuntime
 from modelyard.serving.hosting.served_deployment import ServedDeployment
 from modelyard.serving.hosting.validation import ModelInput, Prepared
-from modelyard.serving.http.status import http_status
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import ServingMetrics
+from modelyard.serving.wire.status import http_status
 
 Outputs = dict[str, np.ndarray]
 Result = tuple[Outputs, int, int]
 MAX_INFLIGHT = 256
 # Scores closer than this count as the same answer (float32 round-off is ~1e-7).
 AGREE_WITHIN = 1e-6
-SHADOW_ARM = "shadow"
 _SCORES = ("probabilities", "score", "prediction")
-
-
-@dataclass(slots=True)
-class ShadowTag:
-    """What a shadow copy carries through the shadow's batcher (a ``hooks.RequestInfo``)."""
-
-    request_id: str
-    ts: float
-    deployment: str
-    arm: str = SHADOW_ARM
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +72,6 @@ class ShadowEvent:
 
 
 ShadowHook = Callable[[ShadowEvent], None]
-
-
-class MirroredRequest(Protocol):
-    """What the mirror reads from the primary request (``endpoints.Exchange`` has it)."""
-
-    request_id: str
-    ts: float
-    started: float
-    prepared: Prepared | None
 
 
 def agreement(
@@ -168,18 +148,17 @@ class ShadowMirror:
         served: ServedDeployment,
         shadows: tuple[int, ...],
         primary_version: int,
-        request: MirroredRequest,
+        request: tuple[RequestRecord, float, Prepared],
         outputs: Outputs,
         start: int,
         stop: int,
     ) -> None:
-        """Queue a copy of ``request`` on each of ``shadows`` (versions of ``served``) to
-        compare with the primary's ``outputs`` rows ``start:stop``, on the loop's next
-        turn; never waits or raises."""
-        prepared = request.prepared
-        if prepared is None:
-            return
-        primary_s = self._clock() - request.started
+        """Queue a copy of ``request`` (its record, when it arrived on the monotonic clock,
+        its validated input) on each of ``shadows`` (versions of ``served``) to compare
+        with the primary's ``outputs`` rows ``start:stop``, on the loop's next turn;
+        never waits or raises."""
+        record, received, prepared = request
+        primary_s = self._clock() - received
         targets = [r for v in shadows if (r := served.runtimes.get(v)) is not None]
         for runtime in targets:
             runtime.active += 1  # not unloaded before the copy is queued (``retire_idle``)
@@ -188,7 +167,7 @@ class ShadowMirror:
             served.name,
             targets,
             primary_version,
-            (request.request_id, request.ts, primary_s, prepared),
+            (record.request_id, record.ts, primary_s, prepared),
             outputs,
             start,
             stop,
@@ -217,9 +196,9 @@ class ShadowMirror:
             ):
                 self._metrics.shadow(deployment, label, "dropped")
                 continue
-            tag = ShadowTag(request_id, ts, deployment)
+            copy_record = RequestRecord(request_id, ts, deployment, SHADOW_ARM)
             try:
-                future = runtime.batcher.submit(prepared, now + self._timeout_s, tag)
+                future = runtime.batcher.submit(prepared, now + self._timeout_s, copy_record)
             except ModelyardError:  # refused by the shadow's admission policy
                 self._metrics.shadow(deployment, label, "dropped")
                 continue

@@ -1,4 +1,4 @@
-"""The ASGI application: the composition root of one serving worker process.
+"""The ASGI application of one serving worker: routing, auth, body limits, the request log.
 
 A raw ASGI callable rather than Starlette or FastAPI. The request path here is
 the cost that matters (BENCHMARKING.md: the model takes ~7 us, a FastAPI
@@ -10,11 +10,14 @@ objects, dependency injection, pydantic models, middleware stacks) is skipped.
 ``handle`` answers one request given its method, path, headers and body.
 ``modelyard serve`` calls it straight from the HTTP parser
 (``connection.HttpConnection``); ``__call__`` wraps it as an ASGI app, for any
-ASGI server and for the tests.
+ASGI server and for the tests. Inference requests go through
+``pipeline.InferencePipeline``.
 
 Per request: a request id (``x-request-id``, honoured when sane), the answering
-version (``x-model-version``), a latency/status sample for ``/metrics``, one
-JSON log line, and then the ``on_response`` hooks (see ``hooks``).
+version (``x-model-version``), a latency/status sample for ``/metrics`` and one
+JSON log line. The app is built by the worker's composition root
+(``process.worker``), which hands it its ports: where versions come from, the
+deployments to follow, and the inference log.
 """
 
 from __future__ import annotations
@@ -23,25 +26,25 @@ import asyncio
 import contextlib
 import time
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from modelyard.config import Settings
+from modelyard.config.settings import ServingSettings
 from modelyard.errors import ModelyardError
 from modelyard.monitoring.feedback import FeedbackResult
-from modelyard.monitoring.inference_log.logger import InferenceLogger
 from modelyard.registry import ModelRef, parse_ref
-from modelyard.routing import DeploymentStore
-from modelyard.serving.hosting.hooks import BatchHook, InferenceEvent, ResponseHook
 from modelyard.serving.hosting.manager import ModelManager
+from modelyard.serving.hosting.outcomes import InferenceRecorder
 from modelyard.serving.hosting.policy import lag_average
+from modelyard.serving.hosting.runtime import VersionSource
+from modelyard.serving.hosting.served_deployment import DeploymentSource, ServedDeployment
 from modelyard.serving.hosting.shadow import ShadowHook, ShadowMirror
-from modelyard.serving.http.endpoints import JSON, Endpoints, Exchange
+from modelyard.serving.http.endpoints import Endpoints
 from modelyard.serving.http.intake import (
     Disconnected,
     Receive,
@@ -52,10 +55,10 @@ from modelyard.serving.http.intake import (
 from modelyard.serving.http.openapi import build_openapi
 from modelyard.serving.http.requestids import RequestIds
 from modelyard.serving.http.routes import GUARDED, QUIET, WRITE, Router
-from modelyard.serving.http.status import error_body, error_headers, http_status
-from modelyard.serving.recording import default_log_policy, deployment_log_policy
+from modelyard.serving.pipeline import JSON, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import (
+    MONITORING_TEXT,
     GaugeSample,
     MetricsExchange,
     ServingMetrics,
@@ -63,15 +66,13 @@ from modelyard.serving.telemetry.metrics import (
     render,
 )
 from modelyard.serving.wire.oip import example_requests
-from modelyard.yard import Yard
+from modelyard.serving.wire.status import error_body, error_headers, http_status
 
 Scope = MutableMapping[str, Any]
 Headers = list[tuple[bytes, bytes]]
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
-# Written by ``monitor_loop.MonitorLoop`` into the metrics directory, appended to /metrics.
-MONITORING_TEXT = "monitoring.prom"
 _HEARTBEAT_S = 0.05
 _FLUSH_S = 0.2
 _PUBLISH_S = 1.0
@@ -81,11 +82,22 @@ _PUBLISH_S = 1.0
 class Answer:
     """A request's answer, ready to write: status, headers and body."""
 
-    exchange: Exchange
-    status: int
+    call: Call
+    endpoint: str  # the route's endpoint; empty when the path named none
+    reply: Reply
     headers: Headers
-    payload: bytes
     started: float  # time.perf_counter() when the request came in
+
+
+class InferenceLog(InferenceRecorder, Protocol):
+    """What the app needs of the inference log besides recording: its figures for
+    /metrics, and each served deployment, whose own sampling rate and time to live apply."""
+
+    def follow(self, deployments: Mapping[str, ServedDeployment]) -> None: ...
+
+    def counts(self) -> dict[tuple[str, str], int]: ...
+
+    def backlog_bytes(self) -> int: ...
 
 
 def server_version() -> str:
@@ -95,60 +107,56 @@ def server_version() -> str:
         return "0.0.0"
 
 
-def log_path(settings: Settings) -> Path | str:
-    """Where the JSON log goes: ``serving.log_path``, else ``<home>/logs/serving.jsonl``."""
-    configured = settings.serving.log_path
-    return configured if configured is not None else settings.home / "logs" / "serving.jsonl"
-
-
 class ServingApp:
-    """The ASGI app serving ``refs`` from ``yard``'s registry, and every deployment of its
-    deployment store, in this process.
+    """The ASGI app serving ``refs`` (resolved and loaded through ``versions``), and every
+    deployment of ``deployments``, in this process.
 
-    ``on_batch``, ``on_response``, ``on_failure`` and ``on_shadow`` are the seams for
-    inference logging (see ``hooks``).
+    ``inference_log`` records every outcome (None: not logging); ``feedback`` stores
+    posted labels (a blocking call, run off the event loop; None: no feedback route).
+    ``on_shadow`` hooks see each shadow comparison (see ``hosting.shadow``).
     ``start_draining()`` turns readiness off (the server calls it on SIGTERM).
     """
 
     def __init__(
         self,
-        settings: Settings,
-        yard: Yard,
+        serving: ServingSettings,
         refs: Sequence[ModelRef | str],
         *,
+        versions: VersionSource,
+        log: JsonLog,
+        deployments: DeploymentSource | None = None,
+        inference_log: InferenceLog | None = None,
+        feedback: Callable[[object], FeedbackResult] | None = None,
         trusted: bool = False,
         metrics_dir: Path | None = None,
-        worker: str = "0",
     ) -> None:
-        serving = settings.serving
-        self.settings = settings
         self.metrics = ServingMetrics()
-        self.log = JsonLog(log_path(settings), worker=worker)
+        self.log = log
         self.lag_s = 0.0
         parsed = [parse_ref(r) if isinstance(r, str) else r for r in refs]
-        self.on_batch: list[BatchHook] = []
-        self.on_response: list[ResponseHook] = []
-        self.on_failure: list[ResponseHook] = []
         self.on_shadow: list[ShadowHook] = []
-        self.feedback: Callable[[object], FeedbackResult] | None = None
-        # The inference log: its counts and backlog go to /metrics, and each deployment's
-        # sampling rate and time to live to it (None: not logging).
-        self.inference_log: InferenceLogger | None = None
-        self._log_policies: dict[str, int] = {}  # deployment -> revision applied
+        self.feedback = feedback
+        self.inference_log = inference_log
         self.manager = ModelManager(
-            yard,
+            versions,
             parsed,
             serving,
             trusted=trusted,
             metrics=self.metrics,
             log=self.log,
             lag=lambda: self.lag_s,
-            batch_hooks=self.on_batch,
-            deployments=DeploymentStore(yard.db, yard.registry),
+            recorder=inference_log,
+            deployments=deployments,
         )
         self.table = self.manager.table
         self.shadows = ShadowMirror(
             self.metrics, self.log, self.on_shadow, timeout_s=serving.request_timeout_s
+        )
+        self.pipeline = InferencePipeline(
+            self.table,
+            self.shadows,
+            inference_log,
+            lambda event, fields: self.log.emit("error", event, fields),
         )
         self.draining = False
         self.started = False
@@ -215,7 +223,7 @@ class ServingApp:
             self.metrics.log_records = logger.counts()
         return {
             "modelyard_inference_log_backlog_bytes": (
-                [((), float(logger.stats().backlog_bytes))] if logger is not None else []
+                [((), float(logger.backlog_bytes()))] if logger is not None else []
             ),
             "modelyard_queue_rows": [
                 ((r.name, r.version_text), float(r.batcher.queued_rows)) for r in runtimes
@@ -251,9 +259,13 @@ class ServingApp:
         if answer is None:
             return
         await send(
-            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+            {
+                "type": "http.response.start",
+                "status": answer.reply.status,
+                "headers": answer.headers,
+            }
         )
-        await send({"type": "http.response.body", "body": answer.payload})
+        await send({"type": "http.response.body", "body": answer.reply.payload})
         self.record(answer)
 
     async def handle(
@@ -277,15 +289,21 @@ class ServingApp:
             elif name == b"authorization":
                 authorization = value
         now = time.monotonic()  # the batcher's clock, for deadlines
-        ex = Exchange(
-            self._ids.take(incoming_id), method, path, now, time.time(), now + self._timeout
+        call = Call(
+            self._ids.take(incoming_id),
+            method,
+            path,
+            headers,
+            now,
+            time.time(),
+            now + self._timeout,
         )
-        ex.headers = headers
+        endpoint = ""
         self.inflight += 1
         try:
             route = self._router.resolve(method, path)
-            ex.endpoint = route.name
-            if self._token is not None and route.name in GUARDED:
+            endpoint = route.name
+            if self._token is not None and endpoint in GUARDED:
                 check_bearer(authorization, self._token)
             if route.methods != WRITE:
                 body = b""
@@ -293,94 +311,67 @@ class ServingApp:
                 check_media_type(content_type)
             else:
                 body = await read_json_body(body, content_type, content_length, self.max_body_bytes)
-            status, payload, media, extra = await self._handlers[route.name](route, ex, body)
+            reply = await self._handlers[endpoint](route, call, body)
         except ModelyardError as error:
             status = http_status(error)
-            ex.code, ex.error = error.code, error.message
-            payload, media = error_body(error.message, error.code), JSON
-            extra = error_headers(error, status)
+            reply = Reply(
+                status,
+                error_body(error.message, error.code),
+                JSON,
+                error_headers(error, status),
+                code=error.code,
+                error=error.message,
+            )
         except Disconnected:
             return None
         except Exception as error:  # a bug: answer 500 with the request id, log the trace
-            status, ex.code = 500, "internal_error"
-            ex.error = f"{type(error).__name__}: {error}"
-            message = f"internal error; quote request id {ex.request_id}"
-            payload, media, extra = error_body(message, "internal_error"), JSON, []
+            message = f"internal error; quote request id {call.request_id}"
+            reply = Reply(
+                500,
+                error_body(message, "internal_error"),
+                code="internal_error",
+                error=f"{type(error).__name__}: {error}",
+            )
             self.log.emit(
                 "error",
                 "internal_error",
-                {"request_id": ex.request_id, "traceback": traceback.format_exc()},
+                {"request_id": call.request_id, "traceback": traceback.format_exc()},
             )
         finally:
             self.inflight -= 1
         response_headers = [
-            (b"content-type", media),
-            (b"content-length", b"%d" % len(payload)),
-            (b"x-request-id", ex.request_id.encode()),
+            (b"content-type", reply.media),
+            (b"content-length", b"%d" % len(reply.payload)),
+            (b"x-request-id", call.request_id.encode()),
         ]
-        if ex.version:
-            response_headers.append((b"x-model-version", ex.version.encode()))
-        if extra:
-            response_headers.extend(extra)
-        return Answer(ex, status, response_headers, payload, started)
+        if reply.version:
+            response_headers.append((b"x-model-version", reply.version.encode()))
+        if reply.extra:
+            response_headers.extend(reply.extra)
+        return Answer(call, endpoint, reply, response_headers, started)
 
     def record(self, answer: Answer) -> None:
-        """Count a written answer in /metrics, the JSON log and the response hooks."""
-        self._record(answer.exchange, answer.status, time.perf_counter() - answer.started)
-
-    def _record(self, ex: Exchange, status: int, elapsed: float) -> None:
-        self.metrics.request(ex.model, ex.version, status, elapsed, ex.code)
-        if status >= 400 or ex.endpoint not in QUIET:
+        """Count a written answer in /metrics and the JSON log."""
+        call, reply = answer.call, answer.reply
+        status = reply.status
+        elapsed = time.perf_counter() - answer.started
+        self.metrics.request(reply.model, reply.version, status, elapsed, reply.code)
+        if status >= 400 or answer.endpoint not in QUIET:
             level = "info" if status < 400 else ("warning" if status < 500 else "error")
             fields: dict[str, Any] = {
-                "request_id": ex.request_id,
-                "method": ex.method,
-                "path": ex.path,
+                "request_id": call.request_id,
+                "method": call.method,
+                "path": call.path,
                 "status": status,
-                "model": ex.model,
-                "version": ex.version,
-                "rows": ex.rows,
+                "model": reply.model,
+                "version": reply.version,
+                "rows": reply.rows,
                 "duration_ms": round(elapsed * 1000, 3),
             }
-            if ex.code is not None:
-                fields["code"] = ex.code
-                fields["error"] = ex.error
-            self.log.emit(level, "request", fields, ts=ex.ts)
-        if ex.prepared is not None and (self.on_response or (status >= 400 and self.on_failure)):
-            self._notify(ex, status, elapsed)
-
-    def _notify(self, ex: Exchange, status: int, elapsed: float) -> None:
-        assert ex.prepared is not None
-        event = InferenceEvent(
-            request_id=ex.request_id,
-            model=ex.model,
-            version=ex.version,
-            status=status,
-            code=ex.code,
-            ts=ex.ts,
-            duration_s=elapsed,
-            rows=ex.rows,
-            model_input=ex.prepared.model_input,
-            outputs=ex.outputs,
-            start=ex.start,
-            stop=ex.stop,
-            deployment=ex.deployment or ex.model,
-            arm=ex.arm,
-        )
-        hooks = self.on_response + self.on_failure if status >= 400 else self.on_response
-        for hook in hooks:
-            try:
-                hook(event)
-            except Exception as error:  # a hook must never fail a request
-                self.log.emit(
-                    "error",
-                    "response_hook_failed",
-                    {
-                        "request_id": ex.request_id,
-                        "hook": repr(hook),
-                        "error": f"{type(error).__name__}: {error}",
-                    },
-                )
+            if reply.code is not None:
+                fields["code"] = reply.code
+                fields["error"] = reply.error
+            self.log.emit(level, "request", fields, ts=call.ts)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -449,21 +440,12 @@ class ServingApp:
     async def _housekeeping(self) -> None:
         self.log.flush()
         self.manager.retire_idle()
-        self._apply_log_policies()
+        if self.inference_log is not None:
+            self.inference_log.follow(self.table.deployments)
         now = time.time()
         if self._exchange.directory is not None and now - self._published >= _PUBLISH_S:
             self._published = now
             self._exchange.publish(self.metrics.snapshot(self._gauges(), now))
-
-    def _apply_log_policies(self) -> None:
-        logger = self.inference_log
-        if logger is None:
-            return
-        default = default_log_policy(self.settings)
-        for name, entry in self.table.deployments.items():
-            if self._log_policies.get(name) != entry.revision:
-                logger.set_policy(name, deployment_log_policy(entry.deployment.config, default))
-                self._log_policies[name] = entry.revision
 
     async def _heartbeat(self) -> None:
         loop = asyncio.get_running_loop()

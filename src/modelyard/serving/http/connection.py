@@ -33,7 +33,7 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from modelyard.serving.http.status import error_body
+from modelyard.serving.wire.status import error_body
 
 if TYPE_CHECKING:
     from modelyard.serving.http.app import Answer, ServingApp
@@ -259,7 +259,8 @@ class HttpConnection(asyncio.Protocol):
             self._app.record(answer)
             return
         close = self._closing or not request.keep_alive
-        parts = [STATUS_LINES[answer.status]]
+        reply = answer.reply
+        parts = [STATUS_LINES[reply.status]]
         for name, value in answer.headers:
             parts += (name, b": ", value, b"\r\n")
         parts.append(self._default_headers())
@@ -267,7 +268,7 @@ class HttpConnection(asyncio.Protocol):
             parts.append(_CLOSE)
         parts.append(b"\r\n")
         if request.method != "HEAD":
-            parts.append(answer.payload)
+            parts.append(reply.payload)
         transport.write(b"".join(parts))
         self._app.record(answer)
         self._state.total_requests += 1

@@ -19,7 +19,6 @@ from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigurationError
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.runner.host import background_loops, metrics_directory
-from modelyard.serving.http.app import log_path
 from modelyard.serving.process.supervisor import Supervisor
 from modelyard.serving.process.worker import run_worker
 from modelyard.yard import Yard
@@ -61,7 +60,7 @@ def serve(
     names = ", ".join(str(ref) for ref in refs)
     sys.stderr.write(
         f"modelyard: serving {names} on http://{serving.host}:{serving.port} "
-        f"with {serving.workers} worker(s); JSON logs in {log_path(settings)}\n"
+        f"with {serving.workers} worker(s); JSON logs in {settings.resolved_log_path}\n"
     )
     if serving.workers <= 1:
         metrics_dir = metrics_directory(settings)

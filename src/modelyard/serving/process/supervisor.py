@@ -41,7 +41,6 @@ from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
 from modelyard.runner.host import background_loops, metrics_directory
 from modelyard.runner.periodic import PeriodicLoop
-from modelyard.serving.http.app import log_path
 from modelyard.serving.process.worker import STARTUP_FAILURE, drain_delay, run_worker
 from modelyard.serving.recording import open_log_ingester
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -126,7 +125,7 @@ class Supervisor:
         }
         processes: list[BaseProcess] = []
         status = 0
-        log = JsonLog(log_path(self._settings), worker="supervisor")
+        log = JsonLog(self._settings.resolved_log_path, worker="supervisor")
         yard = Yard(self._settings)
         ingester = None
         loops: list[PeriodicLoop] = []

@@ -1,6 +1,6 @@
-"""Running the app in one process: uvicorn with the uvloop event loop and our
-httptools protocol, ``connection.HttpConnection`` (``workers.Supervisor`` runs
-several of these).
+"""One serving worker process: its composition root (``worker_app``), and uvicorn with the
+uvloop event loop and our httptools protocol, ``http.connection.HttpConnection``
+(``supervisor.Supervisor`` runs several of these).
 
 Graceful shutdown is uvicorn's (stop accepting,
 finish in-flight requests, then lifespan shutdown) plus two additions here:
@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -23,16 +24,19 @@ from typing import Any, cast
 import uvicorn
 
 from modelyard.config import Settings
-from modelyard.monitoring.inference_log.logger import InferenceLogger
-from modelyard.registry import ModelRef
+from modelyard.registry import ModelRef, Registry
+from modelyard.routing import DeploymentStore
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.http.connection import HttpConnection
 from modelyard.serving.recording import (
     FeedbackReceiver,
-    InferenceLogHooks,
+    InferenceLogRecorder,
+    default_log_policy,
     open_inference_log,
 )
-from modelyard.yard import Yard
+from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.store.artifacts import open_artifact_store
+from modelyard.store.database import Database
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the lifespan startup fails
 
@@ -99,24 +103,51 @@ def limit_native_threads(threads: int) -> None:
     threadpoolctl.threadpool_limits(limits=threads)
 
 
-def attach_inference_log(
-    app: ServingApp, settings: Settings, yard: Yard, worker: str, *, ingest: bool
-) -> InferenceLogger:
-    """Log ``app``'s inferences and take its feedback; returns the started logger (close it
-    after the server stops). Without ``ingest``, another process stores the log."""
-    inference_log = open_inference_log(
-        settings,
-        yard.db,
-        worker,
-        on_error=lambda event, fields: app.log.emit("error", event, fields),
-        ingest=ingest,
-    )
-    app.inference_log = inference_log
-    hooks = InferenceLogHooks(inference_log)
-    app.on_batch.append(hooks.on_batch)
-    app.on_failure.append(hooks.on_failure)
-    app.feedback = FeedbackReceiver(yard.db, settings.monitoring.feedback_max_items)
-    return inference_log
+@contextmanager
+def worker_app(
+    settings: Settings,
+    refs: Sequence[ModelRef | str],
+    *,
+    trusted: bool = False,
+    metrics_dir: Path | None = None,
+    worker: str = "0",
+    ingest_log: bool = True,
+) -> Iterator[ServingApp]:
+    """The composition root of a serving worker: its database, registry, deployments,
+    JSON log and inference log are built here, once, and handed to the app as ports;
+    all of them are closed when the block ends. Without ``ingest_log`` the inference log
+    is only written here, for the supervisor to store."""
+    db = Database(settings.resolved_database_url)
+    registry = Registry(db, open_artifact_store(settings.resolved_artifacts_url))
+    log = JsonLog(settings.resolved_log_path, worker=worker)
+    logger = None
+    try:
+        recorder = feedback = None
+        if settings.monitoring.log_inferences:
+            logger = open_inference_log(
+                settings,
+                db,
+                worker,
+                on_error=lambda event, fields: log.emit("error", event, fields),
+                ingest=ingest_log,
+            )
+            recorder = InferenceLogRecorder(logger, default_log_policy(settings))
+            feedback = FeedbackReceiver(db, settings.monitoring.feedback_max_items)
+        yield ServingApp(
+            settings.serving,
+            refs,
+            versions=registry,
+            log=log,
+            deployments=DeploymentStore(db, registry),
+            inference_log=recorder,
+            feedback=feedback,
+            trusted=trusted,
+            metrics_dir=metrics_dir,
+        )
+    finally:
+        if logger is not None:
+            logger.close()  # with ingest_log: drains what the store has not taken yet
+        db.dispose()
 
 
 def run_worker(
@@ -129,20 +160,15 @@ def run_worker(
     worker: str = "0",
     ingest_log: bool = True,
 ) -> None:
-    """Serve in this process until a stop signal; blocking. Without ``ingest_log`` the
-    inference log is only written here, for the supervisor to store."""
+    """Serve in this process until a stop signal; blocking (see ``worker_app``)."""
     limit_native_threads(settings.serving.intra_op_threads)
-    yard = Yard(settings)
-    inference_log = None
-    try:
-        app = ServingApp(
-            settings, yard, refs, trusted=trusted, metrics_dir=metrics_dir, worker=worker
-        )
-        if settings.monitoring.log_inferences:
-            inference_log = attach_inference_log(app, settings, yard, worker, ingest=ingest_log)
+    with worker_app(
+        settings,
+        refs,
+        trusted=trusted,
+        metrics_dir=metrics_dir,
+        worker=worker,
+        ingest_log=ingest_log,
+    ) as app:
         server = DrainingServer(uvicorn_config(app, settings), app, drain_delay(settings))
         server.run(sockets=sockets)
-    finally:
-        if inference_log is not None:
-            inference_log.close()  # with ingest_log: drains what the store has not taken yet
-        yard.close()

@@ -36,6 +36,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 STALE_AFTER_S = 5.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The server's monitoring pass writes its figures to this file of the metrics directory;
+# every worker appends it to its /metrics.
+MONITORING_TEXT = "monitoring.prom"
 
 # Gauges: name -> (help, labels, how workers combine).
 GAUGES: dict[str, tuple[str, tuple[str, ...], str]] = {

@@ -13,6 +13,7 @@ directly (``OPT_SERIALIZE_NUMPY``) without a ``tolist()`` copy.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,3 +359,17 @@ def example_requests(
             for s in signature.inputs
         ]
     return {"inputs": tensors}, {"instances": [record]}
+
+
+def tensor_field(inputs: list[Tensor], names: Sequence[str], wanted: str) -> Any:
+    """The first row's value of field ``wanted`` in an OIP request: a tensor of that
+    name, or its column of a single matrix tensor (row-major, one column per input)."""
+    for tensor in inputs:
+        if tensor.name == wanted:
+            return tensor.data[0] if tensor.data else None
+    if len(inputs) == 1 and wanted in names:
+        tensor = inputs[0]
+        column = list(names).index(wanted)
+        if len(tensor.shape) == 2 and tensor.shape[1] == len(names) and column < len(tensor.data):
+            return tensor.data[column]
+    return None

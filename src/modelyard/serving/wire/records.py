@@ -52,3 +52,10 @@ def records_response(
         },
         option=DUMP_OPTIONS,
     )
+
+
+def record_field(instances: object, wanted: str) -> Any:
+    """The first record's value of field ``wanted`` in a records request, if any."""
+    if isinstance(instances, list) and instances and isinstance(instances[0], dict):
+        return instances[0].get(wanted)
+    return None
