@@ -25,11 +25,12 @@ import numpy as np
 import numpy.typing as npt
 
 from modelyard.errors import ConflictError, ModelyardError
+from modelyard.registry.refs import ModelRef
 from modelyard.routing import canary
 from modelyard.routing.analysis import ArmTraffic
 from modelyard.routing.canary import Decision, RolloutPolicy, Verdict
 from modelyard.routing.deployment import Change, Deployment, Rollout
-from modelyard.routing.deployments import DeploymentStore, VersionRef
+from modelyard.routing.deployment_store import DeploymentStore, VersionRef
 
 __all__ = ["InMemoryMetrics", "MetricsSource", "RolloutController", "TickResult"]
 
@@ -204,10 +205,10 @@ class RolloutController:
         if alias is None or record is None or record.state.phase is not canary.Phase.PROMOTED:
             return
         model, version = deployment.config.model, deployment.config.champion
-        _, current = self._store.registry.resolve(f"{model}@{alias}")
+        _, current = self._store.catalog.resolve(ModelRef(model, alias=alias))
         if current != version:
             reason = f"rollout on deployment {deployment.name!r} promoted version {version}"
-            self._store.registry.set_alias(model, alias, version, actor=actor, reason=reason)
+            self._store.catalog.set_alias(model, alias, version, actor=actor, reason=reason)
 
 
 def _apply(

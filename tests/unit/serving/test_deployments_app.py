@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.config import Settings, load_settings
 from modelyard.monitoring import InferenceLogger, LogPolicy
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.hosting.hooks import BatchEvent, InferenceEvent
 from modelyard.serving.hosting.shadow import ShadowEvent
 from modelyard.serving.http.app import ServingApp
@@ -82,7 +83,7 @@ class Client:
 @pytest.fixture
 def setup(home: Path, tmp_path: Path) -> Iterator[tuple[Client, DeploymentStore]]:
     with Yard(settings_for(home)) as yard:
-        store = DeploymentStore(yard.db, yard.registry)
+        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         name = f"checkout-{tmp_path.name}"[-60:]
         store.create(name, "fraud", 1, routing_key="header:x-user")
         app = ServingApp(settings_for(home), yard, ["fraud@champion"])

@@ -37,6 +37,7 @@ from modelyard.monitoring.feedback import FeedbackResult
 from modelyard.monitoring.inference_log.logger import InferenceLogger
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.hosting.hooks import BatchHook, InferenceEvent, ResponseHook
 from modelyard.serving.hosting.manager import ModelManager
 from modelyard.serving.hosting.policy import lag_average
@@ -144,7 +145,7 @@ class ServingApp:
             log=self.log,
             lag=lambda: self.lag_s,
             batch_hooks=self.on_batch,
-            deployments=DeploymentStore(yard.db, yard.registry),
+            deployments=DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry),
         )
         self.table = self.manager.table
         self.shadows = ShadowMirror(
