@@ -9,13 +9,12 @@ event carrying the reason and the figures, and a history row. Deployments that
 follow a registry alias and run no rollout are synced to it.
 
 ``start``, ``pause``, ``resume``, ``promote`` and ``abort`` are the operator's
-side; they land in the same rows. Nothing here sleeps except ``run_forever``.
+side; they land in the same rows. Nothing here sleeps: the runner calls ``tick``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -154,15 +153,6 @@ class RolloutController:
             if result is not None:
                 results.append(result)
         return results
-
-    def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """``tick`` every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # a database hiccup must not end the loop; the next tick retries
-                log.exception("rollout controller tick failed")
-            stop.wait(interval)
 
     def _visit(self, deployment: Deployment, now: float) -> TickResult | None:
         record = deployment.rollout
