@@ -22,8 +22,10 @@ from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
 from modelyard.routing.controller import RolloutController
 from modelyard.routing.deployment import Change, Deployment, DeploymentConfig, RoutingKey
-from modelyard.routing.deployments import DeploymentStore
-from modelyard.routing.experiments import ExperimentReporter, LoggedOutcomes, OutcomeKind
+from modelyard.routing.deployment_store import DeploymentStore
+from modelyard.routing.experiment_reports import ExperimentReporter
+from modelyard.routing.experiments import LoggedOutcomes, OutcomeKind
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
 __all__ = ["deploy", "deploy_app"]
@@ -44,7 +46,7 @@ class _Context:
         self.yard = Yard(load_settings())
         # The database's connections close when the command is done with its context.
         weakref.finalize(self, self.yard.close)
-        self.store = DeploymentStore(self.yard.db, self.yard.registry)
+        self.store = DeploymentStore(SqlDeploymentRepository(self.yard.db), self.yard.registry)
         self.actor = self.yard.settings.user
         self.controller = RolloutController(self.store)
 
@@ -382,7 +384,7 @@ def ab_report(name: str) -> None:
     if experiment is None:
         raise ValidationError(f"deployment {name!r} runs no experiment; start one with `ab start`")
     outcomes = LoggedOutcomes(partial(request_outcomes, ctx.yard.db))
-    reporter = ExperimentReporter(ctx.yard.db, outcomes)
+    reporter = ExperimentReporter(SqlDeploymentRepository(ctx.yard.db), outcomes)
     report = reporter.report(name, experiment, actor=ctx.actor)
     _show(found)
     print_table(

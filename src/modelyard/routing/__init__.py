@@ -1,4 +1,8 @@
-"""Routing: deployments, traffic assignment, canary rollouts, shadows and A/B experiments."""
+"""Routing: deployments, traffic assignment, canary rollouts, shadows and A/B experiments.
+
+The database adapter, ``routing.sql.SqlDeploymentRepository``, is imported from its
+module (it brings SQLAlchemy); ``routing.memory`` holds the in-memory ones.
+"""
 
 from modelyard.routing.abtest import (
     ArmReport,
@@ -44,18 +48,33 @@ from modelyard.routing.deployment import (
     RoutingKey,
     Shadow,
 )
-from modelyard.routing.deployments import DeploymentStore
+from modelyard.routing.deployment_store import DeploymentStore
+from modelyard.routing.experiment_reports import ExperimentReporter
 from modelyard.routing.experiments import (
     Experiment,
     ExperimentArm,
-    ExperimentReporter,
     InMemoryOutcomes,
     LoggedOutcomes,
     OutcomeSource,
 )
+from modelyard.routing.memory import InMemoryCatalog, InMemoryDeploymentRepository
+from modelyard.routing.repository import (
+    CatalogVersion,
+    DeploymentRepository,
+    EventLog,
+    Revision,
+    VersionCatalog,
+)
 
 __all__ = [
     "ArmReport",
+    "CatalogVersion",
+    "DeploymentRepository",
+    "EventLog",
+    "InMemoryCatalog",
+    "InMemoryDeploymentRepository",
+    "Revision",
+    "VersionCatalog",
     "CheckResult",
     "Conversions",
     "Decision",

@@ -9,13 +9,12 @@ event carrying the reason and the figures, and a history row. Deployments that
 follow a registry alias and run no rollout are synced to it.
 
 ``start``, ``pause``, ``resume``, ``promote`` and ``abort`` are the operator's
-side; they land in the same rows. Nothing here sleeps except ``run_forever``.
+side; they land in the same rows. Nothing here sleeps: the runner calls ``tick``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,11 +24,12 @@ import numpy as np
 import numpy.typing as npt
 
 from modelyard.errors import ConflictError, ModelyardError
+from modelyard.registry.refs import ModelRef
 from modelyard.routing import canary
 from modelyard.routing.analysis import ArmTraffic
 from modelyard.routing.canary import Decision, RolloutPolicy, Verdict
 from modelyard.routing.deployment import Change, Deployment, Rollout
-from modelyard.routing.deployments import DeploymentStore, VersionRef
+from modelyard.routing.deployment_store import DeploymentStore, VersionRef
 
 __all__ = ["InMemoryMetrics", "MetricsSource", "RolloutController", "TickResult"]
 
@@ -154,15 +154,6 @@ class RolloutController:
                 results.append(result)
         return results
 
-    def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """``tick`` every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # a database hiccup must not end the loop; the next tick retries
-                log.exception("rollout controller tick failed")
-            stop.wait(interval)
-
     def _visit(self, deployment: Deployment, now: float) -> TickResult | None:
         record = deployment.rollout
         if record is None or not record.state.active:
@@ -204,10 +195,10 @@ class RolloutController:
         if alias is None or record is None or record.state.phase is not canary.Phase.PROMOTED:
             return
         model, version = deployment.config.model, deployment.config.champion
-        _, current = self._store.registry.resolve(f"{model}@{alias}")
+        _, current = self._store.catalog.resolve(ModelRef(model, alias=alias))
         if current != version:
             reason = f"rollout on deployment {deployment.name!r} promoted version {version}"
-            self._store.registry.set_alias(model, alias, version, actor=actor, reason=reason)
+            self._store.catalog.set_alias(model, alias, version, actor=actor, reason=reason)
 
 
 def _apply(

@@ -5,7 +5,7 @@ a canary with a traffic weight, shadow versions, or an A/B experiment.
 ``DeploymentConfig`` validates itself (the message names the field);
 ``Deployment`` adds the stored rollout and revision, and ``route`` picks the arm
 that answers a request (sticky by routing key) and the shadows that see it.
-Nothing here touches the database: ``deployments.DeploymentStore`` does.
+Nothing here touches the database: ``deployment_store.DeploymentStore`` and its repository do.
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ An ``Experiment`` is part of a deployment's configuration (``DeploymentStore``
 starts and stops it); while it runs, traffic is split over its arms by weight,
 sticky by routing key. Outcomes come later, as feedback posted by request id
 (a label, or a field of a business event); an ``OutcomeSource`` sums them per
-arm over a time range, and ``ExperimentReporter`` feeds those sums to
-``abtest.analyze`` and keeps each report as an ``experiment.report`` event, so
-a sequential design's next look continues from the last one.
+arm over a time range, and ``experiment_reports.ExperimentReporter`` feeds
+those sums to ``abtest.analyze``.
 """
 
 from __future__ import annotations
@@ -14,31 +13,16 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import insert, select
-
 from modelyard.errors import ValidationError
-from modelyard.routing.abtest import (
-    ArmReport,
-    Conversions,
-    ExperimentReport,
-    ExperimentVerdict,
-    FixedHorizon,
-    MeanSummary,
-    Sequential,
-    analyze,
-)
-from modelyard.store.database import Database
-from modelyard.store.schema import events
+from modelyard.routing.abtest import Conversions, FixedHorizon, MeanSummary, Sequential
 
 __all__ = [
     "Experiment",
     "ExperimentArm",
-    "ExperimentReporter",
     "InMemoryOutcomes",
     "LoggedOutcomes",
     "OutcomeKind",
@@ -266,93 +250,3 @@ def _outcome(label: str | None, metric: str) -> float | None:
     if isinstance(value, bool | int | float) and math.isfinite(value):
         return float(value)
     return None
-
-
-class ExperimentReporter:
-    """Reports a running experiment and keeps each report as an ``experiment.report`` event."""
-
-    def __init__(
-        self, db: Database, source: OutcomeSource, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._db = db
-        self._source = source
-        self._clock = clock
-
-    def report(
-        self,
-        deployment: str,
-        experiment: Experiment,
-        *,
-        now: float | None = None,
-        actor: str | None = None,
-    ) -> ExperimentReport:
-        """Analyse every arm since the experiment started; store and return the report."""
-        end = self._clock() if now is None else now
-        outcomes = {
-            arm.name: self._source(
-                deployment, arm.name, arm.version, experiment, experiment.started_at, end
-            )
-            for arm in experiment.arms
-        }
-        previous = self.last_report(deployment, experiment)
-        result = analyze(
-            outcomes,
-            experiment.control,
-            experiment.design,
-            previous=previous,
-            higher_is_better=experiment.higher_is_better,
-        )
-        payload = {"started_at": experiment.started_at, "report": report_to_dict(result)}
-        with self._db.write() as conn:
-            conn.execute(
-                insert(events).values(
-                    at=end,
-                    kind="experiment.report",
-                    subject=deployment,
-                    reason=result.reason,
-                    payload=_dumps(payload),
-                    actor=actor,
-                )
-            )
-        return result
-
-    def last_report(self, deployment: str, experiment: Experiment) -> ExperimentReport | None:
-        """The latest stored report of this run of the experiment, if any."""
-        query = (
-            select(events.c.payload)
-            .where(events.c.subject == deployment, events.c.kind == "experiment.report")
-            .order_by(events.c.id.desc())
-            .limit(20)
-        )
-        with self._db.read() as conn:
-            for (raw,) in conn.execute(query):
-                payload = json.loads(raw)
-                if payload.get("started_at") == experiment.started_at:
-                    return report_from_dict(payload["report"])
-        return None
-
-
-def report_to_dict(report: ExperimentReport) -> dict[str, Any]:
-    return {**asdict(report), "verdict": report.verdict.value}
-
-
-def report_from_dict(data: Mapping[str, Any]) -> ExperimentReport:
-    arms = tuple(ArmReport(**arm) for arm in data["arms"])
-    return ExperimentReport(
-        ExperimentVerdict(data["verdict"]), data["winner"], data["reason"], arms, data["design"]
-    )
-
-
-def _dumps(value: Any) -> str:
-    """JSON with non-finite floats as strings ("inf"), so any JSON reader can parse it."""
-
-    def clean(item: Any) -> Any:
-        if isinstance(item, float) and not math.isfinite(item):
-            return str(item)
-        if isinstance(item, dict):
-            return {k: clean(v) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [clean(v) for v in item]
-        return item
-
-    return json.dumps(clean(value))

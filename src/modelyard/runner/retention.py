@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from modelyard.config import Settings
 from modelyard.monitoring.inference_log.storage import retention_sweep
-from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.periodic import PeriodicLoop
 from modelyard.serving.recording import default_log_policy, deployment_log_policy
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -26,7 +26,7 @@ def sweep_once(yard: Yard, settings: Settings, now: float) -> dict[str, int]:
     default = default_log_policy(settings)
     policies = {
         deployment.name: deployment_log_policy(deployment.config, default)
-        for deployment in DeploymentStore(yard.db, yard.registry).list()
+        for deployment in SqlDeploymentRepository(yard.db).list()
     }
     return retention_sweep(yard.db, now, policies=policies, default=default)
 

@@ -31,6 +31,7 @@ from modelyard.monitoring.inference_log.storage import read_window
 from modelyard.monitoring.window import Window
 from modelyard.registry.profile import output_columns
 from modelyard.routing import ArmTraffic, DeploymentStore, RolloutController, TickResult
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.periodic import PeriodicLoop
 from modelyard.serving.hosting.outcomes import SHADOW_ARM
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -119,7 +120,7 @@ class RolloutLoop(PeriodicLoop):
         self._controller: RolloutController | None = None
 
     def prepare(self, yard: Yard) -> None:
-        store = DeploymentStore(yard.db, yard.registry)
+        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         self._controller = RolloutController(store, InferenceLogMetrics(yard.db), clock=self._clock)
 
     def tick(self, yard: Yard, log: JsonLog) -> None:

@@ -8,6 +8,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
 
@@ -27,4 +28,4 @@ def fraud(
 
 @pytest.fixture
 def store(fraud: Yard) -> DeploymentStore:
-    return DeploymentStore(fraud.db, fraud.registry)
+    return DeploymentStore(SqlDeploymentRepository(fraud.db), fraud.registry)

@@ -20,6 +20,7 @@ import pytest
 
 from modelyard.config import load_settings
 from modelyard.routing import DeploymentStore, RolloutController, RolloutPolicy
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
 PICKLED = Path(__file__).parent / "pickled"
@@ -94,7 +95,7 @@ def test_failing_canary_is_rolled_back_under_load(
             registry.register(
                 "risky", model, safe, feature_names=FIELDS, flavour="pickle", trusted=True
             )
-        DeploymentStore(yard.db, yard.registry).create("risky", "risky", 1)
+        DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry).create("risky", "risky", 1)
     server = launch_server(
         home, ["fraud@champion"], workers=2, trusted=True, settings={"poll_interval_s": "0.25"}
     )
@@ -110,7 +111,7 @@ def test_failing_canary_is_rolled_back_under_load(
 
     policy = RolloutPolicy(step_weights=(CANARY_WEIGHT, 50, 100), interval_s=2.0, min_requests=20)
     with Yard(load_settings(home=home, environ={})) as yard:
-        store = DeploymentStore(yard.db, yard.registry)
+        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         rollout_at = time.time()
         RolloutController(store).start("risky", 2, policy, actor="test")
         rollback = None

@@ -15,6 +15,7 @@ from sklearn.datasets import make_classification
 
 from modelyard.config import load_settings
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.telemetry.logsearch import LogQuery, search
 from modelyard.yard import Yard
 
@@ -24,7 +25,7 @@ FRAUD_FIELDS = [f"f{i}" for i in range(30)]  # as in conftest.build_home
 def deploy(home: Path, name: str, **config: Any) -> int:
     """Create ``name`` serving fraud/1 and apply ``config``; the revision it ends at."""
     with Yard(load_settings(home=home, environ={})) as yard:
-        store = DeploymentStore(yard.db, yard.registry)
+        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         routing_key = config.pop("routing_key", None)
         store.create(name, "fraud", 1, routing_key=routing_key)
         return store.update(name, lambda current: replace(current, **config)).revision
@@ -61,7 +62,7 @@ def test_traffic_split_follows_weight_and_sticks_to_routing_key(
 
     # Keyed by header: one version per user, the one the store's own routing picks.
     with Yard(load_settings(home=fresh_home, environ={})) as yard:
-        by_user = DeploymentStore(yard.db, yard.registry).get("by-user")
+        by_user = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry).get("by-user")
     users = {f"user-{n}": fraud_body for n in range(40)}
     seen = versions_by_user(
         server.url, "/v2/models/by-user/infer", users, lambda user: {"x-user-id": user}
@@ -96,7 +97,7 @@ def test_weight_change_under_load_reaches_every_worker_within_a_second(
 
     changed_at = time.time()
     with Yard(load_settings(home=fresh_home, environ={})) as yard:
-        store = DeploymentStore(yard.db, yard.registry)
+        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         revision = store.update(
             "checkout", lambda current: replace(current, canary_weight=60), reason="test"
         ).revision

@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.config import Settings
 from modelyard.monitoring import read_window, write_records
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.retention import sweep_once
 from modelyard.yard import Yard
 
@@ -21,7 +22,7 @@ def test_each_deployment_keeps_its_own_days(settings: Settings, yard: Yard) -> N
     features = np.random.default_rng(0).normal(size=(50, 3))
     model = LogisticRegression().fit(features, features[:, 0] > 0)
     yard.register_model("fraud", model, features)
-    store = DeploymentStore(yard.db, yard.registry)
+    store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
     for name in ("short", "default", "forever"):
         store.create(name, "fraud", 1)
     store.update("short", lambda config: replace(config, log_ttl_days=2))

@@ -28,6 +28,7 @@ import uvloop
 from modelyard.config import load_settings
 from modelyard.loadtest.generator import LoadPlan, LoadResult, generate
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
 PICKLED = Path(__file__).parent / "pickled"
@@ -66,7 +67,7 @@ def test_sleeping_shadow_leaves_primary_p99_alone(
             yard.registry.register(
                 "echo", model, features, feature_names=FIELDS, flavour="pickle", trusted=True
             )
-        store = DeploymentStore(yard.db, yard.registry)
+        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         store.create("plain", "echo", 1)
         store.create("mirrored", "echo", 1)
         store.set_shadow("mirrored", 2, 1.0)  # every request is mirrored

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -11,13 +10,13 @@ import pytest
 from modelyard.errors import ConflictError, ValidationError, VersionNotFoundError
 from modelyard.routing import (
     DeploymentStore,
+    InMemoryCatalog,
     InMemoryMetrics,
     Phase,
     RolloutController,
     RolloutPolicy,
     Verdict,
 )
-from modelyard.yard import Yard
 
 POLICY = RolloutPolicy(step_weights=(5, 25, 50, 100), interval_s=60, min_requests=100)
 
@@ -191,20 +190,20 @@ def test_bad_rollouts_are_refused_with_reasons(
 
 
 def test_tick_follows_the_alias_and_promotion_moves_it(
-    routing_yard: Yard, store: DeploymentStore, clock: Any
+    catalog: InMemoryCatalog, store: DeploymentStore, clock: Any
 ) -> None:
-    routing_yard.registry.set_alias("m", "champion", 1)
+    catalog.set_alias("m", "champion", 1)
     store.create("api", "m", "champion", follow_alias="champion")
     controller = RolloutController(store, InMemoryMetrics(), clock)
     assert controller.tick() == []
-    routing_yard.registry.set_alias("m", "champion", 3)
+    catalog.set_alias("m", "champion", 3)
     [result] = controller.tick()
     assert result.synced_to == 3
     assert store.get("api").config.champion == 3
     assert "alias 'champion' moved" in store.events("api", "deployment.alias")[0].reason
     controller.start("api", 2)
     controller.promote("api")
-    assert routing_yard.registry.resolve("m@champion") == ("m", 2)
+    assert catalog.resolve("m@champion") == ("m", 2)
     assert controller.tick() == []  # the alias and the champion agree
 
 
@@ -219,16 +218,15 @@ def test_promoting_a_canary_that_is_also_a_shadow_drops_the_shadow(
     assert [s.version for s in done.config.shadows] == [3]
 
 
-def test_run_forever_ticks_until_stopped(store: DeploymentStore) -> None:
+def test_each_tick_reads_the_clock_once(store: DeploymentStore) -> None:
     store.create("api", "m", 1)
-    stop = threading.Event()
     ticks = []
 
     def clock() -> float:
         ticks.append(1)
-        if len(ticks) == 2:
-            stop.set()
         return 1_700_000_000.0
 
-    RolloutController(store, InMemoryMetrics(), clock).run_forever(stop, interval=0.0)
+    controller = RolloutController(store, InMemoryMetrics(), clock)
+    for _ in range(2):
+        assert controller.tick() == []  # no rollout and no alias: nothing to do
     assert len(ticks) == 2

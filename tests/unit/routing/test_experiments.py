@@ -1,30 +1,26 @@
-"""A/B experiments: start and stop through the store, reports from outcome sources."""
+"""A/B experiments: start and stop through the store, reports from in-memory outcomes.
+
+Outcomes joined from the inference log: ``tests/integration/routing/test_logged_outcomes.py``.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import insert
 
 from modelyard.errors import ConflictError, ValidationError
-from modelyard.monitoring import request_outcomes, write_records
 from modelyard.routing import (
     DeploymentStore,
     ExperimentReporter,
     ExperimentVerdict,
     FixedHorizon,
+    InMemoryDeploymentRepository,
     InMemoryOutcomes,
-    LoggedOutcomes,
     RolloutController,
     Sequential,
 )
-from modelyard.store.schema import feedback
-from modelyard.yard import Yard
 
 ARMS = [("a", 1, 50.0), ("b", "3", 50.0)]
 
@@ -69,7 +65,7 @@ def test_bad_arms_are_refused(store: DeploymentStore) -> None:
 
 
 def test_report_declares_a_winner_and_stop_promotes_it(
-    running: DeploymentStore, routing_yard: Yard, clock: Any
+    running: DeploymentStore, repository: InMemoryDeploymentRepository, clock: Any
 ) -> None:
     outcomes = InMemoryOutcomes()
     started = clock.now
@@ -79,7 +75,7 @@ def test_report_declares_a_winner_and_stop_promotes_it(
             rng.uniform(started, started + 600, 4000), rng.random(4000) < rate, strict=True
         ):
             outcomes.add("api", arm, float(at), float(converted))
-    reporter = ExperimentReporter(routing_yard.db, outcomes, clock=clock)
+    reporter = ExperimentReporter(repository, outcomes, clock=clock)
     experiment = running.get("api").config.experiment
     assert experiment is not None
     early = reporter.report("api", experiment, now=started + 10)
@@ -95,42 +91,3 @@ def test_report_declares_a_winner_and_stop_promotes_it(
     assert event.reason == "b wins; arm b (version 3) promoted to champion"
     with pytest.raises(ConflictError, match="runs no experiment"):
         running.stop_experiment("api")
-
-
-def test_logged_outcomes_join_feedback_by_request_id(
-    running: DeploymentStore, routing_yard: Yard
-) -> None:
-    experiment = running.get("api").config.experiment
-    assert experiment is not None
-    at = experiment.started_at + 1
-    records = [
-        {"request_id": f"q{i}", "ts": at, "deployment": "api", "model": "m",
-         "version": 1 if i < 4 else 3, "arm": "a" if i < 4 else "b", "status": 200,
-         "latency_ms": 3.0, "rows": 1}
-        for i in range(6)
-    ]  # fmt: skip
-    labels = {"q0": 1, "q1": 0, "q4": {"revenue": 12.5}, "q5": True}
-    write_records(routing_yard.db, records)
-    with routing_yard.db.write() as conn:
-        conn.execute(
-            insert(feedback),
-            [
-                {"request_id": q, "label": json.dumps(v), "received_at": at, "dedupe_key": q}
-                for q, v in labels.items()
-            ],
-        )
-    source = LoggedOutcomes(partial(request_outcomes, routing_yard.db))
-    a = source("api", "a", 1, experiment, experiment.started_at, at + 1)
-    assert (a.n, a.estimate) == (4, 0.25)  # q0 converted; q1 did not; q2, q3 have no feedback
-    b = source("api", "b", 3, experiment, experiment.started_at, at + 1)
-    assert b.n == 2  # q4's label is an object without a "label" field: not a conversion
-    assert b.estimate == 0.5
-    revenue = source(
-        "api",
-        "b",
-        3,
-        replace(experiment, metric="revenue", kind="mean"),
-        experiment.started_at,
-        at + 1,
-    )
-    assert (revenue.n, revenue.estimate) == (1, 12.5)

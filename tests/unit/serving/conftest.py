@@ -11,6 +11,7 @@ import pytest
 from modelyard.config import Settings
 from modelyard.registry.signature import FieldSpec, Signature
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.hosting.outcomes import Answered, Failed
 from modelyard.serving.hosting.served_deployment import ServedDeployment
 from modelyard.serving.http.app import InferenceLog, ServingApp
@@ -63,7 +64,7 @@ def build_app(
         refs,
         versions=yard.registry,
         log=JsonLog(settings.resolved_log_path, worker="0"),
-        deployments=DeploymentStore(yard.db, yard.registry),
+        deployments=DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry),
         inference_log=inference_log,
         metrics_dir=metrics_dir,
     )

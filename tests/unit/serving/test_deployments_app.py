@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.config import Settings, load_settings
 from modelyard.monitoring import InferenceLogger, LogPolicy
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.hosting.shadow import ShadowEvent
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.recording import InferenceLogRecorder, default_log_policy
@@ -84,7 +85,7 @@ def setup(
     home: Path, tmp_path: Path, make_app: Any, recorded: Any
 ) -> Iterator[tuple[Client, DeploymentStore]]:
     with Yard(settings_for(home)) as yard:
-        store = DeploymentStore(yard.db, yard.registry)
+        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         name = f"checkout-{tmp_path.name}"[-60:]
         store.create(name, "fraud", 1, routing_key="header:x-user")
         app = make_app(settings_for(home), yard, ["fraud@champion"], inference_log=recorded)

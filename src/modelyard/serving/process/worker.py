@@ -26,6 +26,7 @@ import uvicorn
 from modelyard.config import Settings
 from modelyard.registry import ModelRef, Registry
 from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.http.connection import HttpConnection
 from modelyard.serving.recording import (
@@ -138,7 +139,7 @@ def worker_app(
             refs,
             versions=registry,
             log=log,
-            deployments=DeploymentStore(db, registry),
+            deployments=DeploymentStore(SqlDeploymentRepository(db), registry),
             inference_log=recorder,
             feedback=feedback,
             trusted=trusted,

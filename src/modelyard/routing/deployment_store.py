@@ -1,32 +1,23 @@
-"""The deployment store: configurations and their whole history in the metadata database.
+"""The deployment store: the rules for changing a deployment, over a ``DeploymentRepository``.
 
-Every change is one write transaction (``mutate``): read the row (locked with
-``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
-serialises writers), compute the new configuration, check every version it
-newly names against the registry (it exists; its inputs match the champion's),
-bump ``revision``, and append a history row and the events. A change that
-fails any check leaves nothing behind.
-
-Reads go through a ``SqlReader`` (stdlib sqlite3 on the embedded default), so a
-serving worker can poll ``revisions()`` twice a second for microseconds and
-reload only the deployments whose revision moved.
+Every change is one ``repository.change``: the deployment is read locked against
+every other writer, the new configuration computed, every version it newly names
+checked against the ``VersionCatalog`` (it exists; its inputs match the
+champion's), ``revision`` bumped, and the row, a history entry and the events
+kept together. A change that fails any check leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
-
 from modelyard.errors import ConflictError, NotFoundError, RejectedWriteError, ValidationError
-from modelyard.registry.refs import parse_ref
-from modelyard.registry.registry import Registry
+from modelyard.registry.refs import ModelRef, parse_ref
 from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.deployment import (
     Change,
@@ -34,102 +25,71 @@ from modelyard.routing.deployment import (
     DeploymentConfig,
     Event,
     HistoryEntry,
-    Rollout,
     RoutingKey,
     Shadow,
     describe_input_difference,
-    dumps,
 )
 from modelyard.routing.experiments import Experiment, ExperimentArm, OutcomeKind
-from modelyard.store.database import Database
-from modelyard.store.reader import SqlReader, open_reader
-from modelyard.store.schema import deployment_history, deployments, events
+from modelyard.routing.repository import DeploymentRepository, Revision, VersionCatalog
 
-__all__ = ["DeploymentStore"]
+__all__ = ["DeploymentStore", "VersionRef"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
-_SELECT = "SELECT name, model, config, rollout, revision, created_at, updated_at FROM deployments"
 VersionRef = int | str
 
 
 class DeploymentStore:
-    """Deployments in the metadata database; ``registry`` checks the versions they name."""
+    """Deployments kept by ``repository``; ``catalog`` (the registry) checks their versions."""
 
     def __init__(
         self,
-        db: Database,
-        registry: Registry,
+        repository: DeploymentRepository,
+        catalog: VersionCatalog,
         *,
-        reader: SqlReader | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._db = db
-        self.registry = registry
-        self._reader = reader or open_reader(db.url, db.engine)
+        self._repository = repository
+        self.catalog = catalog
         self._clock = clock
-
-    @property
-    def reader(self) -> SqlReader:
-        """The plain-SQL reader this store polls with (shared with outcome sources)."""
-        return self._reader
 
     # -- reads ------------------------------------------------------------------------
 
     def get(self, name: str) -> Deployment:
-        rows = self._reader.fetch_all(_SELECT + " WHERE name = :name", {"name": name})
-        if not rows:
+        found = self._repository.get(name)
+        if found is None:
             raise NotFoundError(f"no deployment named {name!r}; create it with `modelyard deploy`")
-        return _deployment(rows[0])
+        return found
 
     def list(self) -> builtins.list[Deployment]:
-        return [_deployment(row) for row in self._reader.fetch_all(_SELECT + " ORDER BY name", {})]
+        return self._repository.list()
 
     def revision(self, name: str) -> int | None:
         """The deployment's revision, or None if there is none: one indexed lookup."""
-        sql = "SELECT revision FROM deployments WHERE name = :name"
-        rows = self._reader.fetch_all(sql, {"name": name})
-        return int(rows[0][0]) if rows else None
+        return self._repository.revision(name)
 
     def revisions(self) -> dict[str, int]:
         """Every deployment's revision, for workers polling for changes."""
-        rows = self._reader.fetch_all("SELECT name, revision FROM deployments", {})
-        return {str(name): int(revision) for name, revision in rows}
+        return self._repository.revisions()
 
     def history(self, name: str) -> builtins.list[HistoryEntry]:
         """Every revision of the deployment, oldest first: who, when, why, and the config."""
         self.get(name)
-        sql = (
-            "SELECT revision, at, actor, reason, config FROM deployment_history "
-            "WHERE deployment = :name ORDER BY revision"
-        )
-        return [
-            HistoryEntry(int(r), at, actor, reason, DeploymentConfig.from_dict(json.loads(c)))
-            for r, at, actor, reason, c in self._reader.fetch_all(sql, {"name": name})
-        ]
+        return self._repository.history(name)
 
     def events(self, name: str, kind_prefix: str = "", limit: int = 100) -> builtins.list[Event]:
         """The deployment's events (``rollout.*``, ``experiment.*``, ...), newest first."""
-        sql = (
-            "SELECT at, kind, subject, reason, payload, actor FROM events "
-            "WHERE subject = :name AND kind LIKE :kind ORDER BY id DESC LIMIT :limit"
-        )
-        rows = self._reader.fetch_all(
-            sql, {"name": name, "kind": kind_prefix + "%", "limit": limit}
-        )
-        return [
-            Event(at, k, s, reason, json.loads(p), actor) for at, k, s, reason, p, actor in rows
-        ]
+        return self._repository.events(name, kind_prefix, limit)
 
     def resolve_version(self, model: str, ref: VersionRef) -> int:
         """The version ``ref`` names: ``3``, ``"3"``, an alias, ``model/3`` or ``model@alias``."""
         if isinstance(ref, int) or ref.isdigit():
-            return self.registry.get_version(model, int(ref)).version
+            return self.catalog.get_version(model, int(ref)).version
         parsed = parse_ref(ref if "/" in ref or "@" in ref else f"{model}@{ref}")
         if parsed.name != model:
             raise ValidationError(
                 f"version {ref!r} belongs to model {parsed.name!r}, not {model!r}"
             )
-        return self.registry.resolve(parsed)[1]
+        return self.catalog.resolve(parsed)[1]
 
     # -- writes -----------------------------------------------------------------------
 
@@ -161,27 +121,19 @@ class DeploymentStore:
         )
         at = self._clock()
         reason = reason or f"created serving {model}/{config.champion}"
+        created = Deployment(name, config, None, 1, at, at)
+        event = Event(at, "deployment.create", name, reason, config.to_dict(), actor)
+
+        def add(current: Deployment | None) -> Revision:
+            if current is not None:
+                raise ConflictError(f"deployment {name!r} already exists; use update instead")
+            return Revision(created, actor, reason, (event,))
+
         try:
-            with self._db.write() as conn:
-                found = conn.execute(select(deployments.c.name).where(deployments.c.name == name))
-                if found.first() is not None:
-                    raise ConflictError(f"deployment {name!r} already exists; use update instead")
-                conn.execute(
-                    insert(deployments).values(
-                        name=name,
-                        model=model,
-                        config=dumps(config.to_dict()),
-                        rollout=None,
-                        revision=1,
-                        created_at=at,
-                        updated_at=at,
-                    )
-                )
-                _history(conn, name, 1, at, actor, reason, config)
-                _event(conn, at, "deployment.create", name, reason, config.to_dict(), actor)
+            self._repository.change(name, add)
         except RejectedWriteError as error:  # lost a race with a concurrent create
             raise ConflictError(f"deployment {name!r} already exists") from error
-        return Deployment(name, config, None, 1, at, at)
+        return created
 
     def update(
         self,
@@ -214,35 +166,29 @@ class DeploymentStore:
         if given, adds an event of that kind carrying the new configuration.
         """
         at = self._clock() if now is None else now
-        with self._db.write() as conn:
-            row = conn.execute(
-                select(deployments).where(deployments.c.name == name).with_for_update()
-            ).first()
-            if row is None:
+
+        def step(current: Deployment | None) -> Revision | None:
+            if current is None:
                 raise NotFoundError(f"no deployment named {name!r}")
-            current = _deployment(tuple(row))
             change = fn(current)
             if change is None:
-                return current
+                return None
             config = change.config
             self._check_versions(current.config, config)
-            revision = current.revision + 1
-            rollout = None if change.rollout is None else dumps(change.rollout.to_dict())
-            conn.execute(
-                update(deployments)
-                .where(deployments.c.name == name)
-                .values(
-                    config=dumps(config.to_dict()),
-                    rollout=rollout,
-                    revision=revision,
-                    updated_at=at,
-                )
+            changed = Deployment(
+                name, config, change.rollout, current.revision + 1, current.created_at, at
             )
-            _history(conn, name, revision, at, actor, change.reason, config)
             extra = ((kind, change.reason, config.to_dict()),) if kind else ()
-            for event_kind, reason, payload in (*extra, *change.events):
-                _event(conn, at, event_kind, name, reason, payload, actor)
-        return Deployment(name, config, change.rollout, revision, current.created_at, at)
+            events = tuple(
+                Event(at, event_kind, name, reason, dict(payload), actor)
+                for event_kind, reason, payload in (*extra, *change.events)
+            )
+            return Revision(changed, actor, change.reason, events)
+
+        kept = self._repository.change(name, step)
+        if kept is None:  # pragma: no cover - step refuses a missing deployment
+            raise NotFoundError(f"no deployment named {name!r}")
+        return kept
 
     def set_shadow(
         self,
@@ -344,7 +290,7 @@ class DeploymentStore:
         alias = found.config.follow_alias
         if alias is None:
             raise ValidationError(f"deployment {name!r} follows no alias; set --follow-alias")
-        _, version = self.registry.resolve(f"{found.config.model}@{alias}")
+        _, version = self.catalog.resolve(ModelRef(found.config.model, alias=alias))
         if found.config.champion == version:
             return found  # the usual case: no write transaction
 
@@ -373,62 +319,13 @@ class DeploymentStore:
         fresh = new.versions if new.model != old.model else new.versions - old.versions
         if not fresh:
             return
-        champion = self.registry.get_version(new.model, new.champion).signature
+        champion = self.catalog.get_version(new.model, new.champion).signature
         recheck = new.model != old.model or new.champion != old.champion
         for version in sorted((new.versions if recheck else fresh) - {new.champion}):
-            other = self.registry.get_version(new.model, version).signature
+            other = self.catalog.get_version(new.model, version).signature
             if not champion.same_inputs(other):
                 raise ValidationError(
                     f"{new.model}/{version} ({new.role_of(version)}) does not accept the inputs "
                     f"of the champion {new.model}/{new.champion}: "
                     f"{describe_input_difference(champion, other)}"
                 )
-
-
-def _deployment(row: Sequence[Any]) -> Deployment:
-    name, _model, config, rollout, revision, created_at, updated_at = row
-    return Deployment(
-        name,
-        DeploymentConfig.from_dict(json.loads(config)),
-        None if rollout is None else Rollout.from_dict(json.loads(rollout)),
-        int(revision),
-        float(created_at),
-        float(updated_at),
-    )
-
-
-def _history(
-    conn: Connection,
-    name: str,
-    revision: int,
-    at: float,
-    actor: str | None,
-    reason: str,
-    config: DeploymentConfig,
-) -> None:
-    conn.execute(
-        insert(deployment_history).values(
-            deployment=name,
-            revision=revision,
-            at=at,
-            actor=actor,
-            reason=reason,
-            config=dumps(config.to_dict()),
-        )
-    )
-
-
-def _event(
-    conn: Connection,
-    at: float,
-    kind: str,
-    subject: str,
-    reason: str,
-    payload: Mapping[str, Any],
-    actor: str | None,
-) -> None:
-    conn.execute(
-        insert(events).values(
-            at=at, kind=kind, subject=subject, reason=reason, payload=dumps(payload), actor=actor
-        )
-    )
