@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import insert
 
 from modelyard.errors import ConflictError, ValidationError
-from modelyard.monitoring import request_outcomes, write_records
+from modelyard.monitoring import InMemoryInferenceLogRepository, request_outcomes, write_records
+from modelyard.monitoring.inference_log.repository import StoredLabel
 from modelyard.routing import (
     DeploymentStore,
     ExperimentReporter,
@@ -23,7 +23,6 @@ from modelyard.routing import (
     RolloutController,
     Sequential,
 )
-from modelyard.store.schema import feedback
 from modelyard.yard import Yard
 
 ARMS = [("a", 1, 50.0), ("b", "3", 50.0)]
@@ -110,16 +109,15 @@ def test_logged_outcomes_join_feedback_by_request_id(
         for i in range(6)
     ]  # fmt: skip
     labels = {"q0": 1, "q1": 0, "q4": {"revenue": 12.5}, "q5": True}
-    write_records(routing_yard.db, records)
-    with routing_yard.db.write() as conn:
-        conn.execute(
-            insert(feedback),
-            [
-                {"request_id": q, "label": json.dumps(v), "received_at": at, "dedupe_key": q}
-                for q, v in labels.items()
-            ],
-        )
-    source = LoggedOutcomes(partial(request_outcomes, routing_yard.db))
+    log = InMemoryInferenceLogRepository()
+    write_records(log, records)
+    log.put_labels(
+        [
+            StoredLabel(request_id=q, label=json.dumps(v), received_at=at, dedupe_key=q)
+            for q, v in labels.items()
+        ]
+    )
+    source = LoggedOutcomes(partial(request_outcomes, log))
     a = source("api", "a", 1, experiment, experiment.started_at, at + 1)
     assert (a.n, a.estimate) == (4, 0.25)  # q0 converted; q1 did not; q2, q3 have no feedback
     b = source("api", "b", 3, experiment, experiment.started_at, at + 1)
