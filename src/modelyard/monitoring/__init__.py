@@ -9,7 +9,7 @@ from modelyard.monitoring.feedback import (
 )
 from modelyard.monitoring.feedback_join import joined, request_outcomes
 from modelyard.monitoring.inference_log.logger import InferenceLogger, LogStats
-from modelyard.monitoring.inference_log.memory import InMemoryInferenceLogRepository
+from modelyard.monitoring.inference_log.memory import MemoryInferenceLogRepository
 from modelyard.monitoring.inference_log.policy import LogPolicy
 from modelyard.monitoring.inference_log.repository import (
     FeedbackRepository,
@@ -34,12 +34,12 @@ __all__ = [
     "FeedbackRepository",
     "FeedbackResult",
     "FeedbackStore",
-    "InMemoryInferenceLogRepository",
     "InferenceLogRepository",
     "InferenceLogger",
     "LabelledLogRepository",
     "LogPolicy",
     "LogStats",
+    "MemoryInferenceLogRepository",
     "MultivariateDrift",
     "SqlInferenceLogRepository",
     "WriteAheadLog",

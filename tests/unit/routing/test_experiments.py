@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from modelyard.errors import ConflictError, ValidationError
-from modelyard.monitoring import InMemoryInferenceLogRepository, request_outcomes, write_records
+from modelyard.monitoring import MemoryInferenceLogRepository, request_outcomes, write_records
 from modelyard.monitoring.inference_log.repository import StoredLabel
 from modelyard.routing import (
     DeploymentStore,
@@ -109,7 +109,7 @@ def test_logged_outcomes_join_feedback_by_request_id(
         for i in range(6)
     ]  # fmt: skip
     labels = {"q0": 1, "q1": 0, "q4": {"revenue": 12.5}, "q5": True}
-    log = InMemoryInferenceLogRepository()
+    log = MemoryInferenceLogRepository()
     write_records(log, records)
     log.put_labels(
         [

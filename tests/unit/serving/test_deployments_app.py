@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
-from modelyard.monitoring import InferenceLogger, InMemoryInferenceLogRepository, LogPolicy
+from modelyard.monitoring import InferenceLogger, LogPolicy, MemoryInferenceLogRepository
 from modelyard.routing import DeploymentStore
 from modelyard.serving.hosting.hooks import BatchEvent, InferenceEvent
 from modelyard.serving.hosting.shadow import ShadowEvent
@@ -185,7 +185,7 @@ def test_each_deployments_log_policy_reaches_the_inference_log(
 ) -> None:
     client, store = setup
     name: str = client.name  # type: ignore[attr-defined]
-    logger = InferenceLogger(InMemoryInferenceLogRepository(), tmp_path / "wal", ingest=False)
+    logger = InferenceLogger(MemoryInferenceLogRepository(), tmp_path / "wal", ingest=False)
     client.app.inference_log = logger
     client.run(client.app._housekeeping())
     assert logger.policy(name) == LogPolicy(sample_rate=1.0, ttl_s=30 * 86_400.0)  # defaults
