@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.monitoring import InferenceLogger
+from modelyard.monitoring import InferenceLogger, SqlInferenceLogRepository
 from modelyard.store.database import Database
 
 BATCH_SIZES = (8, 64)
@@ -104,7 +104,7 @@ class Batch:
 def hot_path(root: Path, db: Database, layout: str, size: int, fsync: bool) -> tuple[float, float]:
     """Microseconds per request to record one micro-batch and ``commit()``: wall, CPU."""
     logger = InferenceLogger(
-        db,
+        SqlInferenceLogRepository(db),
         root,
         worker=f"{layout}-{size}-{fsync}",
         max_wal_bytes=None,
@@ -125,7 +125,8 @@ def hot_path(root: Path, db: Database, layout: str, size: int, fsync: bool) -> t
 def ingest_rate(root: Path, url: str, records: int, size: int) -> tuple[float, float]:
     """Records per second from the write-ahead log into the store: per wall, per CPU second."""
     db = Database(url)
-    logger = InferenceLogger(db, root, worker=f"ingest-{size}", max_wal_bytes=None)
+    log = SqlInferenceLogRepository(db)
+    logger = InferenceLogger(log, root, worker=f"ingest-{size}", max_wal_bytes=None)
     batch = Batch(np.random.default_rng(1), size)
     for number in range(records // size):
         batch.record(logger, "record_batch", number, 1000.0 + number)

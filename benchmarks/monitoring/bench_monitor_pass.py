@@ -25,7 +25,7 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
 from modelyard.config import load_settings
-from modelyard.monitoring import InferenceLogger
+from modelyard.monitoring import InferenceLogger, SqlInferenceLogRepository
 from modelyard.runner.monitoring import MonitorLoop
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.yard import Yard
@@ -48,7 +48,8 @@ def main() -> None:
         now = time.time()
         with Yard(settings) as yard:
             yard.registry.register("fraud", forest, features, feature_names=FEATURES)
-            logger = InferenceLogger(yard.db, Path(tmp) / "wal", worker="bench")
+            log = SqlInferenceLogRepository(yard.db)
+            logger = InferenceLogger(log, Path(tmp) / "wal", worker="bench")
             for number in range(args.requests // BATCH):
                 at = (number * BATCH) % (len(features) - BATCH)
                 rows = features[at : at + BATCH]

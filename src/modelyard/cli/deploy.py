@@ -18,6 +18,7 @@ from modelyard.cli.output import print_table, when
 from modelyard.config import load_settings
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.monitoring.feedback_join import request_outcomes
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
 from modelyard.routing.controller import RolloutController
@@ -383,7 +384,7 @@ def ab_report(name: str) -> None:
     experiment = found.config.experiment
     if experiment is None:
         raise ValidationError(f"deployment {name!r} runs no experiment; start one with `ab start`")
-    outcomes = LoggedOutcomes(partial(request_outcomes, ctx.yard.db))
+    outcomes = LoggedOutcomes(partial(request_outcomes, SqlInferenceLogRepository(ctx.yard.db)))
     reporter = ExperimentReporter(SqlDeploymentRepository(ctx.yard.db), outcomes)
     report = reporter.report(name, experiment, actor=ctx.actor)
     _show(found)

@@ -37,7 +37,9 @@ from modelyard.monitoring.drift_job import WindowReader, drift_history, monitor_
 from modelyard.monitoring.live_metrics import snapshot
 from modelyard.monitoring.report import gather_report, summary_rows, write_report
 from modelyard.monitoring.webhooks import deliver_due
+from modelyard.monitoring.window import Window
 from modelyard.serving.telemetry.logsearch import parse_time
+from modelyard.store.database import Database
 from modelyard.yard import Yard
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -52,12 +54,17 @@ def inference_log_reader() -> WindowReader:
     """The inference log's reader, labels joined, or a one-line error if this build lacks it."""
     try:
         from modelyard.monitoring.feedback_join import joined
+        from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
     except ImportError as error:
         raise ConfigurationError(
             "reading live traffic needs the inference log reader "
             f"(modelyard.monitoring.feedback_join.joined), which failed to import: {error}"
         ) from None
-    return joined
+
+    def read(db: Database, deployment: str, start: float, end: float) -> Window:
+        return joined(SqlInferenceLogRepository(db), deployment, start, end)
+
+    return read
 
 
 def parse_duration(text: str) -> float:

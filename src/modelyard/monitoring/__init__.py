@@ -9,7 +9,14 @@ from modelyard.monitoring.feedback import (
 )
 from modelyard.monitoring.feedback_join import joined, request_outcomes
 from modelyard.monitoring.inference_log.logger import InferenceLogger, LogStats
+from modelyard.monitoring.inference_log.memory import MemoryInferenceLogRepository
 from modelyard.monitoring.inference_log.policy import LogPolicy
+from modelyard.monitoring.inference_log.repository import (
+    FeedbackRepository,
+    InferenceLogRepository,
+    LabelledLogRepository,
+)
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.inference_log.storage import (
     purge,
     read_window,
@@ -24,12 +31,17 @@ __all__ = [
     "DriftReport",
     "FeatureDrift",
     "FeedbackItem",
+    "FeedbackRepository",
     "FeedbackResult",
     "FeedbackStore",
+    "InferenceLogRepository",
     "InferenceLogger",
+    "LabelledLogRepository",
     "LogPolicy",
     "LogStats",
+    "MemoryInferenceLogRepository",
     "MultivariateDrift",
+    "SqlInferenceLogRepository",
     "WriteAheadLog",
     "detect_drift",
     "joined",

@@ -35,7 +35,7 @@ from modelyard.monitoring.alerts import (
     restore_state,
 )
 from modelyard.monitoring.drift import DriftConfig, DriftReport, detect_drift
-from modelyard.monitoring.inference_log.storage import latest_model
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.live_metrics import (
     LiveMetrics,
     LiveMetricsExporter,
@@ -228,7 +228,7 @@ def deployment_model(db: Database, deployment: str) -> str:
             select(deployments.c.model).where(deployments.c.name == deployment)
         ).scalar()
     if model is None:
-        model = latest_model(db, deployment)
+        model = SqlInferenceLogRepository(db).latest_model(deployment)
     if model is None:
         raise NotFoundError(f"no deployment named {deployment!r}, and no traffic logged for it")
     return str(model)

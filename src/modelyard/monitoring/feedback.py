@@ -8,7 +8,8 @@ see ``feedback_join``). It carries a ``label`` (number, string or bool) or an
 
 Posting is idempotent. Each target has one stored label: its ``dedupe_key`` is
 the sha256 of the target, unique in the table, and a post is one
-``INSERT ... ON CONFLICT (dedupe_key) DO UPDATE ... WHERE label differs``. The
+``INSERT ... ON CONFLICT (dedupe_key) DO UPDATE ... WHERE label differs`` (in the
+SQL adapter of ``inference_log.repository.FeedbackRepository``). The
 same label posted three times is stored once and left untouched (not even its
 ``received_at`` moves); a different label for the same target replaces the old
 one (the last post wins: a correction). Keying on the target alone, rather
@@ -29,16 +30,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 
 from modelyard.errors import PayloadTooLargeError, ValidationError
-from modelyard.store.database import Database, upsert
-from modelyard.store.schema import feedback
+from modelyard.monitoring.inference_log.repository import FeedbackRepository, StoredLabel
 
 MAX_ITEMS = 10_000
 MAX_LABEL_BYTES = 64 * 1024
 _FIELDS = ("request_id", "row", "entity_key", "event_time", "label", "outcome")
-_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -172,10 +170,11 @@ def validate_items(items: Sequence[FeedbackItem]) -> list[FeedbackItem]:
 
 
 class FeedbackStore:
-    """Labels in the metadata store's ``feedback`` table."""
+    """Labels in a ``FeedbackRepository`` (the metadata store's ``feedback`` table:
+    ``SqlInferenceLogRepository(db)``)."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, labels: FeedbackRepository) -> None:
+        self._labels = labels
 
     def post(
         self, items: Sequence[FeedbackItem], *, received_at: float | None = None
@@ -183,41 +182,22 @@ class FeedbackStore:
         """Store labels idempotently (see the module's docstring); one transaction."""
         validate_items(items)
         now = time.time() if received_at is None else received_at
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, StoredLabel] = {}
         for item in items:  # the same target twice in one post: the later item wins
-            rows[item.dedupe_key] = {
-                "request_id": item.request_id,
-                "row": item.row,
-                "entity_key": item.entity_key,
-                "event_time": None if item.event_time is None else float(item.event_time),
-                "label": item.label_json,
-                "received_at": now,
-                "dedupe_key": item.dedupe_key,
-            }
+            rows[item.dedupe_key] = StoredLabel(
+                dedupe_key=item.dedupe_key,
+                label=item.label_json,
+                received_at=now,
+                request_id=item.request_id,
+                row=item.row,
+                entity_key=item.entity_key,
+                event_time=None if item.event_time is None else float(item.event_time),
+            )
         if not rows:
             return FeedbackResult(0, 0, 0, 0)
-        keys = list(rows)
-        with self._db.write() as conn:
-            stored: dict[str, str] = {}
-            for start in range(0, len(keys), _LOOKUP_CHUNK):
-                chunk = keys[start : start + _LOOKUP_CHUNK]
-                query = select(feedback.c.dedupe_key, feedback.c.label).where(
-                    feedback.c.dedupe_key.in_(chunk)
-                )
-                stored.update((key, label) for key, label in conn.execute(query))
-            insert = upsert(conn, feedback)
-            statement = insert.on_conflict_do_update(
-                index_elements=["dedupe_key"],
-                set_={
-                    "label": insert.excluded.label,
-                    "event_time": insert.excluded.event_time,
-                    "received_at": insert.excluded.received_at,
-                },
-                where=feedback.c.label != insert.excluded.label,
-            )
-            conn.execute(statement, list(rows.values()))
-        new = sum(1 for key in keys if key not in stored)
-        replaced = sum(1 for key in keys if key in stored and stored[key] != rows[key]["label"])
+        stored = self._labels.put_labels(list(rows.values()))
+        new = sum(1 for key in rows if key not in stored)
+        replaced = sum(1 for key, row in rows.items() if key in stored and stored[key] != row.label)
         return FeedbackResult(len(items), new, replaced, len(items) - new - replaced)
 
     def post_one(self, item: FeedbackItem, *, received_at: float | None = None) -> FeedbackResult:

@@ -27,20 +27,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from sqlalchemy import select
 
 from modelyard.errors import ValidationError
+from modelyard.monitoring.inference_log.repository import LabelledLogRepository
 from modelyard.monitoring.inference_log.storage import read_window, row_numbers
 from modelyard.monitoring.window import Window
-from modelyard.store.database import Database
-from modelyard.store.schema import feedback
 
 DAY_S = 86_400.0
-_LOOKUP_CHUNK = 500  # request ids per IN (...) query
 
 
 def joined(
-    db: Database,
+    log: LabelledLogRepository,
     deployment: str,
     start: float,
     end: float,
@@ -51,7 +48,7 @@ def joined(
     newest: int | None = None,
 ) -> Window:
     """``deployment``'s window ``start <= ts < end`` with ``labels`` filled in (with
-    ``newest``, of about the latest that many requests: see ``log_store.read_window``).
+    ``newest``, of about the latest that many requests: see ``storage.read_window``).
 
     ``labels`` is an object array over the rows: the decoded label (number,
     string, bool or outcome dict), None where none joined. With ``version``
@@ -59,20 +56,20 @@ def joined(
     another version takes an entity's later events), then the window keeps the
     requests of that version only.
     """
-    window = read_window(db, deployment, start, end, newest=newest)
+    window = read_window(log, deployment, start, end, newest=newest)
     start = window.start
     labels = np.full(window.rows, None, dtype=object)
-    _by_request(db, window, labels)
+    _by_request(log, window, labels)
     if entity_field is not None and window.rows:
-        _by_entity(db, deployment, start, end, window, entity_field, entity_horizon_s, labels)
+        _by_entity(log, deployment, start, end, window, entity_field, entity_horizon_s, labels)
     labelled = replace(window, labels=labels)
     return labelled if version is None else labelled.select(window.version == version)
 
 
-def _by_request(db: Database, window: Window, labels: npt.NDArray[Any]) -> None:
+def _by_request(log: LabelledLogRepository, window: Window, labels: npt.NDArray[Any]) -> None:
     if not window.rows:
         return
-    stored = _request_labels(db, set(window.request_ids.tolist()))
+    stored = log.request_labels(set(window.request_ids.tolist()))
     if not stored:
         return
     request_ids = window.request_ids[window.row_request]
@@ -84,30 +81,16 @@ def _by_request(db: Database, window: Window, labels: npt.NDArray[Any]) -> None:
             labels[position] = orjson.loads(label)
 
 
-def _request_labels(db: Database, request_ids: set[str]) -> dict[tuple[str, int], str]:
-    """The stored label text of each ``(request id, row)`` among ``request_ids``."""
-    fb = feedback.c
-    wanted = sorted(request_ids)
-    stored: dict[tuple[str, int], str] = {}
-    with db.read() as conn:
-        for at in range(0, len(wanted), _LOOKUP_CHUNK):
-            query = select(fb.request_id, fb.row, fb.label).where(
-                fb.request_id.in_(wanted[at : at + _LOOKUP_CHUNK])
-            )
-            stored.update(((r.request_id, r.row), r.label) for r in conn.execute(query))
-    return stored
-
-
 def request_outcomes(
-    db: Database, deployment: str, arm: str, version: int, start: float, end: float
+    log: LabelledLogRepository, deployment: str, arm: str, version: int, start: float, end: float
 ) -> list[tuple[str, str | None]]:
     """``(request id, label text or None)`` for each request of ``deployment`` answered by
     ``arm`` and ``version`` with ``start <= ts < end``, once per label of its rows."""
-    window = read_window(db, deployment, start, end, version=version)
+    window = read_window(log, deployment, start, end, version=version)
     pairs = zip(window.request_ids.tolist(), window.arm.tolist(), strict=True)
     ids = [request_id for request_id, answered_by in pairs if answered_by == arm]
     labels: dict[str, list[str]] = defaultdict(list)
-    for (request_id, _row), label in _request_labels(db, set(ids)).items():
+    for (request_id, _row), label in log.request_labels(set(ids)).items():
         labels[request_id].append(label)
     outcomes: list[tuple[str, str | None]] = []
     for request_id in dict.fromkeys(ids):
@@ -116,7 +99,7 @@ def request_outcomes(
 
 
 def _by_entity(
-    db: Database,
+    log: LabelledLogRepository,
     deployment: str,
     start: float,
     end: float,
@@ -141,17 +124,10 @@ def _by_entity(
         if key is not None:
             rows_of[(key, request_ids[position])].append(position)
             history[key].add((ts[position], request_ids[position]))
-    fb = feedback.c
-    query = (
-        select(fb.entity_key, fb.event_time, fb.label)
-        .where(fb.entity_key.is_not(None), fb.event_time >= start, fb.event_time < end + horizon_s)
-        .order_by(fb.event_time)
-    )
-    with db.read() as conn:
-        events = [e for e in conn.execute(query) if e.entity_key in history]
+    events = [e for e in log.entity_labels(start, end + horizon_s) if e.entity_key in history]
     late = [e.event_time for e in events if e.event_time >= end]
     if late:  # a request after the window may be the latest before a late event
-        for key, stamp, request_id in _requests_after(db, deployment, end, max(late), field):
+        for key, stamp, request_id in _requests_after(log, deployment, end, max(late), field):
             if key in history:
                 history[key].add((stamp, request_id))
     ordered = {key: sorted(entries) for key, entries in history.items()}
@@ -170,9 +146,9 @@ def _by_entity(
 
 
 def _requests_after(
-    db: Database, deployment: str, start: float, until: float, field: str
+    log: LabelledLogRepository, deployment: str, start: float, until: float, field: str
 ) -> list[tuple[str, float, str]]:
-    window = read_window(db, deployment, start, math.nextafter(until, math.inf))
+    window = read_window(log, deployment, start, math.nextafter(until, math.inf))
     column = window.inputs.get(field)
     if column is None:
         return []

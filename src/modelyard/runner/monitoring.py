@@ -31,13 +31,22 @@ from modelyard.errors import ModelyardError
 from modelyard.monitoring.alerts import AlertState
 from modelyard.monitoring.drift_job import CycleResult, monitor_cycle
 from modelyard.monitoring.feedback_join import joined
-from modelyard.monitoring.inference_log.storage import deployments
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.live_metrics import LiveMetricsExporter
 from modelyard.monitoring.webhooks import deliver_due
+from modelyard.monitoring.window import Window
 from modelyard.runner.periodic import PeriodicLoop
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import MONITORING_TEXT
+from modelyard.store.database import Database
 from modelyard.yard import Yard
+
+
+def joined_window(
+    db: Database, deployment: str, start: float, end: float, *, newest: int | None = None
+) -> Window:
+    """``feedback_join.joined`` over the inference log in ``db``: the ``WindowReader``."""
+    return joined(SqlInferenceLogRepository(db), deployment, start, end, newest=newest)
 
 
 class MonitorLoop(PeriodicLoop):
@@ -73,9 +82,9 @@ class MonitorLoop(PeriodicLoop):
         now = self._clock()
         monitoring = self._settings.monitoring
         start = now - monitoring.check_window_s
-        reader = partial(joined, newest=monitoring.check_max_requests)
+        reader = partial(joined_window, newest=monitoring.check_max_requests)
         results: dict[str, CycleResult | None] = {}
-        for name in deployments(yard.db):
+        for name in SqlInferenceLogRepository(yard.db).deployments():
             try:
                 result = monitor_cycle(
                     yard.db, yard.registry, name, start, now, window_reader=reader, now=now,

@@ -2,7 +2,7 @@
 what each deployment's time to live no longer covers.
 
 One per server, on a thread of the process that answers no requests (beside the
-rollout controller): the deletes are short transactions (``log_store.purge``),
+rollout controller): the deletes are short transactions (``storage.purge``),
 each deployment's time to live is its own ``log_ttl_days`` where it sets one,
 else ``monitoring.log_ttl_days`` (0: keep forever).
 """
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from modelyard.config import Settings
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.inference_log.storage import retention_sweep
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.periodic import PeriodicLoop
@@ -28,7 +29,8 @@ def sweep_once(yard: Yard, settings: Settings, now: float) -> dict[str, int]:
         deployment.name: deployment_log_policy(deployment.config, default)
         for deployment in SqlDeploymentRepository(yard.db).list()
     }
-    return retention_sweep(yard.db, now, policies=policies, default=default)
+    log = SqlInferenceLogRepository(yard.db)
+    return retention_sweep(log, now, policies=policies, default=default)
 
 
 class RetentionLoop(PeriodicLoop):

@@ -2,7 +2,7 @@
 
 ``InferenceLogMetrics`` is the ``routing.MetricsSource`` the controller judges a
 canary with: one version's requests on a deployment over ``[start, end)``, read
-from the inference log (``monitoring.log_store.read_window``). A request failed
+from the inference log (``monitoring.inference_log.storage.read_window``). A request failed
 when its status is 500 or more (a client's 4xx is not the model's fault); the
 latency samples are those of the requests answered 2xx/3xx; the prediction
 sample is the ``score`` (a binary classifier's positive-class probability),
@@ -27,6 +27,8 @@ from collections.abc import Callable
 import numpy as np
 
 from modelyard.config import Settings
+from modelyard.monitoring.inference_log.repository import InferenceLogRepository
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.inference_log.storage import read_window
 from modelyard.monitoring.window import Window
 from modelyard.registry.profile import output_columns
@@ -35,7 +37,6 @@ from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.periodic import PeriodicLoop
 from modelyard.serving.hosting.outcomes import SHADOW_ARM
 from modelyard.serving.telemetry.jsonlog import JsonLog
-from modelyard.store.database import Database
 from modelyard.yard import Yard
 
 TICK_INTERVAL_S = 1.0
@@ -75,13 +76,13 @@ def _predictions(window: Window, answered: np.ndarray) -> np.ndarray | None:
 
 
 class InferenceLogMetrics:
-    """A ``routing.MetricsSource`` over the inference log in ``db``."""
+    """A ``routing.MetricsSource`` over the inference log in ``log``."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, log: InferenceLogRepository) -> None:
+        self._log = log
 
     def __call__(self, deployment: str, version: int, start: float, end: float) -> ArmTraffic:
-        return snapshot_of(read_window(self._db, deployment, start, end, version=version))
+        return snapshot_of(read_window(self._log, deployment, start, end, version=version))
 
 
 def decision_fields(result: TickResult) -> dict[str, object]:
@@ -121,7 +122,8 @@ class RolloutLoop(PeriodicLoop):
 
     def prepare(self, yard: Yard) -> None:
         store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
-        self._controller = RolloutController(store, InferenceLogMetrics(yard.db), clock=self._clock)
+        metrics = InferenceLogMetrics(SqlInferenceLogRepository(yard.db))
+        self._controller = RolloutController(store, metrics, clock=self._clock)
 
     def tick(self, yard: Yard, log: JsonLog) -> None:
         assert self._controller is not None

@@ -25,6 +25,7 @@ from modelyard.monitoring.feedback import FeedbackResult, FeedbackStore, parse_f
 from modelyard.monitoring.inference_log.ingest import LogIngester
 from modelyard.monitoring.inference_log.logger import InferenceLogger
 from modelyard.monitoring.inference_log.policy import LogPolicy
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.routing.deployment import DeploymentConfig
 from modelyard.serving.hosting.outcomes import Answered, Failed
 from modelyard.serving.hosting.served_deployment import ServedDeployment
@@ -62,7 +63,7 @@ def open_inference_log(
     ``ingest``, another process (the supervisor's ``open_log_ingester``) stores its log."""
     monitoring = settings.monitoring
     logger = InferenceLogger(
-        db,
+        SqlInferenceLogRepository(db),
         settings.resolved_wal_dir,
         worker=worker,
         default_policy=default_log_policy(settings),
@@ -88,7 +89,7 @@ def open_log_ingester(
     """A started ``LogIngester`` for the workers' logs that ``follow()`` names (and orphans)."""
     monitoring = settings.monitoring
     return LogIngester(
-        db,
+        SqlInferenceLogRepository(db),
         settings.resolved_wal_dir,
         follow=follow,
         batch_bytes=monitoring.log_batch_bytes,
@@ -177,7 +178,7 @@ class FeedbackReceiver:
     """``POST /v1/feedback``: parse, then store labels idempotently (a blocking DB write)."""
 
     def __init__(self, db: Database, max_items: int) -> None:
-        self._store = FeedbackStore(db)
+        self._store = FeedbackStore(SqlInferenceLogRepository(db))
         self._max_items = max_items
 
     def __call__(self, document: object) -> FeedbackResult:

@@ -13,7 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sqlalchemy import select
 
 from modelyard.errors import NotFoundError
-from modelyard.monitoring import write_records
+from modelyard.monitoring import SqlInferenceLogRepository, write_records
 from modelyard.monitoring.alerts import AlertBus, AlertEvent, AlertRule, save_rule
 from modelyard.monitoring.drift_job import (
     check_drift,
@@ -198,8 +198,8 @@ def test_the_model_of_a_deployment(yard: Yard) -> None:
         deployment_model(yard.db, "fraud-api")
     row = {"request_id": "r", "deployment": "fraud-api", "version": 1, "status": 200}
     row |= {"latency_ms": 1.0, "rows": 1}
-    write_records(yard.db, [{"ts": T0, "model": "fraud-old", **row}])
-    write_records(yard.db, [{"ts": T0 + 1, "model": "fraud", **row}])
+    write_records(SqlInferenceLogRepository(yard.db), [{"ts": T0, "model": "fraud-old", **row}])
+    write_records(SqlInferenceLogRepository(yard.db), [{"ts": T0 + 1, "model": "fraud", **row}])
     assert deployment_model(yard.db, "fraud-api") == "fraud"
 
 

@@ -14,6 +14,7 @@ from modelyard.monitoring import (
     FeedbackItem,
     FeedbackStore,
     InferenceLogger,
+    SqlInferenceLogRepository,
     joined,
     parse_feedback_body,
 )
@@ -31,9 +32,15 @@ def db(yard: Yard) -> Database:
     return yard.db
 
 
+@pytest.fixture
+def repository(db: Database) -> SqlInferenceLogRepository:
+    """The inference log and its labels in ``db``."""
+    return SqlInferenceLogRepository(db)
+
+
 def log(db: Database, tmp_path: Path, *requests: dict[str, Any]) -> None:
     """Log requests straight into the store; each names ``id``, ``ts`` and ``users``."""
-    logger = InferenceLogger(db, tmp_path / "wal")
+    logger = InferenceLogger(SqlInferenceLogRepository(db), tmp_path / "wal")
     for request in requests:
         users = request.get("users", ["u1"])
         logger.record(
@@ -72,8 +79,10 @@ def labels_by_request(window: Any) -> dict[tuple[str, int], Any]:
     return out
 
 
-def test_the_same_label_posted_three_times_is_stored_once(db: Database) -> None:
-    store = FeedbackStore(db)
+def test_the_same_label_posted_three_times_is_stored_once(
+    db: Database, repository: SqlInferenceLogRepository
+) -> None:
+    store = FeedbackStore(repository)
     item = FeedbackItem(1, request_id="r1")
     first = store.post([item], received_at=NOW)
     again = [store.post([item], received_at=NOW + i) for i in (1, 2)]
@@ -85,8 +94,10 @@ def test_the_same_label_posted_three_times_is_stored_once(db: Database) -> None:
     assert stored_labels(db) == [("r1", 0, "1")]
 
 
-def test_a_different_label_for_the_same_target_replaces_the_old_one(db: Database) -> None:
-    store = FeedbackStore(db)
+def test_a_different_label_for_the_same_target_replaces_the_old_one(
+    db: Database, repository: SqlInferenceLogRepository
+) -> None:
+    store = FeedbackStore(repository)
     store.post([FeedbackItem(0, request_id="r1")])
     result = store.post(
         [FeedbackItem(1, request_id="r1"), FeedbackItem({"paid": True}, request_id="r2")]
@@ -99,9 +110,9 @@ def test_a_different_label_for_the_same_target_replaces_the_old_one(db: Database
 
 
 def test_a_label_seven_days_late_and_before_its_prediction_still_joins(
-    db: Database, tmp_path: Path
+    db: Database, repository: SqlInferenceLogRepository, tmp_path: Path
 ) -> None:
-    store = FeedbackStore(db)
+    store = FeedbackStore(repository)
     store.post([FeedbackItem("fraud", request_id="early", row=1)], received_at=NOW - 9 * DAY)
     log(
         db,
@@ -110,27 +121,31 @@ def test_a_label_seven_days_late_and_before_its_prediction_still_joins(
         {"id": "old", "ts": NOW - 7 * DAY},
     )
     store.post([FeedbackItem(1, request_id="old")], received_at=NOW)  # 7 days after the answer
-    window = joined(db, "recs", NOW - 10 * DAY, NOW)
+    window = joined(repository, "recs", NOW - 10 * DAY, NOW)
     assert labels_by_request(window) == {("early", 1): "fraud", ("old", 0): 1}
     assert window.labels.tolist() == [None, "fraud", 1]
 
 
-def test_a_label_joins_every_arm_that_answered_the_request(db: Database, tmp_path: Path) -> None:
+def test_a_label_joins_every_arm_that_answered_the_request(
+    db: Database, repository: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
     log(
         db,
         tmp_path,
         {"id": "r1", "ts": 10.0, "version": 1},
         {"id": "r1", "ts": 10.0, "version": 2, "arm": "shadow"},
     )
-    FeedbackStore(db).post(parse_feedback_body({"labels": [{"request_id": "r1", "label": 0}]}))
-    assert joined(db, "recs", 0.0, 100.0).labels.tolist() == [0, 0]
-    only_v2 = joined(db, "recs", 0.0, 100.0, version=2)
+    FeedbackStore(repository).post(
+        parse_feedback_body({"labels": [{"request_id": "r1", "label": 0}]})
+    )
+    assert joined(repository, "recs", 0.0, 100.0).labels.tolist() == [0, 0]
+    only_v2 = joined(repository, "recs", 0.0, 100.0, version=2)
     assert only_v2.arm.tolist() == ["shadow"]
     assert only_v2.labels.tolist() == [0]
 
 
 def test_an_entity_label_joins_the_latest_prediction_at_or_before_its_time(
-    db: Database, tmp_path: Path
+    db: Database, repository: SqlInferenceLogRepository, tmp_path: Path
 ) -> None:
     log(
         db,
@@ -139,7 +154,7 @@ def test_an_entity_label_joins_the_latest_prediction_at_or_before_its_time(
         {"id": "b", "ts": 200.0, "users": ["u1"]},
         {"id": "c", "ts": 300.0, "users": ["u1", "u3"]},
     )
-    FeedbackStore(db).post(
+    FeedbackStore(repository).post(
         [
             FeedbackItem("before-any", entity_key="u1", event_time=50.0),
             FeedbackItem("to-a", entity_key="u2", event_time=150.0),
@@ -149,48 +164,54 @@ def test_an_entity_label_joins_the_latest_prediction_at_or_before_its_time(
             FeedbackItem("unknown", entity_key="u9", event_time=250.0),
         ]
     )
-    window = joined(db, "recs", 0.0, 1000.0, entity_field="user")
+    window = joined(repository, "recs", 0.0, 1000.0, entity_field="user")
     assert labels_by_request(window) == {("a", 1): "to-a", ("b", 0): "to-b", ("c", 1): "to-c"}
     # The window ends before c: an event after c belongs to c, outside the window.
-    FeedbackStore(db).post([FeedbackItem("to-c-too", entity_key="u1", event_time=350.0)])
-    early = joined(db, "recs", 0.0, 250.0, entity_field="user")
+    FeedbackStore(repository).post([FeedbackItem("to-c-too", entity_key="u1", event_time=350.0)])
+    early = joined(repository, "recs", 0.0, 250.0, entity_field="user")
     assert labels_by_request(early) == {("a", 1): "to-a", ("b", 0): "to-b"}
-    short = joined(db, "recs", 0.0, 1000.0, entity_field="user", entity_horizon_s=20.0)
+    short = joined(repository, "recs", 0.0, 1000.0, entity_field="user", entity_horizon_s=20.0)
     assert labels_by_request(short) == {("c", 1): "to-c"}
 
 
-def test_a_request_label_wins_over_an_entity_label(db: Database, tmp_path: Path) -> None:
+def test_a_request_label_wins_over_an_entity_label(
+    db: Database, repository: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
     log(db, tmp_path, {"id": "a", "ts": 100.0, "users": ["u1"]})
-    FeedbackStore(db).post(
+    FeedbackStore(repository).post(
         [
             FeedbackItem("by-entity", entity_key="u1", event_time=110.0),
             FeedbackItem("by-request", request_id="a"),
         ]
     )
-    window = joined(db, "recs", 0.0, 1000.0, entity_field="user")
+    window = joined(repository, "recs", 0.0, 1000.0, entity_field="user")
     assert window.labels.tolist() == ["by-request"]
 
 
-def test_an_entity_event_seven_days_ago_joins(db: Database, tmp_path: Path) -> None:
+def test_an_entity_event_seven_days_ago_joins(
+    db: Database, repository: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
     log(db, tmp_path, {"id": "a", "ts": NOW - 7 * DAY - 60.0, "users": [42]})
-    FeedbackStore(db).post(
+    FeedbackStore(repository).post(
         parse_feedback_body(
             {"entity_key": 42, "event_time": NOW - 7 * DAY, "outcome": {"bought": True}}
         ),
         received_at=NOW,
     )
-    window = joined(db, "recs", NOW - 8 * DAY, NOW, entity_field="user")
+    window = joined(repository, "recs", NOW - 8 * DAY, NOW, entity_field="user")
     assert window.labels.tolist() == [{"bought": True}]
 
 
-def test_an_entity_field_that_was_not_logged_is_named(db: Database, tmp_path: Path) -> None:
+def test_an_entity_field_that_was_not_logged_is_named(
+    db: Database, repository: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
     log(db, tmp_path, {"id": "a", "ts": 1.0})
     with pytest.raises(ValidationError, match="entity_field 'customer' is not among the logged"):
-        joined(db, "recs", 0.0, 10.0, entity_field="customer")
+        joined(repository, "recs", 0.0, 10.0, entity_field="customer")
 
 
-def test_a_bad_item_stores_nothing(db: Database) -> None:
-    store = FeedbackStore(db)
+def test_a_bad_item_stores_nothing(db: Database, repository: SqlInferenceLogRepository) -> None:
+    store = FeedbackStore(repository)
     with pytest.raises(ValidationError, match=r"labels\[1\]\.label must be a number"):
         store.post([FeedbackItem(1, request_id="ok"), FeedbackItem(float("nan"), request_id="x")])
     with pytest.raises(ValidationError, match=r"labels\[0\]\.row must be an integer"):

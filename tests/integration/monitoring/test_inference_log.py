@@ -20,16 +20,16 @@ from modelyard.errors import OverloadedError
 from modelyard.monitoring import (
     InferenceLogger,
     LogPolicy,
+    SqlInferenceLogRepository,
     WriteAheadLog,
     purge,
     read_window,
     retention_sweep,
     write_records,
 )
-from modelyard.monitoring.inference_log import ingest as log_ingest
 from modelyard.monitoring.inference_log.ingest import LogIngester
 from modelyard.monitoring.inference_log.payload import Payload
-from modelyard.monitoring.inference_log.storage import StoredBatch
+from modelyard.monitoring.inference_log.repository import StoredBatch
 from modelyard.store.database import Database
 from modelyard.store.schema import inference_batches
 from modelyard.yard import Yard
@@ -39,6 +39,12 @@ from modelyard.yard import Yard
 def db(yard: Yard) -> Database:
     """The migrated metadata database of a fresh home, on each backend."""
     return yard.db
+
+
+@pytest.fixture
+def log(db: Database) -> SqlInferenceLogRepository:
+    """The inference log in ``db``."""
+    return SqlInferenceLogRepository(db)
 
 
 def log_request(logger: InferenceLogger, request_id: str, **overrides: Any) -> bool:
@@ -65,8 +71,10 @@ def counts_by_request(db: Database) -> dict[str, int]:
     return dict(Counter(r.request_id for data in payloads for r in Payload(data).records))
 
 
-def test_committed_records_reach_the_store_exactly_once(db: Database, tmp_path: Path) -> None:
-    logger = InferenceLogger(db, tmp_path / "wal", worker="w0", batch_bytes=2000, interval_s=0.01)
+def test_committed_records_reach_the_store_exactly_once(
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
+    logger = InferenceLogger(log, tmp_path / "wal", worker="w0", batch_bytes=2000, interval_s=0.01)
     logger.start()
     ids = []
     for batch in range(10):
@@ -81,8 +89,8 @@ def test_committed_records_reach_the_store_exactly_once(db: Database, tmp_path: 
     assert (stats.committed, stats.ingested, stats.store_errors) == (80, 80, 0)
 
 
-def test_a_window_reads_back_as_arrays(db: Database, tmp_path: Path) -> None:
-    logger = InferenceLogger(db, tmp_path / "wal")
+def test_a_window_reads_back_as_arrays(log: SqlInferenceLogRepository, tmp_path: Path) -> None:
+    logger = InferenceLogger(log, tmp_path / "wal")
     log_request(logger, "a", ts=10.0)
     log_request(logger, "b", ts=11.0, version=2, arm="canary")
     log_request(logger, "failed", ts=12.0, status=500, inputs=None, outputs=None, error="boom")
@@ -91,7 +99,7 @@ def test_a_window_reads_back_as_arrays(db: Database, tmp_path: Path) -> None:
     log_request(logger, "later", ts=20.0)
     logger.commit()
     logger.drain()
-    window = read_window(db, "fraud", 10.0, 20.0)
+    window = read_window(log, "fraud", 10.0, 20.0)
     assert window.request_ids.tolist() == ["a", "b", "failed", "m"]
     assert window.status.tolist() == [200, 200, 500, 200]
     assert window.version.tolist() == [1, 2, 1, 1]
@@ -103,32 +111,34 @@ def test_a_window_reads_back_as_arrays(db: Database, tmp_path: Path) -> None:
     assert window.inputs["user"].tolist() == ["u1", "u2", "u1", "u2", None, None, None]
     assert window.outputs["score"].dtype == np.float64
     assert window.latency_ms.tolist() == [1.25] * 4
-    assert read_window(db, "fraud", 10.0, 20.0, version=2).request_ids.tolist() == ["b"]
-    assert read_window(db, "other", 0.0, 1e9).requests == 0
+    assert read_window(log, "fraud", 10.0, 20.0, version=2).request_ids.tolist() == ["b"]
+    assert read_window(log, "other", 0.0, 1e9).requests == 0
     logger.close()
 
 
 def test_a_crashed_workers_log_is_ingested_once_by_the_next_process(
-    db: Database, tmp_path: Path
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
 ) -> None:
-    crashed = InferenceLogger(db, tmp_path / "wal", worker="dead")
+    crashed = InferenceLogger(log, tmp_path / "wal", worker="dead")
     for i in range(5):
         log_request(crashed, f"r{i}")
     crashed.commit()
     crashed._wal.close()  # what the kernel does to a killed process: files closed, lock free
-    survivor = InferenceLogger(db, tmp_path / "wal", worker="alive")
+    survivor = InferenceLogger(log, tmp_path / "wal", worker="alive")
     assert survivor.drain() == 5
     assert counts_by_request(db) == {f"r{i}": 1 for i in range(5)}
     assert not (tmp_path / "wal" / "dead").exists()
     survivor.close()
 
 
-def test_a_restarted_worker_picks_up_its_own_backlog(db: Database, tmp_path: Path) -> None:
-    first = InferenceLogger(db, tmp_path / "wal", worker="0")
+def test_a_restarted_worker_picks_up_its_own_backlog(
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
+    first = InferenceLogger(log, tmp_path / "wal", worker="0")
     log_request(first, "before-crash")
     first.commit()
     first._wal.close()
-    again = InferenceLogger(db, tmp_path / "wal", worker="0")
+    again = InferenceLogger(log, tmp_path / "wal", worker="0")
     log_request(again, "after-restart")
     again.commit()
     again.drain()
@@ -136,25 +146,29 @@ def test_a_restarted_worker_picks_up_its_own_backlog(db: Database, tmp_path: Pat
     again.close()
 
 
-def test_replaying_records_twice_stores_them_once(db: Database, tmp_path: Path) -> None:
-    logger = InferenceLogger(db, tmp_path / "wal", worker="w")
+def test_replaying_records_twice_stores_them_once(
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
+    logger = InferenceLogger(log, tmp_path / "wal", worker="w")
     for i in range(4):
         log_request(logger, f"r{i}")
     logger.commit()
     logger.drain()
     logger._wal.close()
     (tmp_path / "wal" / "w" / "checkpoint").unlink()  # as if the checkpoint write was lost
-    replayer = InferenceLogger(db, tmp_path / "wal", worker="w")
+    replayer = InferenceLogger(log, tmp_path / "wal", worker="w")
     assert replayer.drain() == 4
     assert counts_by_request(db) == {f"r{i}": 1 for i in range(4)}
     replayer.close()
 
 
-def test_a_live_workers_log_is_left_alone(db: Database, tmp_path: Path) -> None:
-    live = InferenceLogger(db, tmp_path / "wal", worker="live")
+def test_a_live_workers_log_is_left_alone(
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
+    live = InferenceLogger(log, tmp_path / "wal", worker="live")
     log_request(live, "live-record")
     live.commit()
-    other = InferenceLogger(db, tmp_path / "wal", worker="other")
+    other = InferenceLogger(log, tmp_path / "wal", worker="other")
     assert other.drain() == 0
     assert counts_by_request(db) == {}
     live.close()
@@ -163,11 +177,11 @@ def test_a_live_workers_log_is_left_alone(db: Database, tmp_path: Path) -> None:
 
 
 def test_an_ingester_follows_a_live_log_then_claims_it_once_its_writer_is_gone(
-    db: Database, tmp_path: Path
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
 ) -> None:
-    writer = InferenceLogger(db, tmp_path / "wal", worker="w1", ingest=False)
+    writer = InferenceLogger(log, tmp_path / "wal", worker="w1", ingest=False)
     following = ["w1"]
-    ingester = LogIngester(db, tmp_path / "wal", follow=lambda: following)
+    ingester = LogIngester(log, tmp_path / "wal", follow=lambda: following)
     log_request(writer, "first")
     writer.commit()
     assert ingester.drain() == 1
@@ -183,18 +197,18 @@ def test_an_ingester_follows_a_live_log_then_claims_it_once_its_writer_is_gone(
 
 
 def test_when_the_store_fails_records_wait_on_disk(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failures = [exc.OperationalError("INSERT", {}, Exception("database is down"))]
-    real_insert = log_ingest.insert_batches
+    real_insert = SqlInferenceLogRepository.add_batches
 
-    def flaky(database: Database, batches: list[StoredBatch]) -> None:
+    def flaky(self: SqlInferenceLogRepository, batches: list[StoredBatch]) -> None:
         if failures:
             raise failures.pop()
-        real_insert(database, batches)
+        real_insert(self, batches)
 
-    monkeypatch.setattr(log_ingest, "insert_batches", flaky)
-    logger = InferenceLogger(db, tmp_path / "wal")
+    monkeypatch.setattr(SqlInferenceLogRepository, "add_batches", flaky)
+    logger = InferenceLogger(log, tmp_path / "wal")
     log_request(logger, "kept")
     logger.commit()
     with pytest.raises(exc.OperationalError, match="database is down"):
@@ -206,11 +220,11 @@ def test_when_the_store_fails_records_wait_on_disk(
 
 
 def test_an_undecodable_record_is_set_aside_and_the_rest_ingested(
-    db: Database, tmp_path: Path
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
 ) -> None:
     with WriteAheadLog(tmp_path / "wal" / "old") as orphan:
         orphan.append_many([b'{"id": "x"}', b"not json"])
-    logger = InferenceLogger(db, tmp_path / "wal", worker="new")
+    logger = InferenceLogger(log, tmp_path / "wal", worker="new")
     log_request(logger, "good")
     logger.commit()
     logger.drain()
@@ -219,9 +233,11 @@ def test_an_undecodable_record_is_set_aside_and_the_rest_ingested(
     logger.close()
 
 
-def test_sampling_counts_what_it_leaves_out(db: Database, tmp_path: Path) -> None:
+def test_sampling_counts_what_it_leaves_out(
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
     logger = InferenceLogger(
-        db, tmp_path / "wal", policies={"recs": LogPolicy(sample_rate=0.25)}, worker="w"
+        log, tmp_path / "wal", policies={"recs": LogPolicy(sample_rate=0.25)}, worker="w"
     )
     kept = [log_request(logger, f"r{i}", deployment="recs") for i in range(400)]
     for i in range(50):
@@ -238,8 +254,10 @@ def test_sampling_counts_what_it_leaves_out(db: Database, tmp_path: Path) -> Non
     logger.close()
 
 
-def test_a_full_log_rejects_or_drops_by_policy(db: Database, tmp_path: Path) -> None:
-    strict = InferenceLogger(db, tmp_path / "wal", worker="strict", max_wal_bytes=2000)
+def test_a_full_log_rejects_or_drops_by_policy(
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
+) -> None:
+    strict = InferenceLogger(log, tmp_path / "wal", worker="strict", max_wal_bytes=2000)
     log_request(strict, "fits")
     strict.commit()
     for i in range(10):
@@ -248,7 +266,7 @@ def test_a_full_log_rejects_or_drops_by_policy(db: Database, tmp_path: Path) -> 
         strict.commit()
     assert strict.commit() == 0  # the refused batch is gone, not retried
     relaxed = InferenceLogger(
-        db, tmp_path / "wal", worker="relaxed", max_wal_bytes=2000, when_full="drop"
+        log, tmp_path / "wal", worker="relaxed", max_wal_bytes=2000, when_full="drop"
     )
     for i in range(10):
         log_request(relaxed, f"d{i}", deployment="recs")
@@ -260,17 +278,17 @@ def test_a_full_log_rejects_or_drops_by_policy(db: Database, tmp_path: Path) -> 
 
 
 def test_purge_and_the_retention_sweep_delete_old_records_in_chunks(
-    db: Database, tmp_path: Path
+    db: Database, log: SqlInferenceLogRepository, tmp_path: Path
 ) -> None:
-    logger = InferenceLogger(db, tmp_path / "wal")
+    logger = InferenceLogger(log, tmp_path / "wal")
     for i in range(10):
         log_request(logger, f"fraud-{i}", ts=float(i * 100))
         log_request(logger, f"recs-{i}", ts=float(i * 100), deployment="recs")
     logger.commit()
     logger.close()
-    assert purge(db, 300.0, deployment="fraud", chunk=2) == 3
+    assert purge(log, 300.0, deployment="fraud", chunk=2) == 3
     deleted = retention_sweep(
-        db,
+        log,
         now=1000.0,
         policies={"recs": LogPolicy(ttl_s=250.0)},
         default=LogPolicy(ttl_s=500.0),
@@ -289,9 +307,11 @@ from typing import Any
 import numpy as np
 from modelyard.store.database import Database
 from modelyard.monitoring.inference_log.logger import InferenceLogger
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 
 url, root, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-logger = InferenceLogger(Database(url), root, worker="victim", batch_bytes=500, interval_s=0.0)
+log = SqlInferenceLogRepository(Database(url))
+logger = InferenceLogger(log, root, worker="victim", batch_bytes=500, interval_s=0.0)
 logger.start()
 for i in range(count):
     logger.record(
@@ -305,7 +325,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_every_acknowledged_record_survives_a_sigkill(
-    settings: Settings, db: Database, tmp_path: Path
+    settings: Settings, db: Database, log: SqlInferenceLogRepository, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     victim = subprocess.run(
@@ -324,17 +344,17 @@ def test_every_acknowledged_record_survives_a_sigkill(
     assert victim.returncode == -signal.SIGKILL, victim.stderr
     acknowledged = victim.stdout.split()
     assert len(acknowledged) == 300
-    rescuer = InferenceLogger(db, tmp_path / "wal", worker=f"rescuer-{os.getpid()}")
+    rescuer = InferenceLogger(log, tmp_path / "wal", worker=f"rescuer-{os.getpid()}")
     rescuer.drain()
     rescuer.close()
     assert counts_by_request(db) == dict.fromkeys(acknowledged, 1)
     assert time.monotonic() - started < 60
 
 
-def test_a_window_can_be_bounded_to_the_newest_requests(db: Database) -> None:
+def test_a_window_can_be_bounded_to_the_newest_requests(log: SqlInferenceLogRepository) -> None:
     for first in (10, 20, 30):
         write_records(
-            db,
+            log,
             [
                 {"request_id": f"r{ts}", "ts": float(ts), "deployment": "fraud", "model": "m",
                  "version": 1, "status": 200, "latency_ms": 1.0, "rows": 1,
@@ -342,8 +362,8 @@ def test_a_window_can_be_bounded_to_the_newest_requests(db: Database) -> None:
                 for ts in range(first, first + 10)
             ],
         )  # fmt: skip
-    window = read_window(db, "fraud", 0.0, 100.0, newest=15)
+    window = read_window(log, "fraud", 0.0, 100.0, newest=15)
     assert window.request_ids.tolist() == [f"r{ts}" for ts in range(25, 40)]
     assert window.inputs["x"].tolist() == [float(ts) for ts in range(25, 40)]
     assert window.start == 25.0  # so that rates over the window stay true
-    assert read_window(db, "fraud", 0.0, 100.0, newest=1000).requests == 30
+    assert read_window(log, "fraud", 0.0, 100.0, newest=1000).requests == 30

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.monitor import make_monitor_app, parse_duration
 from modelyard.errors import ValidationError
-from modelyard.monitoring import write_records
+from modelyard.monitoring import SqlInferenceLogRepository, write_records
 from modelyard.monitoring.window import Window
 from modelyard.store.database import Database
 from modelyard.store.schema import feedback
@@ -175,7 +175,7 @@ def test_the_default_reader_reads_the_inference_log_with_feedback(
             {"request_id": f"req{i}", "row": 0, "label": str(int(labels[pick[0]])),
              "received_at": NOW, "dedupe_key": f"k{i}"}
         )  # fmt: skip
-    write_records(yard.db, logged)
+    write_records(SqlInferenceLogRepository(yard.db), logged)
     with yard.db.write() as conn:
         conn.execute(insert(feedback), joined)
     app = make_monitor_app(open_yard=lambda: yard, clock=lambda: NOW)

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import insert
 
 from modelyard.monitoring import request_outcomes, write_records
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.registry.signature import FieldSpec, Signature
 from modelyard.routing import (
     DeploymentStore,
@@ -52,7 +53,7 @@ def test_logged_outcomes_join_feedback_by_request_id(running: DeploymentStore, y
         for i in range(6)
     ]  # fmt: skip
     labels = {"q0": 1, "q1": 0, "q4": {"revenue": 12.5}, "q5": True}
-    write_records(yard.db, records)
+    write_records(SqlInferenceLogRepository(yard.db), records)
     with yard.db.write() as conn:
         conn.execute(
             insert(feedback),
@@ -61,7 +62,7 @@ def test_logged_outcomes_join_feedback_by_request_id(running: DeploymentStore, y
                 for q, v in labels.items()
             ],
         )
-    source = LoggedOutcomes(partial(request_outcomes, yard.db))
+    source = LoggedOutcomes(partial(request_outcomes, SqlInferenceLogRepository(yard.db)))
     a = source("api", "a", 1, experiment, experiment.started_at, at + 1)
     assert (a.n, a.estimate) == (4, 0.25)  # q0 converted; q1 did not; q2, q3 have no feedback
     b = source("api", "b", 3, experiment, experiment.started_at, at + 1)

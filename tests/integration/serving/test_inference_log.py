@@ -21,6 +21,7 @@ from sqlalchemy import select
 from modelyard.config import load_settings
 from modelyard.monitoring.feedback_join import joined
 from modelyard.monitoring.inference_log.payload import Payload
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.store.database import Database
 from modelyard.store.schema import inference_batches
 
@@ -93,7 +94,7 @@ def test_predictions_are_logged_and_feedback_joins(
     assert "modelyard_inference_log_backlog_bytes" in metrics
     assert wait_until(lambda: set(ids) <= set(logged_request_ids(fresh_home)), 20)
     db = Database(load_settings(home=fresh_home, environ={}).resolved_database_url)
-    window = joined(db, "fraud", started - 1, time.time() + 1)
+    window = joined(SqlInferenceLogRepository(db), "fraud", started - 1, time.time() + 1)
     db.dispose()
     assert window.requests == 5
     assert window.rows == 15

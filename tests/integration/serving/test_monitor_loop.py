@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from modelyard.config import Settings
-from modelyard.monitoring import write_records
+from modelyard.monitoring import SqlInferenceLogRepository, write_records
 from modelyard.monitoring.alerts import AlertRule, save_rule
 from modelyard.monitoring.drift_job import drift_history
 from modelyard.runner.monitoring import MonitorLoop
@@ -35,7 +35,7 @@ def test_a_cycle_measures_checks_drift_alerts_and_publishes(
     shifted = features[rng.integers(0, len(features), 400)] + 3.0  # every feature drifts
     probabilities = forest.predict_proba(shifted)
     write_records(
-        yard.db,
+        SqlInferenceLogRepository(yard.db),
         [
             {"request_id": f"r{i}", "ts": NOW - 60 + i * 0.1, "deployment": "fraud",
              "model": "fraud", "version": 1, "status": 200, "latency_ms": 80.0, "rows": 1,

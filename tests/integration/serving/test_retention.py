@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings
-from modelyard.monitoring import read_window, write_records
+from modelyard.monitoring import SqlInferenceLogRepository, read_window, write_records
 from modelyard.routing import DeploymentStore
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.retention import sweep_once
@@ -29,7 +29,7 @@ def test_each_deployment_keeps_its_own_days(settings: Settings, yard: Yard) -> N
     store.update("forever", lambda config: replace(config, log_ttl_days=0))
     for name in ("short", "default", "forever", "gone"):  # "gone": traffic, no deployment
         write_records(
-            yard.db,
+            SqlInferenceLogRepository(yard.db),
             [
                 {
                     "request_id": f"{name}-{age}",
@@ -47,7 +47,9 @@ def test_each_deployment_keeps_its_own_days(settings: Settings, yard: Yard) -> N
     deleted = sweep_once(yard, settings, NOW)  # the server's default: 30 days
     assert deleted == {"short": 2, "default": 1, "gone": 1}
     kept = {
-        name: sorted(read_window(yard.db, name, 0.0, NOW + 1).request_ids.tolist())
+        name: sorted(
+            read_window(SqlInferenceLogRepository(yard.db), name, 0.0, NOW + 1).request_ids.tolist()
+        )
         for name in ("short", "default", "forever", "gone")
     }
     assert kept == {

@@ -8,7 +8,7 @@ import time
 from sqlalchemy import insert, inspect, select, text
 
 from modelyard.config import Settings
-from modelyard.monitoring import read_window
+from modelyard.monitoring import SqlInferenceLogRepository, read_window
 from modelyard.store.database import HEAD_REVISION, Database
 from modelyard.store.schema import inference_batches, run_latest_metrics, run_metrics, runs
 
@@ -64,7 +64,7 @@ def test_per_request_inference_records_move_into_batches_intact(settings: Settin
     db.dispose()
 
     upgraded = Database(settings.resolved_database_url)
-    window = read_window(upgraded, "fraud", 0.0, 1e9)
+    window = read_window(SqlInferenceLogRepository(upgraded), "fraud", 0.0, 1e9)
     assert window.request_ids.tolist() == [f"req{i}" for i in range(6)]
     assert window.version.tolist() == [1, 2, 1, 2, 1, 2]
     assert window.status.tolist() == [200, 200, 200, 500, 200, 200]

@@ -12,10 +12,10 @@ import pytest
 
 from modelyard.monitoring.inference_log import logger as inference_log
 from modelyard.monitoring.inference_log.logger import InferenceLogger
+from modelyard.monitoring.inference_log.memory import MemoryInferenceLogRepository
 from modelyard.monitoring.inference_log.payload import Payload
 from modelyard.monitoring.inference_log.record import Group, Summary, encode, read_summary
 from modelyard.monitoring.inference_log.storage import BATCH_SPAN_S, storable
-from modelyard.store.database import Database
 
 
 def group(*records: dict[str, Any], deployment: str = "fraud") -> Group:
@@ -186,8 +186,8 @@ def test_a_commit_too_big_for_one_record_is_split(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(inference_log, "MAX_RECORD_BYTES", 6000)
-    db = Database(f"sqlite:///{tmp_path}/m.db")
-    logger = InferenceLogger(db, tmp_path / "wal", worker="w", ingest=False)
+    log = MemoryInferenceLogRepository()
+    logger = InferenceLogger(log, tmp_path / "wal", worker="w", ingest=False)
 
     def log(request_id: str, size: int) -> None:
         logger.record(
@@ -206,4 +206,3 @@ def test_a_commit_too_big_for_one_record_is_split(
     assert huge.in_refs == [None]
     assert "inputs and outputs not logged" in str(huge.errors[0])
     logger.close()
-    db.dispose()

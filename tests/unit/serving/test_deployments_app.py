@@ -15,13 +15,12 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
-from modelyard.monitoring import InferenceLogger, LogPolicy
+from modelyard.monitoring import InferenceLogger, LogPolicy, MemoryInferenceLogRepository
 from modelyard.routing import DeploymentStore
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.hosting.shadow import ShadowEvent
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.recording import InferenceLogRecorder, default_log_policy
-from modelyard.store.database import Database
 from modelyard.yard import Yard
 
 FIELDS = ["user", "amount", "age", "score"]
@@ -183,8 +182,7 @@ def test_each_deployments_log_policy_reaches_the_inference_log(
 ) -> None:
     client, store = setup
     name: str = client.name  # type: ignore[attr-defined]
-    db = Database(settings_for(home).resolved_database_url)
-    logger = InferenceLogger(db, tmp_path / "wal", ingest=False)
+    logger = InferenceLogger(MemoryInferenceLogRepository(), tmp_path / "wal", ingest=False)
     client.app.inference_log = InferenceLogRecorder(logger, default_log_policy(settings_for(home)))
     client.run(client.app._housekeeping())
     assert logger.policy(name) == LogPolicy(sample_rate=1.0, ttl_s=30 * 86_400.0)  # defaults
@@ -193,4 +191,3 @@ def test_each_deployments_log_policy_reaches_the_inference_log(
     client.run(client.app._housekeeping())
     assert logger.policy(name) == LogPolicy(sample_rate=0.1, ttl_s=None)  # 0 days: forever
     logger.close()
-    db.dispose()

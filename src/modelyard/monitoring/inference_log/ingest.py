@@ -2,7 +2,8 @@
 every log whose process is gone.
 
 ``LogIngester`` reads each followed log with a ``wal.LogTail`` (its writer keeps
-appending), stores its payloads (``log_store``), then moves the log's checkpoint;
+appending), stores its payloads (``storage.storable`` batches, through an
+``InferenceLogRepository``), then moves the log's checkpoint;
 a crash between the two replays records the store then ignores (idempotent ids).
 A log under the same root that nobody follows and whose lock is free belongs to
 a process that died: it is claimed (its lock taken), drained and removed, so the
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import RejectedWriteError, StoreError
-from modelyard.monitoring.inference_log.storage import StoredBatch, insert_batches, storable
+from modelyard.monitoring.inference_log.repository import InferenceLogRepository, StoredBatch
+from modelyard.monitoring.inference_log.storage import storable
 from modelyard.monitoring.inference_log.wal import LogTail, Position, WriteAheadLog
-from modelyard.store.database import Database
 
 ErrorHook = Callable[[str, dict[str, Any]], None]
 _MAX_RECORDS = 10_000  # write-ahead log records per read
@@ -40,7 +41,7 @@ class LogIngester:
 
     def __init__(
         self,
-        db: Database,
+        log: InferenceLogRepository,
         root: Path,
         *,
         follow: Callable[[], Iterable[str]],
@@ -50,7 +51,7 @@ class LogIngester:
         fsync_interval_s: float | None = None,
         on_error: ErrorHook | None = None,
     ) -> None:
-        self._db = db
+        self._log = log
         self._root = Path(root)
         self._follow = follow
         self._batch_bytes = batch_bytes
@@ -200,12 +201,12 @@ class LogIngester:
 
     def _write(self, batches: list[StoredBatch]) -> None:
         try:
-            insert_batches(self._db, batches)
+            self._log.add_batches(batches)
         except RejectedWriteError:
             # A batch the store refuses would block the log forever: set it aside, keep the rest.
             for batch in batches:
                 try:
-                    insert_batches(self._db, [batch])
+                    self._log.add_batches([batch])
                 except RejectedWriteError as error:
                     self.rejected_rows += batch.summary.requests
                     self._report("inference_log_batch_rejected", error, batch_id=batch.summary.id)

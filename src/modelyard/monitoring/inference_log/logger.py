@@ -12,7 +12,7 @@ The serving loop calls, for each micro-batch::
 
 so an answered request is on local disk (in the kernel's page cache) before its
 client sees the answer, and survives a SIGKILL of the worker. A
-``log_ingest.LogIngester`` reads the write-ahead log back and stores its
+``ingest.LogIngester`` reads the write-ahead log back and stores its
 payloads in the metadata store, one row per micro-batch: on a thread of this
 process (``ingest=True``), or in another process that follows this log (a
 multi-worker server's supervisor). The log on disk is the queue between the
@@ -46,8 +46,8 @@ from modelyard.errors import OverloadedError, StoreError, ValidationError
 from modelyard.monitoring.inference_log.ingest import ErrorHook, LogIngester
 from modelyard.monitoring.inference_log.policy import WHEN_FULL, LogPolicy, sampled
 from modelyard.monitoring.inference_log.record import Group, encode
+from modelyard.monitoring.inference_log.repository import InferenceLogRepository
 from modelyard.monitoring.inference_log.wal import MAX_RECORD_BYTES, WriteAheadLog
-from modelyard.store.database import Database
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,12 @@ class LogStats:
 
 
 class InferenceLogger:
-    """Records predictions into a write-ahead log under ``root/worker`` and then the store."""
+    """Records predictions into a write-ahead log under ``root/worker`` and then into ``log``
+    (unused without ``ingest``: another process stores the write-ahead log)."""
 
     def __init__(
         self,
-        db: Database,
+        log: InferenceLogRepository,
         root: Path,
         *,
         worker: str | None = None,
@@ -99,7 +100,7 @@ class InferenceLogger:
         )
         self._ingester = (
             LogIngester(
-                db,
+                log,
                 Path(root),
                 follow=lambda: (worker,),
                 batch_bytes=batch_bytes,

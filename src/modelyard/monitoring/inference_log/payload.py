@@ -1,8 +1,8 @@
-"""Reading inference log payloads back (the format is ``log_record``'s): their records'
+"""Reading inference log payloads back (the format is ``record``'s): their records'
 fields as checked columns, and their blocks as arrays over the payload's bytes.
 
-Reads both formats: columnar (``log_record.COLUMNAR``, what serving writes) and
-the older one list per record (``log_record.LEGACY``: write-ahead logs and stores
+Reads both formats: columnar (``record.COLUMNAR``, what serving writes) and
+the older one list per record (``record.LEGACY``: write-ahead logs and stores
 from before, and what migration 0006 wrote).
 """
 

@@ -11,9 +11,9 @@ input and outputs with each request's row span, 64 requests cost one
 ~25-35 us for 30 features here, benchmarks/monitoring; one list of fields per
 request ~2.5 us more per request than these columns, measured in a serving worker.)
 
-The store keeps payloads as they are, one row each (``log_store``), indexed by
+The store keeps payloads as they are, one row each (``storage``), indexed by
 the ``Summary`` written ahead of the payload, so the store writer reads neither
-records nor arrays. ``log_payload.Payload`` reads one back.
+records nor arrays. ``payload.Payload`` reads one back.
 
 Layout: ``b"\\x02"``, u32 length, the ``Summary`` (orjson); then ``b"\\x03"``,
 u32 length of the header, the header (orjson), then the array bytes::
@@ -61,7 +61,7 @@ Rows = tuple[int, int] | None
 
 
 class Summary(NamedTuple):
-    """What the store indexes a payload by (``log_store``): its id, the one deployment,
+    """What the store indexes a payload by (``storage``): its id, the one deployment,
     model and version of its records, their time span and counts."""
 
     id: str

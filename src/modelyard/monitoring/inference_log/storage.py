@@ -1,13 +1,17 @@
-"""The inference log in the store: one row per micro-batch, windows as arrays, retention.
+"""The inference log in the store: one stored batch per micro-batch, windows as arrays,
+retention.
 
-A row of ``inference_batches`` holds one write-ahead log payload as the serving
-worker wrote it (``log_record``): the records of one deployment, model and
-version, whose times lie within ``BATCH_SPAN_S`` of the first. Storing is then
-one insert per micro-batch instead of one per request (three B-tree inserts and
-a JSON text each: ~20 us of CPU a request, measured), and a window reads back
-through ``np.frombuffer``. A payload is stored under the id its writer gave it, so
-a replayed payload lands on the same primary key and is ignored (``INSERT ... ON
-CONFLICT DO NOTHING``, on SQLite and PostgreSQL alike).
+A stored batch holds one write-ahead log payload as the serving worker wrote it
+(``record``): the records of one deployment, model and version, whose times lie
+within ``BATCH_SPAN_S`` of the first. Storing is then one insert per micro-batch
+instead of one per request (three B-tree inserts and a JSON text each: ~20 us of CPU
+a request, measured), and a window reads back through ``np.frombuffer``. A payload
+is stored under the id its writer gave it, so a replayed payload is stored once.
+
+What is here is pure: which batches a payload is stored as, how a window is
+assembled from stored payloads, the retention decisions. The table I/O is an
+``InferenceLogRepository`` passed in (``sql.SqlInferenceLogRepository`` on the
+metadata database, ``memory.MemoryInferenceLogRepository`` in tests).
 """
 
 from __future__ import annotations
@@ -16,37 +20,21 @@ import contextlib
 import hashlib
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, desc, select
 
 from modelyard.monitoring.inference_log.payload import Columns, Payload
 from modelyard.monitoring.inference_log.policy import LogPolicy, retention_cutoffs
-from modelyard.monitoring.inference_log.record import Group, Summary, encode, read_summary
+from modelyard.monitoring.inference_log.record import Group, encode, read_summary
+from modelyard.monitoring.inference_log.repository import InferenceLogRepository, StoredBatch
 from modelyard.monitoring.window import Window
-from modelyard.store.database import Database
-from modelyard.store.schema import inference_batches
 
 # A stored batch's records lie within this many seconds of its first, so a window's
 # batches are found by an index range over the first record's time.
 BATCH_SPAN_S = 60.0
-_BATCH_COLUMNS = (*Summary._fields, "payload")  # the table's columns, in this order
-_INSERT = (
-    f"INSERT INTO {inference_batches.name} ({', '.join(_BATCH_COLUMNS)}) VALUES ({{marks}}) "
-    "ON CONFLICT (id) DO NOTHING"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBatch:
-    """One row of ``inference_batches``: a payload and what the store indexes it by."""
-
-    summary: Summary
-    payload: bytes
 
 
 def storable(payload: bytes) -> tuple[list[StoredBatch], int]:
@@ -94,21 +82,7 @@ def _within_span(numbers: list[int], ts: list[float]) -> Iterator[list[int]]:
         yield chunk
 
 
-def insert_batches(db: Database, batches: Sequence[StoredBatch]) -> None:
-    """Write batches in one transaction; ids already stored are skipped.
-
-    Straight to the driver's ``executemany``: SQLAlchemy's per-row parameter
-    handling costs more than SQLite's insert itself.
-    """
-    if not batches:
-        return
-    rows = [(*batch.summary, batch.payload) for batch in batches]
-    with db.write() as conn:
-        mark = "%s" if conn.dialect.name == "postgresql" else "?"
-        conn.exec_driver_sql(_INSERT.format(marks=", ".join([mark] * len(_BATCH_COLUMNS))), rows)
-
-
-def write_records(db: Database, records: Iterable[Mapping[str, Any]]) -> int:
+def write_records(log: InferenceLogRepository, records: Iterable[Mapping[str, Any]]) -> int:
     """Store records directly, as a serving worker's log would (imports, backfills, tests).
 
     Each record maps ``request_id``, ``ts``, ``deployment``, ``model``, ``version``,
@@ -136,7 +110,7 @@ def write_records(db: Database, records: Iterable[Mapping[str, Any]]) -> int:
     batches = []
     for group in groups.values():
         batches += storable(encode(group, secrets.token_hex(16)))[0]
-    insert_batches(db, batches)
+    log.add_batches(batches)
     return sum(len(group) for group in groups.values())
 
 
@@ -144,7 +118,7 @@ def write_records(db: Database, records: Iterable[Mapping[str, Any]]) -> int:
 
 
 def read_payloads(
-    db: Database,
+    log: InferenceLogRepository,
     deployment: str,
     start: float,
     end: float,
@@ -155,35 +129,18 @@ def read_payloads(
     """The stored payloads that may hold records of ``deployment`` with ``start <= ts < end``
     (one that cannot be read is skipped: it was checked when stored, so that is a bug).
     With ``newest``, only the latest payloads that hold at least that many requests."""
-    batch = inference_batches.c
-    where = [
-        batch.deployment == deployment,
-        batch.ts_first >= start - BATCH_SPAN_S,
-        batch.ts_first < end,
-    ]
-    if version is not None:
-        where.append(batch.version == version)
-    with db.read() as conn:
-        if newest is not None:
-            # Counted from the small columns first, so the payloads are read only once.
-            latest = select(batch.ts_first, batch.requests).where(*where)
-            total = 0
-            for ts_first, requests in conn.execute(latest.order_by(desc(batch.ts_first))):
-                total += requests
-                if total >= newest:
-                    where.append(batch.ts_first >= ts_first)
-                    break
-        query = select(batch.payload).where(*where).order_by(batch.ts_first, batch.id)
-        stored = conn.execute(query).scalars().all()
+    stored = log.batch_payloads(
+        deployment, start - BATCH_SPAN_S, end, version=version, newest=newest
+    )
     payloads = []
     for data in stored:
         with contextlib.suppress(ValueError):
-            payloads.append(Payload(bytes(data)))
+            payloads.append(Payload(data))
     return payloads
 
 
 def read_window(
-    db: Database,
+    log: InferenceLogRepository,
     deployment: str,
     start: float,
     end: float,
@@ -201,7 +158,7 @@ def read_window(
     and the window then starts at the first of them, so rates stay true.
     """
     chosen: list[tuple[Payload, int]] = []
-    payloads = read_payloads(db, deployment, start, end, version=version, newest=newest)
+    payloads = read_payloads(log, deployment, start, end, version=version, newest=newest)
     for payload in payloads:
         versions = payload.versions
         for number, at in enumerate(payload.ts):
@@ -368,63 +325,26 @@ def _objects(values: list[Any]) -> npt.NDArray[Any]:
 
 
 def purge(
-    db: Database, older_than: float, *, deployment: str | None = None, chunk: int = 500
+    log: InferenceLogRepository,
+    older_than: float,
+    *,
+    deployment: str | None = None,
+    chunk: int = 500,
 ) -> int:
     """Delete the batches whose every record has ``ts < older_than`` (of one deployment, or
     of all); returns the records deleted. One short transaction per ``chunk`` batches
     keeps the SQLite write lock free for the loggers in between."""
-    if deployment is None:
-        return sum(purge(db, older_than, deployment=name, chunk=chunk) for name in deployments(db))
-    batch = inference_batches.c
-    # By deployment and ts_first first: the index finds the old batches without reading
-    # the table (and its payloads) through, as an hourly sweep would otherwise.
-    doomed = (
-        select(batch.id, batch.requests)
-        .where(
-            batch.deployment == deployment,
-            batch.ts_first < older_than,
-            batch.ts_last < older_than,
-        )
-        .limit(chunk)
-    )
-    total = 0
-    while True:
-        with db.write() as conn:
-            found = conn.execute(doomed).all()
-            if found:
-                conn.execute(delete(inference_batches).where(batch.id.in_([r.id for r in found])))
-        total += sum(int(r.requests) for r in found)
-        if len(found) < chunk:
-            return total
-
-
-def deployments(db: Database) -> list[str]:
-    """Every deployment with records in the log."""
-    with db.read() as conn:
-        return list(conn.execute(select(inference_batches.c.deployment).distinct()).scalars())
-
-
-def latest_model(db: Database, deployment: str) -> str | None:
-    """The model that answered ``deployment``'s latest logged request, if any."""
-    batch = inference_batches.c
-    query = (
-        select(batch.model)
-        .where(batch.deployment == deployment)
-        .order_by(desc(batch.ts_last))
-        .limit(1)
-    )
-    with db.read() as conn:
-        model = conn.execute(query).scalar()
-    return None if model is None else str(model)
+    names = log.deployments() if deployment is None else [deployment]
+    return sum(log.delete_batches(name, older_than, chunk=chunk) for name in names)
 
 
 def retention_sweep(
-    db: Database,
+    log: InferenceLogRepository,
     now: float,
     *,
     policies: Mapping[str, LogPolicy] | None = None,
     default: LogPolicy | None = None,
 ) -> dict[str, int]:
     """Apply each deployment's TTL at time ``now``; returns the records deleted per deployment."""
-    cutoffs = retention_cutoffs(deployments(db), policies or {}, default or LogPolicy(), now)
-    return {name: purge(db, cutoff, deployment=name) for name, cutoff in cutoffs.items()}
+    cutoffs = retention_cutoffs(log.deployments(), policies or {}, default or LogPolicy(), now)
+    return {name: log.delete_batches(name, cutoff) for name, cutoff in cutoffs.items()}

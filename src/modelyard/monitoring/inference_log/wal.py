@@ -352,7 +352,7 @@ class LogTail:
     """Reads a log that a live process (or another thread) is appending to, from its
     checkpoint on disk, without taking its lock; moves the checkpoint as it goes.
 
-    Only one reader per log: ``log_ingest.LogIngester`` follows the logs of its own
+    Only one reader per log: ``ingest.LogIngester`` follows the logs of its own
     workers, and claims any other only once its owner is gone.
     """
 

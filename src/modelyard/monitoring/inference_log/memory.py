@@ -1,0 +1,124 @@
+"""The inference log and its feedback labels in memory: the fake of ``repository``'s ports.
+
+Real enough to run monitoring's logic in tests without a database: loggers and
+ingesters store into it (from their threads: a lock guards it), windows and joins
+read from it, the retention sweep deletes from it. The contract test
+(``tests/integration/monitoring/test_inference_log_repository_contract.py``) runs the
+same assertions against it and ``sql.SqlInferenceLogRepository``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+
+from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
+
+
+class MemoryInferenceLogRepository:
+    """``InferenceLogRepository`` and ``FeedbackRepository`` over a dict of each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: dict[str, StoredBatch] = {}  # by id, in storage order
+        self._labels: dict[str, StoredLabel] = {}  # by dedupe key, in storage order
+
+    # -- the inference log ------------------------------------------------------------------
+
+    def add_batches(self, batches: Sequence[StoredBatch]) -> None:
+        with self._lock:
+            for batch in batches:
+                self._batches.setdefault(batch.summary.id, batch)
+
+    def batch_payloads(
+        self,
+        deployment: str,
+        first_from: float,
+        first_to: float,
+        *,
+        version: int | None = None,
+        newest: int | None = None,
+    ) -> list[bytes]:
+        with self._lock:
+            found = [
+                batch
+                for batch in self._batches.values()
+                if batch.summary.deployment == deployment
+                and first_from <= batch.summary.ts_first < first_to
+                and (version is None or batch.summary.version == version)
+            ]
+        if newest is not None:
+            total = 0
+            for batch in sorted(found, key=lambda b: b.summary.ts_first, reverse=True):
+                total += batch.summary.requests
+                if total >= newest:
+                    cut = batch.summary.ts_first
+                    found = [b for b in found if b.summary.ts_first >= cut]
+                    break
+        found.sort(key=lambda b: (b.summary.ts_first, b.summary.id))
+        return [batch.payload for batch in found]
+
+    def delete_batches(self, deployment: str, older_than: float, *, chunk: int = 500) -> int:
+        with self._lock:
+            doomed = [
+                batch
+                for batch in self._batches.values()
+                if batch.summary.deployment == deployment
+                and batch.summary.ts_first < older_than
+                and batch.summary.ts_last < older_than
+            ]
+            for batch in doomed:
+                del self._batches[batch.summary.id]
+        return sum(batch.summary.requests for batch in doomed)
+
+    def deployments(self) -> list[str]:
+        with self._lock:
+            return list(dict.fromkeys(b.summary.deployment for b in self._batches.values()))
+
+    def latest_model(self, deployment: str) -> str | None:
+        with self._lock:
+            mine = [b.summary for b in self._batches.values() if b.summary.deployment == deployment]
+        return max(mine, key=lambda s: s.ts_last).model if mine else None
+
+    # -- feedback labels --------------------------------------------------------------------
+
+    def put_labels(self, labels: Sequence[StoredLabel]) -> dict[str, str]:
+        with self._lock:
+            before: dict[str, str] = {}
+            for label in labels:
+                stored = self._labels.get(label.dedupe_key)
+                if stored is None:
+                    self._labels[label.dedupe_key] = label
+                    continue
+                before[label.dedupe_key] = stored.label
+                if stored.label != label.label:  # the target stays, as the SQL upsert keeps it
+                    self._labels[label.dedupe_key] = StoredLabel(
+                        dedupe_key=stored.dedupe_key,
+                        label=label.label,
+                        received_at=label.received_at,
+                        request_id=stored.request_id,
+                        row=stored.row,
+                        entity_key=stored.entity_key,
+                        event_time=label.event_time,
+                    )
+            return before
+
+    def request_labels(self, request_ids: Collection[str]) -> dict[tuple[str, int], str]:
+        wanted = set(request_ids)
+        with self._lock:
+            return {
+                (label.request_id, label.row): label.label
+                for label in self._labels.values()
+                if label.request_id is not None and label.request_id in wanted
+            }
+
+    def entity_labels(self, start: float, end: float) -> list[EntityLabel]:
+        with self._lock:
+            found = [
+                EntityLabel(label.entity_key, label.event_time, label.label)
+                for label in self._labels.values()
+                if label.entity_key is not None
+                and label.event_time is not None
+                and start <= label.event_time < end
+            ]
+        return sorted(found, key=lambda e: e.event_time)  # stable: storage order on a tie

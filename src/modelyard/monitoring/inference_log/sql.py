@@ -1,0 +1,187 @@
+"""The inference log and its feedback labels on the metadata database (SQLite or PostgreSQL).
+
+``SqlInferenceLogRepository(db)`` is the one adapter of the ports in ``repository``:
+``inference_batches`` (one row per stored micro-batch) and ``feedback`` (one row per
+labelled target). How each statement goes:
+
+* storing batches: one ``INSERT ... ON CONFLICT (id) DO NOTHING`` per micro-batch,
+  straight to the driver's ``executemany`` (SQLAlchemy's per-row parameter handling
+  costs more than SQLite's insert itself), in one ``db.write()`` transaction;
+* storing labels: one ``db.write()`` that reads the stored labels of the keys and
+  then upserts (``ON CONFLICT (dedupe_key) DO UPDATE ... WHERE label differs``);
+* every read and the retention deletes: SQLAlchemy Core on ``db.read()`` /
+  ``db.write()`` connections. A window's payloads come back as bytes, decoded by
+  ``storage`` with ``np.frombuffer``; the index on ``(deployment, ts_first)`` finds
+  them, and the old batches a sweep deletes, without reading the table through.
+
+SQLAlchemy's errors become ``RejectedWriteError`` / ``StoreError`` inside ``Database``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import delete, desc, select
+
+from modelyard.monitoring.inference_log.record import Summary
+from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
+from modelyard.store.database import Database, upsert
+from modelyard.store.schema import feedback, inference_batches
+
+_BATCH_COLUMNS = (*Summary._fields, "payload")  # the table's columns, in this order
+_INSERT = (
+    f"INSERT INTO {inference_batches.name} ({', '.join(_BATCH_COLUMNS)}) VALUES ({{marks}}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_LOOKUP_CHUNK = 500  # keys per IN (...) query
+
+
+class SqlInferenceLogRepository:
+    """``InferenceLogRepository`` and ``FeedbackRepository`` (so ``LabelledLogRepository``)
+    over ``db``'s ``inference_batches`` and ``feedback`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- the inference log ------------------------------------------------------------------
+
+    def add_batches(self, batches: Sequence[StoredBatch]) -> None:
+        if not batches:
+            return
+        rows = [(*batch.summary, batch.payload) for batch in batches]
+        with self._db.write() as conn:
+            mark = "%s" if conn.dialect.name == "postgresql" else "?"
+            marks = ", ".join([mark] * len(_BATCH_COLUMNS))
+            conn.exec_driver_sql(_INSERT.format(marks=marks), rows)
+
+    def batch_payloads(
+        self,
+        deployment: str,
+        first_from: float,
+        first_to: float,
+        *,
+        version: int | None = None,
+        newest: int | None = None,
+    ) -> list[bytes]:
+        batch = inference_batches.c
+        where = [
+            batch.deployment == deployment,
+            batch.ts_first >= first_from,
+            batch.ts_first < first_to,
+        ]
+        if version is not None:
+            where.append(batch.version == version)
+        with self._db.read() as conn:
+            if newest is not None:
+                # Counted from the small columns first, so the payloads are read only once.
+                latest = select(batch.ts_first, batch.requests).where(*where)
+                total = 0
+                for ts_first, requests in conn.execute(latest.order_by(desc(batch.ts_first))):
+                    total += requests
+                    if total >= newest:
+                        where.append(batch.ts_first >= ts_first)
+                        break
+            query = select(batch.payload).where(*where).order_by(batch.ts_first, batch.id)
+            stored = conn.execute(query).scalars().all()
+        return [bytes(data) for data in stored]
+
+    def delete_batches(self, deployment: str, older_than: float, *, chunk: int = 500) -> int:
+        batch = inference_batches.c
+        # By deployment and ts_first first: the index finds the old batches without reading
+        # the table (and its payloads) through, as an hourly sweep would otherwise.
+        doomed = (
+            select(batch.id, batch.requests)
+            .where(
+                batch.deployment == deployment,
+                batch.ts_first < older_than,
+                batch.ts_last < older_than,
+            )
+            .limit(chunk)
+        )
+        total = 0
+        while True:
+            with self._db.write() as conn:
+                found = conn.execute(doomed).all()
+                if found:
+                    ids = [row.id for row in found]
+                    conn.execute(delete(inference_batches).where(batch.id.in_(ids)))
+            total += sum(int(row.requests) for row in found)
+            if len(found) < chunk:
+                return total
+
+    def deployments(self) -> list[str]:
+        with self._db.read() as conn:
+            query = select(inference_batches.c.deployment).distinct()
+            return list(conn.execute(query).scalars())
+
+    def latest_model(self, deployment: str) -> str | None:
+        batch = inference_batches.c
+        query = (
+            select(batch.model)
+            .where(batch.deployment == deployment)
+            .order_by(desc(batch.ts_last))
+            .limit(1)
+        )
+        with self._db.read() as conn:
+            model = conn.execute(query).scalar()
+        return None if model is None else str(model)
+
+    # -- feedback labels --------------------------------------------------------------------
+
+    def put_labels(self, labels: Sequence[StoredLabel]) -> dict[str, str]:
+        if not labels:
+            return {}
+        keys = [label.dedupe_key for label in labels]
+        rows = [
+            {
+                "request_id": label.request_id,
+                "row": label.row,
+                "entity_key": label.entity_key,
+                "event_time": label.event_time,
+                "label": label.label,
+                "received_at": label.received_at,
+                "dedupe_key": label.dedupe_key,
+            }
+            for label in labels
+        ]
+        fb = feedback.c
+        with self._db.write() as conn:
+            stored: dict[str, str] = {}
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                chunk = keys[start : start + _LOOKUP_CHUNK]
+                query = select(fb.dedupe_key, fb.label).where(fb.dedupe_key.in_(chunk))
+                stored.update((key, label) for key, label in conn.execute(query))
+            insert = upsert(conn, feedback)
+            statement = insert.on_conflict_do_update(
+                index_elements=["dedupe_key"],
+                set_={
+                    "label": insert.excluded.label,
+                    "event_time": insert.excluded.event_time,
+                    "received_at": insert.excluded.received_at,
+                },
+                where=fb.label != insert.excluded.label,
+            )
+            conn.execute(statement, rows)
+        return stored
+
+    def request_labels(self, request_ids: Collection[str]) -> dict[tuple[str, int], str]:
+        fb = feedback.c
+        wanted = sorted(request_ids)
+        stored: dict[tuple[str, int], str] = {}
+        with self._db.read() as conn:
+            for at in range(0, len(wanted), _LOOKUP_CHUNK):
+                query = select(fb.request_id, fb.row, fb.label).where(
+                    fb.request_id.in_(wanted[at : at + _LOOKUP_CHUNK])
+                )
+                stored.update(((r.request_id, r.row), r.label) for r in conn.execute(query))
+        return stored
+
+    def entity_labels(self, start: float, end: float) -> list[EntityLabel]:
+        fb = feedback.c
+        query = (
+            select(fb.entity_key, fb.event_time, fb.label)
+            .where(fb.entity_key.is_not(None), fb.event_time >= start, fb.event_time < end)
+            .order_by(fb.event_time, fb.id)
+        )
+        with self._db.read() as conn:
+            return [EntityLabel(*row) for row in conn.execute(query)]
