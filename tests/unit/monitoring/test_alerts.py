@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 
 from modelyard.errors import ValidationError
-from modelyard.monitoring.alerts import (
-    Alert,
-    AlertBus,
-    AlertEvent,
-    AlertRule,
-    AlertState,
-    Figures,
-    evaluate,
-)
+from modelyard.monitoring.alerts import AlertBus, AlertEvent
 from modelyard.monitoring.drift import detect_drift
 from modelyard.monitoring.drift_job import figures_for
 from modelyard.monitoring.live_metrics import QualityMetrics, TrafficMetrics
+from modelyard.monitoring.rules import Alert, AlertRule, AlertState, Figures, evaluate
 
 DEPLOYMENT = "fraud-api"
 
