@@ -1,7 +1,7 @@
 """``modelyard monitor``: live metrics, drift, alert rules and HTML reports of a deployment.
 
 Thin: every command calls ``modelyard.monitoring``. Live traffic is read by a
-window reader, ``(db, deployment, start, end) -> Window``; ``monitor_app`` uses
+log reader, ``(db, deployment, start, end) -> Window``; ``monitor_app`` uses
 the inference log's, with feedback labels joined (``feedback_join.joined``),
 and ``make_monitor_app`` takes another (tests pass synthetic traffic).
 """
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -25,19 +26,15 @@ from rich.table import Table
 
 from modelyard.config import load_settings
 from modelyard.errors import ConfigurationError, ModelyardError, ValidationError
-from modelyard.monitoring.alerts import (
-    AlertRule,
-    Comparison,
-    delete_rule,
-    load_rules,
-    recent_alerts,
-    save_rule,
-)
-from modelyard.monitoring.drift_job import WindowReader, drift_history, monitor_cycle
+from modelyard.monitoring.alerts import delete_rule, load_rules, recent_alerts, save_rule
+from modelyard.monitoring.drift_job import drift_history, monitor_cycle
 from modelyard.monitoring.live_metrics import snapshot
 from modelyard.monitoring.report import gather_report, summary_rows, write_report
+from modelyard.monitoring.rules import AlertRule, Comparison
+from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.monitoring.webhooks import deliver_due
 from modelyard.monitoring.window import Window
+from modelyard.runner.served import served_model
 from modelyard.serving.telemetry.logsearch import parse_time
 from modelyard.store.database import Database
 from modelyard.yard import Yard
@@ -48,9 +45,10 @@ _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 Since = Annotated[str, typer.Option(help="From: 15m / 2h / 1d ago, ISO 8601 or epoch s.")]
 Until = Annotated[str | None, typer.Option(help="Until (default now), same forms.")]
 Model = Annotated[str | None, typer.Option(help="Model (default: the deployment's).")]
+LogReader = Callable[[Database, str, float, float], Window]
 
 
-def inference_log_reader() -> WindowReader:
+def inference_log_reader() -> LogReader:
     """The inference log's reader, labels joined, or a one-line error if this build lacks it."""
     try:
         from modelyard.monitoring.feedback_join import joined
@@ -86,7 +84,7 @@ def _num(value: float | None, spec: str = ".3g") -> str:
 
 
 def make_monitor_app(
-    window_reader: Callable[[], WindowReader] = inference_log_reader,
+    window_reader: Callable[[], LogReader] = inference_log_reader,
     open_yard: Callable[[], Yard] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> typer.Typer:
@@ -98,6 +96,9 @@ def make_monitor_app(
 
     def yard() -> Yard:
         return open_yard() if open_yard is not None else Yard(load_settings())
+
+    def repository() -> SqlMonitoringRepository:
+        return SqlMonitoringRepository(yard().db)
 
     def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         out = Table(title=title, title_justify="left")
@@ -137,8 +138,9 @@ def make_monitor_app(
             start, end = span(since, until)
             opened = yard()
             data = gather_report(
-                opened.db, opened.registry, deployment, start, end,
-                window_reader=window_reader(), now=clock(), model=model,
+                SqlMonitoringRepository(opened.db), opened.registry, deployment, start, end,
+                window_reader=partial(window_reader(), opened.db), now=clock(), model=model,
+                model_of=served_model(opened),
             )  # fmt: skip
             path = write_report(out or Path(f"{deployment}-report.html"), data)
         rows = summary_rows(data)
@@ -189,7 +191,7 @@ def make_monitor_app(
         """The stored drift checks of a deployment, newest last."""
         with user_errors():
             start = parse_time(since, clock())
-            found = drift_history(yard().db, deployment, start, version=version, limit=limit)
+            found = drift_history(repository(), deployment, start, version=version, limit=limit)
         table(
             f"{deployment}: {len(found)} drift check(s)",
             ["window end", "version", "rows", "drift", "share", "drifted features", "prediction"],
@@ -217,13 +219,15 @@ def make_monitor_app(
             opened = yard()
             now = clock()
             start = parse_time(since, now)
+            checks = SqlMonitoringRepository(opened.db)
             result = monitor_cycle(
-                opened.db, opened.registry, deployment, start, now,
-                window_reader=window_reader(), now=now, model=model,
+                checks, opened.registry, deployment, start, now,
+                window_reader=partial(window_reader(), opened.db), now=now, model=model,
+                model_of=served_model(opened),
             )  # fmt: skip
             if deliver:
                 with httpx.Client() as client:
-                    deliver_due(opened.db, client, now, np.random.default_rng())
+                    deliver_due(checks, client, now, np.random.default_rng())
         table(
             f"{deployment}: drift checks stored",
             ["version", "rows", "drift", "share", "drifted features"],
@@ -256,14 +260,14 @@ def make_monitor_app(
                 deployment, name, metric, threshold, cast(Comparison, comparison),
                 for_windows, parse_duration(cooldown), version, webhook,
             )  # fmt: skip
-            save_rule(yard().db, rule, clock())
+            save_rule(repository(), rule, clock())
         console.print(f"rule {name!r} on {deployment}: {rule.describe()}")
 
     @alerts_app.command("list")
     def alerts_list(deployment: Annotated[str | None, typer.Argument()] = None) -> None:
         """Alert rules, of one deployment or all."""
         with user_errors():
-            found = load_rules(yard().db, deployment)
+            found = load_rules(repository(), deployment)
         table(
             f"{len(found)} alert rule(s)",
             ["deployment", "name", "rule", "for", "cooldown s", "webhook", "enabled"],
@@ -278,7 +282,7 @@ def make_monitor_app(
     def alerts_remove(deployment: str, name: str) -> None:
         """Delete an alert rule."""
         with user_errors():
-            if not delete_rule(yard().db, deployment, name):
+            if not delete_rule(repository(), deployment, name):
                 raise ValidationError(f"no alert rule {name!r} on deployment {deployment!r}")
         console.print(f"removed rule {name!r} from {deployment}")
 
@@ -286,7 +290,7 @@ def make_monitor_app(
     def alerts_history(deployment: str, since: Since = "7d") -> None:
         """Alerts raised for a deployment."""
         with user_errors():
-            found = recent_alerts(yard().db, deployment, parse_time(since, clock()))
+            found = recent_alerts(repository(), deployment, parse_time(since, clock()))
         table(
             f"{deployment}: {len(found)} alert(s)",
             ["when", "event", "alert"],

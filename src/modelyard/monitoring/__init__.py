@@ -1,4 +1,9 @@
-"""Monitoring: the inference log, feedback labels, and drift tests over live windows."""
+"""Monitoring: the inference log, feedback labels, drift tests over live windows, and alerts.
+
+Drift results, alert rules, alert events and webhook deliveries are kept through the
+ports of ``repository`` (``sql.SqlMonitoringRepository(db)`` on the metadata database,
+``MemoryMonitoringRepository`` in memory, for tests).
+"""
 
 from modelyard.monitoring.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift
 from modelyard.monitoring.feedback import (
@@ -24,11 +29,21 @@ from modelyard.monitoring.inference_log.storage import (
     write_records,
 )
 from modelyard.monitoring.inference_log.wal import WriteAheadLog
+from modelyard.monitoring.memory import MemoryMonitoringRepository
 from modelyard.monitoring.multivariate import MultivariateDrift
+from modelyard.monitoring.repository import (
+    AlertRepository,
+    DriftResults,
+    ModelOf,
+    MonitoringRepository,
+    WebhookDeliveries,
+)
 
 __all__ = [
+    "AlertRepository",
     "DriftConfig",
     "DriftReport",
+    "DriftResults",
     "FeatureDrift",
     "FeedbackItem",
     "FeedbackRepository",
@@ -40,8 +55,12 @@ __all__ = [
     "LogPolicy",
     "LogStats",
     "MemoryInferenceLogRepository",
+    "MemoryMonitoringRepository",
+    "ModelOf",
+    "MonitoringRepository",
     "MultivariateDrift",
     "SqlInferenceLogRepository",
+    "WebhookDeliveries",
     "WriteAheadLog",
     "detect_drift",
     "joined",

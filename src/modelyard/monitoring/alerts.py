@@ -1,304 +1,39 @@
-"""Alert rules over monitoring figures: pure evaluation, then events, webhooks and subscribers.
+"""What becomes of an alert: an event, webhook deliveries and in-process subscribers.
 
-``evaluate(rules, figures, state, now)`` is a pure function: each rule is
-checked against the figures of every version it covers (one ``Figures`` per
-deployment version and window), and fires once ``for_windows`` consecutive
-windows breached it, then at most once per ``cooldown_s`` while the breach
-lasts. A window without the rule's metric (no labels yet, no drift check)
-neither extends nor breaks a streak. Metric drops compare the live figure with
-the version's reference metric recorded at registration (``ModelVersion.metrics``)
-and are absolute: ``auc_drop > 0.05`` means five points of ROC AUC lost.
-
-The I/O around it: rules live in ``alert_rules``; every firing is an ``events``
-row (kind ``"alert"``) plus a webhook delivery per configured URL, written in
+The rules and their pure evaluation are ``rules``. Here is the I/O around them,
+through an ``AlertRepository``: rules are stored and listed; every firing is an
+event (kind ``"alert"``) plus a webhook delivery per configured URL, stored in
 one transaction, then handed to the subscribers of an ``AlertBus`` (the
-retraining loop subscribes there).
+retraining loop subscribes there); the stored events give back the last firings
+(``restore_state``), so cooldowns survive a restart.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import orjson
-from sqlalchemy import delete, insert, select
-
-from modelyard.errors import ValidationError
-from modelyard.monitoring.webhooks import enqueue
-from modelyard.store.database import Database
-from modelyard.store.schema import alert_rules, events
+from modelyard.monitoring.repository import AlertRepository
+from modelyard.monitoring.rules import Alert, AlertRule, AlertState, RuleState, StateKey
 
 logger = logging.getLogger(__name__)
 
-Comparison = Literal[">", ">=", "<", "<="]
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
-# figure name -> what it is; ``*_drop`` = reference - live, ``*_rise`` = live - reference
-METRICS: dict[str, str] = {
-    "requests": "requests in the window",
-    "error_rate": "share of requests with status >= 500",
-    "client_error_rate": "share of requests with a 4xx status",
-    "p50_ms": "median latency (ms)",
-    "p99_ms": "99th percentile latency (ms)",
-    "drift_share": "share of features drifted",
-    "dataset_drift": "1 when the drift check found drift",
-    "prediction_drift": "1 when the predictions drifted",
-    "label_coverage": "share of rows with a label",
-    "accuracy": "live accuracy",
-    "roc_auc": "live ROC AUC",
-    "log_loss": "live log loss",
-    "mae": "live mean absolute error",
-    "rmse": "live root mean squared error",
-    "accuracy_drop": "reference accuracy - live accuracy",
-    "precision_drop": "reference precision - live precision",
-    "recall_drop": "reference recall - live recall",
-    "f1_drop": "reference F1 - live F1",
-    "auc_drop": "reference ROC AUC - live ROC AUC",
-    "log_loss_rise": "live log loss - reference log loss",
-    "mae_rise": "live MAE - reference MAE",
-    "rmse_rise": "live RMSE - reference RMSE",
-}
 
-
-@dataclass(frozen=True)
-class AlertRule:
-    """``metric comparison threshold`` for ``for_windows`` windows in a row fires an alert."""
-
-    deployment: str
-    name: str
-    metric: str
-    threshold: float
-    comparison: Comparison = ">"
-    for_windows: int = 1
-    cooldown_s: float = 3600.0
-    version: int | None = None  # None: every version, each on its own
-    webhook_url: str | None = None
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.name or not self.deployment:
-            raise ValidationError("an alert rule needs a deployment and a name")
-        if self.metric not in METRICS:
-            raise ValidationError(
-                f"unknown alert metric {self.metric!r}; choose one of {', '.join(METRICS)}"
-            )
-        if self.comparison not in _COMPARE:
-            raise ValidationError(
-                f"comparison must be one of {', '.join(_COMPARE)}, got {self.comparison!r}"
-            )
-        if not math.isfinite(self.threshold):
-            raise ValidationError(f"threshold must be a finite number, got {self.threshold!r}")
-        if self.for_windows < 1:
-            raise ValidationError(f"for_windows must be >= 1, got {self.for_windows!r}")
-        if not self.cooldown_s >= 0:
-            raise ValidationError(f"cooldown_s must be >= 0, got {self.cooldown_s!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON kept in ``alert_rules.rule``."""
-        return {
-            "metric": self.metric,
-            "comparison": self.comparison,
-            "threshold": self.threshold,
-            "for_windows": self.for_windows,
-            "cooldown_s": self.cooldown_s,
-            "version": self.version,
-        }
-
-    def describe(self) -> str:
-        scope = "any version" if self.version is None else f"v{self.version}"
-        return f"{self.metric} {self.comparison} {self.threshold:g} ({scope})"
-
-
-@dataclass(frozen=True)
-class Figures:
-    """What one version of a deployment looked like over one window."""
-
-    deployment: str
-    version: int
-    values: Mapping[str, float]
-    window_start: float = 0.0
-    window_end: float = 0.0
-
-
-@dataclass(frozen=True)
-class RuleState:
-    streak: int = 0
-    last_fired: float | None = None
-
-
-StateKey = tuple[str, str, int]  # deployment, rule name, version
-
-
-@dataclass(frozen=True)
-class AlertState:
-    """Streaks and last firings per (deployment, rule, version); ``evaluate`` returns a new one."""
-
-    rules: Mapping[StateKey, RuleState] = field(default_factory=dict)
-
-    def get(self, key: StateKey) -> RuleState:
-        return self.rules.get(key, RuleState())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rules": [[*k, v.streak, v.last_fired] for k, v in sorted(self.rules.items())]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
-        return cls({(d, r, int(v)): RuleState(int(s), f) for d, r, v, s, f in data["rules"]})
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One firing of a rule, with the figures it used."""
-
-    deployment: str
-    rule: str
-    version: int
-    metric: str
-    value: float
-    comparison: str
-    threshold: float
-    streak: int
-    at: float
-    figures: dict[str, float]
-
-    @property
-    def reason(self) -> str:
-        windows = f" for {self.streak} windows" if self.streak > 1 else ""
-        return (
-            f"{self.rule}: {self.metric} = {self.value:.4g} {self.comparison} "
-            f"{self.threshold:g}{windows} (v{self.version})"
-        )
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "version": self.version,
-            "metric": self.metric,
-            "value": self.value,
-            "comparison": self.comparison,
-            "threshold": self.threshold,
-            "streak": self.streak,
-            "figures": self.figures,
-        }
-
-
-def evaluate(
-    rules: Iterable[AlertRule], figures: Iterable[Figures], state: AlertState, now: float
-) -> tuple[list[Alert], AlertState]:
-    """The alerts that fire on these figures, and the state to pass to the next call.
-
-    ``figures`` are the windows evaluated now (at most one per deployment and
-    version); a rule covers those of its deployment and version (any, if None).
-    """
-    windows = list(figures)
-    fired: list[Alert] = []
-    updated = dict(state.rules)
-    for rule in rules:
-        if not rule.enabled:
-            continue
-        for seen in windows:
-            if seen.deployment != rule.deployment:
-                continue
-            if rule.version is not None and seen.version != rule.version:
-                continue
-            value = seen.values.get(rule.metric)
-            if value is None or math.isnan(value):
-                continue
-            key = (rule.deployment, rule.name, seen.version)
-            current = state.get(key)
-            if not _COMPARE[rule.comparison](value, rule.threshold):
-                updated[key] = replace(current, streak=0)
-                continue
-            streak = current.streak + 1
-            cooled = current.last_fired is None or now - current.last_fired >= rule.cooldown_s
-            if streak >= rule.for_windows and cooled:
-                updated[key] = RuleState(streak, now)
-                fired.append(
-                    Alert(
-                        seen.deployment,
-                        rule.name,
-                        seen.version,
-                        rule.metric,
-                        float(value),
-                        rule.comparison,
-                        rule.threshold,
-                        streak,
-                        now,
-                        dict(seen.values),
-                    )
-                )
-            else:
-                updated[key] = replace(current, streak=streak)
-    return fired, AlertState(updated)
-
-
-# -- I/O ---------------------------------------------------------------------------------
-
-
-def save_rule(db: Database, rule: AlertRule, now: float) -> None:
+def save_rule(repository: AlertRepository, rule: AlertRule, now: float) -> None:
     """Create the rule, or replace the rule of that name on its deployment."""
-    with db.write() as conn:
-        conn.execute(
-            delete(alert_rules).where(
-                alert_rules.c.deployment == rule.deployment, alert_rules.c.name == rule.name
-            )
-        )
-        conn.execute(
-            insert(alert_rules).values(
-                deployment=rule.deployment,
-                name=rule.name,
-                rule=orjson.dumps(rule.to_dict()).decode(),
-                webhook_url=rule.webhook_url,
-                enabled=int(rule.enabled),
-                created_at=now,
-            )
-        )
+    repository.save_rule(rule, now)
 
 
-def delete_rule(db: Database, deployment: str, name: str) -> bool:
+def delete_rule(repository: AlertRepository, deployment: str, name: str) -> bool:
     """Remove a rule; False when there was none."""
-    with db.write() as conn:
-        result = conn.execute(
-            delete(alert_rules).where(
-                alert_rules.c.deployment == deployment, alert_rules.c.name == name
-            )
-        )
-    return bool(result.rowcount)
+    return repository.delete_rule(deployment, name)
 
 
-def load_rules(db: Database, deployment: str | None = None) -> list[AlertRule]:
+def load_rules(repository: AlertRepository, deployment: str | None = None) -> list[AlertRule]:
     """Stored rules (of one deployment, if given), by deployment and name."""
-    query = select(alert_rules).order_by(alert_rules.c.deployment, alert_rules.c.name)
-    if deployment is not None:
-        query = query.where(alert_rules.c.deployment == deployment)
-    with db.read() as conn:
-        rows = conn.execute(query).mappings().all()
-    rules = []
-    for row in rows:
-        spec = orjson.loads(row["rule"])
-        rules.append(
-            AlertRule(
-                deployment=row["deployment"],
-                name=row["name"],
-                metric=spec["metric"],
-                threshold=float(spec["threshold"]),
-                comparison=spec.get("comparison", ">"),
-                for_windows=int(spec.get("for_windows", 1)),
-                cooldown_s=float(spec.get("cooldown_s", 3600.0)),
-                version=spec.get("version"),
-                webhook_url=row["webhook_url"],
-                enabled=bool(row["enabled"]),
-            )
-        )
-    return rules
+    return repository.rules(deployment)
 
 
 @dataclass(frozen=True)
@@ -340,7 +75,7 @@ class AlertBus:
 
 
 def record_alerts(
-    db: Database,
+    repository: AlertRepository,
     alerts: Sequence[Alert],
     rules: Iterable[AlertRule],
     bus: AlertBus | None = None,
@@ -348,54 +83,28 @@ def record_alerts(
 ) -> list[AlertEvent]:
     """Store an event (and webhook deliveries) per alert in one transaction, then publish."""
     urls = {(r.deployment, r.name): r.webhook_url for r in rules if r.webhook_url}
-    stored: list[AlertEvent] = []
-    with db.write() as conn:
-        for alert in alerts:
-            event_id = conn.execute(
-                insert(events)
-                .values(
-                    at=alert.at,
-                    kind="alert",
-                    subject=alert.deployment,
-                    reason=alert.reason,
-                    payload=orjson.dumps(alert.payload()).decode(),
-                    actor=actor,
-                )
-                .returning(events.c.id)
-            ).scalar_one()
-            url = urls.get((alert.deployment, alert.rule))
-            if url:
-                enqueue(conn, event_id, [url], alert.at)
-            stored.append(AlertEvent(int(event_id), alert))
+    ids = repository.record_alerts(alerts, urls, actor) if alerts else []
+    stored = [AlertEvent(event_id, alert) for event_id, alert in zip(ids, alerts, strict=True)]
     if bus is not None:
         for event in stored:
             bus.publish(event)
     return stored
 
 
-def restore_state(db: Database, deployment: str, since: float) -> AlertState:
+def restore_state(repository: AlertRepository, deployment: str, since: float) -> AlertState:
     """Last firings per rule and version from the stored events, so cooldowns survive restarts."""
-    query = (
-        select(events.c.at, events.c.payload)
-        .where(events.c.kind == "alert", events.c.subject == deployment, events.c.at >= since)
-        .order_by(events.c.at)
-    )
-    with db.read() as conn:
-        rows = conn.execute(query).all()
     found: dict[StateKey, RuleState] = {}
-    for at, payload in rows:
-        data = orjson.loads(payload)
-        found[(deployment, str(data["rule"]), int(data["version"]))] = RuleState(0, float(at))
+    for event in repository.alert_events(deployment, since):
+        key = (deployment, str(event.payload["rule"]), int(event.payload["version"]))
+        found[key] = RuleState(0, float(event.at))
     return AlertState(found)
 
 
-def recent_alerts(db: Database, deployment: str, since: float) -> list[dict[str, Any]]:
+def recent_alerts(
+    repository: AlertRepository, deployment: str, since: float
+) -> list[dict[str, Any]]:
     """Alert events of a deployment since ``since``, oldest first, as plain dicts."""
-    query = (
-        select(events.c.id, events.c.at, events.c.reason, events.c.payload)
-        .where(events.c.kind == "alert", events.c.subject == deployment, events.c.at >= since)
-        .order_by(events.c.at, events.c.id)
-    )
-    with db.read() as conn:
-        rows = conn.execute(query).all()
-    return [{"id": i, "at": at, "reason": r, "payload": orjson.loads(p)} for i, at, r, p in rows]
+    return [
+        {"id": e.id, "at": e.at, "reason": e.reason, "payload": e.payload}
+        for e in repository.alert_events(deployment, since)
+    ]

@@ -2,14 +2,15 @@
 
 Thin I/O around the pure parts. ``check_drift`` compares one version's live
 rows with the reference sample stored at registration (``compare``, pure) and
-stores the verdict in ``drift_results``; ``drift_history`` reads that series
-back. ``monitor_cycle`` runs a whole pass over one deployment and window:
+stores the verdict through a ``DriftResults`` port; ``drift_history`` reads that
+series back. ``monitor_cycle`` runs a whole pass over one deployment and window:
 live metrics per version, a drift check per version, alert rules over the
 figures, events, webhooks and subscribers.
 
-Windows come from a ``WindowReader`` passed in, ``(db, deployment, start,
-end) -> Window``: the inference log's reader in production, a list of
-synthetic requests in tests.
+What comes from elsewhere is passed in: windows from a ``WindowReader``,
+``(deployment, start, end) -> Window`` (the inference log's reader in
+production, a list of synthetic requests in tests), and the model a deployment
+serves from a ``ModelOf`` (routing records it, not monitoring).
 """
 
 from __future__ import annotations
@@ -19,23 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
-from sqlalchemy import desc, insert, select
 
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.monitoring.alerts import (
     AlertBus,
     AlertEvent,
-    AlertRule,
-    AlertState,
-    Figures,
-    evaluate,
     load_rules,
     record_alerts,
     restore_state,
 )
 from modelyard.monitoring.drift import DriftConfig, DriftReport, detect_drift
-from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.live_metrics import (
     LiveMetrics,
     LiveMetricsExporter,
@@ -43,13 +37,13 @@ from modelyard.monitoring.live_metrics import (
     TrafficMetrics,
     snapshot,
 )
+from modelyard.monitoring.repository import DriftResult, DriftResults, ModelOf, MonitoringRepository
+from modelyard.monitoring.rules import AlertRule, AlertState, Figures, evaluate
 from modelyard.monitoring.window import Window
 from modelyard.registry.catalog import Catalog
 from modelyard.registry.profile import load_sample, output_columns
-from modelyard.store.database import Database
-from modelyard.store.schema import deployments, drift_results
 
-WindowReader = Callable[[Database, str, float, float], Window]
+WindowReader = Callable[[str, float, float], Window]
 # Live logs miss values now and then; a job should test what is there, not stop.
 JOB_DRIFT_CONFIG = DriftConfig(nan_policy="omit")
 _PREDICTION_COLUMNS = ("score", "prediction", "label")
@@ -109,59 +103,18 @@ def compare(
     )
 
 
-@dataclass(frozen=True)
-class DriftResult:
-    """One stored drift check of one version of a deployment."""
-
-    id: int
-    deployment: str
-    model: str
-    version: int
-    window_start: float
-    window_end: float
-    rows: int
-    report: DriftReport
-    computed_at: float
-
-    @property
-    def dataset_drift(self) -> bool:
-        return self.report.dataset_drift
-
-    @property
-    def share_drifted(self) -> float:
-        return self.report.share_drifted
-
-
 def store_drift(
-    db: Database, deployment: str, model: str, version: int, window: Window,
+    results: DriftResults, deployment: str, model: str, version: int, window: Window,
     report: DriftReport, computed_at: float,
 ) -> DriftResult:  # fmt: skip
-    """Append a verdict to the ``drift_results`` series."""
-    with db.write() as conn:
-        row_id = conn.execute(
-            insert(drift_results)
-            .values(
-                deployment=deployment,
-                model=model,
-                version=version,
-                window_start=window.start,
-                window_end=window.end,
-                rows=report.n_live,
-                dataset_drift=int(report.dataset_drift),
-                share_drifted=report.share_drifted,
-                report=orjson.dumps(report.to_dict()).decode(),
-                computed_at=computed_at,
-            )
-            .returning(drift_results.c.id)
-        ).scalar_one()
-    return DriftResult(
-        int(row_id), deployment, model, version, window.start, window.end,
-        report.n_live, report, computed_at,
-    )  # fmt: skip
+    """Append a verdict to the series of drift checks."""
+    return results.add_drift_result(
+        deployment, model, version, window.start, window.end, report, computed_at
+    )
 
 
 def check_drift(
-    db: Database,
+    results: DriftResults,
     reference: Reference,
     window: Window,
     now: float,
@@ -179,11 +132,13 @@ def check_drift(
     if part.rows < min_rows:
         return None
     report = compare(reference, part, config, rng)
-    return store_drift(db, window.deployment, reference.model, reference.version, part, report, now)
+    return store_drift(
+        results, window.deployment, reference.model, reference.version, part, report, now
+    )
 
 
 def drift_history(
-    db: Database,
+    results: DriftResults,
     deployment: str,
     since: float | None = None,
     until: float | None = None,
@@ -192,43 +147,13 @@ def drift_history(
     limit: int | None = None,
 ) -> list[DriftResult]:
     """Stored checks whose window ended in ``[since, until]``, oldest first (newest ``limit``)."""
-    table = drift_results.c
-    query = select(drift_results).where(table.deployment == deployment)
-    if since is not None:
-        query = query.where(table.window_end >= since)
-    if until is not None:
-        query = query.where(table.window_end <= until)
-    if version is not None:
-        query = query.where(table.version == version)
-    query = query.order_by(desc(table.window_end), desc(table.id))
-    if limit is not None:
-        query = query.limit(limit)
-    with db.read() as conn:
-        rows = conn.execute(query).mappings().all()
-    return [
-        DriftResult(
-            id=int(row["id"]),
-            deployment=row["deployment"],
-            model=row["model"],
-            version=int(row["version"]),
-            window_start=float(row["window_start"]),
-            window_end=float(row["window_end"]),
-            rows=int(row["rows"]),
-            report=DriftReport.from_dict(orjson.loads(row["report"])),
-            computed_at=float(row["computed_at"]),
-        )
-        for row in reversed(rows)
-    ]
+    return results.drift_results(deployment, since, until, version=version, limit=limit)
 
 
-def deployment_model(db: Database, deployment: str) -> str:
-    """The model a deployment serves: from its deployment record, else from its logged traffic."""
-    with db.read() as conn:
-        model = conn.execute(
-            select(deployments.c.model).where(deployments.c.name == deployment)
-        ).scalar()
-    if model is None:
-        model = SqlInferenceLogRepository(db).latest_model(deployment)
+def deployment_model(model_of: ModelOf | None, deployment: str) -> str:
+    """The model a deployment serves, as ``model_of`` says (its deployment record, else its
+    logged traffic); NotFoundError when it knows none, or there is no ``model_of``."""
+    model = None if model_of is None else model_of(deployment)
     if model is None:
         raise NotFoundError(f"no deployment named {deployment!r}, and no traffic logged for it")
     return str(model)
@@ -300,7 +225,7 @@ class CycleResult:
 
 
 def monitor_cycle(
-    db: Database,
+    repository: MonitoringRepository,
     registry: Catalog,
     deployment: str,
     start: float,
@@ -309,6 +234,7 @@ def monitor_cycle(
     window_reader: WindowReader,
     now: float,
     model: str | None = None,
+    model_of: ModelOf | None = None,
     rules: list[AlertRule] | None = None,
     state: AlertState | None = None,
     bus: AlertBus | None = None,
@@ -319,13 +245,14 @@ def monitor_cycle(
 ) -> CycleResult:
     """One pass over ``[start, end)`` of a deployment: measure, check drift, alert.
 
-    ``rules`` default to the deployment's stored rules; ``state`` (streaks and
-    cooldowns) to the last firings found in the events of the past day. Pass
-    the returned ``state`` to the next cycle so that ``for_windows`` streaks
-    carry over.
+    ``model`` defaults to what ``model_of`` says the deployment serves (without
+    ``model_of``, nothing is known: NotFoundError). ``rules`` default to the
+    deployment's stored rules; ``state`` (streaks and cooldowns) to the last
+    firings found in the events of the past day. Pass the returned ``state`` to
+    the next cycle so that ``for_windows`` streaks carry over.
     """
-    model = model or deployment_model(db, deployment)
-    window = window_reader(db, deployment, start, end)
+    model = model or deployment_model(model_of, deployment)
+    window = window_reader(deployment, start, end)
     metrics = snapshot(window, by="version")
     generator = np.random.default_rng(rng)
     drift: dict[int, DriftResult] = {}
@@ -341,7 +268,7 @@ def monitor_cycle(
         if reference is not None:
             reference_metrics = reference.metrics
             result = check_drift(
-                db, reference, window, now, config=config, rng=generator, min_rows=min_rows
+                repository, reference, window, now, config=config, rng=generator, min_rows=min_rows
             )
         if result is not None:
             drift[version] = result
@@ -358,8 +285,8 @@ def monitor_cycle(
         figures.append(Figures(deployment, version, values, window.start, window.end))
     if exporter is not None:
         exporter.update(metrics)
-    rules = load_rules(db, deployment) if rules is None else rules
-    state = restore_state(db, deployment, now - 86_400.0) if state is None else state
+    rules = load_rules(repository, deployment) if rules is None else rules
+    state = restore_state(repository, deployment, now - 86_400.0) if state is None else state
     alerts, state = evaluate(rules, figures, state, now)
-    events = record_alerts(db, alerts, rules, bus)
+    events = record_alerts(repository, alerts, rules, bus)
     return CycleResult(metrics, drift, figures, events, state)

@@ -7,7 +7,7 @@ no plotting library (matplotlib, plotly: tens of megabytes, and plotly would
 need its JavaScript inlined or fetched) is needed for a few dozen rectangles.
 ``gather_report`` reads what it needs: the window (through the
 ``window_reader`` passed in), each version's reference sample, the stored
-drift series and the alert events.
+drift series and the alert events (through the monitoring repository).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from modelyard.errors import NotFoundError
 from modelyard.monitoring.alerts import recent_alerts
 from modelyard.monitoring.drift import DriftConfig, DriftReport, FeatureDrift
 from modelyard.monitoring.drift_job import (
-    DriftResult,
     WindowReader,
     compare,
     deployment_model,
@@ -34,8 +33,8 @@ from modelyard.monitoring.drift_job import (
     load_reference,
 )
 from modelyard.monitoring.live_metrics import LiveMetrics, over_time, snapshot
+from modelyard.monitoring.repository import DriftResult, ModelOf, MonitoringRepository
 from modelyard.registry.catalog import Catalog
-from modelyard.store.database import Database
 
 REF, LIVE, BAD = "#4e79a7", "#f28e2b", "#d62728"
 PALETTE = (REF, LIVE, "#59a14f", "#b07aa1", "#9c755f", "#76b7b2")
@@ -386,7 +385,7 @@ def bucket_seconds(span_s: float, max_buckets: int = 60) -> float:
 
 
 def gather_report(
-    db: Database,
+    repository: MonitoringRepository,
     registry: Catalog,
     deployment: str,
     start: float,
@@ -395,13 +394,15 @@ def gather_report(
     window_reader: WindowReader,
     now: float,
     model: str | None = None,
+    model_of: ModelOf | None = None,
     config: DriftConfig | None = None,
     rng: np.random.Generator | int = 0,
     min_rows: int = 20,
 ) -> ReportData:
-    """Read the window, references, stored drift series and alerts of a deployment."""
-    model = model or deployment_model(db, deployment)
-    window = window_reader(db, deployment, start, end)
+    """Read the window, references, stored drift series and alerts of a deployment
+    (``model``, if not given, as ``model_of`` says: see ``monitor_cycle``)."""
+    model = model or deployment_model(model_of, deployment)
+    window = window_reader(deployment, start, end)
     metrics = snapshot(window, by="version")
     drift: dict[int, DriftReport] = {}
     reference_metrics: dict[int, dict[str, float]] = {}
@@ -437,10 +438,10 @@ def gather_report(
         timeline=over_time(window, bucket_seconds(end - start)),
         drift=drift,
         reference_metrics=reference_metrics,
-        drift_history=drift_history(db, deployment, start, end),
+        drift_history=drift_history(repository, deployment, start, end),
         features=features,
         feature_version=feature_version,
-        alerts=recent_alerts(db, deployment, start),
+        alerts=recent_alerts(repository, deployment, start),
     )
 
 

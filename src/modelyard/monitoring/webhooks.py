@@ -1,10 +1,11 @@
 """Durable webhook deliveries: one ``webhook_deliveries`` row per event and URL, retried.
 
-``enqueue`` writes the rows inside the caller's transaction, next to the event
-itself, so an event is never stored without its deliveries. ``deliver_due``
-is one step of the delivery loop: it claims the due rows (pushing their next
-attempt a lease ahead, so a second deliverer running at the same time skips
-them), posts each event as JSON with httpx, and records the outcome. A 2xx
+The rows live behind a ``WebhookDeliveries`` port: an alert's deliveries are
+stored in the transaction of its event (``AlertRepository.record_alerts``), so an
+event is never stored without them. ``deliver_due`` is one step of the delivery
+loop: it claims the due rows (pushing their next attempt a lease ahead, so a
+second deliverer running at the same time skips them), posts each event as JSON
+with httpx (here, outside the port), and records the outcome. A 2xx
 marks the delivery done; a network error, a timeout, a 5xx, 408, 425 or 429 is
 retried with exponential backoff and jitter (the ``rng`` is passed in) until
 ``max_attempts``; any other status is final, because the receiver rejected the
@@ -25,11 +26,9 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 import orjson
-from sqlalchemy import Connection, insert, select, update
 
 from modelyard.errors import ValidationError
-from modelyard.store.database import Database
-from modelyard.store.schema import events, webhook_deliveries
+from modelyard.monitoring.repository import Delivery, StoredEvent, WebhookDeliveries
 
 _RETRY_STATUSES = frozenset({408, 425, 429})
 _ERROR_CHARS = 500
@@ -63,17 +62,6 @@ class RetryPolicy:
         return ceiling / 2 + float(rng.uniform(0.0, ceiling / 2))
 
 
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    event_id: int
-    url: str
-    attempts: int
-    state: str
-    next_attempt_at: float
-    last_error: str | None
-
-
 @dataclass
 class DeliveryOutcome:
     """Ids of the deliveries that one ``deliver_due`` step delivered, rescheduled or gave up."""
@@ -83,86 +71,41 @@ class DeliveryOutcome:
     failed: list[int] = field(default_factory=list)
 
 
-def enqueue(conn: Connection, event_id: int, urls: Sequence[str], now: float) -> list[int]:
-    """Add a pending delivery of event ``event_id`` to each URL, due at ``now``."""
-    ids = []
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ValidationError(f"webhook URL must start with http:// or https://, got {url!r}")
-        ids.append(
-            conn.execute(
-                insert(webhook_deliveries)
-                .values(
-                    event_id=event_id, url=url, attempts=0, state="pending", next_attempt_at=now
-                )
-                .returning(webhook_deliveries.c.id)
-            ).scalar_one()
-        )
-    return [int(i) for i in ids]
+def check_url(url: str) -> str:
+    """``url`` if a webhook can be sent to it, else ValidationError (the stores call this)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValidationError(f"webhook URL must start with http:// or https://, got {url!r}")
+    return url
 
 
-def enqueue_event(db: Database, event_id: int, urls: Sequence[str], now: float) -> list[int]:
-    """``enqueue`` in a transaction of its own, for an event stored earlier."""
-    with db.write() as conn:
-        return enqueue(conn, event_id, urls, now)
+def enqueue_event(
+    repository: WebhookDeliveries, event_id: int, urls: Sequence[str], now: float
+) -> list[int]:
+    """Deliveries of an event stored earlier, in a transaction of their own (an alert's own
+    deliveries are stored with it: ``AlertRepository.record_alerts``)."""
+    return repository.enqueue(event_id, urls, now)
 
 
 def deliveries(
-    db: Database, *, event_id: int | None = None, state: str | None = None
+    repository: WebhookDeliveries, *, event_id: int | None = None, state: str | None = None
 ) -> list[Delivery]:
     """Stored deliveries, oldest first."""
-    query = select(webhook_deliveries).order_by(webhook_deliveries.c.id)
-    if event_id is not None:
-        query = query.where(webhook_deliveries.c.event_id == event_id)
-    if state is not None:
-        query = query.where(webhook_deliveries.c.state == state)
-    with db.read() as conn:
-        return [Delivery(**row) for row in conn.execute(query).mappings()]
+    return repository.deliveries(event_id=event_id, state=state)
 
 
-def _claim(
-    db: Database, now: float, limit: int, lease_s: float
-) -> list[tuple[int, int, str, bytes]]:
-    due = (
-        select(
-            webhook_deliveries.c.id,
-            webhook_deliveries.c.attempts,
-            webhook_deliveries.c.url,
-            events.c.id.label("event_id"),
-            events.c.at,
-            events.c.kind,
-            events.c.subject,
-            events.c.reason,
-            events.c.payload,
-            events.c.actor,
-        )
-        .join(events, events.c.id == webhook_deliveries.c.event_id)
-        .where(webhook_deliveries.c.state == "pending", webhook_deliveries.c.next_attempt_at <= now)
-        .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
-        .limit(limit)
-        .with_for_update(of=webhook_deliveries, skip_locked=True)
-    )
-    with db.write() as conn:
-        rows = conn.execute(due).mappings().all()
-        if rows:
-            conn.execute(
-                update(webhook_deliveries)
-                .where(webhook_deliveries.c.id.in_([r["id"] for r in rows]))
-                .values(next_attempt_at=now + lease_s)
-            )
-    claimed = []
-    for row in rows:
-        body = {
-            "id": row["event_id"],
-            "at": row["at"],
-            "kind": row["kind"],
-            "subject": row["subject"],
-            "reason": row["reason"],
-            "payload": orjson.loads(row["payload"]),
-            "actor": row["actor"],
+def event_body(event: StoredEvent) -> bytes:
+    """The JSON a delivery posts: the same bytes on every attempt."""
+    return orjson.dumps(
+        {
+            "id": event.id,
+            "at": event.at,
+            "kind": event.kind,
+            "subject": event.subject,
+            "reason": event.reason,
+            "payload": event.payload,
+            "actor": event.actor,
         }
-        claimed.append((row["id"], row["attempts"], row["url"], orjson.dumps(body)))
-    return claimed
+    )
 
 
 def _post(
@@ -198,7 +141,7 @@ def _post(
 
 
 def deliver_due(
-    db: Database,
+    repository: WebhookDeliveries,
     client: httpx.Client,
     now: float,
     rng: np.random.Generator,
@@ -210,25 +153,21 @@ def deliver_due(
     """Attempt every delivery due at ``now`` (up to ``limit``) once, and record the outcome."""
     policy = policy or RetryPolicy()
     outcome = DeliveryOutcome()
-    for delivery_id, attempts, url, body in _claim(db, now, limit, policy.lease_s):
-        attempt = attempts + 1
-        event_id = int(orjson.loads(body)["id"])
+    for claimed in repository.claim(now, limit, policy.lease_s):
+        attempt = claimed.attempts + 1
+        body = event_body(claimed.event)
         delivered, retry, error = _post(
-            client, url, body, event_id, delivery_id, attempt, secret, policy.timeout_s
-        )
+            client, claimed.url, body, claimed.event.id, claimed.id, attempt, secret,
+            policy.timeout_s,
+        )  # fmt: skip
         if delivered:
-            values: dict[str, object] = {"state": "delivered", "last_error": None}
-            outcome.delivered.append(delivery_id)
+            repository.complete(claimed.id, attempt, "delivered", None)
+            outcome.delivered.append(claimed.id)
         elif retry and attempt < policy.max_attempts:
-            values = {"next_attempt_at": now + policy.delay(attempt, rng), "last_error": error}
-            outcome.retrying.append(delivery_id)
+            retry_at = now + policy.delay(attempt, rng)
+            repository.complete(claimed.id, attempt, "pending", error, retry_at)
+            outcome.retrying.append(claimed.id)
         else:
-            values = {"state": "failed", "last_error": error}
-            outcome.failed.append(delivery_id)
-        with db.write() as conn:
-            conn.execute(
-                update(webhook_deliveries)
-                .where(webhook_deliveries.c.id == delivery_id)
-                .values(attempts=attempt, **values)
-            )
+            repository.complete(claimed.id, attempt, "failed", error)
+            outcome.failed.append(claimed.id)
     return outcome

@@ -28,25 +28,18 @@ from prometheus_client.registry import CollectorRegistry
 
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
-from modelyard.monitoring.alerts import AlertState
 from modelyard.monitoring.drift_job import CycleResult, monitor_cycle
 from modelyard.monitoring.feedback_join import joined
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.live_metrics import LiveMetricsExporter
+from modelyard.monitoring.rules import AlertState
+from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.monitoring.webhooks import deliver_due
-from modelyard.monitoring.window import Window
 from modelyard.runner.periodic import PeriodicLoop
+from modelyard.runner.served import served_model
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import MONITORING_TEXT
-from modelyard.store.database import Database
 from modelyard.yard import Yard
-
-
-def joined_window(
-    db: Database, deployment: str, start: float, end: float, *, newest: int | None = None
-) -> Window:
-    """``feedback_join.joined`` over the inference log in ``db``: the ``WindowReader``."""
-    return joined(SqlInferenceLogRepository(db), deployment, start, end, newest=newest)
 
 
 class MonitorLoop(PeriodicLoop):
@@ -82,13 +75,16 @@ class MonitorLoop(PeriodicLoop):
         now = self._clock()
         monitoring = self._settings.monitoring
         start = now - monitoring.check_window_s
-        reader = partial(joined_window, newest=monitoring.check_max_requests)
+        inference_log = SqlInferenceLogRepository(yard.db)
+        reader = partial(joined, inference_log, newest=monitoring.check_max_requests)
+        repository, model_of = SqlMonitoringRepository(yard.db), served_model(yard)
         results: dict[str, CycleResult | None] = {}
-        for name in SqlInferenceLogRepository(yard.db).deployments():
+        for name in inference_log.deployments():
             try:
                 result = monitor_cycle(
-                    yard.db, yard.registry, name, start, now, window_reader=reader, now=now,
-                    state=self._states.get(name), exporter=self._exporter, rng=self._rng,
+                    repository, yard.registry, name, start, now, window_reader=reader, now=now,
+                    model_of=model_of, state=self._states.get(name), exporter=self._exporter,
+                    rng=self._rng,
                 )  # fmt: skip
             except Exception as error:  # one deployment's problem must not stop the others
                 text = error.message if isinstance(error, ModelyardError) else repr(error)
@@ -99,7 +95,7 @@ class MonitorLoop(PeriodicLoop):
             results[name] = result
             for event in result.alerts:
                 log.emit("warning", "alert", {"deployment": name, "reason": event.alert.reason})
-        deliver_due(yard.db, client, now, self._rng)
+        deliver_due(repository, client, now, self._rng)
         self._publish()
         return results
 

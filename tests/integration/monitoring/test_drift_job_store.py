@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from modelyard.errors import NotFoundError
 from modelyard.monitoring import SqlInferenceLogRepository, write_records
-from modelyard.monitoring.alerts import AlertBus, AlertEvent, AlertRule, save_rule
+from modelyard.monitoring.alerts import AlertBus, AlertEvent, save_rule
 from modelyard.monitoring.drift_job import (
     check_drift,
     deployment_model,
@@ -23,8 +23,12 @@ from modelyard.monitoring.drift_job import (
     monitor_cycle,
 )
 from modelyard.monitoring.live_metrics import LiveMetricsExporter
+from modelyard.monitoring.rules import AlertRule
+from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.monitoring.window import Window
-from modelyard.store.database import Database
+from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.runner.served import served_model
 from modelyard.store.schema import events, webhook_deliveries
 from modelyard.yard import Yard
 
@@ -83,6 +87,7 @@ def test_drift_checks_are_stored_as_a_time_series(
     forest: RandomForestClassifier,
     classification_data: tuple[np.ndarray, np.ndarray],
 ) -> None:
+    repo = SqlMonitoringRepository(registered.db)
     reference = load_reference(registered.registry, "fraud", 1)
     assert sorted(reference.features) == [f"f{i}" for i in range(8)]
     assert reference.metrics == {"roc_auc": 0.99, "accuracy": 0.95}
@@ -90,24 +95,24 @@ def test_drift_checks_are_stored_as_a_time_series(
     for hour, shift in enumerate([0.0, 0.0, 1.5, 3.0]):
         start = T0 + hour * HOUR
         window = traffic(forest, classification_data, start, start + HOUR, shift=shift, seed=hour)
-        result = check_drift(registered.db, reference, window, now=start + HOUR + 5)
+        result = check_drift(repo, reference, window, now=start + HOUR + 5)
         assert result is not None
         stored.append(result)
     assert [r.dataset_drift for r in stored] == [False, False, True, True]
     assert {"f0", "f1"} <= set(stored[3].report.drifted_features)
 
-    history = drift_history(registered.db, "fraud-api")
+    history = drift_history(repo, "fraud-api")
     assert [r.id for r in history] == [r.id for r in stored]
     assert [r.window_end for r in history] == [T0 + h * HOUR for h in range(1, 5)]
     assert history[3].report == stored[3].report  # the JSON round trip loses nothing
     assert (history[0].model, history[0].version, history[0].rows) == ("fraud", 1, 300)
     assert history[2].computed_at == T0 + 3 * HOUR + 5
-    middle = drift_history(registered.db, "fraud-api", T0 + 2 * HOUR, T0 + 3 * HOUR)
+    middle = drift_history(repo, "fraud-api", T0 + 2 * HOUR, T0 + 3 * HOUR)
     assert [r.window_end for r in middle] == [T0 + 2 * HOUR, T0 + 3 * HOUR]
-    newest = drift_history(registered.db, "fraud-api", limit=2)
+    newest = drift_history(repo, "fraud-api", limit=2)
     assert [r.window_end for r in newest] == [T0 + 3 * HOUR, T0 + 4 * HOUR]
-    assert drift_history(registered.db, "fraud-api", version=2) == []
-    assert drift_history(registered.db, "other-api") == []
+    assert drift_history(repo, "fraud-api", version=2) == []
+    assert drift_history(repo, "other-api") == []
 
 
 def test_a_version_with_too_few_rows_is_not_checked(
@@ -115,12 +120,13 @@ def test_a_version_with_too_few_rows_is_not_checked(
     forest: RandomForestClassifier,
     classification_data: tuple[np.ndarray, np.ndarray],
 ) -> None:
+    repo = SqlMonitoringRepository(registered.db)
     reference = load_reference(registered.registry, "fraud", 1)
     window = traffic(forest, classification_data, T0, T0 + HOUR, rows=10)
-    assert check_drift(registered.db, reference, window, now=T0 + HOUR) is None
+    assert check_drift(repo, reference, window, now=T0 + HOUR) is None
     other_version = traffic(forest, classification_data, T0, T0 + HOUR, version=2)
-    assert check_drift(registered.db, reference, other_version, now=T0 + HOUR) is None
-    assert drift_history(registered.db, "fraud-api") == []
+    assert check_drift(repo, reference, other_version, now=T0 + HOUR) is None
+    assert drift_history(repo, "fraud-api") == []
 
 
 def test_monitor_cycles_raise_alerts_once_per_cooldown(
@@ -128,17 +134,17 @@ def test_monitor_cycles_raise_alerts_once_per_cooldown(
     forest: RandomForestClassifier,
     classification_data: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    db = registered.db
-    save_rule(db, AlertRule("fraud-api", "drift", "drift_share", 0.1, cooldown_s=6 * HOUR,
+    db, repo = registered.db, SqlMonitoringRepository(registered.db)
+    save_rule(repo, AlertRule("fraud-api", "drift", "drift_share", 0.1, cooldown_s=6 * HOUR,
                             webhook_url="http://127.0.0.1:9/hooks/alerts"), now=T0)  # fmt: skip
-    save_rule(db, AlertRule("fraud-api", "slow", "p99_ms", 150.0, for_windows=2), now=T0)
+    save_rule(repo, AlertRule("fraud-api", "slow", "p99_ms", 150.0, for_windows=2), now=T0)
     windows = {
         hour: traffic(forest, classification_data, T0 + hour * HOUR, T0 + (hour + 1) * HOUR,
                       shift=2.0 if hour >= 1 else 0.0, seed=hour, slow=hour >= 2)
         for hour in range(4)
     }  # fmt: skip
 
-    def reader(db_: Database, deployment: str, start: float, end: float) -> Window:
+    def reader(deployment: str, start: float, end: float) -> Window:
         assert deployment == "fraud-api"
         return windows[int((start - T0) // HOUR)]
 
@@ -152,7 +158,7 @@ def test_monitor_cycles_raise_alerts_once_per_cooldown(
     for hour in range(4):
         start = T0 + hour * HOUR
         result = monitor_cycle(
-            db, registered.registry, "fraud-api", start, start + HOUR, window_reader=reader,
+            repo, registered.registry, "fraud-api", start, start + HOUR, window_reader=reader,
             now=start + HOUR, model="fraud", state=state, bus=bus, exporter=exporter,
         )  # fmt: skip
         state = result.state
@@ -162,7 +168,7 @@ def test_monitor_cycles_raise_alerts_once_per_cooldown(
     # drift from hour 1, then quiet for the cooldown; p99 slow from hour 2, two windows needed
     assert fired == [[], ["drift"], [], ["slow"]]
     assert [e.alert.rule for e in seen] == ["drift", "slow"]
-    assert len(drift_history(db, "fraud-api")) == 4
+    assert len(drift_history(repo, "fraud-api")) == 4
 
     with db.read() as conn:
         rows = conn.execute(select(events).order_by(events.c.id)).mappings().all()
@@ -187,7 +193,7 @@ def test_monitor_cycles_raise_alerts_once_per_cooldown(
     # A restarted monitor (no state) reads the last firing back from the events.
     start = T0 + 3 * HOUR
     again = monitor_cycle(
-        db, registered.registry, "fraud-api", start, start + HOUR, window_reader=reader,
+        repo, registered.registry, "fraud-api", start, start + HOUR, window_reader=reader,
         now=start + HOUR + 60, model="fraud",
     )  # fmt: skip
     assert [e.alert.rule for e in again.alerts] == []
@@ -195,12 +201,26 @@ def test_monitor_cycles_raise_alerts_once_per_cooldown(
 
 def test_the_model_of_a_deployment(yard: Yard) -> None:
     with pytest.raises(NotFoundError, match="no deployment named 'fraud-api'"):
-        deployment_model(yard.db, "fraud-api")
+        deployment_model(served_model(yard), "fraud-api")
     row = {"request_id": "r", "deployment": "fraud-api", "version": 1, "status": 200}
     row |= {"latency_ms": 1.0, "rows": 1}
     write_records(SqlInferenceLogRepository(yard.db), [{"ts": T0, "model": "fraud-old", **row}])
     write_records(SqlInferenceLogRepository(yard.db), [{"ts": T0 + 1, "model": "fraud", **row}])
-    assert deployment_model(yard.db, "fraud-api") == "fraud"
+    assert deployment_model(served_model(yard), "fraud-api") == "fraud"
+
+
+def test_the_deployment_record_names_the_model_before_the_logged_traffic(
+    registered: Yard,
+) -> None:
+    DeploymentStore(SqlDeploymentRepository(registered.db), registered.registry).create(
+        "fraud-api", "fraud", 1
+    )
+    row = {"request_id": "r", "deployment": "fraud-api", "version": 1, "status": 200}
+    row |= {"latency_ms": 1.0, "rows": 1, "ts": T0, "model": "fraud-old"}
+    write_records(SqlInferenceLogRepository(registered.db), [row])
+    assert deployment_model(served_model(registered), "fraud-api") == "fraud"
+    with pytest.raises(NotFoundError, match="no deployment named 'other-api', and no traffic"):
+        deployment_model(None, "other-api")
 
 
 def test_a_version_without_a_reference_is_measured_but_not_checked(
@@ -210,7 +230,7 @@ def test_a_version_without_a_reference_is_measured_but_not_checked(
 ) -> None:
     window = traffic(forest, classification_data, T0, T0 + HOUR, version=7)
     result = monitor_cycle(
-        registered.db, registered.registry, "fraud-api", T0, T0 + HOUR,
+        SqlMonitoringRepository(registered.db), registered.registry, "fraud-api", T0, T0 + HOUR,
         window_reader=lambda *_: dataclasses.replace(window), now=T0 + HOUR, model="fraud",
     )  # fmt: skip
     assert result.drift == {}

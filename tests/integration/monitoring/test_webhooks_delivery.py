@@ -16,6 +16,7 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
+from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.monitoring.webhooks import (
     RetryPolicy,
     deliver_due,
@@ -73,6 +74,11 @@ def flaky() -> Iterator[Receiver]:
 
 
 @pytest.fixture
+def repo(yard: Yard) -> SqlMonitoringRepository:
+    return SqlMonitoringRepository(yard.db)
+
+
+@pytest.fixture
 def client() -> Iterator[httpx.Client]:
     with httpx.Client() as opened:
         yield opened
@@ -92,11 +98,11 @@ def store_event(db: Database, reason: str = "drift: drift_share = 0.4 > 0.1 (v3)
 
 
 def test_retries_with_backoff_until_the_receiver_accepts(
-    yard: Yard, flaky: Receiver, client: httpx.Client
+    yard: Yard, repo: SqlMonitoringRepository, flaky: Receiver, client: httpx.Client
 ) -> None:
-    db, rng = yard.db, np.random.default_rng(0)
+    db, rng = repo, np.random.default_rng(0)
     policy = RetryPolicy(base_delay_s=10.0)
-    event_id = store_event(db)
+    event_id = store_event(yard.db)
     [delivery_id] = enqueue_event(db, event_id, [flaky.url], now=T0)
 
     first = deliver_due(db, client, T0, rng, policy, secret=b"s3cret")
@@ -138,53 +144,61 @@ def test_retries_with_backoff_until_the_receiver_accepts(
         assert headers["x-modelyard-signature"] == f"sha256={expected}"
 
 
-def test_gives_up_after_max_attempts(yard: Yard, client: httpx.Client) -> None:
+def test_gives_up_after_max_attempts(
+    yard: Yard, repo: SqlMonitoringRepository, client: httpx.Client
+) -> None:
     for receiver in serve(Receiver([500])):
         event_id = store_event(yard.db)
-        [delivery_id] = enqueue_event(yard.db, event_id, [receiver.url], now=T0)
+        [delivery_id] = enqueue_event(repo, event_id, [receiver.url], now=T0)
         policy = RetryPolicy(max_attempts=3, base_delay_s=1.0)
         rng = np.random.default_rng(1)
         now = T0
         outcomes = []
         for _ in range(3):
-            outcome = deliver_due(yard.db, client, now, rng, policy)
+            outcome = deliver_due(repo, client, now, rng, policy)
             outcomes.append((outcome.retrying, outcome.failed))
-            now = deliveries(yard.db, event_id=event_id)[0].next_attempt_at
+            now = deliveries(repo, event_id=event_id)[0].next_attempt_at
         assert outcomes == [([delivery_id], []), ([delivery_id], []), ([], [delivery_id])]
-        [row] = deliveries(yard.db, event_id=event_id)
+        [row] = deliveries(repo, event_id=event_id)
         assert (row.state, row.attempts, row.last_error) == ("failed", 3, "HTTP 500: not now")
         assert len(receiver.requests) == 3
 
 
-def test_a_rejected_payload_is_not_sent_again(yard: Yard, client: httpx.Client) -> None:
+def test_a_rejected_payload_is_not_sent_again(
+    yard: Yard, repo: SqlMonitoringRepository, client: httpx.Client
+) -> None:
     for receiver in serve(Receiver([400])):
         event_id = store_event(yard.db)
-        enqueue_event(yard.db, event_id, [receiver.url], now=T0)
-        outcome = deliver_due(yard.db, client, T0, np.random.default_rng(2))
+        enqueue_event(repo, event_id, [receiver.url], now=T0)
+        outcome = deliver_due(repo, client, T0, np.random.default_rng(2))
         assert len(outcome.failed) == 1
-        assert deliveries(yard.db, state="failed")[0].attempts == 1
+        assert deliveries(repo, state="failed")[0].attempts == 1
         assert len(receiver.requests) == 1
 
 
-def test_an_unreachable_receiver_is_retried(yard: Yard, client: httpx.Client) -> None:
+def test_an_unreachable_receiver_is_retried(
+    yard: Yard, repo: SqlMonitoringRepository, client: httpx.Client
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     event_id = store_event(yard.db)
-    enqueue_event(yard.db, event_id, [f"http://127.0.0.1:{port}/gone"], now=T0)
-    outcome = deliver_due(yard.db, client, T0, np.random.default_rng(3))
+    enqueue_event(repo, event_id, [f"http://127.0.0.1:{port}/gone"], now=T0)
+    outcome = deliver_due(repo, client, T0, np.random.default_rng(3))
     assert len(outcome.retrying) == 1
-    [row] = deliveries(yard.db, event_id=event_id)
+    [row] = deliveries(repo, event_id=event_id)
     assert row.last_error is not None
     assert row.last_error.startswith("ConnectError")
 
 
-def test_one_event_goes_to_every_url_independently(yard: Yard, client: httpx.Client) -> None:
+def test_one_event_goes_to_every_url_independently(
+    yard: Yard, repo: SqlMonitoringRepository, client: httpx.Client
+) -> None:
     for good in serve(Receiver([200])):
         for bad in serve(Receiver([503])):
             event_id = store_event(yard.db)
-            enqueue_event(yard.db, event_id, [good.url, bad.url], now=T0)
-            outcome = deliver_due(yard.db, client, T0, np.random.default_rng(4))
+            enqueue_event(repo, event_id, [good.url, bad.url], now=T0)
+            outcome = deliver_due(repo, client, T0, np.random.default_rng(4))
             assert (len(outcome.delivered), len(outcome.retrying)) == (1, 1)
-            states = {d.url: d.state for d in deliveries(yard.db, event_id=event_id)}
+            states = {d.url: d.state for d in deliveries(repo, event_id=event_id)}
             assert states == {good.url: "delivered", bad.url: "pending"}

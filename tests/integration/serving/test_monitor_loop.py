@@ -11,8 +11,10 @@ from sklearn.ensemble import RandomForestClassifier
 
 from modelyard.config import Settings
 from modelyard.monitoring import SqlInferenceLogRepository, write_records
-from modelyard.monitoring.alerts import AlertRule, save_rule
+from modelyard.monitoring.alerts import save_rule
 from modelyard.monitoring.drift_job import drift_history
+from modelyard.monitoring.rules import AlertRule
+from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.runner.monitoring import MonitorLoop
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import MONITORING_TEXT
@@ -30,7 +32,9 @@ def test_a_cycle_measures_checks_drift_alerts_and_publishes(
 ) -> None:
     features, _ = classification_data
     yard.register_model("fraud", forest, features)
-    save_rule(yard.db, AlertRule("fraud", "slow", "p99_ms", 50.0), now=NOW - 3600)
+    save_rule(
+        SqlMonitoringRepository(yard.db), AlertRule("fraud", "slow", "p99_ms", 50.0), now=NOW - 3600
+    )
     rng = np.random.default_rng(1)
     shifted = features[rng.integers(0, len(features), 400)] + 3.0  # every feature drifts
     probabilities = forest.predict_proba(shifted)
@@ -54,7 +58,7 @@ def test_a_cycle_measures_checks_drift_alerts_and_publishes(
     assert result is not None
     assert result.snapshot.overall.traffic.requests == 400
     assert result.drift[1].dataset_drift
-    assert [r.version for r in drift_history(yard.db, "fraud")] == [1]
+    assert [r.version for r in drift_history(SqlMonitoringRepository(yard.db), "fraud")] == [1]
     assert [event.alert.rule for event in result.alerts] == ["slow"]
     published = (tmp_path / MONITORING_TEXT).read_text()
     assert 'modelyard_live_requests{deployment="fraud",version="1"} 400.0' in published

@@ -1,4 +1,4 @@
-"""Alert rules on simulated time: streaks, cooldowns, versions, drops, and the bus."""
+"""Alert rules on simulated time: streaks, cooldowns, versions, drops, the bus, and recording."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import pytest
 
 from modelyard.errors import ValidationError
 from modelyard.monitoring.alerts import (
-    Alert,
     AlertBus,
     AlertEvent,
-    AlertRule,
-    AlertState,
-    Figures,
-    evaluate,
+    recent_alerts,
+    record_alerts,
+    restore_state,
 )
 from modelyard.monitoring.drift import detect_drift
 from modelyard.monitoring.drift_job import figures_for
 from modelyard.monitoring.live_metrics import QualityMetrics, TrafficMetrics
+from modelyard.monitoring.memory import MemoryMonitoringRepository
+from modelyard.monitoring.rules import Alert, AlertRule, AlertState, Figures, RuleState, evaluate
 
 DEPLOYMENT = "fraud-api"
 
@@ -174,3 +174,37 @@ def test_the_bus_hands_every_event_to_every_subscriber() -> None:
     unsubscribe()
     bus.publish(AlertEvent(8, alert))
     assert seen == [7]
+
+
+def test_recorded_alerts_are_published_and_give_back_their_last_firings() -> None:
+    repository = MemoryMonitoringRepository()
+    hooked = AlertRule(DEPLOYMENT, "errors", "error_rate", 0.1, webhook_url="https://h.example/a")
+    alerts = [
+        Alert(DEPLOYMENT, "errors", 1, "error_rate", 0.5, ">", 0.1, 1, 100.0, {}),
+        Alert(DEPLOYMENT, "slow", 2, "p99_ms", 900.0, ">", 300.0, 1, 160.0, {}),
+    ]
+    bus = AlertBus()
+    seen: list[AlertEvent] = []
+    bus.subscribe(seen.append)
+    stored = record_alerts(repository, alerts, [hooked], bus)
+    assert [e.alert for e in stored] == alerts
+    assert seen == stored
+    assert [d.event_id for d in repository.deliveries(state="pending")] == [stored[0].id]
+    state = restore_state(repository, DEPLOYMENT, since=120.0)
+    assert state.rules == {(DEPLOYMENT, "slow", 2): RuleState(0, 160.0)}
+    assert [a["reason"] for a in recent_alerts(repository, DEPLOYMENT, since=0.0)] == [
+        "errors: error_rate = 0.5 > 0.1 (v1)",
+        "slow: p99_ms = 900 > 300 (v2)",
+    ]
+
+
+def test_a_rule_with_a_bad_webhook_url_records_nothing_and_publishes_nothing() -> None:
+    repository = MemoryMonitoringRepository()
+    rule = AlertRule(DEPLOYMENT, "errors", "error_rate", 0.1, webhook_url="ftp://example/a")
+    alert = Alert(DEPLOYMENT, "errors", 1, "error_rate", 0.5, ">", 0.1, 1, 100.0, {})
+    bus = AlertBus()
+    seen: list[AlertEvent] = []
+    bus.subscribe(seen.append)
+    with pytest.raises(ValidationError, match="must start with http:// or https://"):
+        record_alerts(repository, [alert], [rule], bus)
+    assert (seen, recent_alerts(repository, DEPLOYMENT, since=0.0)) == ([], [])

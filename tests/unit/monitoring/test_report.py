@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from modelyard.monitoring.drift import detect_drift
-from modelyard.monitoring.drift_job import DriftResult
 from modelyard.monitoring.live_metrics import over_time, snapshot
 from modelyard.monitoring.report import (
     FeatureDistribution,
@@ -18,6 +17,7 @@ from modelyard.monitoring.report import (
     render_report,
     summary_rows,
 )
+from modelyard.monitoring.repository import DriftResult
 from modelyard.monitoring.window import Window, empty_window
 
 VOID = {"meta", "rect", "line", "circle", "polyline", "br", "hr", "img", "input", "link"}
