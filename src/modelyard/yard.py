@@ -10,6 +10,7 @@ from modelyard.registry.registry import Registry
 from modelyard.store.artifacts import ArtifactStore, open_artifact_store
 from modelyard.store.database import Database
 from modelyard.tracking import Run, Tracker
+from modelyard.tracking.sql import SqlRunRepository
 
 
 class Yard:
@@ -20,7 +21,7 @@ class Yard:
         self.db = Database(self.settings.resolved_database_url)
         self.artifacts: ArtifactStore = open_artifact_store(self.settings.resolved_artifacts_url)
         self.tracking = Tracker(
-            self.db,
+            SqlRunRepository(self.db),
             self.artifacts,
             user=self.settings.user,
             flush_points=self.settings.tracking.metric_flush_points,
