@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.config import Settings, load_settings
-from modelyard.registry.catalog import LoadedModel, ModelVersion
+from modelyard.registry import LoadedModel, ModelVersion
 from modelyard.registry.registry import Registry
+from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.store.artifacts import ArtifactStore, open_artifact_store
 from modelyard.store.database import Database
 from modelyard.tracking import Run, Tracker
+from modelyard.tracking.sql import SqlRunRepository
 
 
 class Yard:
@@ -20,12 +22,17 @@ class Yard:
         self.db = Database(self.settings.resolved_database_url)
         self.artifacts: ArtifactStore = open_artifact_store(self.settings.resolved_artifacts_url)
         self.tracking = Tracker(
-            self.db,
+            SqlRunRepository(self.db),
             self.artifacts,
             user=self.settings.user,
             flush_points=self.settings.tracking.metric_flush_points,
         )
-        self.registry = Registry(self.db, self.artifacts, user=self.settings.user)
+        self.registry = Registry(
+            SqlRegistryRepository(self.db),
+            self.artifacts,
+            runs=self.tracking,
+            user=self.settings.user,
+        )
 
     def start_run(self, name: str, **kwargs: Any) -> Run:
         """Start a tracked run; see ``Tracker.start_run``."""

@@ -1,23 +1,23 @@
 """The model registry: versions, aliases, signatures, profiles, formats and the ``Predictor``.
 
-``Registry`` (writes) resolves on first use: it imports SQLAlchemy, which a
-process that only loads a model (``load_model``, ``Catalog``) never needs.
+Models live behind ``RegistryRepository`` (reads: ``CatalogRepository``):
+``registry.sql.SqlRegistryRepository`` on the metadata database,
+``MemoryRegistryRepository`` in memory for tests. ``Registry`` (writes)
+resolves on first use: it pulls in tracking (for lineage and data fingerprints),
+which a process that only loads a model (``load_model``, ``Catalog``) never needs.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from modelyard.registry.catalog import (
-    AliasMove,
-    Catalog,
-    LoadedModel,
-    ModelVersion,
-    RegisteredModel,
-)
+from modelyard.registry.catalog import Catalog, LoadedModel
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Predictor
 from modelyard.registry.loading import load_model
+from modelyard.registry.memory import MemoryRegistryRepository
 from modelyard.registry.profile import build_profile, load_sample
+from modelyard.registry.records import AliasMove, ModelVersion, RegisteredModel, VersionDraft
 from modelyard.registry.refs import ModelRef, parse_ref
+from modelyard.registry.repository import CatalogRepository, RegistryRepository, RunDatasets
 from modelyard.registry.signature import FieldSpec, Signature, infer_signature, to_model_input
 
 if TYPE_CHECKING:
@@ -27,15 +27,20 @@ __all__ = [
     "FLAVOURS",
     "AliasMove",
     "Catalog",
+    "CatalogRepository",
     "FieldSpec",
     "LoadOptions",
     "LoadedModel",
+    "MemoryRegistryRepository",
     "ModelRef",
     "ModelVersion",
     "Predictor",
     "RegisteredModel",
     "Registry",
+    "RegistryRepository",
+    "RunDatasets",
     "Signature",
+    "VersionDraft",
     "build_profile",
     "infer_signature",
     "load_model",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelyard.config import Settings, load_settings
 from modelyard.registry.catalog import Catalog, LoadedModel
+from modelyard.registry.sql_reads import SqlCatalogRepository
 from modelyard.store.artifacts import open_artifact_store
 from modelyard.store.reader import open_reader
 
@@ -22,7 +23,7 @@ def load_model(
     """
     settings = settings or load_settings()
     catalog = Catalog(
-        open_reader(settings.resolved_database_url),
+        SqlCatalogRepository(open_reader(settings.resolved_database_url)),
         open_artifact_store(settings.resolved_artifacts_url),
     )
     return catalog.load(ref, trusted=trusted, intra_op_threads=intra_op_threads)

@@ -1,4 +1,9 @@
-"""Writing the registry: registering immutable auto-numbered versions, moving aliases, tags."""
+"""Writing the registry: registering immutable auto-numbered versions, moving aliases, tags.
+
+``Registry`` writes through a ``RegistryRepository`` (``registry.sql`` on the
+metadata database, ``registry.memory`` in tests) and asks tracking, through the
+``RunDatasets`` port, which datasets a run recorded.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +13,16 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, func, insert, select, update
 
-from modelyard.errors import (
-    AliasNotFoundError,
-    ModelNotFoundError,
-    UnsupportedModelError,
-    ValidationError,
-    VersionNotFoundError,
-)
-from modelyard.registry.catalog import AliasMove, Catalog, ModelVersion
+from modelyard.errors import UnsupportedModelError, ValidationError
+from modelyard.registry.catalog import Catalog
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Predictor
 from modelyard.registry.profile import build_profile
+from modelyard.registry.records import AliasMove, ModelVersion, VersionDraft
 from modelyard.registry.refs import check_alias, check_model_name
+from modelyard.registry.repository import RegistryRepository, RunDatasets
 from modelyard.registry.signature import Signature, example_columns, infer_signature
 from modelyard.store.artifacts import ArtifactStore
-from modelyard.store.database import Database, upsert
-from modelyard.store.reader import SqlReader, open_reader
-from modelyard.store.schema import (
-    alias_history,
-    model_aliases,
-    model_tags,
-    model_version_tags,
-    model_versions,
-    registered_models,
-    run_datasets,
-)
 from modelyard.tracking import fingerprint
 
 # Rows used to profile the data and to check a conversion: enough for stable
@@ -45,18 +34,23 @@ CONVERSION_TOLERANCE = 1e-4
 
 
 class Registry(Catalog):
-    """The registry with write access: registering versions, moving aliases, tagging."""
+    """The registry with write access: registering versions, moving aliases, tagging.
+
+    ``runs`` tells which datasets a run recorded, for the lineage of a version
+    registered with ``run=``; without it the lineage names only the data passed in.
+    """
 
     def __init__(
         self,
-        db: Database,
+        models: RegistryRepository,
         artifacts: ArtifactStore,
         *,
+        runs: RunDatasets | None = None,
         user: str | None = None,
-        reader: SqlReader | None = None,
     ) -> None:
-        super().__init__(reader or open_reader(db.url, db.engine), artifacts)
-        self._db = db
+        super().__init__(models, artifacts)
+        self._repository = models
+        self._runs = runs
         self._user = user
 
     # -- registering ---------------------------------------------------------------
@@ -101,59 +95,27 @@ class Registry(Catalog):
         artifact = self._artifacts.put_bytes(blob)
         lineage: dict[str, Any] = {"data": asdict(fingerprint(data))}
         run_id = getattr(run, "id", run)
-        now = time.time()
-        with self._db.write() as conn:
-            if run_id is not None:
-                lineage["run_datasets"] = {
-                    r["name"]: {"digest": r["digest"], "rows": r["rows"]}
-                    for r in conn.execute(
-                        select(run_datasets).where(run_datasets.c.run_id == run_id)
-                    ).mappings()
-                }
-            model_id = self._lock_or_create_model(conn, name, now)
-            latest = conn.execute(
-                select(func.max(model_versions.c.version)).where(
-                    model_versions.c.model_id == model_id
-                )
-            ).scalar()
-            number = (latest or 0) + 1
-            if parent_version is not None and parent_version >= number:
-                raise VersionNotFoundError(
-                    f"parent version {parent_version} of {name!r} does not exist"
-                )
-            version_id = conn.execute(
-                insert(model_versions)
-                .values(
-                    model_id=model_id,
-                    version=number,
-                    flavour=flavour_name,
-                    artifact_digest=artifact.digest,
-                    artifact_size=artifact.size,
-                    signature=json.dumps(signature.to_dict()),
-                    profile_digest=profile_ref.digest,
-                    metrics=json.dumps(metrics or {}),
-                    lineage=json.dumps(lineage, default=str),
-                    run_id=run_id,
-                    parent_version=parent_version,
-                    description=description,
-                    created_at=now,
-                    created_by=self._user,
-                )
-                .returning(model_versions.c.id)
-            ).scalar_one()
-            if tags:
-                conn.execute(
-                    insert(model_version_tags),
-                    [
-                        {"version_id": version_id, "key": k, "value": str(v)}
-                        for k, v in tags.items()
-                    ],
-                )
-            conn.execute(
-                update(registered_models)
-                .where(registered_models.c.id == model_id)
-                .values(updated_at=now)
-            )
+        if run_id is not None and self._runs is not None:
+            lineage["run_datasets"] = {
+                dataset: {"digest": recorded.digest, "rows": recorded.rows}
+                for dataset, recorded in self._runs.run_datasets(run_id).items()
+            }
+        draft = VersionDraft(
+            flavour=flavour_name,
+            artifact_digest=artifact.digest,
+            artifact_size=artifact.size,
+            signature=signature,
+            profile_digest=profile_ref.digest,
+            metrics=metrics or {},
+            lineage=lineage,
+            run_id=run_id,
+            parent_version=parent_version,
+            description=description,
+            created_at=time.time(),
+            created_by=self._user,
+            tags={k: str(v) for k, v in (tags or {}).items()},
+        )
+        number = self._repository.add_version(name, draft)
         return self.get_version(name, number)
 
     def _serialize(
@@ -190,20 +152,6 @@ class Registry(Catalog):
             + "; ".join(problems or ["no flavour accepts it"])
         )
 
-    def _lock_or_create_model(self, conn: Connection, name: str, now: float) -> int:
-        # Insert-if-absent first: two writers registering a new name at once (PostgreSQL
-        # has no table lock like SQLite's BEGIN IMMEDIATE) then both find the one row and
-        # queue on its lock, instead of one failing on the unique name.
-        conn.execute(
-            upsert(conn, registered_models)
-            .values(name=name, created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        query = (
-            select(registered_models.c.id).where(registered_models.c.name == name).with_for_update()
-        )
-        return int(conn.execute(query).scalar_one())
-
     # -- aliases and tags ----------------------------------------------------------------
 
     def set_alias(
@@ -222,74 +170,15 @@ class Registry(Catalog):
     def _move_alias(
         self, name: str, alias: str, version: int | None, actor: str | None, reason: str
     ) -> AliasMove:
-        now = time.time()
-        actor = actor or self._user
-        with self._db.write() as conn:
-            model_id = conn.execute(
-                select(registered_models.c.id)
-                .where(registered_models.c.name == name)
-                .with_for_update()
-            ).scalar()
-            if model_id is None:
-                raise ModelNotFoundError(f"no registered model named {name!r}")
-            if (
-                version is not None
-                and conn.execute(
-                    select(model_versions.c.id).where(
-                        model_versions.c.model_id == model_id, model_versions.c.version == version
-                    )
-                ).scalar()
-                is None
-            ):
-                raise VersionNotFoundError(f"model {name!r} has no version {version}")
-            where = (model_aliases.c.model_id == model_id) & (model_aliases.c.alias == alias)
-            previous = conn.execute(select(model_aliases.c.version).where(where)).scalar()
-            if version is None and previous is None:
-                raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}")
-            if previous is not None:
-                conn.execute(model_aliases.delete().where(where))
-            if version is not None:
-                conn.execute(
-                    insert(model_aliases).values(
-                        model_id=model_id, alias=alias, version=version, updated_at=now
-                    )
-                )
-            conn.execute(
-                insert(alias_history).values(
-                    model_id=model_id,
-                    alias=alias,
-                    from_version=previous,
-                    to_version=version,
-                    actor=actor,
-                    reason=reason,
-                    at=now,
-                )
-            )
-        return AliasMove(alias, previous, version, actor, reason, now)
+        return self._repository.move_alias(
+            name, alias, version, actor or self._user, reason, time.time()
+        )
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
-        with self._db.write() as conn:
-            model_id = conn.execute(
-                select(registered_models.c.id).where(registered_models.c.name == name)
-            ).scalar()
-            if model_id is None:
-                raise ModelNotFoundError(f"no registered model named {name!r}")
-            conn.execute(
-                model_tags.delete().where(
-                    (model_tags.c.model_id == model_id) & (model_tags.c.key == key)
-                )
-            )
-            conn.execute(insert(model_tags).values(model_id=model_id, key=key, value=str(value)))
+        self._repository.set_model_tag(name, key, str(value))
 
     def set_description(self, name: str, description: str) -> None:
-        with self._db.write() as conn:
-            updated = conn.execute(
-                update(registered_models)
-                .where(registered_models.c.name == name)
-                .values(description=description)
-            ).rowcount
-        if not updated:
-            raise ModelNotFoundError(f"no registered model named {name!r}")
+        self._repository.set_description(name, description)
 
 
 def _check_conversion(model: Any, predictor: Predictor, columns: dict[str, np.ndarray]) -> None:

@@ -1,8 +1,29 @@
-"""Experiment tracking: runs with params, metrics, tags, artifacts, seeds and data fingerprints."""
+"""Experiment tracking: runs with params, metrics, tags, artifacts, seeds and data fingerprints.
+
+Runs live behind ``RunRepository``: ``tracking.sql.SqlRunRepository`` on the
+metadata database, ``MemoryRunRepository`` in memory for tests.
+"""
 
 from modelyard.tracking.fingerprint import DataFingerprint, fingerprint
+from modelyard.tracking.memory import MemoryRunRepository
+from modelyard.tracking.records import MetricPoint, RunInfo
+from modelyard.tracking.repository import RunRepository
 from modelyard.tracking.run import Run
+from modelyard.tracking.search import Condition, RunQuery, parse_filter
 from modelyard.tracking.seeding import seed_everything
-from modelyard.tracking.tracker import RunInfo, Tracker
+from modelyard.tracking.tracker import Tracker
 
-__all__ = ["DataFingerprint", "Run", "RunInfo", "Tracker", "fingerprint", "seed_everything"]
+__all__ = [
+    "Condition",
+    "DataFingerprint",
+    "MemoryRunRepository",
+    "MetricPoint",
+    "Run",
+    "RunInfo",
+    "RunQuery",
+    "RunRepository",
+    "Tracker",
+    "fingerprint",
+    "parse_filter",
+    "seed_everything",
+]

@@ -1,8 +1,9 @@
 """A live training run: buffers params, metrics and tags and writes them in batches.
 
-Per-call cost is a list append; the buffer goes to the database in one
-``executemany`` when it holds ``metric_flush_points`` points, when a second has
-passed since the last write, when ``flush()`` is called, and when the run ends.
+Per-call cost is a list append; the buffer goes to the run repository as one
+batch (one transaction) when it holds ``metric_flush_points`` points, when a
+second has passed since the last write, when ``flush()`` is called, and when the
+run ends.
 A crash therefore loses at most about a second of metrics, never a finished run.
 """
 
@@ -14,19 +15,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, update
-
 from modelyard.errors import ValidationError
 from modelyard.store.artifacts import ArtifactRef, ArtifactStore, safe_relative_name
-from modelyard.store.database import Database
-from modelyard.store.schema import (
-    run_artifacts,
-    run_datasets,
-    run_params,
-    run_tags,
-    runs,
-)
 from modelyard.tracking.fingerprint import DataFingerprint, fingerprint
+from modelyard.tracking.records import MetricPoint
+from modelyard.tracking.repository import RunRepository
 
 _FLUSH_AFTER_S = 1.0
 
@@ -46,17 +39,17 @@ class Run:
         self,
         run_id: str,
         name: str,
-        db: Database,
+        runs: RunRepository,
         artifacts: ArtifactStore,
         *,
         flush_points: int = 10_000,
     ) -> None:
         self.id = run_id
         self.name = name
-        self._db = db
+        self._runs = runs
         self._artifacts = artifacts
         self._flush_points = flush_points
-        self._metrics: list[tuple[str, str, float, int, float]] = []
+        self._metrics: list[MetricPoint] = []
         self._params: dict[str, str] = {}
         self._params_written: dict[str, str] = {}
         self._tags: dict[str, str] = {}
@@ -126,34 +119,11 @@ class Run:
         """Fingerprint a data frame/array the run used (hash, schema, rows) and record it."""
         _check_key("dataset", name)
         fp = fingerprint(data)
-        row = {
-            "run_id": self.id,
-            "name": name,
-            "digest": fp.digest,
-            "schema": json.dumps(fp.schema),
-            "rows": fp.rows,
-        }
-        with self._db.write() as conn:
-            conn.execute(
-                delete(run_datasets).where(
-                    run_datasets.c.run_id == self.id, run_datasets.c.name == name
-                )
-            )
-            conn.execute(insert(run_datasets).values(**row))
+        self._runs.record_dataset(self.id, name, fp)
         return fp
 
     def _record_artifact(self, name: str, ref: ArtifactRef) -> ArtifactRef:
-        with self._db.write() as conn:
-            conn.execute(
-                delete(run_artifacts).where(
-                    run_artifacts.c.run_id == self.id, run_artifacts.c.name == name
-                )
-            )
-            conn.execute(
-                insert(run_artifacts).values(
-                    run_id=self.id, name=name, digest=ref.digest, size=ref.size
-                )
-            )
+        self._runs.record_artifact(self.id, name, ref)
         return ref
 
     # -- writing -----------------------------------------------------------------
@@ -170,29 +140,7 @@ class Run:
         self._last_flush = time.monotonic()
         if not (metrics or new_params or tags):
             return
-        with self._db.write() as conn:
-            if metrics:
-                _write_metrics(conn, metrics)
-            if new_params:
-                conn.execute(
-                    delete(run_params).where(
-                        run_params.c.run_id == self.id, run_params.c.key.in_(list(new_params))
-                    )
-                )
-                conn.execute(
-                    insert(run_params),
-                    [{"run_id": self.id, "key": k, "value": v} for k, v in new_params.items()],
-                )
-            if tags:
-                conn.execute(
-                    delete(run_tags).where(
-                        run_tags.c.run_id == self.id, run_tags.c.key.in_(list(tags))
-                    )
-                )
-                conn.execute(
-                    insert(run_tags),
-                    [{"run_id": self.id, "key": k, "value": v} for k, v in tags.items()],
-                )
+        self._runs.write_batch(self.id, metrics, new_params, tags)
         self._params_written.update(new_params)
 
     def end(self, status: str = "FINISHED") -> None:
@@ -200,10 +148,7 @@ class Run:
         if self.status != "RUNNING":
             return
         self.flush()
-        with self._db.write() as conn:
-            conn.execute(
-                update(runs).where(runs.c.id == self.id).values(status=status, end_time=time.time())
-            )
+        self._runs.end_run(self.id, status, time.time())
         self.status = status
 
     def __enter__(self) -> Run:
@@ -222,29 +167,3 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, status={self.status!r})"
-
-
-_INSERT_METRICS = (
-    "INSERT INTO run_metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)"
-)
-_UPSERT_LATEST = """
-INSERT INTO run_latest_metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (run_id, key) DO UPDATE
-SET value = excluded.value, step = excluded.step, timestamp = excluded.timestamp
-WHERE excluded.step >= run_latest_metrics.step"""
-
-
-def _write_metrics(conn: Connection, points: list[tuple[str, str, float, int, float]]) -> None:
-    """Append the points and move each key's latest value (highest step, then last written).
-
-    Goes through the driver's ``executemany``: SQLAlchemy's per-row handling
-    cost three times SQLite's own insert (10 us against 3.5 us per point).
-    """
-    latest: dict[str, tuple[str, str, float, int, float]] = {}
-    for point in points:
-        current = latest.get(point[1])
-        if current is None or point[3] >= current[3]:
-            latest[point[1]] = point
-    placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(_INSERT_METRICS.replace("?", placeholder), points)
-    conn.exec_driver_sql(_UPSERT_LATEST.replace("?", placeholder), list(latest.values()))

@@ -14,6 +14,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from modelyard.config import Settings
 from modelyard.errors import (
     AliasNotFoundError,
     IntegrityError,
@@ -258,3 +259,23 @@ def test_artifact_digest_is_the_sha256_of_the_stored_bytes(
     version = yard.register_model("fraud", forest, classification_data[0])
     data = yard.registry.artifact_bytes(version)
     assert hashlib.sha256(data).hexdigest() == version.artifact_digest
+
+
+def test_loading_a_model_on_the_embedded_default_never_imports_sqlalchemy(
+    sqlite_settings: Settings, forest: RandomForestClassifier, classification_data: Data
+) -> None:
+    with Yard(sqlite_settings) as yard:
+        yard.register_model("fraud", forest, classification_data[0])
+        yard.registry.set_alias("fraud", "champion", 1)
+    script = (
+        "import sys, numpy as np, modelyard\n"
+        "m = modelyard.load_model('fraud@champion')\n"
+        "m.predict(np.zeros((1, 8), np.float32))\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'sqlalchemy'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["MODELYARD_HOME"] = str(sqlite_settings.home)
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert child.stdout.strip() == "[]"

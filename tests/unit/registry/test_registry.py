@@ -1,0 +1,165 @@
+"""``Registry`` and ``Catalog`` over the in-memory repository: numbering, lineage,
+aliases, tags and the errors people see, with no database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from modelyard.errors import (
+    AliasNotFoundError,
+    ModelNotFoundError,
+    ValidationError,
+    VersionNotFoundError,
+)
+from modelyard.registry import MemoryRegistryRepository, Registry
+from modelyard.store.artifacts import LocalArtifactStore
+from modelyard.tracking import MemoryRunRepository, Tracker
+
+FEATURES = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model() -> LinearRegression:
+    return LinearRegression().fit(FEATURES, FEATURES @ np.array([1.0, -2.0, 0.5]))
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def tracker(artifacts: LocalArtifactStore) -> Tracker:
+    return Tracker(MemoryRunRepository(), artifacts)
+
+
+@pytest.fixture
+def registry(artifacts: LocalArtifactStore, tracker: Tracker) -> Registry:
+    return Registry(MemoryRegistryRepository(), artifacts, runs=tracker, user="ana")
+
+
+def register(registry: Registry, model: LinearRegression, parent_version: int | None = None) -> int:
+    # pickle: the quickest format to write and load, so these tests stay fast
+    version = registry.register(
+        "reg", model, FEATURES, flavour="pickle", trusted=True, parent_version=parent_version
+    )
+    return version.version
+
+
+def test_versions_are_numbered_and_carry_what_they_were_given(
+    registry: Registry, tracker: Tracker, model: LinearRegression
+) -> None:
+    with tracker.start_run("train") as run:
+        fp = run.log_dataset("train", FEATURES)
+    first = registry.register(
+        "reg",
+        model,
+        FEATURES,
+        flavour="pickle",
+        trusted=True,
+        run=run,
+        metrics={"r2": 0.99},
+        tags={"team": 7},  # type: ignore[dict-item]
+        description="first",
+    )
+    second = registry.register(
+        "reg", model, FEATURES, flavour="pickle", trusted=True, parent_version=1
+    )
+    assert (first.version, second.version, second.parent_version) == (1, 2, 1)
+    assert (first.run_id, first.created_by, first.description) == (run.id, "ana", "first")
+    assert first.metrics == {"r2": 0.99}
+    assert first.tags == {"team": "7"}
+    assert first.lineage["run_datasets"] == {"train": {"digest": fp.digest, "rows": 40}}
+    assert first.lineage["data"]["rows"] == 40
+    assert "run_datasets" not in second.lineage, "no run, no run datasets"
+    assert first.signature.input_names == ["f0", "f1", "f2"]
+    assert registry.get_model("reg").latest_version == 2
+    assert [v.version for v in registry.list_versions("reg")] == [1, 2]
+    assert registry.profile("reg", 1)["features"]["f0"]["kind"] == "numeric"
+
+
+def test_a_parent_must_exist_before_its_child(registry: Registry, model: LinearRegression) -> None:
+    with pytest.raises(VersionNotFoundError, match="parent version 1 of 'reg' does not exist"):
+        register(registry, model, parent_version=1)
+    with pytest.raises(ModelNotFoundError, match="no registered model named 'reg'"):
+        registry.get_model("reg")
+
+
+def test_without_tracking_the_lineage_names_only_the_data(
+    artifacts: LocalArtifactStore, tracker: Tracker, model: LinearRegression
+) -> None:
+    registry = Registry(MemoryRegistryRepository(), artifacts)
+    with tracker.start_run("train") as run:
+        run.log_dataset("train", FEATURES)
+    version = registry.register("reg", model, FEATURES, flavour="pickle", trusted=True, run=run)
+    assert set(version.lineage) == {"data"}
+    assert version.run_id == run.id
+    assert version.created_by is None
+
+
+def test_aliases_move_with_history_and_resolve(registry: Registry, model: LinearRegression) -> None:
+    for _ in range(2):
+        register(registry, model)
+    registry.set_alias("reg", "champion", 1, reason="first release")
+    move = registry.set_alias("reg", "champion", 2, actor="bo", reason="better")
+    assert (move.from_version, move.to_version, move.actor) == (1, 2, "bo")
+    assert registry.resolve("reg@champion") == ("reg", 2)
+    assert registry.resolve("reg") == ("reg", 2)
+    assert registry.resolve("reg/1") == ("reg", 1)
+    assert registry.get_version("reg", 2).aliases == ("champion",)
+    history = registry.alias_history("reg", "champion")
+    assert [(m.from_version, m.to_version, m.actor) for m in history] == [
+        (None, 1, "ana"),
+        (1, 2, "bo"),
+    ]
+    removed = registry.delete_alias("reg", "champion", reason="retired")
+    assert (removed.from_version, removed.to_version) == (2, None)
+    with pytest.raises(AliasNotFoundError, match="model 'reg' has no alias 'champion'"):
+        registry.resolve("reg@champion")
+    with pytest.raises(AliasNotFoundError, match="model 'reg' has no alias 'champion'"):
+        registry.delete_alias("reg", "champion")
+
+
+def test_unknown_names_raise_typed_errors(registry: Registry, model: LinearRegression) -> None:
+    with pytest.raises(ModelNotFoundError, match="no registered model named 'ghost'"):
+        registry.resolve("ghost@champion")
+    with pytest.raises(ModelNotFoundError, match="no registered model named 'ghost'"):
+        registry.alias_history("ghost")
+    register(registry, model)
+    with pytest.raises(VersionNotFoundError, match="model 'reg' has no version 9"):
+        registry.get_version("reg", 9)
+    with pytest.raises(VersionNotFoundError, match="model 'reg' has no version 9"):
+        registry.resolve("reg/9")
+    with pytest.raises(VersionNotFoundError, match="model 'reg' has no version 9"):
+        registry.set_alias("reg", "champion", 9)
+    with pytest.raises(ValidationError, match="alias 'Bad Alias' is not allowed"):
+        registry.set_alias("reg", "Bad Alias", 1)
+    with pytest.raises(ModelNotFoundError, match="no registered model named 'ghost'"):
+        registry.set_model_tag("ghost", "team", "risk")
+    with pytest.raises(ModelNotFoundError, match="no registered model named 'ghost'"):
+        registry.set_description("ghost", "")
+
+
+def test_model_tags_and_description(registry: Registry, model: LinearRegression) -> None:
+    register(registry, model)
+    registry.set_model_tag("reg", "tier", 1)  # type: ignore[arg-type]
+    registry.set_description("reg", "a regressor")
+    found = registry.get_model("reg")
+    assert (found.tags, found.description) == ({"tier": "1"}, "a regressor")
+    assert [m.name for m in registry.list_models()] == ["reg"]
+
+
+def test_a_version_loads_by_alias_and_predicts_like_the_original(
+    registry: Registry, model: LinearRegression
+) -> None:
+    register(registry, model)
+    registry.set_alias("reg", "champion", 1)
+    loaded = registry.load("reg@champion", trusted=True)
+    assert (loaded.name, loaded.version) == ("reg", 1)
+    np.testing.assert_allclose(
+        loaded.predict(FEATURES[:5])["prediction"].ravel(), model.predict(FEATURES[:5]), rtol=1e-5
+    )
