@@ -25,6 +25,7 @@ import uvicorn
 
 from modelyard.config import Settings
 from modelyard.registry import ModelRef, Registry
+from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.http.app import ServingApp
@@ -119,7 +120,9 @@ def worker_app(
     all of them are closed when the block ends. Without ``ingest_log`` the inference log
     is only written here, for the supervisor to store."""
     db = Database(settings.resolved_database_url)
-    registry = Registry(db, open_artifact_store(settings.resolved_artifacts_url))
+    registry = Registry(
+        SqlRegistryRepository(db), open_artifact_store(settings.resolved_artifacts_url)
+    )
     log = JsonLog(settings.resolved_log_path, worker=worker)
     logger = None
     try:
