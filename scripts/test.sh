@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up .venv (first run only) and run exactly what CI runs: ruff, mypy, and the
-# whole pytest suite, including the PostgreSQL backend at 127.0.0.1:5432/test.
+# Set up .venv (first run only) and run exactly what CI runs: ruff, mypy, the import
+# contracts of docs/ARCHITECTURE.md (import-linter), and the whole pytest suite,
+# including the PostgreSQL backend at 127.0.0.1:5432/test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -12,4 +13,5 @@ export MODELYARD_TEST_POSTGRES_URL="${MODELYARD_TEST_POSTGRES_URL:-postgresql+ps
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 .venv/bin/pytest -q "$@"

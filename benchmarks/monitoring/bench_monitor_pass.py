@@ -1,4 +1,4 @@
-"""What the server's monitoring pass costs: one ``MonitorLoop.run_once`` over logged traffic.
+"""What the server's monitoring pass costs: one ``MonitorJob.run_once`` over logged traffic.
 
     .venv/bin/python benchmarks/monitoring/bench_monitor_pass.py [--requests 50000] [--repeat 3]
 
@@ -26,7 +26,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from modelyard.config import load_settings
 from modelyard.monitoring import InferenceLogger, SqlInferenceLogRepository
-from modelyard.runner.monitoring import MonitorLoop
+from modelyard.runner.host import RunnerStores, monitor_job
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.yard import Yard
 
@@ -71,14 +71,16 @@ def main() -> None:
                 )
                 logger.commit()
             logger.close()
-            loop = MonitorLoop(settings, clock=lambda: now)
+            stores = RunnerStores(settings)
+            job = monitor_job(settings, stores, clock=lambda: now)
             walls, cpus = [], []
             with httpx.Client() as client:
                 for _ in range(args.repeat):
                     started, cpu = time.perf_counter(), time.process_time()
-                    result = loop.run_once(yard, client, JsonLog(None, worker="bench"))
+                    result = job.run_once(client, JsonLog(None, worker="bench"))
                     walls.append(time.perf_counter() - started)
                     cpus.append(time.process_time() - cpu)
+            stores.close()
     measured = result["fraud"]
     assert measured is not None
     requests = measured.snapshot.overall.traffic.requests

@@ -24,7 +24,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelyard.config import load_settings
+from modelyard.cli.context import cli_context
+from modelyard.config import ServingSettings
 from modelyard.errors import ConfigurationError, ValidationError
 from modelyard.loadtest.generator import (
     MAX_DURATION_S,
@@ -229,6 +230,7 @@ def result_table(
 
 
 def bench(
+    ctx: typer.Context,
     url: Annotated[
         str, typer.Argument(help="The server's base URL; loopback only (127.0.0.1, ::1).")
     ] = "http://127.0.0.1:8000",
@@ -279,11 +281,42 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the random request.")] = 0,
 ) -> None:
     """Load a local server with one model's requests; print throughput, latency and cost."""
-    settings = load_settings()
+    serving = cli_context(ctx).settings.serving
+    run_benchmark(
+        url,
+        model=model,
+        connections=connections,
+        duration=duration,
+        requests=requests,
+        rate=rate,
+        rows=rows,
+        warmup=warmup,
+        price_per_hour=serving.machine_price_per_hour if price_per_hour is None else price_per_hour,
+        body=body,
+        token=token if token is not None else serving.token,
+        seed=seed,
+    )
+
+
+def run_benchmark(
+    url: str,
+    *,
+    model: str | None = None,
+    connections: int = 32,
+    duration: float = 10.0,
+    requests: int | None = None,
+    rate: float | None = None,
+    rows: int = 1,
+    warmup: float = 1.0,
+    price_per_hour: float = ServingSettings().machine_price_per_hour,
+    body: Path | None = None,
+    token: str | None = None,
+    seed: int = 0,
+) -> LoadResult:
+    """``modelyard bench`` with every default resolved: check the target and the request,
+    run the load, print the table; returns what was measured."""
     target = Target.from_url(url)
     base = target.url
-    price = settings.serving.machine_price_per_hour if price_per_hour is None else price_per_hour
-    token = token if token is not None else settings.serving.token
     name, path, payload, request_rows = prepare_request(base, model, rows, body, token, seed)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     plan = LoadPlan(
@@ -305,7 +338,7 @@ def bench(
     )
     result = run_load(plan)
     console.print(
-        result_table(result, url=base, model=name, rows=request_rows, price_per_hour=price)
+        result_table(result, url=base, model=name, rows=request_rows, price_per_hour=price_per_hour)
     )
     if result.service is None:
         console.print(
@@ -313,3 +346,4 @@ def bench(
             "under-counted; the generator shares this machine's CPUs with the server.",
             highlight=False,
         )
+    return result

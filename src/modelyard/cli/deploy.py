@@ -7,27 +7,22 @@ after) and the deployment's state as tables. Mounted on the main app with
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any
 
 import typer
 
+from modelyard.cli.context import cli_context
 from modelyard.cli.output import print_table, when
-from modelyard.config import load_settings
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.monitoring.feedback_join import request_outcomes
-from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
-from modelyard.routing.controller import RolloutController
 from modelyard.routing.deployment import Change, Deployment, DeploymentConfig, RoutingKey
-from modelyard.routing.deployment_store import DeploymentStore
 from modelyard.routing.experiment_reports import ExperimentReporter
 from modelyard.routing.experiments import LoggedOutcomes, OutcomeKind
 from modelyard.routing.sql import SqlDeploymentRepository
-from modelyard.yard import Yard
 
 __all__ = ["deploy", "deploy_app"]
 
@@ -38,18 +33,6 @@ deploy_app.add_typer(rollout_app, name="rollout")
 deploy_app.add_typer(ab_app, name="ab")
 
 Reason = Annotated[str, typer.Option(help="Why; kept in the deployment's history.")]
-
-
-class _Context:
-    """The composition root of one command: the yard, the store and who is acting."""
-
-    def __init__(self) -> None:
-        self.yard = Yard(load_settings())
-        # The database's connections close when the command is done with its context.
-        weakref.finalize(self, self.yard.close)
-        self.store = DeploymentStore(SqlDeploymentRepository(self.yard.db), self.yard.registry)
-        self.actor = self.yard.settings.user
-        self.controller = RolloutController(self.store)
 
 
 def _log_policy_text(config: DeploymentConfig) -> str:
@@ -114,6 +97,7 @@ def _changed(before: Deployment | None, after: Deployment) -> None:
 
 @deploy_app.command("deploy")
 def deploy(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Deployment (endpoint) name.")],
     model: Annotated[str, typer.Option(help="Registered model to serve.")],
     version: Annotated[int | None, typer.Option(min=1, help="Champion version.")] = None,
@@ -137,16 +121,16 @@ def deploy(
     """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere."""
     if (version is None) == (alias is None):
         raise ValidationError("give exactly one of --version or --alias for the champion")
-    ctx = _Context()
+    cli = cli_context(ctx)
     champion: int | str = version if version is not None else str(alias)
     try:
-        existing = ctx.store.get(name)
+        existing = cli.deployments.get(name)
     except NotFoundError:
-        made = ctx.store.create(
+        made = cli.deployments.create(
             name,
             model,
             champion,
-            actor=ctx.actor,
+            actor=cli.actor,
             reason=reason,
             follow_alias=follow_alias,
             routing_key=routing_key,
@@ -155,7 +139,7 @@ def deploy(
         )
         _changed(None, made)
         return
-    number = ctx.store.resolve_version(model, champion)
+    number = cli.deployments.resolve_version(model, champion)
     key = RoutingKey.parse(routing_key) if routing_key else existing.config.routing_key
     why = reason or f"champion set to {model}/{number}"
 
@@ -175,18 +159,19 @@ def deploy(
         )
         return Change(config, current.rollout, why)
 
-    done = ctx.store.mutate(name, change, actor=ctx.actor, kind="deployment.update")
+    done = cli.deployments.mutate(name, change, actor=cli.actor, kind="deployment.update")
     _changed(existing, done)
 
 
 @deploy_app.command("deployments")
 def deployments(
+    ctx: typer.Context,
     name: Annotated[
         str | None, typer.Argument(help="One deployment: its state and history.")
     ] = None,
 ) -> None:
     """All deployments, or one deployment's state and history (who, when, why)."""
-    store = _Context().store
+    store = cli_context(ctx).deployments
     if name is None:
         rows = [
             [
@@ -214,6 +199,7 @@ def deployments(
 
 @rollout_app.command("start")
 def rollout_start(
+    ctx: typer.Context,
     name: str,
     canary: Annotated[str, typer.Option(help="Canary version: a number or an alias.")],
     steps: Annotated[str, typer.Option(help="Canary weights in %, ending at 100.")] = "5,25,50,100",
@@ -241,15 +227,15 @@ def rollout_start(
         max_p99_ms=max_p99_ms,
         max_p99_ratio=max_p99_ratio,
     )
-    ctx = _Context()
-    before = ctx.store.get(name)
-    _changed(before, ctx.controller.start(name, canary, policy, actor=ctx.actor, reason=reason))
+    cli = cli_context(ctx)
+    before = cli.deployments.get(name)
+    _changed(before, cli.controller.start(name, canary, policy, actor=cli.actor, reason=reason))
 
 
 @rollout_app.command("status")
-def rollout_status(name: str) -> None:
+def rollout_status(ctx: typer.Context, name: str) -> None:
     """The rollout's state and its recent decisions with their reasons."""
-    store = _Context().store
+    store = cli_context(ctx).deployments
     _show(store.get(name))
     found = store.events(name, "rollout.", limit=20)
     print_table(
@@ -259,35 +245,35 @@ def rollout_status(name: str) -> None:
     )
 
 
-def _manual(action: str, name: str, note: str) -> None:
-    ctx = _Context()
-    before = ctx.store.get(name)
-    operation = getattr(ctx.controller, action)
-    _changed(before, operation(name, actor=ctx.actor, note=note or None))
+def _manual(ctx: typer.Context, action: str, name: str, note: str) -> None:
+    cli = cli_context(ctx)
+    before = cli.deployments.get(name)
+    operation = getattr(cli.controller, action)
+    _changed(before, operation(name, actor=cli.actor, note=note or None))
 
 
 @rollout_app.command("pause")
-def rollout_pause(name: str, reason: Reason = "") -> None:
+def rollout_pause(ctx: typer.Context, name: str, reason: Reason = "") -> None:
     """Freeze the canary at its current weight."""
-    _manual("pause", name, reason)
+    _manual(ctx, "pause", name, reason)
 
 
 @rollout_app.command("resume")
-def rollout_resume(name: str, reason: Reason = "") -> None:
+def rollout_resume(ctx: typer.Context, name: str, reason: Reason = "") -> None:
     """Continue a paused rollout."""
-    _manual("resume", name, reason)
+    _manual(ctx, "resume", name, reason)
 
 
 @rollout_app.command("promote")
-def rollout_promote(name: str, reason: Reason = "") -> None:
+def rollout_promote(ctx: typer.Context, name: str, reason: Reason = "") -> None:
     """Skip the remaining steps: the canary becomes the champion."""
-    _manual("promote", name, reason)
+    _manual(ctx, "promote", name, reason)
 
 
 @rollout_app.command("abort")
-def rollout_abort(name: str, reason: Reason = "") -> None:
+def rollout_abort(ctx: typer.Context, name: str, reason: Reason = "") -> None:
     """Stop the rollout and send all traffic back to the champion."""
-    _manual("abort", name, reason)
+    _manual(ctx, "abort", name, reason)
 
 
 # -- shadows --------------------------------------------------------------------------------
@@ -295,6 +281,7 @@ def rollout_abort(name: str, reason: Reason = "") -> None:
 
 @deploy_app.command("shadow")
 def shadow(
+    ctx: typer.Context,
     name: str,
     version: Annotated[str | None, typer.Option(help="Version (or alias) to mirror to.")] = None,
     share: Annotated[float, typer.Option(help="Share of requests mirrored, 0-1.")] = 0.1,
@@ -304,10 +291,10 @@ def shadow(
     reason: Reason = "",
 ) -> None:
     """Mirror a share of traffic to a version whose answers are never returned."""
-    ctx = _Context()
-    before = ctx.store.get(name)
-    done = ctx.store.set_shadow(
-        name, version, None if off else share, actor=ctx.actor, reason=reason
+    cli = cli_context(ctx)
+    before = cli.deployments.get(name)
+    done = cli.deployments.set_shadow(
+        name, version, None if off else share, actor=cli.actor, reason=reason
     )
     _changed(before, done)
 
@@ -328,6 +315,7 @@ def _arm(text: str) -> tuple[str, str, float]:
 
 @ab_app.command("start")
 def ab_start(
+    ctx: typer.Context,
     name: str,
     arm: Annotated[list[str], typer.Option(help="name=version:weight, e.g. a=3:50. Repeat.")],
     control: Annotated[str, typer.Option(help="Control arm (default: the first).")] = "",
@@ -360,9 +348,9 @@ def ab_start(
     if kind not in ("conversion", "mean"):
         raise ValidationError(f"--kind must be 'conversion' or 'mean', got {kind!r}")
     outcome: OutcomeKind = "conversion" if kind == "conversion" else "mean"
-    ctx = _Context()
-    before = ctx.store.get(name)
-    done = ctx.store.start_experiment(
+    cli = cli_context(ctx)
+    before = cli.deployments.get(name)
+    done = cli.deployments.start_experiment(
         name,
         arms,
         design,
@@ -370,23 +358,23 @@ def ab_start(
         metric=metric,
         kind=outcome,
         higher_is_better=not lower_is_better,
-        actor=ctx.actor,
+        actor=cli.actor,
         reason=reason,
     )
     _changed(before, done)
 
 
 @ab_app.command("report")
-def ab_report(name: str) -> None:
+def ab_report(ctx: typer.Context, name: str) -> None:
     """Each arm's estimate and lift over control, and whether a winner is declared."""
-    ctx = _Context()
-    found = ctx.store.get(name)
+    cli = cli_context(ctx)
+    found = cli.deployments.get(name)
     experiment = found.config.experiment
     if experiment is None:
         raise ValidationError(f"deployment {name!r} runs no experiment; start one with `ab start`")
-    outcomes = LoggedOutcomes(partial(request_outcomes, SqlInferenceLogRepository(ctx.yard.db)))
-    reporter = ExperimentReporter(SqlDeploymentRepository(ctx.yard.db), outcomes)
-    report = reporter.report(name, experiment, actor=ctx.actor)
+    outcomes = LoggedOutcomes(partial(request_outcomes, cli.inference_log))
+    reporter = ExperimentReporter(SqlDeploymentRepository(cli.yard.db), outcomes)
+    report = reporter.report(name, experiment, actor=cli.actor)
     _show(found)
     print_table(
         f"{name}: {report.verdict} ({report.design}): {report.reason}",
@@ -407,13 +395,15 @@ def ab_report(name: str) -> None:
 
 @ab_app.command("stop")
 def ab_stop(
+    ctx: typer.Context,
     name: str,
     promote: Annotated[str | None, typer.Option(help="Arm whose version becomes champion.")] = None,
     reason: Reason = "",
 ) -> None:
     """End the experiment; optionally make one arm's version the champion."""
-    ctx = _Context()
-    before = ctx.store.get(name)
+    cli = cli_context(ctx)
+    before = cli.deployments.get(name)
     _changed(
-        before, ctx.store.stop_experiment(name, promote=promote, actor=ctx.actor, reason=reason)
+        before,
+        cli.deployments.stop_experiment(name, promote=promote, actor=cli.actor, reason=reason),
     )

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.config import load_settings
+from modelyard.cli.context import cli_context
 from modelyard.errors import NotFoundError
 from modelyard.serving.telemetry.logsearch import (
     LogQuery,
@@ -29,6 +29,7 @@ from modelyard.serving.telemetry.logsearch import (
 
 
 def logs(
+    ctx: typer.Context,
     request_id: Annotated[
         str | None, typer.Option("--request-id", "-r", help="One request (x-request-id or id).")
     ] = None,
@@ -57,7 +58,7 @@ def logs(
     ] = False,
 ) -> None:
     """Search the serving logs: by request id, status, model, time or error."""
-    settings = load_settings()
+    settings = cli_context(ctx).settings
     path = Path(file) if file is not None else Path(settings.resolved_log_path)
     if not path.is_file():
         raise NotFoundError(

@@ -16,15 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from modelyard.cli.bench import bench
+from modelyard.cli.context import cli_context
 from modelyard.cli.deploy import deploy_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
 from modelyard.cli.output import console, print_table, when
 from modelyard.cli.serve import serve
-from modelyard.config import load_settings
 from modelyard.errors import ModelyardError
 from modelyard.registry.bundle import export_bundle
-from modelyard.yard import Yard
 
 app = typer.Typer(
     help="modelyard: track, register, serve and watch models on one machine.",
@@ -44,14 +43,10 @@ app.command()(logs)
 app.command()(bench)
 
 
-def _yard() -> Yard:
-    return Yard(load_settings())
-
-
 @app.command()
-def init() -> None:
+def init(ctx: typer.Context) -> None:
     """Create (or upgrade in place) the modelyard home: database and artifact store."""
-    yard = _yard()
+    yard = cli_context(ctx).yard
     print_table(
         "modelyard home",
         ["setting", "value"],
@@ -66,6 +61,7 @@ def init() -> None:
 
 @runs_app.command("list")
 def runs_list(
+    ctx: typer.Context,
     filter: Annotated[
         str, typer.Option(help="e.g. \"metrics.auc > 0.9 and params.model = 'rf'\"")
     ] = "",
@@ -73,7 +69,7 @@ def runs_list(
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """Runs, newest first."""
-    found = _yard().tracking.search_runs(filter, experiment=experiment, limit=limit)
+    found = cli_context(ctx).yard.tracking.search_runs(filter, experiment=experiment, limit=limit)
     print_table(
         f"{len(found)} run(s)",
         ["id", "name", "experiment", "status", "started", "metrics"],
@@ -92,9 +88,11 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")]) -> None:
+def runs_show(
+    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")]
+) -> None:
     """Everything recorded about one run."""
-    run = _yard().tracking.get_run(run_id)
+    run = cli_context(ctx).yard.tracking.get_run(run_id)
     rows: list[list[Any]] = [
         ["id", run.id],
         ["name", run.name],
@@ -118,9 +116,9 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id or a unique pre
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(ctx: typer.Context) -> None:
     """Registered models with their latest version and aliases."""
-    found = _yard().registry.list_models()
+    found = cli_context(ctx).yard.registry.list_models()
     print_table(
         f"{len(found)} model(s)",
         ["name", "latest", "aliases", "updated", "description"],
@@ -138,9 +136,9 @@ def models_list() -> None:
 
 
 @models_app.command("show")
-def models_show(name: str) -> None:
+def models_show(ctx: typer.Context, name: str) -> None:
     """One model: description, tags, aliases and the history of alias moves."""
-    registry = _yard().registry
+    registry = cli_context(ctx).yard.registry
     model = registry.get_model(name)
     rows: list[list[Any]] = [
         ["description", model.description],
@@ -159,9 +157,9 @@ def models_show(name: str) -> None:
 
 
 @app.command()
-def versions(name: str) -> None:
+def versions(ctx: typer.Context, name: str) -> None:
     """All versions of a model."""
-    found = _yard().registry.list_versions(name)
+    found = cli_context(ctx).yard.registry.list_versions(name)
     print_table(
         f"{name}: {len(found)} version(s)",
         ["version", "flavour", "aliases", "created", "run", "sha256", "inputs", "metrics"],
@@ -183,21 +181,24 @@ def versions(name: str) -> None:
 
 @alias_app.command("set")
 def alias_set(
+    ctx: typer.Context,
     name: str,
     alias: str,
     version: Annotated[int, typer.Argument(min=1)],
     reason: Annotated[str, typer.Option(help="Why; kept in the alias history.")] = "",
 ) -> None:
     """Point ALIAS of model NAME at VERSION (atomically, recorded with who/when/why)."""
-    move = _yard().registry.set_alias(name, alias, version, reason=reason)
+    move = cli_context(ctx).yard.registry.set_alias(name, alias, version, reason=reason)
     before = f"v{move.from_version}" if move.from_version else "(unset)"
     console.print(f"{name}@{alias}: {before} -> v{move.to_version}")
 
 
 @alias_app.command("history")
-def alias_history(name: str, alias: Annotated[str | None, typer.Argument()] = None) -> None:
+def alias_history(
+    ctx: typer.Context, name: str, alias: Annotated[str | None, typer.Argument()] = None
+) -> None:
     """Who moved which alias, when and why."""
-    moves = _yard().registry.alias_history(name, alias)
+    moves = cli_context(ctx).yard.registry.alias_history(name, alias)
     print_table(
         f"{name}: alias moves",
         ["when", "alias", "from", "to", "by", "why"],
@@ -207,23 +208,25 @@ def alias_history(name: str, alias: Annotated[str | None, typer.Argument()] = No
 
 @app.command()
 def export(
+    ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="name, name/3 or name@alias")],
     out: Annotated[Path, typer.Option(help="Directory to write the bundle into.")] = Path("."),
 ) -> None:
     """Write a self-contained bundle (model, signature, profile, manifest with hashes)."""
-    path = export_bundle(_yard().registry, ref, out)
+    path = export_bundle(cli_context(ctx).yard.registry, ref, out)
     console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     rows: Annotated[int, typer.Option(min=1000, help="Rows of generated training data.")] = 20_000,
 ) -> None:
     """Run the quickstart: train, track, register, load in a new process, predict."""
     # scikit-learn costs ~1.5 s to import: only the demo pays for it.
     from modelyard.demos.quickstart import run_quickstart
 
-    run_quickstart(_yard(), rows=rows, console=console)
+    run_quickstart(cli_context(ctx).yard, rows=rows, console=console)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,8 @@
 """``modelyard monitor``: live metrics, drift, alert rules and HTML reports of a deployment.
 
 Thin: every command calls ``modelyard.monitoring``. Live traffic is read by a
-log reader, ``(db, deployment, start, end) -> Window``; ``monitor_app`` uses
-the inference log's, with feedback labels joined (``feedback_join.joined``),
+log reader, ``(inference log, deployment, start, end) -> Window``; ``monitor_app``
+uses the inference log's, with feedback labels joined (``feedback_join.joined``),
 and ``make_monitor_app`` takes another (tests pass synthetic traffic).
 """
 
@@ -24,20 +24,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.config import load_settings
-from modelyard.errors import ConfigurationError, ModelyardError, ValidationError
+from modelyard.cli.context import CliContext, cli_context
+from modelyard.errors import ModelyardError, ValidationError
 from modelyard.monitoring.alerts import delete_rule, load_rules, recent_alerts, save_rule
 from modelyard.monitoring.drift_job import drift_history, monitor_cycle
+from modelyard.monitoring.feedback_join import joined
+from modelyard.monitoring.inference_log.repository import LabelledLogRepository
 from modelyard.monitoring.live_metrics import snapshot
 from modelyard.monitoring.report import gather_report, summary_rows, write_report
+from modelyard.monitoring.repository import MonitoringRepository
 from modelyard.monitoring.rules import AlertRule, Comparison
-from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.monitoring.webhooks import deliver_due
 from modelyard.monitoring.window import Window
-from modelyard.runner.served import served_model
 from modelyard.serving.telemetry.logsearch import parse_time
-from modelyard.store.database import Database
-from modelyard.yard import Yard
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
@@ -45,24 +44,7 @@ _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 Since = Annotated[str, typer.Option(help="From: 15m / 2h / 1d ago, ISO 8601 or epoch s.")]
 Until = Annotated[str | None, typer.Option(help="Until (default now), same forms.")]
 Model = Annotated[str | None, typer.Option(help="Model (default: the deployment's).")]
-LogReader = Callable[[Database, str, float, float], Window]
-
-
-def inference_log_reader() -> LogReader:
-    """The inference log's reader, labels joined, or a one-line error if this build lacks it."""
-    try:
-        from modelyard.monitoring.feedback_join import joined
-        from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
-    except ImportError as error:
-        raise ConfigurationError(
-            "reading live traffic needs the inference log reader "
-            f"(modelyard.monitoring.feedback_join.joined), which failed to import: {error}"
-        ) from None
-
-    def read(db: Database, deployment: str, start: float, end: float) -> Window:
-        return joined(SqlInferenceLogRepository(db), deployment, start, end)
-
-    return read
+LogReader = Callable[[LabelledLogRepository, str, float, float], Window]
 
 
 def parse_duration(text: str) -> float:
@@ -84,21 +66,19 @@ def _num(value: float | None, spec: str = ".3g") -> str:
 
 
 def make_monitor_app(
-    window_reader: Callable[[], LogReader] = inference_log_reader,
-    open_yard: Callable[[], Yard] | None = None,
+    window_reader: LogReader = joined,
+    open_context: Callable[[typer.Context], CliContext] = cli_context,
     clock: Callable[[], float] = time.time,
 ) -> typer.Typer:
-    """The ``monitor`` command group, reading traffic with ``window_reader()``."""
+    """The ``monitor`` command group, reading traffic with ``window_reader`` from the stores
+    of ``open_context(ctx)``."""
     app = typer.Typer(help="Live metrics, drift, alerts and reports.", no_args_is_help=True)
     alerts_app = typer.Typer(help="Alert rules and the alerts they raised.", no_args_is_help=True)
     app.add_typer(alerts_app, name="alerts")
     console = Console(highlight=False, soft_wrap=True)
 
-    def yard() -> Yard:
-        return open_yard() if open_yard is not None else Yard(load_settings())
-
-    def repository() -> SqlMonitoringRepository:
-        return SqlMonitoringRepository(yard().db)
+    def repository(ctx: typer.Context) -> MonitoringRepository:
+        return open_context(ctx).monitoring
 
     def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         out = Table(title=title, title_justify="left")
@@ -127,6 +107,7 @@ def make_monitor_app(
 
     @app.command()
     def report(
+        ctx: typer.Context,
         deployment: str,
         out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
         since: Since = "24h",
@@ -136,11 +117,11 @@ def make_monitor_app(
         """Write a self-contained HTML report and print its summary."""
         with user_errors():
             start, end = span(since, until)
-            opened = yard()
+            cli = open_context(ctx)
             data = gather_report(
-                SqlMonitoringRepository(opened.db), opened.registry, deployment, start, end,
-                window_reader=partial(window_reader(), opened.db), now=clock(), model=model,
-                model_of=served_model(opened),
+                cli.monitoring, cli.yard.registry, deployment, start, end,
+                window_reader=partial(window_reader, cli.inference_log), now=clock(),
+                model=model, model_of=cli.model_of,
             )  # fmt: skip
             path = write_report(out or Path(f"{deployment}-report.html"), data)
         rows = summary_rows(data)
@@ -153,6 +134,7 @@ def make_monitor_app(
 
     @app.command()
     def metrics(
+        ctx: typer.Context,
         deployment: str,
         since: Since = "1h",
         until: Until = None,
@@ -163,7 +145,7 @@ def make_monitor_app(
             if by not in ("version", "arm"):
                 raise ValidationError(f"--by must be version or arm, got {by!r}")
             start, end = span(since, until)
-            window = window_reader()(yard().db, deployment, start, end)
+            window = window_reader(open_context(ctx).inference_log, deployment, start, end)
             found = snapshot(window, by="arm" if by == "arm" else "version")
         rows = []
         for key, group in [*sorted(found.groups.items()), ("all", found.overall)]:
@@ -183,6 +165,7 @@ def make_monitor_app(
 
     @app.command()
     def drift(
+        ctx: typer.Context,
         deployment: str,
         since: Since = "7d",
         limit: Annotated[int, typer.Option(min=1, help="Show the newest N checks.")] = 20,
@@ -191,7 +174,7 @@ def make_monitor_app(
         """The stored drift checks of a deployment, newest last."""
         with user_errors():
             start = parse_time(since, clock())
-            found = drift_history(repository(), deployment, start, version=version, limit=limit)
+            found = drift_history(repository(ctx), deployment, start, version=version, limit=limit)
         table(
             f"{deployment}: {len(found)} drift check(s)",
             ["window end", "version", "rows", "drift", "share", "drifted features", "prediction"],
@@ -209,6 +192,7 @@ def make_monitor_app(
 
     @app.command()
     def check(
+        ctx: typer.Context,
         deployment: str,
         since: Since = "1h",
         model: Model = None,
@@ -216,14 +200,14 @@ def make_monitor_app(
     ) -> None:
         """Run one monitoring pass now: store drift checks, evaluate alert rules, send webhooks."""
         with user_errors():
-            opened = yard()
+            cli = open_context(ctx)
             now = clock()
             start = parse_time(since, now)
-            checks = SqlMonitoringRepository(opened.db)
+            checks = cli.monitoring
             result = monitor_cycle(
-                checks, opened.registry, deployment, start, now,
-                window_reader=partial(window_reader(), opened.db), now=now, model=model,
-                model_of=served_model(opened),
+                checks, cli.yard.registry, deployment, start, now,
+                window_reader=partial(window_reader, cli.inference_log), now=now, model=model,
+                model_of=cli.model_of,
             )  # fmt: skip
             if deliver:
                 with httpx.Client() as client:
@@ -244,6 +228,7 @@ def make_monitor_app(
 
     @alerts_app.command("add")
     def alerts_add(
+        ctx: typer.Context,
         deployment: str,
         name: str,
         metric: Annotated[str, typer.Option(help="drift_share, error_rate, p99_ms, ...")],
@@ -260,14 +245,16 @@ def make_monitor_app(
                 deployment, name, metric, threshold, cast(Comparison, comparison),
                 for_windows, parse_duration(cooldown), version, webhook,
             )  # fmt: skip
-            save_rule(repository(), rule, clock())
+            save_rule(repository(ctx), rule, clock())
         console.print(f"rule {name!r} on {deployment}: {rule.describe()}")
 
     @alerts_app.command("list")
-    def alerts_list(deployment: Annotated[str | None, typer.Argument()] = None) -> None:
+    def alerts_list(
+        ctx: typer.Context, deployment: Annotated[str | None, typer.Argument()] = None
+    ) -> None:
         """Alert rules, of one deployment or all."""
         with user_errors():
-            found = load_rules(repository(), deployment)
+            found = load_rules(repository(ctx), deployment)
         table(
             f"{len(found)} alert rule(s)",
             ["deployment", "name", "rule", "for", "cooldown s", "webhook", "enabled"],
@@ -279,18 +266,18 @@ def make_monitor_app(
         )  # fmt: skip
 
     @alerts_app.command("remove")
-    def alerts_remove(deployment: str, name: str) -> None:
+    def alerts_remove(ctx: typer.Context, deployment: str, name: str) -> None:
         """Delete an alert rule."""
         with user_errors():
-            if not delete_rule(repository(), deployment, name):
+            if not delete_rule(repository(ctx), deployment, name):
                 raise ValidationError(f"no alert rule {name!r} on deployment {deployment!r}")
         console.print(f"removed rule {name!r} from {deployment}")
 
     @alerts_app.command("history")
-    def alerts_history(deployment: str, since: Since = "7d") -> None:
+    def alerts_history(ctx: typer.Context, deployment: str, since: Since = "7d") -> None:
         """Alerts raised for a deployment."""
         with user_errors():
-            found = recent_alerts(repository(), deployment, parse_time(since, clock()))
+            found = recent_alerts(repository(ctx), deployment, parse_time(since, clock()))
         table(
             f"{deployment}: {len(found)} alert(s)",
             ["when", "event", "alert"],

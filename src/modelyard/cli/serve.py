@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from modelyard.config import load_settings
+from modelyard.cli.context import cli_context
+from modelyard.config import override
 from modelyard.serving import serve as run_server
 
 
 def serve(
+    ctx: typer.Context,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -53,7 +55,8 @@ def serve(
         "request_timeout_s": request_timeout_s,
         "log_path": log_path,
     }
-    settings = load_settings(serving={k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = override(cli_context(ctx).settings, serving=given)
     status = run_server(settings, model or [], trusted=trusted)
     if status:
         raise typer.Exit(status)

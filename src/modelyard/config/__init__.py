@@ -6,6 +6,14 @@ from modelyard.config.settings import (
     Settings,
     TrackingSettings,
     load_settings,
+    override,
 )
 
-__all__ = ["MonitoringSettings", "ServingSettings", "Settings", "TrackingSettings", "load_settings"]
+__all__ = [
+    "MonitoringSettings",
+    "ServingSettings",
+    "Settings",
+    "TrackingSettings",
+    "load_settings",
+    "override",
+]

@@ -163,6 +163,16 @@ def load_settings(
     return settings
 
 
+def override(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
+    """``settings`` with values of its sections replaced (``serving={"port": 9000}``), checked
+    as ``load_settings`` checks them: a command line's flags over the process's settings."""
+    changed = {
+        name: dataclasses.replace(getattr(settings, name), **values)
+        for name, values in sections.items()
+    }
+    return dataclasses.replace(settings, **changed)
+
+
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in environ.items():

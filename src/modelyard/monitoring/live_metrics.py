@@ -14,6 +14,10 @@ scipy (the tests hold them to ``sklearn.metrics``) because scikit-learn is an
 optional extra, costs ~1.5 s to import, and its input checks cost ~40 ms per
 group of metrics, which ``over_time`` pays once per bucket and version.
 
+``served_sample`` is the same window as a canary judgement reads it: requests
+that reached users (shadow copies left out), server errors, the latencies of the
+answered ones and a sample of their predictions.
+
 ``LiveMetricsExporter`` publishes the latest snapshot of each deployment to a
 Prometheus registry.
 """
@@ -32,7 +36,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from scipy import stats
 
 from modelyard.errors import ValidationError
-from modelyard.monitoring.window import Window
+from modelyard.monitoring.window import SHADOW_ARM, Window
 from modelyard.registry.profile import output_columns
 
 Task = Literal["classification", "regression"]
@@ -118,12 +122,20 @@ def describe_predictions(column: npt.NDArray[Any]) -> dict[str, Any]:
     return {"kind": "categorical", "count": int(keys.size), "shares": shares}
 
 
+def _server_errors(status: npt.NDArray[Any]) -> int:
+    return int(np.count_nonzero(status >= 500))
+
+
+def _finite(latency_ms: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return latency_ms[np.isfinite(latency_ms)]
+
+
 def _traffic(window: Window) -> TrafficMetrics:
     requests = window.requests
-    errors = int(np.count_nonzero(window.status >= 500))
+    errors = _server_errors(window.status)
     client = int(np.count_nonzero((window.status >= 400) & (window.status < 500)))
     span = window.end - window.start
-    latency = window.latency_ms[np.isfinite(window.latency_ms)]
+    latency = _finite(window.latency_ms)
     return TrafficMetrics(
         requests=requests,
         rows=window.rows,
@@ -141,6 +153,56 @@ def _traffic(window: Window) -> TrafficMetrics:
             for name, values in output_columns(window.outputs).items()
         },
     )
+
+
+@dataclass(frozen=True)
+class ServedSample:
+    """A window's traffic as a canary judgement reads it (``served_sample``)."""
+
+    requests: int
+    server_errors: int
+    latency_ms: npt.NDArray[np.float64] | None  # answered requests', None when there are none
+    predictions: npt.NDArray[np.float64] | None
+
+
+# The output columns a prediction sample is taken from, first found wins.
+PREDICTION_COLUMNS = ("score", "prediction", "label")
+
+
+def served_sample(window: Window) -> ServedSample:
+    """The requests that reached users: how many, how many failed on the server's side
+    (status >= 500; a client's 4xx is not the model's fault), the latencies of those
+    answered (status < 400) and the ``score`` (a binary classifier's positive-class
+    probability), ``prediction`` or numeric ``label`` of their rows. Shadow copies never
+    count: they answered nobody."""
+    if window.requests and (window.arm == SHADOW_ARM).any():
+        window = window.select(window.arm != SHADOW_ARM)
+    answered = window.status < 400
+    latency = _finite(window.latency_ms[answered])
+    latency = latency[latency >= 0]
+    return ServedSample(
+        requests=int(window.requests),
+        server_errors=_server_errors(window.status),
+        latency_ms=latency if latency.size else None,
+        predictions=_prediction_sample(window, answered),
+    )
+
+
+def _prediction_sample(
+    window: Window, answered: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64] | None:
+    if not window.rows or not window.outputs:
+        return None
+    columns = output_columns(window.outputs)
+    rows = answered[window.row_request]
+    for name in PREDICTION_COLUMNS:
+        values = columns.get(name)
+        if values is None or values.dtype.kind not in "fiub":
+            continue
+        sample = values[rows].astype(np.float64)
+        sample = sample[np.isfinite(sample)]
+        return sample if sample.size else None
+    return None
 
 
 def _groups(window: Window, by: GroupBy | None) -> dict[str, Window]:

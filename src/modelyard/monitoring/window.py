@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The arm the inference log records for a shadow copy: it answered nobody, so traffic
+# figures that judge what users got leave it out.
+SHADOW_ARM = "shadow"
+
 
 @dataclass(frozen=True)
 class Window:

@@ -1,45 +1,59 @@
-"""A job a server runs every few seconds on a thread of its own: the rollout controller,
-the retention sweep, the monitoring pass (``background``).
+"""Running a job every few seconds on a thread of its own, whatever the job.
 
-Each gets its own ``Yard`` (a database connection of its own) and JSON log, opened
-on its thread. A tick that raises is logged and the loop carries on: a database
-hiccup must not end it.
+A ``Job`` is a plain object with a name, an interval and a ``tick``; ``PeriodicLoop``
+runs it on a daemon thread until ``stop``, with the event log its host opened for it
+(one per thread, so lines of several jobs never interleave mid-line). A tick that
+raises is logged under the job's ``failure_event`` and the loop carries on: a
+database hiccup must not end it.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Self
+from collections.abc import Callable
+from typing import Any, Protocol, Self
 
-from modelyard.config import Settings
 from modelyard.errors import ModelyardError
-from modelyard.serving.telemetry.jsonlog import JsonLog
-from modelyard.yard import Yard
+
+
+class EventLog(Protocol):
+    """Where a job reports (the server's JSON log, ``serving.telemetry.jsonlog``)."""
+
+    def emit(
+        self, level: str, event: str, fields: dict[str, Any], ts: float | None = None
+    ) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Job(Protocol):
+    """One periodic job of the runner."""
+
+    name: str  # the thread's, and the ``worker`` of its log lines
+    failure_event: str  # the event a failed tick is logged as
+    interval_s: float
+    wait_first: bool  # first tick after one interval, not at once
+
+    def tick(self, log: EventLog) -> None: ...
+
+
+OpenLog = Callable[[str], EventLog]
 
 
 class PeriodicLoop:
-    """``tick`` every ``interval_s`` (first at once, or after one interval with
-    ``wait_first``) on a daemon thread named ``name``, until ``stop``."""
+    """``job.tick`` every ``job.interval_s`` on a daemon thread named after it, until ``stop``."""
 
-    name = "periodic"  # the thread's, and the ``worker`` of its log lines
-    failure_event = "periodic_failed"
-
-    def __init__(self, settings: Settings, interval_s: float, *, wait_first: bool = False) -> None:
-        self._settings = settings
-        self._interval_s = interval_s
-        self._wait_first = wait_first
+    def __init__(self, job: Job, open_log: OpenLog) -> None:
+        self.job = job
+        self._open_log = open_log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.ticks = 0
-
-    def prepare(self, yard: Yard) -> None:
-        """Once, on the loop's thread, before the first tick."""
-
-    def tick(self, yard: Yard, log: JsonLog) -> None:
-        raise NotImplementedError
+        self.ticks = 0  # ticks that succeeded
 
     def start(self) -> Self:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.job.name, daemon=True)
         self._thread.start()
         return self
 
@@ -50,21 +64,20 @@ class PeriodicLoop:
             self._thread = None
 
     def _run(self) -> None:
-        log = JsonLog(self._settings.resolved_log_path, worker=self.name)
+        job = self.job
+        log = self._open_log(job.name)
         try:
-            with Yard(self._settings) as yard:
-                self.prepare(yard)
-                if self._wait_first and self._stop.wait(self._interval_s):
+            if job.wait_first and self._stop.wait(job.interval_s):
+                return
+            while True:
+                try:
+                    job.tick(log)
+                    self.ticks += 1
+                except Exception as error:
+                    text = error.message if isinstance(error, ModelyardError) else repr(error)
+                    log.emit("error", job.failure_event, {"error": text})
+                log.flush()
+                if self._stop.wait(job.interval_s):
                     return
-                while True:
-                    try:
-                        self.tick(yard, log)
-                        self.ticks += 1
-                    except Exception as error:
-                        text = error.message if isinstance(error, ModelyardError) else repr(error)
-                        log.emit("error", self.failure_event, {"error": text})
-                    log.flush()
-                    if self._stop.wait(self._interval_s):
-                        return
         finally:
             log.close()

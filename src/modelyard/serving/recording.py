@@ -24,36 +24,17 @@ from modelyard.config import Settings
 from modelyard.monitoring.feedback import FeedbackResult, FeedbackStore, parse_feedback_body
 from modelyard.monitoring.inference_log.ingest import LogIngester
 from modelyard.monitoring.inference_log.logger import InferenceLogger
-from modelyard.monitoring.inference_log.policy import LogPolicy
-from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
-from modelyard.routing.deployment import DeploymentConfig
+from modelyard.monitoring.inference_log.policy import LogPolicy, default_policy, deployment_policy
+from modelyard.monitoring.inference_log.repository import FeedbackRepository, InferenceLogRepository
 from modelyard.serving.hosting.outcomes import Answered, Failed
 from modelyard.serving.hosting.served_deployment import ServedDeployment
-from modelyard.store.database import Database
 
 ErrorSink = Callable[[str, dict[str, object]], None]
 
 
-def default_log_policy(settings: Settings) -> LogPolicy:
-    """The sampling rate and time to live of the monitoring settings."""
-    monitoring = settings.monitoring
-    ttl = monitoring.log_ttl_days * 86_400 if monitoring.log_ttl_days > 0 else None
-    return LogPolicy(sample_rate=monitoring.log_sample_rate, ttl_s=ttl)
-
-
-def deployment_log_policy(config: DeploymentConfig, default: LogPolicy) -> LogPolicy:
-    """A deployment's own sampling rate and time to live where it sets them (0 days: forever)."""
-    rate = default.sample_rate if config.log_sample_rate is None else config.log_sample_rate
-    if config.log_ttl_days is None:
-        ttl = default.ttl_s
-    else:
-        ttl = config.log_ttl_days * 86_400 if config.log_ttl_days > 0 else None
-    return LogPolicy(sample_rate=rate, ttl_s=ttl)
-
-
 def open_inference_log(
     settings: Settings,
-    db: Database,
+    store: InferenceLogRepository,
     worker: str,
     on_error: ErrorSink | None = None,
     *,
@@ -63,10 +44,10 @@ def open_inference_log(
     ``ingest``, another process (the supervisor's ``open_log_ingester``) stores its log."""
     monitoring = settings.monitoring
     logger = InferenceLogger(
-        SqlInferenceLogRepository(db),
+        store,
         settings.resolved_wal_dir,
         worker=worker,
-        default_policy=default_log_policy(settings),
+        default_policy=default_policy(settings.monitoring),
         when_full=monitoring.wal_when_full,
         max_wal_bytes=monitoring.wal_max_bytes,
         segment_bytes=monitoring.wal_segment_bytes,
@@ -82,14 +63,14 @@ def open_inference_log(
 
 def open_log_ingester(
     settings: Settings,
-    db: Database,
+    store: InferenceLogRepository,
     follow: Callable[[], Iterable[str]],
     on_error: ErrorSink | None = None,
 ) -> LogIngester:
     """A started ``LogIngester`` for the workers' logs that ``follow()`` names (and orphans)."""
     monitoring = settings.monitoring
     return LogIngester(
-        SqlInferenceLogRepository(db),
+        store,
         settings.resolved_wal_dir,
         follow=follow,
         batch_bytes=monitoring.log_batch_bytes,
@@ -164,7 +145,10 @@ class InferenceLogRecorder:
         for name, entry in deployments.items():
             if self._revisions.get(name) != entry.revision:
                 config = entry.deployment.config
-                self.logger.set_policy(name, deployment_log_policy(config, self._default))
+                policy = deployment_policy(
+                    config.log_sample_rate, config.log_ttl_days, self._default
+                )
+                self.logger.set_policy(name, policy)
                 self._revisions[name] = entry.revision
 
     def counts(self) -> dict[tuple[str, str], int]:
@@ -177,8 +161,8 @@ class InferenceLogRecorder:
 class FeedbackReceiver:
     """``POST /v1/feedback``: parse, then store labels idempotently (a blocking DB write)."""
 
-    def __init__(self, db: Database, max_items: int) -> None:
-        self._store = FeedbackStore(SqlInferenceLogRepository(db))
+    def __init__(self, labels: FeedbackRepository, max_items: int) -> None:
+        self._store = FeedbackStore(labels)
         self._max_items = max_items
 
     def __call__(self, document: object) -> FeedbackResult:

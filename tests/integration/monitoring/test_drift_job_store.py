@@ -23,6 +23,7 @@ from modelyard.monitoring.drift_job import (
     monitor_cycle,
 )
 from modelyard.monitoring.live_metrics import LiveMetricsExporter
+from modelyard.monitoring.repository import ModelOf
 from modelyard.monitoring.rules import AlertRule
 from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.monitoring.window import Window
@@ -199,14 +200,19 @@ def test_monitor_cycles_raise_alerts_once_per_cooldown(
     assert [e.alert.rule for e in again.alerts] == []
 
 
+def model_of(yard: Yard) -> ModelOf:
+    deployments = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
+    return served_model(deployments, SqlInferenceLogRepository(yard.db))
+
+
 def test_the_model_of_a_deployment(yard: Yard) -> None:
     with pytest.raises(NotFoundError, match="no deployment named 'fraud-api'"):
-        deployment_model(served_model(yard), "fraud-api")
+        deployment_model(model_of(yard), "fraud-api")
     row = {"request_id": "r", "deployment": "fraud-api", "version": 1, "status": 200}
     row |= {"latency_ms": 1.0, "rows": 1}
     write_records(SqlInferenceLogRepository(yard.db), [{"ts": T0, "model": "fraud-old", **row}])
     write_records(SqlInferenceLogRepository(yard.db), [{"ts": T0 + 1, "model": "fraud", **row}])
-    assert deployment_model(served_model(yard), "fraud-api") == "fraud"
+    assert deployment_model(model_of(yard), "fraud-api") == "fraud"
 
 
 def test_the_deployment_record_names_the_model_before_the_logged_traffic(
@@ -218,7 +224,7 @@ def test_the_deployment_record_names_the_model_before_the_logged_traffic(
     row = {"request_id": "r", "deployment": "fraud-api", "version": 1, "status": 200}
     row |= {"latency_ms": 1.0, "rows": 1, "ts": T0, "model": "fraud-old"}
     write_records(SqlInferenceLogRepository(registered.db), [row])
-    assert deployment_model(served_model(registered), "fraud-api") == "fraud"
+    assert deployment_model(model_of(registered), "fraud-api") == "fraud"
     with pytest.raises(NotFoundError, match="no deployment named 'other-api', and no traffic"):
         deployment_model(None, "other-api")
 

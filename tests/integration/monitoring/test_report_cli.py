@@ -12,11 +12,11 @@ from sklearn.ensemble import RandomForestClassifier
 from sqlalchemy import insert
 from typer.testing import CliRunner
 
+from modelyard.cli.context import CliContext
 from modelyard.cli.monitor import make_monitor_app, parse_duration
 from modelyard.errors import ValidationError
 from modelyard.monitoring import SqlInferenceLogRepository, write_records
 from modelyard.monitoring.window import Window
-from modelyard.store.database import Database
 from modelyard.store.schema import feedback
 from modelyard.yard import Yard
 
@@ -64,11 +64,12 @@ def app(
     yard.register_model("fraud", forest, classification_data[0], metrics={"accuracy": 0.97})
     traffic = live_traffic(forest, classification_data)
 
-    def read_window(db: Database, deployment: str, start: float, end: float) -> Window:
+    def read_window(log: object, deployment: str, start: float, end: float) -> Window:
         part = traffic.select((traffic.ts >= start) & (traffic.ts < end))
         return Window(**{**part.__dict__, "deployment": deployment, "start": start, "end": end})
 
-    return make_monitor_app(lambda: read_window, open_yard=lambda: yard, clock=lambda: NOW)
+    context = CliContext(yard.settings, yard)
+    return make_monitor_app(read_window, open_context=lambda ctx: context, clock=lambda: NOW)
 
 
 def invoke(app: typer.Typer, *args: str) -> tuple[int, str]:
@@ -178,7 +179,8 @@ def test_the_default_reader_reads_the_inference_log_with_feedback(
     write_records(SqlInferenceLogRepository(yard.db), logged)
     with yard.db.write() as conn:
         conn.execute(insert(feedback), joined)
-    app = make_monitor_app(open_yard=lambda: yard, clock=lambda: NOW)
+    context = CliContext(yard.settings, yard)
+    app = make_monitor_app(open_context=lambda ctx: context, clock=lambda: NOW)
     code, out = invoke(app, "metrics", "fraud-api")
     assert code == 0, out
     assert re.search(r"│ 1 +│ 120 +│ 240 ", out)

@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from modelyard.cli.bench import bench, random_tensors
+from modelyard.cli.bench import bench, random_tensors, run_benchmark
 from modelyard.errors import ConfigurationError, ValidationError
 from modelyard.loadtest.generator import LoadPlan, generate
 
@@ -79,19 +79,19 @@ def test_a_records_body_goes_to_the_records_route(server: Any, tmp_path: Path) -
 
 def test_an_unknown_model_is_one_clear_error(server: Any) -> None:
     with pytest.raises(ValidationError, match="model 'nope' is not served at .*; served: fraud"):
-        bench(server.url, model="nope", duration=0.5)
+        run_benchmark(server.url, model="nope", duration=0.5)
 
 
 def test_the_model_must_be_chosen_when_several_are_served(server: Any) -> None:
     with pytest.raises(ValidationError, match="serves fraud, price; choose one with --model"):
-        bench(server.url, duration=0.5)
+        run_benchmark(server.url, duration=0.5)
 
 
 def test_a_body_the_server_refuses_is_reported(server: Any, tmp_path: Path) -> None:
     body = tmp_path / "bad.json"
     body.write_bytes(b'{"instances": [{"rooms": "many"}]}')
     with pytest.raises(ValidationError, match="refused the benchmark request \\(4\\d\\d: "):
-        bench(server.url, model="price", duration=0.5, body=body)
+        run_benchmark(server.url, model="price", duration=0.5, body=body)
 
 
 def test_no_server_is_a_configuration_error() -> None:
@@ -99,12 +99,12 @@ def test_no_server_is_a_configuration_error() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(ConfigurationError, match="no server answers at http://127.0.0.1:"):
-        bench(f"http://127.0.0.1:{port}", duration=0.5)
+        run_benchmark(f"http://127.0.0.1:{port}", duration=0.5)
 
 
 def test_another_machine_is_refused_before_any_request() -> None:
     with pytest.raises(ValidationError, match="got host '203.0.113.9'"):
-        bench("http://203.0.113.9:8000", duration=0.5)
+        run_benchmark("http://203.0.113.9:8000", duration=0.5)
 
 
 def test_random_tensors_follow_the_metadata() -> None:

@@ -3,20 +3,20 @@ inference log and the app as a worker builds it, for the in-process app tests.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from modelyard.config import Settings
+from modelyard.registry import MemoryRegistryRepository, Registry
 from modelyard.registry.signature import FieldSpec, Signature
-from modelyard.routing import DeploymentStore
-from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.routing import DeploymentStore, InMemoryDeploymentRepository
 from modelyard.serving.hosting.outcomes import Answered, Failed
 from modelyard.serving.hosting.served_deployment import ServedDeployment
 from modelyard.serving.http.app import InferenceLog, ServingApp
 from modelyard.serving.telemetry.jsonlog import JsonLog
-from modelyard.yard import Yard
+from modelyard.store.artifacts import LocalArtifactStore
 
 
 class RecordedOutcomes:
@@ -50,21 +50,36 @@ class RecordedOutcomes:
         return [o for o in self.outcomes if isinstance(o, Failed)]
 
 
+class InMemoryStores:
+    """A home's registry and deployments in memory (artifacts in files): what a worker's
+    composition root builds over SQL. A ``with`` block hands it out, as ``Yard`` does."""
+
+    def __init__(self, home: Path) -> None:
+        self.registry = Registry(MemoryRegistryRepository(), LocalArtifactStore(home / "artifacts"))
+        self.deployments = DeploymentStore(InMemoryDeploymentRepository(), self.registry)
+
+    def __enter__(self) -> InMemoryStores:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
 def build_app(
     settings: Settings,
-    yard: Yard,
+    stores: InMemoryStores,
     refs: Sequence[str],
     *,
     inference_log: InferenceLog | None = None,
     metrics_dir: Path | None = None,
 ) -> ServingApp:
-    """The app wired as ``process.worker.worker_app`` wires it, on ``yard``'s stores."""
+    """The app wired as ``process.worker.worker_app`` wires it, on ``stores``."""
     return ServingApp(
         settings.serving,
         refs,
-        versions=yard.registry,
+        versions=stores.registry,
         log=JsonLog(settings.resolved_log_path, worker="0"),
-        deployments=DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry),
+        deployments=stores.deployments,
         inference_log=inference_log,
         metrics_dir=metrics_dir,
     )
@@ -106,6 +121,19 @@ def recorded() -> RecordedOutcomes:
 
 
 @pytest.fixture
-def make_app() -> type[ServingApp] | object:
+def make_app() -> Callable[..., ServingApp]:
     """``build_app``, for tests that build the app themselves."""
     return build_app
+
+
+@pytest.fixture(scope="session")
+def stores_for() -> Callable[[Path], InMemoryStores]:
+    """The in-memory stores of a home, the same ones every time it is asked for."""
+    made: dict[Path, InMemoryStores] = {}
+
+    def stores(home: Path) -> InMemoryStores:
+        if home not in made:
+            made[home] = InMemoryStores(home)
+        return made[home]
+
+    return stores

@@ -16,18 +16,17 @@ from modelyard.config import Settings, load_settings
 from modelyard.errors import OverloadedError
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.telemetry.metrics import MONITORING_TEXT
-from modelyard.yard import Yard
 
 FIELDS = ["amount", "age", "tenure", "score"]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(tmp_path_factory: pytest.TempPathFactory, stores_for: Any) -> Path:
     path = tmp_path_factory.mktemp("serving-home")
     rng = np.random.default_rng(0)
     features = rng.normal(size=(300, 4)).astype(np.float32)
     labels = (features[:, 0] + features[:, 1] > 0).astype(int)
-    with Yard(load_settings(home=path, environ={})) as yard:
+    with stores_for(path) as yard:
         for _ in range(2):
             model = LogisticRegression().fit(features, labels)
             version = yard.registry.register("fraud", model, features, feature_names=FIELDS)
@@ -90,8 +89,8 @@ class Client:
 
 
 @pytest.fixture
-def client(home: Path, make_app: Any, recorded: Any) -> Iterator[Client]:
-    with Yard(settings_for(home)) as yard:
+def client(home: Path, make_app: Any, recorded: Any, stores_for: Any) -> Iterator[Client]:
+    with stores_for(home) as yard:
         app = make_app(settings_for(home), yard, ["fraud@champion"], inference_log=recorded)
         client = Client(app)
         client.run(app.startup())
@@ -148,8 +147,8 @@ def test_only_json_is_accepted(client: Client) -> None:
     assert body["code"] == "unsupported_media_type"
 
 
-def test_body_limit_is_enforced_while_reading(home: Path, make_app: Any) -> None:
-    with Yard(settings_for(home)) as yard:
+def test_body_limit_is_enforced_while_reading(home: Path, make_app: Any, stores_for: Any) -> None:
+    with stores_for(home) as yard:
         app = make_app(settings_for(home, max_body_bytes=2048), yard, ["fraud@champion"])
         client = Client(app)
         client.run(app.startup())
@@ -200,8 +199,8 @@ def test_draining_turns_readiness_off_but_keeps_answering(client: Client) -> Non
     assert client.request("POST", "/v2/models/fraud/infer", infer_body())[0] == 200
 
 
-def test_token_guards_inference_not_health(home: Path, make_app: Any) -> None:
-    with Yard(settings_for(home)) as yard:
+def test_token_guards_inference_not_health(home: Path, make_app: Any, stores_for: Any) -> None:
+    with stores_for(home) as yard:
         app = make_app(settings_for(home, token="s3cret"), yard, ["fraud@champion"])
         client = Client(app)
         client.run(app.startup())
@@ -276,10 +275,10 @@ def test_metrics_count_requests(client: Client) -> None:
 
 
 def test_metrics_include_the_servers_monitoring_pass(
-    home: Path, tmp_path: Path, make_app: Any
+    home: Path, tmp_path: Path, make_app: Any, stores_for: Any
 ) -> None:
     live = b'modelyard_live_requests{deployment="fraud",version="1"} 400.0\n'
-    with Yard(settings_for(home)) as yard:
+    with stores_for(home) as yard:
         app = make_app(settings_for(home), yard, ["fraud@champion"], metrics_dir=tmp_path)
         client = Client(app)
         client.run(app.startup())
@@ -290,8 +289,8 @@ def test_metrics_include_the_servers_monitoring_pass(
         client.runner.close()
 
 
-def test_alias_move_swaps_the_served_version(client: Client, home: Path) -> None:
-    with Yard(settings_for(home)) as yard:
+def test_alias_move_swaps_the_served_version(client: Client, home: Path, stores_for: Any) -> None:
+    with stores_for(home) as yard:
         yard.registry.set_alias("fraud", "champion", 2)
         try:
             client.run(client.app.manager.poll_once())
@@ -331,9 +330,9 @@ def test_the_inference_log_sees_batches_before_the_answer_and_can_refuse(
 
 
 def test_a_deleted_alias_keeps_the_version_serving_and_is_logged_once(
-    client: Client, home: Path
+    client: Client, home: Path, stores_for: Any
 ) -> None:
-    with Yard(settings_for(home)) as yard:
+    with stores_for(home) as yard:
         yard.registry.delete_alias("fraud", "champion")
         try:
             for _ in range(3):

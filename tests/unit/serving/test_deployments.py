@@ -13,10 +13,8 @@ import orjson
 import pytest
 
 from modelyard.errors import NotFoundError, RegistryError, VersionNotFoundError
-from modelyard.monitoring.window import Window
 from modelyard.registry import ModelRef
 from modelyard.routing import Deployment, DeploymentConfig, RoutingKey, Shadow
-from modelyard.runner.rollouts import snapshot_of
 from modelyard.serving.hosting.manager import ModelTable
 from modelyard.serving.hosting.outcomes import RequestRecord
 from modelyard.serving.hosting.served_deployment import DeploymentFollower, ServedDeployment
@@ -302,41 +300,3 @@ def test_mirror_is_bounded_and_counts_every_outcome(tmp_path: Any) -> None:
         text
     )
     assert 'modelyard_shadow_duration_seconds_count{deployment="checkout",role="shadow"' in text
-
-
-def window(status: list[int], arms: list[str], scores: list[float]) -> Window:
-    count = len(status)
-    return Window(
-        deployment="checkout",
-        start=0.0,
-        end=10.0,
-        request_ids=np.array([f"r{i}" for i in range(count)], dtype=object),
-        ts=np.arange(count, dtype=np.float64),
-        version=np.full(count, 2),
-        arm=np.array(arms, dtype=object),
-        status=np.array(status),
-        latency_ms=np.arange(count, dtype=np.float64) + 1.0,
-        row_request=np.arange(count),
-        outputs={"probabilities": np.array([[1 - s, s] for s in scores])},
-    )
-
-
-def test_snapshot_counts_5xx_as_errors_and_ignores_shadows() -> None:
-    snap = snapshot_of(
-        window(
-            [200, 500, 422, 200, 200],
-            ["canary", "canary", "canary", "shadow", "canary"],
-            [0.1, np.nan, np.nan, 0.9, 0.4],
-        )
-    )
-    assert (snap.request_count, snap.error_count) == (4, 1)
-    assert snap.latency_samples_ms is not None
-    assert snap.latency_samples_ms.tolist() == [1.0, 5.0]
-    assert snap.prediction_sample is not None
-    assert snap.prediction_sample.tolist() == pytest.approx([0.1, 0.4])
-    empty = snapshot_of(window([], [], []))
-    assert (empty.request_count, empty.latency_samples_ms, empty.prediction_sample) == (
-        0,
-        None,
-        None,
-    )

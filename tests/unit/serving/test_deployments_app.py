@@ -16,24 +16,23 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
 from modelyard.monitoring import InferenceLogger, LogPolicy, MemoryInferenceLogRepository
+from modelyard.monitoring.inference_log.policy import default_policy
 from modelyard.routing import DeploymentStore
-from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.hosting.shadow import ShadowEvent
 from modelyard.serving.http.app import ServingApp
-from modelyard.serving.recording import InferenceLogRecorder, default_log_policy
-from modelyard.yard import Yard
+from modelyard.serving.recording import InferenceLogRecorder
 
 FIELDS = ["user", "amount", "age", "score"]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(tmp_path_factory: pytest.TempPathFactory, stores_for: Any) -> Path:
     """Versions 1 and 2 agree; version 3 was fitted on flipped labels."""
     path = tmp_path_factory.mktemp("deployments-home")
     rng = np.random.default_rng(0)
     features = rng.normal(size=(300, 4)).astype(np.float32)
     labels = (features[:, 1] + features[:, 2] > 0).astype(int)
-    with Yard(load_settings(home=path, environ={})) as yard:
+    with stores_for(path) as yard:
         for target in (labels, labels, 1 - labels):
             model = LogisticRegression().fit(features, target)
             yard.registry.register("fraud", model, features, feature_names=FIELDS)
@@ -81,10 +80,10 @@ class Client:
 
 @pytest.fixture
 def setup(
-    home: Path, tmp_path: Path, make_app: Any, recorded: Any
+    home: Path, tmp_path: Path, make_app: Any, recorded: Any, stores_for: Any
 ) -> Iterator[tuple[Client, DeploymentStore]]:
-    with Yard(settings_for(home)) as yard:
-        store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
+    with stores_for(home) as yard:
+        store = yard.deployments
         name = f"checkout-{tmp_path.name}"[-60:]
         store.create(name, "fraud", 1, routing_key="header:x-user")
         app = make_app(settings_for(home), yard, ["fraud@champion"], inference_log=recorded)
@@ -183,7 +182,8 @@ def test_each_deployments_log_policy_reaches_the_inference_log(
     client, store = setup
     name: str = client.name  # type: ignore[attr-defined]
     logger = InferenceLogger(MemoryInferenceLogRepository(), tmp_path / "wal", ingest=False)
-    client.app.inference_log = InferenceLogRecorder(logger, default_log_policy(settings_for(home)))
+    default = default_policy(settings_for(home).monitoring)
+    client.app.inference_log = InferenceLogRecorder(logger, default)
     client.run(client.app._housekeeping())
     assert logger.policy(name) == LogPolicy(sample_rate=1.0, ttl_s=30 * 86_400.0)  # defaults
     store.update(name, lambda config: replace(config, log_sample_rate=0.1, log_ttl_days=0))

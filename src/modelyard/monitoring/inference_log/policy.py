@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from modelyard.config.settings import MonitoringSettings
 from modelyard.errors import ValidationError
 
 WHEN_FULL = ("reject", "drop")
@@ -34,6 +35,23 @@ class LogPolicy:
             raise ValidationError(f"sample_rate must be between 0 and 1, got {self.sample_rate!r}")
         if self.ttl_s is not None and not (math.isfinite(self.ttl_s) and self.ttl_s > 0):
             raise ValidationError(f"ttl_s must be a positive number of seconds, got {self.ttl_s!r}")
+
+
+def default_policy(monitoring: MonitoringSettings) -> LogPolicy:
+    """The sampling rate and time to live of the monitoring settings (0 days: forever)."""
+    ttl = monitoring.log_ttl_days * 86_400 if monitoring.log_ttl_days > 0 else None
+    return LogPolicy(sample_rate=monitoring.log_sample_rate, ttl_s=ttl)
+
+
+def deployment_policy(
+    sample_rate: float | None, ttl_days: float | None, default: LogPolicy
+) -> LogPolicy:
+    """A deployment's own sampling rate and time to live where it sets them (0 days:
+    forever), else ``default``'s."""
+    rate = default.sample_rate if sample_rate is None else sample_rate
+    if ttl_days is None:
+        return LogPolicy(sample_rate=rate, ttl_s=default.ttl_s)
+    return LogPolicy(sample_rate=rate, ttl_s=ttl_days * 86_400 if ttl_days > 0 else None)
 
 
 def sampled(request_id: str, rate: float) -> bool:

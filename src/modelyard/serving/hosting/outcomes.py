@@ -26,14 +26,24 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from modelyard.monitoring.window import SHADOW_ARM
 from modelyard.serving.hosting.validation import ModelInput
+
+__all__ = [
+    "PINNED_ARM",
+    "PRIMARY_ARM",
+    "SHADOW_ARM",
+    "Answered",
+    "Failed",
+    "InferenceRecorder",
+    "RequestRecord",
+]
 
 Outputs = dict[str, np.ndarray]
 # The arm of a request that names a version of a deployment in its path, of a request
 # to a served reference, and of a shadow copy.
 PINNED_ARM = "pinned"
 PRIMARY_ARM = "primary"
-SHADOW_ARM = "shadow"
 
 
 class RequestRecord(NamedTuple):

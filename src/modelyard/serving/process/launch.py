@@ -2,10 +2,9 @@
 
 Checks the references before any worker starts, so a typo is one clear error
 rather than N crashing workers; then runs one worker in this process or a
-``Supervisor`` of several. Either way the server runs one rollout controller
-(``rollouts.RolloutLoop``), one retention sweep (``retention.RetentionLoop``) and
-one monitoring pass (``monitor_loop.MonitorLoop``): on threads here for one
-worker, else in the supervisor (``background_loops``).
+``Supervisor`` of several. Either way the server hosts one runner (``runner.host``:
+the rollout controller, the retention sweep and the monitoring pass): on threads
+here for one worker, else in the supervisor.
 """
 
 from __future__ import annotations
@@ -14,48 +13,54 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from modelyard.config import Settings, load_settings
+from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
-from modelyard.registry import ModelRef, parse_ref
-from modelyard.runner.host import background_loops, metrics_directory
-from modelyard.serving.process.supervisor import Supervisor
+from modelyard.registry import Catalog, ModelRef, Registry, parse_ref
+from modelyard.registry.sql import SqlRegistryRepository
+from modelyard.serving.process.supervisor import (
+    Supervisor,
+    metrics_directory,
+    start_server_runner,
+)
 from modelyard.serving.process.worker import run_worker
-from modelyard.yard import Yard
+from modelyard.store.artifacts import open_artifact_store
+from modelyard.store.database import Database
 
 
-def choose_refs(yard: Yard, models: Sequence[str]) -> list[ModelRef]:
+def choose_refs(catalog: Catalog, models: Sequence[str], home: Path) -> list[ModelRef]:
     """The references to serve: those given (each must resolve now), else every
     registered model at its ``champion`` alias, or its latest version without one."""
     if models:
         refs = [parse_ref(text) for text in models]
         for ref in refs:
-            yard.registry.resolve(ref)
+            catalog.resolve(ref)
         return refs
     refs = [
         ModelRef(m.name, alias="champion") if "champion" in m.aliases else ModelRef(m.name)
-        for m in yard.registry.list_models()
+        for m in catalog.list_models()
         if m.latest_version is not None
     ]
     if not refs:
         raise ConfigurationError(
-            f"no models to serve in {yard.settings.home}: register one first, "
-            "or pass --model name@alias"
+            f"no models to serve in {home}: register one first, or pass --model name@alias"
         )
     return refs
 
 
-def serve(
-    settings: Settings | None = None, models: Sequence[str] = (), *, trusted: bool = False
-) -> int:
+def serve(settings: Settings, models: Sequence[str] = (), *, trusted: bool = False) -> int:
     """Serve ``models`` (references like ``fraud@champion``) until stopped; the exit status.
 
     ``settings.serving`` gives host, port, workers, batching and limits; no
     ``models`` means every registered model (see ``choose_refs``).
     """
-    settings = settings or load_settings()
-    with Yard(settings) as yard:
-        refs = choose_refs(yard, models)
+    db = Database(settings.resolved_database_url)  # created or migrated on first use
+    try:
+        artifacts = open_artifact_store(settings.resolved_artifacts_url)
+        refs = choose_refs(Registry(SqlRegistryRepository(db), artifacts), models, settings.home)
+    finally:
+        db.dispose()
     serving = settings.serving
     names = ", ".join(str(ref) for ref in refs)
     sys.stderr.write(
@@ -64,7 +69,7 @@ def serve(
     )
     if serving.workers <= 1:
         metrics_dir = metrics_directory(settings)
-        loops = background_loops(settings, metrics_dir)
+        runner = start_server_runner(settings, metrics_dir)
         try:
             run_worker(
                 settings,
@@ -78,8 +83,7 @@ def serve(
         except KeyboardInterrupt:
             return 0
         finally:
-            for loop in loops:
-                loop.stop()
+            runner.stop()
             shutil.rmtree(metrics_dir, ignore_errors=True)
         return 0
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()

@@ -39,12 +39,13 @@ from typing import Any
 
 from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
-from modelyard.runner.host import background_loops, metrics_directory
-from modelyard.runner.periodic import PeriodicLoop
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
+from modelyard.runner.host import Runner, start_runner
 from modelyard.serving.process.worker import STARTUP_FAILURE, drain_delay, run_worker
 from modelyard.serving.recording import open_log_ingester
 from modelyard.serving.telemetry.jsonlog import JsonLog
-from modelyard.yard import Yard
+from modelyard.serving.telemetry.metrics import MONITORING_TEXT
+from modelyard.store.database import Database
 
 MAX_RESTARTS = 5
 _RESTART_WINDOW_S = 60.0
@@ -62,6 +63,24 @@ def _worker_main(
         metrics_dir=metrics_dir,
         worker=str(os.getpid()),
         ingest_log=False,  # the supervisor's LogIngester stores every worker's log
+    )
+
+
+def metrics_directory(settings: Settings) -> Path:
+    """Where this server's workers exchange metrics (and its runner's monitoring pass writes
+    its figures); created here, removed by the caller at shutdown."""
+    directory = settings.home / "run" / f"serve-{os.getpid()}"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def start_server_runner(settings: Settings, metrics_dir: Path) -> Runner:
+    """The server's one runner (``runner.host``): its jobs log to the server's JSON log,
+    and the monitoring pass publishes where every worker's /metrics reads it."""
+    return start_runner(
+        settings,
+        open_log=lambda name: JsonLog(settings.resolved_log_path, worker=name),
+        publish_to=metrics_dir / MONITORING_TEXT,
     )
 
 
@@ -126,16 +145,16 @@ class Supervisor:
         processes: list[BaseProcess] = []
         status = 0
         log = JsonLog(self._settings.resolved_log_path, worker="supervisor")
-        yard = Yard(self._settings)
+        db = Database(self._settings.resolved_database_url)
         ingester = None
-        loops: list[PeriodicLoop] = []
+        runner: Runner | None = None
         try:
             processes += [self._start(sock, metrics_dir) for sock in sockets]
-            loops = background_loops(self._settings, metrics_dir)
+            runner = start_server_runner(self._settings, metrics_dir)
             if self._settings.monitoring.log_inferences:
                 ingester = open_log_ingester(
                     self._settings,
-                    yard.db,
+                    SqlInferenceLogRepository(db),
                     follow=lambda: [str(p.pid) for p in processes if p.is_alive()],
                     on_error=lambda event, fields: log.emit("error", event, fields),
                 )
@@ -146,8 +165,8 @@ class Supervisor:
                 if status:
                     break
         finally:
-            for loop in loops:
-                loop.stop()
+            if runner is not None:
+                runner.stop()
             for process in processes:
                 if process.is_alive() and process.pid is not None:
                     os.kill(process.pid, signal.SIGTERM)
@@ -156,7 +175,7 @@ class Supervisor:
             self._join(processes)
             if ingester is not None:
                 ingester.close()  # the workers' logs, now orphans, go into the store
-            yard.close()
+            db.dispose()
             log.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -24,6 +24,8 @@ from typing import Any, cast
 import uvicorn
 
 from modelyard.config import Settings
+from modelyard.monitoring.inference_log.policy import default_policy
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.registry import ModelRef, Registry
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore
@@ -33,7 +35,6 @@ from modelyard.serving.http.connection import HttpConnection
 from modelyard.serving.recording import (
     FeedbackReceiver,
     InferenceLogRecorder,
-    default_log_policy,
     open_inference_log,
 )
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -128,15 +129,16 @@ def worker_app(
     try:
         recorder = feedback = None
         if settings.monitoring.log_inferences:
+            labelled_log = SqlInferenceLogRepository(db)
             logger = open_inference_log(
                 settings,
-                db,
+                labelled_log,
                 worker,
                 on_error=lambda event, fields: log.emit("error", event, fields),
                 ingest=ingest_log,
             )
-            recorder = InferenceLogRecorder(logger, default_log_policy(settings))
-            feedback = FeedbackReceiver(db, settings.monitoring.feedback_max_items)
+            recorder = InferenceLogRecorder(logger, default_policy(settings.monitoring))
+            feedback = FeedbackReceiver(labelled_log, settings.monitoring.feedback_max_items)
         yield ServingApp(
             settings.serving,
             refs,

@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings
 from modelyard.monitoring import SqlInferenceLogRepository, read_window, write_records
+from modelyard.monitoring.inference_log.policy import default_policy
 from modelyard.routing import DeploymentStore
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.retention import sweep_once
@@ -44,7 +45,8 @@ def test_each_deployment_keeps_its_own_days(settings: Settings, yard: Yard) -> N
                 for age in (1, 5, 40)
             ],  # fmt: skip
         )
-    deleted = sweep_once(yard, settings, NOW)  # the server's default: 30 days
+    default = default_policy(settings.monitoring)  # the server's default: 30 days
+    deleted = sweep_once(store.list(), SqlInferenceLogRepository(yard.db), default, NOW)
     assert deleted == {"short": 2, "default": 1, "gone": 1}
     kept = {
         name: sorted(

@@ -15,7 +15,7 @@ from modelyard.monitoring.alerts import save_rule
 from modelyard.monitoring.drift_job import drift_history
 from modelyard.monitoring.rules import AlertRule
 from modelyard.monitoring.sql import SqlMonitoringRepository
-from modelyard.runner.monitoring import MonitorLoop
+from modelyard.runner.host import RunnerStores, monitor_job
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import MONITORING_TEXT
 from modelyard.yard import Yard
@@ -49,11 +49,13 @@ def test_a_cycle_measures_checks_drift_alerts_and_publishes(
             for i in range(len(shifted))
         ],
     )  # fmt: skip
-    loop = MonitorLoop(settings, metrics_dir=tmp_path, clock=lambda: NOW)
+    stores = RunnerStores(settings)
+    job = monitor_job(settings, stores, publish_to=tmp_path / MONITORING_TEXT, clock=lambda: NOW)
     log = JsonLog(tmp_path / "monitor.jsonl", worker="monitor")
     with httpx.Client() as client:
-        results = loop.run_once(yard, client, log)
+        results = job.run_once(client, log)
     log.close()
+    stores.close()
     result = results["fraud"]
     assert result is not None
     assert result.snapshot.overall.traffic.requests == 400

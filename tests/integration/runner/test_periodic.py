@@ -1,4 +1,4 @@
-"""The server's background loops: a tick that raises is logged and the loop carries on."""
+"""The runner's loops: a tick that raises is logged and the loop carries on."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ from pathlib import Path
 import orjson
 
 from modelyard.config import Settings
-from modelyard.runner.periodic import PeriodicLoop
+from modelyard.runner.periodic import EventLog, PeriodicLoop
 from modelyard.serving.telemetry.jsonlog import JsonLog
-from modelyard.yard import Yard
 
 
-class Flaky(PeriodicLoop):
+class Flaky:
     name = "flaky"
     failure_event = "flaky_failed"
+    interval_s = 0.01
+    wait_first = False
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, 0.01)
+    def __init__(self) -> None:
         self.calls = 0
         self.third = threading.Event()
 
-    def tick(self, yard: Yard, log: JsonLog) -> None:
+    def tick(self, log: EventLog) -> None:
         self.calls += 1
         if self.calls == 3:
             self.third.set()
@@ -31,8 +31,11 @@ class Flaky(PeriodicLoop):
 
 
 def test_a_failing_tick_is_logged_and_the_loop_goes_on(settings: Settings) -> None:
-    loop = Flaky(settings).start()
-    assert loop.third.wait(10)
+    flaky = Flaky()
+    loop = PeriodicLoop(
+        flaky, lambda name: JsonLog(settings.resolved_log_path, worker=name)
+    ).start()
+    assert flaky.third.wait(10)
     loop.stop()
     assert loop.ticks >= 2  # ticks that succeeded
     lines = [

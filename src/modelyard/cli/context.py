@@ -1,0 +1,76 @@
+"""The composition root of one ``modelyard`` command.
+
+``cli_context(ctx)`` reads the settings once per invocation and keeps a
+``CliContext`` on the root of the command's context (``ctx.obj``), closed when the
+command ends; whichever command (or sub-app, as the tests invoke them) asks first
+builds it. The stores are built when a command first needs them, all over the one
+database of ``yard``, so ``runs list`` never opens the deployments and ``serve``
+never opens the database here.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import typer
+
+from modelyard.config import Settings, load_settings
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
+from modelyard.monitoring.repository import ModelOf
+from modelyard.monitoring.sql import SqlMonitoringRepository
+from modelyard.routing import DeploymentStore, RolloutController
+from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.runner.served import served_model
+from modelyard.yard import Yard
+
+
+class CliContext:
+    """Settings and the stores of one command; ``yard`` is the facade over tracking and the
+    registry, the others share its database."""
+
+    def __init__(self, settings: Settings, yard: Yard | None = None) -> None:
+        self.settings = settings
+        self._given = yard
+
+    @cached_property
+    def yard(self) -> Yard:
+        return self._given if self._given is not None else Yard(self.settings)
+
+    @cached_property
+    def deployments(self) -> DeploymentStore:
+        return DeploymentStore(SqlDeploymentRepository(self.yard.db), self.yard.registry)
+
+    @cached_property
+    def controller(self) -> RolloutController:
+        """The operator's controls of rollouts (no metrics: the server judges canaries)."""
+        return RolloutController(self.deployments)
+
+    @cached_property
+    def inference_log(self) -> SqlInferenceLogRepository:
+        return SqlInferenceLogRepository(self.yard.db)
+
+    @cached_property
+    def monitoring(self) -> SqlMonitoringRepository:
+        return SqlMonitoringRepository(self.yard.db)
+
+    @cached_property
+    def model_of(self) -> ModelOf:
+        return served_model(self.deployments, self.inference_log)
+
+    @property
+    def actor(self) -> str | None:
+        return self.settings.user
+
+    def close(self) -> None:
+        """Close the database, if this command opened it."""
+        if self._given is None and "yard" in self.__dict__:
+            self.yard.close()
+
+
+def cli_context(ctx: typer.Context) -> CliContext:
+    """This invocation's ``CliContext``: built on first use, closed when the command ends."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliContext):
+        root.obj = CliContext(load_settings())
+        root.call_on_close(root.obj.close)
+    return root.obj
