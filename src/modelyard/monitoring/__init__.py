@@ -2,7 +2,7 @@
 
 Drift results, alert rules, alert events and webhook deliveries are kept through the
 ports of ``repository`` (``sql.SqlMonitoringRepository(db)`` on the metadata database,
-``MemoryMonitoringRepository`` in memory, for tests).
+``InMemoryMonitoringRepository`` in memory, for tests).
 """
 
 from modelyard.monitoring.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift
@@ -14,7 +14,7 @@ from modelyard.monitoring.feedback import (
 )
 from modelyard.monitoring.feedback_join import joined, request_outcomes
 from modelyard.monitoring.inference_log.logger import InferenceLogger, LogStats
-from modelyard.monitoring.inference_log.memory import MemoryInferenceLogRepository
+from modelyard.monitoring.inference_log.memory import InMemoryInferenceLogRepository
 from modelyard.monitoring.inference_log.policy import LogPolicy
 from modelyard.monitoring.inference_log.repository import (
     FeedbackRepository,
@@ -29,7 +29,7 @@ from modelyard.monitoring.inference_log.storage import (
     write_records,
 )
 from modelyard.monitoring.inference_log.wal import WriteAheadLog
-from modelyard.monitoring.memory import MemoryMonitoringRepository
+from modelyard.monitoring.memory import InMemoryMonitoringRepository
 from modelyard.monitoring.multivariate import MultivariateDrift
 from modelyard.monitoring.repository import (
     AlertRepository,
@@ -54,8 +54,8 @@ __all__ = [
     "LabelledLogRepository",
     "LogPolicy",
     "LogStats",
-    "MemoryInferenceLogRepository",
-    "MemoryMonitoringRepository",
+    "InMemoryInferenceLogRepository",
+    "InMemoryMonitoringRepository",
     "ModelOf",
     "MonitoringRepository",
     "MultivariateDrift",

@@ -1,7 +1,7 @@
 """Monitoring's repository in memory: the fake that unit tests (yours too) run the
 monitoring logic on, with no database.
 
-``MemoryMonitoringRepository`` implements every port of ``repository`` with
+``InMemoryMonitoringRepository`` implements every port of ``repository`` with
 dicts and lists behind one lock (a monitoring pass and a deliverer may run on
 threads of their own). It keeps what the SQL adapter keeps, in the form the
 adapter keeps it (reports, rules and payloads go through JSON), so what survives
@@ -41,7 +41,7 @@ class _Rule:
     created_at: float
 
 
-class MemoryMonitoringRepository:
+class InMemoryMonitoringRepository:
     """Drift results, alert rules, events and webhook deliveries in dicts and lists."""
 
     def __init__(self) -> None:

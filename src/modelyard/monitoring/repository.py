@@ -2,7 +2,7 @@
 alert events and webhook deliveries, in monitoring's own plain types.
 
 ``sql.SqlMonitoringRepository`` implements them on the metadata database and
-``memory.MemoryMonitoringRepository`` in memory, for tests;
+``memory.InMemoryMonitoringRepository`` in memory, for tests;
 ``tests/integration/monitoring/test_repository_contract.py`` holds both to the
 same behaviour. The inference log and feedback have their own port
 (``inference_log.repository``). What monitoring needs from another context comes

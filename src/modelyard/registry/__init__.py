@@ -2,7 +2,7 @@
 
 Models live behind ``RegistryRepository`` (reads: ``CatalogRepository``):
 ``registry.sql.SqlRegistryRepository`` on the metadata database,
-``MemoryRegistryRepository`` in memory for tests. ``Registry`` (writes)
+``InMemoryRegistryRepository`` in memory for tests. ``Registry`` (writes)
 resolves on first use: it pulls in tracking (for lineage and data fingerprints),
 which a process that only loads a model (``load_model``, ``Catalog``) never needs.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.registry.catalog import Catalog, LoadedModel
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Predictor
 from modelyard.registry.loading import load_model
-from modelyard.registry.memory import MemoryRegistryRepository
+from modelyard.registry.memory import InMemoryRegistryRepository
 from modelyard.registry.profile import build_profile, load_sample
 from modelyard.registry.records import AliasMove, ModelVersion, RegisteredModel, VersionDraft
 from modelyard.registry.refs import ModelRef, parse_ref
@@ -31,7 +31,7 @@ __all__ = [
     "FieldSpec",
     "LoadOptions",
     "LoadedModel",
-    "MemoryRegistryRepository",
+    "InMemoryRegistryRepository",
     "ModelRef",
     "ModelVersion",
     "Predictor",

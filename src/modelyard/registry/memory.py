@@ -1,4 +1,4 @@
-"""``MemoryRegistryRepository``: the registry's ports in memory, for tests without a database.
+"""``InMemoryRegistryRepository``: the registry's ports in memory, for tests without a database.
 
 It behaves as the SQL adapters do (the contract test runs the same assertions on
 both): versions are numbered from 1 under one lock, a refused version leaves
@@ -56,7 +56,7 @@ class _Model:
         return replace(found, tags=dict(found.tags), aliases=aliases)
 
 
-class MemoryRegistryRepository:
+class InMemoryRegistryRepository:
     """A ``RegistryRepository`` (and so a ``CatalogRepository``) over a dict of models."""
 
     def __init__(self) -> None:

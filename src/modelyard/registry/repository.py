@@ -9,7 +9,7 @@
 * ``RunDatasets``: what a run recorded about its data, for a version's lineage;
   ``tracking.Tracker`` provides it (the registry never reads tracking's tables).
 
-``registry.memory.MemoryRegistryRepository`` implements both registry ports in
+``registry.memory.InMemoryRegistryRepository`` implements both registry ports in
 memory; ``tests/integration/registry/test_repository_contract.py`` holds it and
 the SQL adapters to the same behaviour.
 """

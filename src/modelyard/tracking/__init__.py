@@ -1,11 +1,11 @@
 """Experiment tracking: runs with params, metrics, tags, artifacts, seeds and data fingerprints.
 
 Runs live behind ``RunRepository``: ``tracking.sql.SqlRunRepository`` on the
-metadata database, ``MemoryRunRepository`` in memory for tests.
+metadata database, ``InMemoryRunRepository`` in memory for tests.
 """
 
 from modelyard.tracking.fingerprint import DataFingerprint, fingerprint
-from modelyard.tracking.memory import MemoryRunRepository
+from modelyard.tracking.memory import InMemoryRunRepository
 from modelyard.tracking.records import MetricPoint, RunInfo
 from modelyard.tracking.repository import RunRepository
 from modelyard.tracking.run import Run
@@ -16,7 +16,7 @@ from modelyard.tracking.tracker import Tracker
 __all__ = [
     "Condition",
     "DataFingerprint",
-    "MemoryRunRepository",
+    "InMemoryRunRepository",
     "MetricPoint",
     "Run",
     "RunInfo",

@@ -1,4 +1,4 @@
-"""``MemoryRunRepository``: tracking's port in memory, for tests that need no database.
+"""``InMemoryRunRepository``: tracking's port in memory, for tests that need no database.
 
 It behaves as ``SqlRunRepository`` does (the contract test runs the same
 assertions on both): what is stored goes through JSON where the database keeps
@@ -52,7 +52,7 @@ class _StoredRun:
         return {key: point[2] for key, point in self.latest.items()}
 
 
-class MemoryRunRepository:
+class InMemoryRunRepository:
     """The ``RunRepository`` of a dict of runs."""
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """The port tracking keeps its runs behind: ``RunRepository``.
 
 ``SqlRunRepository`` (``tracking.sql``) implements it on the metadata database,
-``MemoryRunRepository`` (``tracking.memory``) in memory for tests; the contract
+``InMemoryRunRepository`` (``tracking.memory``) in memory for tests; the contract
 test ``tests/integration/tracking/test_repository_contract.py`` holds both to the
 same behaviour. Every method is one transaction.
 """

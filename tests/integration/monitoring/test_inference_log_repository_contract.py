@@ -16,8 +16,8 @@ import pytest
 from modelyard.config import Settings
 from modelyard.monitoring import (
     FeedbackItem,
+    InMemoryInferenceLogRepository,
     LabelledLogRepository,
-    MemoryInferenceLogRepository,
     SqlInferenceLogRepository,
     read_window,
     write_records,
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.parametrize(
 @pytest.fixture
 def log(backend: str, settings: Settings) -> Iterator[LabelledLogRepository]:
     if backend == "memory":
-        yield MemoryInferenceLogRepository()
+        yield InMemoryInferenceLogRepository()
         return
     db = Database(settings.resolved_database_url)
     try:

@@ -16,7 +16,7 @@ import pytest
 from modelyard.config import Settings
 from modelyard.errors import RejectedWriteError, ValidationError
 from modelyard.monitoring.drift import DriftReport, detect_drift
-from modelyard.monitoring.memory import MemoryMonitoringRepository
+from modelyard.monitoring.memory import InMemoryMonitoringRepository
 from modelyard.monitoring.repository import MonitoringRepository, StoredEvent
 from modelyard.monitoring.rules import Alert, AlertRule
 from modelyard.monitoring.sql import SqlMonitoringRepository
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.parametrize(
 @pytest.fixture
 def repository(backend: str, settings: Settings) -> Iterator[MonitoringRepository]:
     if backend == "memory":
-        yield MemoryMonitoringRepository()
+        yield InMemoryMonitoringRepository()
         return
     db = Database(settings.resolved_database_url)
     try:

@@ -20,7 +20,7 @@ from modelyard.errors import AliasNotFoundError, ModelNotFoundError, VersionNotF
 from modelyard.registry import (
     AliasMove,
     FieldSpec,
-    MemoryRegistryRepository,
+    InMemoryRegistryRepository,
     ModelRef,
     ModelVersion,
     RegisteredModel,
@@ -58,7 +58,7 @@ SIGNATURE = Signature(
 @pytest.fixture
 def models(backend: str, settings: Settings) -> Iterator[RegistryRepository]:
     if backend == "memory":
-        yield MemoryRegistryRepository()
+        yield InMemoryRegistryRepository()
         return
     db = Database(settings.resolved_database_url)
     try:

@@ -13,7 +13,7 @@ from modelyard.config import Settings
 from modelyard.errors import RejectedWriteError
 from modelyard.store.artifacts import ArtifactRef
 from modelyard.store.database import Database
-from modelyard.tracking import MemoryRunRepository, RunInfo, RunQuery, RunRepository, parse_filter
+from modelyard.tracking import InMemoryRunRepository, RunInfo, RunQuery, RunRepository, parse_filter
 from modelyard.tracking.fingerprint import DataFingerprint
 from modelyard.tracking.sql import SqlRunRepository
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.parametrize(
 @pytest.fixture
 def runs(backend: str, settings: Settings) -> Iterator[RunRepository]:
     if backend == "memory":
-        yield MemoryRunRepository()
+        yield InMemoryRunRepository()
         return
     db = Database(settings.resolved_database_url)
     try:

@@ -16,7 +16,7 @@ from modelyard.monitoring.alerts import (
 from modelyard.monitoring.drift import detect_drift
 from modelyard.monitoring.drift_job import figures_for
 from modelyard.monitoring.live_metrics import QualityMetrics, TrafficMetrics
-from modelyard.monitoring.memory import MemoryMonitoringRepository
+from modelyard.monitoring.memory import InMemoryMonitoringRepository
 from modelyard.monitoring.rules import Alert, AlertRule, AlertState, Figures, RuleState, evaluate
 
 DEPLOYMENT = "fraud-api"
@@ -177,7 +177,7 @@ def test_the_bus_hands_every_event_to_every_subscriber() -> None:
 
 
 def test_recorded_alerts_are_published_and_give_back_their_last_firings() -> None:
-    repository = MemoryMonitoringRepository()
+    repository = InMemoryMonitoringRepository()
     hooked = AlertRule(DEPLOYMENT, "errors", "error_rate", 0.1, webhook_url="https://h.example/a")
     alerts = [
         Alert(DEPLOYMENT, "errors", 1, "error_rate", 0.5, ">", 0.1, 1, 100.0, {}),
@@ -199,7 +199,7 @@ def test_recorded_alerts_are_published_and_give_back_their_last_firings() -> Non
 
 
 def test_a_rule_with_a_bad_webhook_url_records_nothing_and_publishes_nothing() -> None:
-    repository = MemoryMonitoringRepository()
+    repository = InMemoryMonitoringRepository()
     rule = AlertRule(DEPLOYMENT, "errors", "error_rate", 0.1, webhook_url="ftp://example/a")
     alert = Alert(DEPLOYMENT, "errors", 1, "error_rate", 0.5, ">", 0.1, 1, 100.0, {})
     bus = AlertBus()

@@ -12,8 +12,8 @@ from modelyard.errors import ValidationError
 from modelyard.monitoring import (
     FeedbackItem,
     FeedbackStore,
+    InMemoryInferenceLogRepository,
     LogPolicy,
-    MemoryInferenceLogRepository,
     joined,
     purge,
     read_window,
@@ -24,11 +24,11 @@ from modelyard.monitoring import (
 
 
 @pytest.fixture
-def log() -> MemoryInferenceLogRepository:
-    return MemoryInferenceLogRepository()
+def log() -> InMemoryInferenceLogRepository:
+    return InMemoryInferenceLogRepository()
 
 
-def logged(log: MemoryInferenceLogRepository, *requests: dict[str, Any]) -> None:
+def logged(log: InMemoryInferenceLogRepository, *requests: dict[str, Any]) -> None:
     """Store requests of deployment ``recs``; each names ``id``, ``ts`` and ``users``."""
     records = []
     for request in requests:
@@ -51,7 +51,7 @@ def logged(log: MemoryInferenceLogRepository, *requests: dict[str, Any]) -> None
     write_records(log, records)
 
 
-def test_posts_count_new_replaced_and_unchanged_labels(log: MemoryInferenceLogRepository) -> None:
+def test_posts_count_new_replaced_and_unchanged_labels(log: InMemoryInferenceLogRepository) -> None:
     store = FeedbackStore(log)
     first = store.post([FeedbackItem(1, request_id="r1")], received_at=1.0)
     assert (first.received, first.stored, first.replaced, first.unchanged) == (1, 1, 0, 0)
@@ -71,7 +71,7 @@ def test_posts_count_new_replaced_and_unchanged_labels(log: MemoryInferenceLogRe
     assert log.request_labels({"ok"}) == {}
 
 
-def test_a_request_label_joins_its_row_on_every_arm(log: MemoryInferenceLogRepository) -> None:
+def test_a_request_label_joins_its_row_on_every_arm(log: InMemoryInferenceLogRepository) -> None:
     logged(
         log,
         {"id": "r1", "ts": 10.0, "users": ["u1", "u2"]},
@@ -89,7 +89,7 @@ def test_a_request_label_joins_its_row_on_every_arm(log: MemoryInferenceLogRepos
 
 
 def test_an_entity_label_joins_the_latest_prediction_within_the_horizon(
-    log: MemoryInferenceLogRepository,
+    log: InMemoryInferenceLogRepository,
 ) -> None:
     logged(
         log,
@@ -119,7 +119,7 @@ def test_an_entity_label_joins_the_latest_prediction_within_the_horizon(
         joined(log, "recs", 0.0, 1000.0, entity_field="customer")
 
 
-def test_a_request_label_wins_over_an_entity_label(log: MemoryInferenceLogRepository) -> None:
+def test_a_request_label_wins_over_an_entity_label(log: InMemoryInferenceLogRepository) -> None:
     logged(log, {"id": "a", "ts": 100.0})
     FeedbackStore(log).post(
         [
@@ -132,7 +132,7 @@ def test_a_request_label_wins_over_an_entity_label(log: MemoryInferenceLogReposi
     assert window.labels.tolist() == ["by-request"]
 
 
-def test_request_outcomes_of_one_arm_once_per_label(log: MemoryInferenceLogRepository) -> None:
+def test_request_outcomes_of_one_arm_once_per_label(log: InMemoryInferenceLogRepository) -> None:
     logged(
         log,
         {"id": "q0", "ts": 10.0, "arm": "a", "users": ["u1", "u2"]},
@@ -156,7 +156,7 @@ def test_request_outcomes_of_one_arm_once_per_label(log: MemoryInferenceLogRepos
     assert request_outcomes(log, "recs", "b", 1, 0.0, 100.0) == [("q3", None)]
 
 
-def test_purge_and_the_retention_sweep_follow_each_ttl(log: MemoryInferenceLogRepository) -> None:
+def test_purge_and_the_retention_sweep_follow_each_ttl(log: InMemoryInferenceLogRepository) -> None:
     for i in range(10):
         logged(log, {"id": f"fraud-{i}", "ts": float(i * 100), "deployment": "fraud"})
         logged(log, {"id": f"recs-{i}", "ts": float(i * 100)})

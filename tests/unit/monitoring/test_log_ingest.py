@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from modelyard.errors import RejectedWriteError, StoreError
-from modelyard.monitoring import InferenceLogger, MemoryInferenceLogRepository, read_window
+from modelyard.monitoring import InferenceLogger, InMemoryInferenceLogRepository, read_window
 from modelyard.monitoring.inference_log.repository import StoredBatch
 
 
-class Refusing(MemoryInferenceLogRepository):
+class Refusing(InMemoryInferenceLogRepository):
     """Refuses, as a transaction, any set of batches that holds deployment ``bad``; fails
     with a store error while ``down`` is set."""
 

@@ -12,7 +12,7 @@ import pytest
 
 from modelyard.monitoring.inference_log import logger as inference_log
 from modelyard.monitoring.inference_log.logger import InferenceLogger
-from modelyard.monitoring.inference_log.memory import MemoryInferenceLogRepository
+from modelyard.monitoring.inference_log.memory import InMemoryInferenceLogRepository
 from modelyard.monitoring.inference_log.payload import Payload
 from modelyard.monitoring.inference_log.record import Group, Summary, encode, read_summary
 from modelyard.monitoring.inference_log.storage import BATCH_SPAN_S, storable
@@ -186,7 +186,7 @@ def test_a_commit_too_big_for_one_record_is_split(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(inference_log, "MAX_RECORD_BYTES", 6000)
-    log = MemoryInferenceLogRepository()
+    log = InMemoryInferenceLogRepository()
     logger = InferenceLogger(log, tmp_path / "wal", worker="w", ingest=False)
 
     def log(request_id: str, size: int) -> None:

@@ -14,7 +14,7 @@ from modelyard.monitoring.drift_job import (
     drift_history,
     monitor_cycle,
 )
-from modelyard.monitoring.memory import MemoryMonitoringRepository
+from modelyard.monitoring.memory import InMemoryMonitoringRepository
 from modelyard.monitoring.report import gather_report
 from modelyard.monitoring.rules import AlertRule
 from modelyard.monitoring.window import Window
@@ -55,7 +55,7 @@ def reference() -> Reference:
 
 
 def test_drift_checks_go_to_the_series_and_small_windows_are_skipped() -> None:
-    repository = MemoryMonitoringRepository()
+    repository = InMemoryMonitoringRepository()
     for hour, shift in enumerate([0.0, 3.0]):
         window = traffic(T0 + hour * HOUR, shift=shift)
         assert check_drift(repository, reference(), window, now=window.end) is not None
@@ -69,7 +69,7 @@ def test_drift_checks_go_to_the_series_and_small_windows_are_skipped() -> None:
 
 
 def test_cycles_alert_once_per_streak_and_a_restart_keeps_the_cooldown() -> None:
-    repository = MemoryMonitoringRepository()
+    repository = InMemoryMonitoringRepository()
     rule = AlertRule("fraud-api", "slow", "p99_ms", 150.0, for_windows=2, cooldown_s=6 * HOUR,
                      webhook_url="http://127.0.0.1:9/hooks")  # fmt: skip
     save_rule(repository, rule, now=T0)
@@ -106,14 +106,14 @@ def test_cycles_alert_once_per_streak_and_a_restart_keeps_the_cooldown() -> None
 def test_without_a_model_or_a_source_of_one_the_cycle_says_so() -> None:
     with pytest.raises(NotFoundError, match="no deployment named 'fraud-api', and no traffic"):
         monitor_cycle(
-            MemoryMonitoringRepository(), NoReferences(), "fraud-api", T0, T0 + HOUR,  # type: ignore[arg-type]
+            InMemoryMonitoringRepository(), NoReferences(), "fraud-api", T0, T0 + HOUR,  # type: ignore[arg-type]
             window_reader=lambda *_: traffic(T0), now=T0 + HOUR, model_of=lambda _: None,
         )  # fmt: skip
     assert deployment_model({"fraud-api": "fraud"}.get, "fraud-api") == "fraud"
 
 
 def test_a_report_reads_the_stored_series_and_alerts() -> None:
-    repository = MemoryMonitoringRepository()
+    repository = InMemoryMonitoringRepository()
     window = traffic(T0, shift=3.0)
     stored = check_drift(repository, reference(), window, now=window.end)
     assert stored is not None

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from modelyard.monitoring.alerts import record_alerts
-from modelyard.monitoring.memory import MemoryMonitoringRepository
+from modelyard.monitoring.memory import InMemoryMonitoringRepository
 from modelyard.monitoring.rules import Alert, AlertRule
 from modelyard.monitoring.webhooks import RetryPolicy, deliver_due, deliveries, enqueue_event
 
@@ -38,8 +38,8 @@ class Receiver:
 
 
 @pytest.fixture
-def repository() -> MemoryMonitoringRepository:
-    return MemoryMonitoringRepository()
+def repository() -> InMemoryMonitoringRepository:
+    return InMemoryMonitoringRepository()
 
 
 def client(receiver: Receiver) -> Iterator[httpx.Client]:
@@ -47,7 +47,7 @@ def client(receiver: Receiver) -> Iterator[httpx.Client]:
         yield opened
 
 
-def stored_alert(repository: MemoryMonitoringRepository, url: str | None = URL) -> int:
+def stored_alert(repository: InMemoryMonitoringRepository, url: str | None = URL) -> int:
     rule = AlertRule("fraud-api", "drift", "drift_share", 0.1, webhook_url=url)
     alert = Alert("fraud-api", "drift", 3, "drift_share", 0.4, ">", 0.1, 1, T0, {"x": 1.0})
     [event] = record_alerts(repository, [alert], [rule])
@@ -55,7 +55,7 @@ def stored_alert(repository: MemoryMonitoringRepository, url: str | None = URL) 
 
 
 def test_retries_with_backoff_and_sends_the_same_signed_bytes(
-    repository: MemoryMonitoringRepository,
+    repository: InMemoryMonitoringRepository,
 ) -> None:
     receiver = Receiver(503, 503, 200)
     event_id = stored_alert(repository)
@@ -99,7 +99,7 @@ def test_retries_with_backoff_and_sends_the_same_signed_bytes(
     ],
 )
 def test_what_is_worth_a_retry(
-    repository: MemoryMonitoringRepository,
+    repository: InMemoryMonitoringRepository,
     answers: tuple[int | Exception, ...],
     outcome: str,
     error: str,
@@ -112,7 +112,7 @@ def test_what_is_worth_a_retry(
     assert (row.attempts, row.last_error) == (1, error)
 
 
-def test_gives_up_after_max_attempts(repository: MemoryMonitoringRepository) -> None:
+def test_gives_up_after_max_attempts(repository: InMemoryMonitoringRepository) -> None:
     receiver = Receiver(500)
     event_id = stored_alert(repository, url=None)
     [delivery_id] = enqueue_event(repository, event_id, [URL], now=T0)

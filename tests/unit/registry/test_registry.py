@@ -15,9 +15,9 @@ from modelyard.errors import (
     ValidationError,
     VersionNotFoundError,
 )
-from modelyard.registry import MemoryRegistryRepository, Registry
+from modelyard.registry import InMemoryRegistryRepository, Registry
 from modelyard.store.artifacts import LocalArtifactStore
-from modelyard.tracking import MemoryRunRepository, Tracker
+from modelyard.tracking import InMemoryRunRepository, Tracker
 
 FEATURES = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
 
@@ -34,12 +34,12 @@ def artifacts(tmp_path: Path) -> LocalArtifactStore:
 
 @pytest.fixture
 def tracker(artifacts: LocalArtifactStore) -> Tracker:
-    return Tracker(MemoryRunRepository(), artifacts)
+    return Tracker(InMemoryRunRepository(), artifacts)
 
 
 @pytest.fixture
 def registry(artifacts: LocalArtifactStore, tracker: Tracker) -> Registry:
-    return Registry(MemoryRegistryRepository(), artifacts, runs=tracker, user="ana")
+    return Registry(InMemoryRegistryRepository(), artifacts, runs=tracker, user="ana")
 
 
 def register(registry: Registry, model: LinearRegression, parent_version: int | None = None) -> int:
@@ -92,7 +92,7 @@ def test_a_parent_must_exist_before_its_child(registry: Registry, model: LinearR
 def test_without_tracking_the_lineage_names_only_the_data(
     artifacts: LocalArtifactStore, tracker: Tracker, model: LinearRegression
 ) -> None:
-    registry = Registry(MemoryRegistryRepository(), artifacts)
+    registry = Registry(InMemoryRegistryRepository(), artifacts)
     with tracker.start_run("train") as run:
         run.log_dataset("train", FEATURES)
     version = registry.register("reg", model, FEATURES, flavour="pickle", trusted=True, run=run)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.config import Settings
-from modelyard.registry import MemoryRegistryRepository, Registry
+from modelyard.registry import InMemoryRegistryRepository, Registry
 from modelyard.registry.signature import FieldSpec, Signature
 from modelyard.routing import DeploymentStore, InMemoryDeploymentRepository
 from modelyard.serving.hosting.outcomes import Answered, Failed
@@ -55,7 +55,9 @@ class InMemoryStores:
     composition root builds over SQL. A ``with`` block hands it out, as ``Yard`` does."""
 
     def __init__(self, home: Path) -> None:
-        self.registry = Registry(MemoryRegistryRepository(), LocalArtifactStore(home / "artifacts"))
+        self.registry = Registry(
+            InMemoryRegistryRepository(), LocalArtifactStore(home / "artifacts")
+        )
         self.deployments = DeploymentStore(InMemoryDeploymentRepository(), self.registry)
 
     def __enter__(self) -> InMemoryStores:

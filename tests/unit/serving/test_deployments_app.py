@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.config import Settings, load_settings
-from modelyard.monitoring import InferenceLogger, LogPolicy, MemoryInferenceLogRepository
+from modelyard.monitoring import InferenceLogger, InMemoryInferenceLogRepository, LogPolicy
 from modelyard.monitoring.inference_log.policy import default_policy
 from modelyard.routing import DeploymentStore
 from modelyard.serving.hosting.shadow import ShadowEvent
@@ -181,7 +181,7 @@ def test_each_deployments_log_policy_reaches_the_inference_log(
 ) -> None:
     client, store = setup
     name: str = client.name  # type: ignore[attr-defined]
-    logger = InferenceLogger(MemoryInferenceLogRepository(), tmp_path / "wal", ingest=False)
+    logger = InferenceLogger(InMemoryInferenceLogRepository(), tmp_path / "wal", ingest=False)
     default = default_policy(settings_for(home).monitoring)
     client.app.inference_log = InferenceLogRecorder(logger, default)
     client.run(client.app._housekeeping())

@@ -12,11 +12,11 @@ import pytest
 
 from modelyard.errors import RunNotFoundError, ValidationError
 from modelyard.store.artifacts import LocalArtifactStore
-from modelyard.tracking import MemoryRunRepository, RunInfo, Tracker
+from modelyard.tracking import InMemoryRunRepository, RunInfo, Tracker
 from modelyard.tracking.records import MetricPoint
 
 
-class CountingRuns(MemoryRunRepository):
+class CountingRuns(InMemoryRunRepository):
     """The fake, counting the batches written."""
 
     def __init__(self) -> None:

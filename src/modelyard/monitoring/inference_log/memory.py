@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
 
 
-class MemoryInferenceLogRepository:
+class InMemoryInferenceLogRepository:
     """``InferenceLogRepository`` and ``FeedbackRepository`` over a dict of each."""
 
     def __init__(self) -> None:

@@ -11,7 +11,7 @@ Two ports, one per aggregate, in monitoring's own plain types:
 ``LabelledLogRepository`` is both at once: the joins of ``feedback_join`` pair the
 log's predictions with their labels at query time, so they read one store that
 holds the two. ``sql.SqlInferenceLogRepository`` implements all three on the
-metadata database; ``memory.MemoryInferenceLogRepository`` is the fake for tests.
+metadata database; ``memory.InMemoryInferenceLogRepository`` is the fake for tests.
 """
 
 from __future__ import annotations

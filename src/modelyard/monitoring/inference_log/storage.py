@@ -11,7 +11,7 @@ is stored under the id its writer gave it, so a replayed payload is stored once.
 What is here is pure: which batches a payload is stored as, how a window is
 assembled from stored payloads, the retention decisions. The table I/O is an
 ``InferenceLogRepository`` passed in (``sql.SqlInferenceLogRepository`` on the
-metadata database, ``memory.MemoryInferenceLogRepository`` in tests).
+metadata database, ``memory.InMemoryInferenceLogRepository`` in tests).
 """
 
 from __future__ import annotations

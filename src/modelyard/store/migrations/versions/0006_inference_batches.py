@@ -27,7 +27,7 @@ branch_labels = None
 depends_on = None
 
 _FORMAT = b"\x01"
-_SPAN_S = 60.0  # log_store.BATCH_SPAN_S: a batch's records lie within this of its first
+_SPAN_S = 60.0  # inference_log.storage.BATCH_SPAN_S: a batch's records lie within this of its first
 _CHUNK = 500
 _OLD = (
     "id, request_id, ts, deployment, model, version, arm, status, latency_ms, rows, error, "
