@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from modelyard.serving.hosting.outcomes import (
 from modelyard.serving.hosting.runtime import ModelRuntime
 from modelyard.serving.hosting.served_deployment import ServedDeployment
 from modelyard.serving.hosting.shadow import ShadowMirror
-from modelyard.serving.hosting.validation import Prepared
+from modelyard.serving.hosting.validation import InputValidator, Prepared
 from modelyard.serving.wire import oip, records
 from modelyard.serving.wire.json_body import decode_json
 from modelyard.serving.wire.status import error_body, error_headers, http_status
@@ -54,122 +55,111 @@ Report = Callable[[str, dict[str, object]], None]
 JSON = b"application/json"
 
 
-class Call(NamedTuple):
-    """What the HTTP layer knows of a request before it is answered."""
+class Call:
+    """What the HTTP layer knows of a request before it is answered (never changed after).
 
-    request_id: str
-    method: str
-    path: str
-    headers: Headers  # lower-case names, as received
-    received: float  # time.monotonic() at arrival, for deadlines
-    ts: float  # wall clock at arrival, for logs
-    deadline: float  # time.monotonic() by which it must be answered
+    Slotted classes with ``Final`` attributes, here and in ``Reply``, rather than
+    ``NamedTuple``s: building and reading those costs a Python-level ``__new__`` and
+    unspecialised attribute lookups, ~9,000 instructions a request in all
+    (``benchmarks/serving/bench_instructions.py``).
+    """
+
+    __slots__ = ("deadline", "headers", "method", "path", "received", "request_id", "ts")
+
+    def __init__(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        headers: Headers,
+        received: float,
+        ts: float,
+        deadline: float,
+    ) -> None:
+        self.request_id: Final = request_id
+        self.method: Final = method
+        self.path: Final = path
+        self.headers: Final = headers  # lower-case names, as received
+        self.received: Final = received  # time.monotonic() at arrival, for deadlines
+        self.ts: Final = ts  # wall clock at arrival, for logs
+        self.deadline: Final = deadline  # time.monotonic() by which it must be answered
 
 
-class Reply(NamedTuple):
+class Reply:
     """An endpoint's answer, and what the request log and metrics say about it."""
 
-    status: int
-    payload: bytes
-    media: bytes = JSON
-    extra: Headers = ()
-    model: str = ""
-    version: str = ""
-    rows: int = 0
-    code: str | None = None
-    error: str | None = None
+    __slots__ = ("code", "error", "extra", "media", "model", "payload", "rows", "status", "version")
 
-
-class WireFormat(Protocol):
-    """How one wire format reads an inference request and writes its answer."""
-
-    def parse(self, body: bytes, max_values: int) -> Any: ...
-
-    def field_reader(self, request: Any, names: Sequence[str]) -> Callable[[str], Any]: ...
-
-    def prepare(self, runtime: ModelRuntime, request: Any) -> Prepared: ...
-
-    def deadline(self, request: Any, call: Call) -> float: ...
-
-    def encode(
+    def __init__(
         self,
-        runtime: ModelRuntime,
-        request: Any,
-        request_id: str,
-        outputs: Outputs,
-        start: int,
-        stop: int,
-    ) -> bytes: ...
+        status: int,
+        payload: bytes,
+        media: bytes = JSON,
+        extra: Headers = (),
+        model: str = "",
+        version: str = "",
+        rows: int = 0,
+        code: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.status: Final = status
+        self.payload: Final = payload
+        self.media: Final = media
+        self.extra: Final = extra
+        self.model: Final = model
+        self.version: Final = version
+        self.rows: Final = rows
+        self.code: Final = code
+        self.error: Final = error
 
 
-class OipFormat:
-    """The Open Inference Protocol (``wire.oip``): tensors in, tensors out."""
+class Target(Protocol):
+    """What the path of an inference request names (``http.routes.Endpoint``)."""
 
-    def parse(self, body: bytes, max_values: int) -> oip.InferRequest:
-        return oip.parse_infer_request(decode_json(body), max_values)
+    @property
+    def model(self) -> str | None: ...
 
-    def field_reader(self, request: oip.InferRequest, names: Sequence[str]) -> Callable[[str], Any]:
-        return lambda wanted: oip.tensor_field(request.inputs, names, wanted)
-
-    def prepare(self, runtime: ModelRuntime, request: oip.InferRequest) -> Prepared:
-        oip.check_outputs(request.outputs, runtime.signature)
-        return runtime.validator.from_tensors(request.inputs)
-
-    def deadline(self, request: oip.InferRequest, call: Call) -> float:
-        timeout = request.timeout_s
-        return call.deadline if timeout is None else min(call.deadline, call.received + timeout)
-
-    def encode(
-        self,
-        runtime: ModelRuntime,
-        request: oip.InferRequest,
-        request_id: str,
-        outputs: Outputs,
-        start: int,
-        stop: int,
-    ) -> bytes:
-        return oip.infer_response(
-            runtime.name,
-            runtime.version_text,
-            request.id or request_id,
-            outputs,
-            start,
-            stop,
-            request.outputs,
-        )
+    @property
+    def version(self) -> str | None: ...
 
 
-class RecordsFormat:
-    """JSON records (``wire.records``): ``{"instances": [...]}`` in, predictions out."""
+@dataclass(frozen=True, slots=True)
+class WireFormat:
+    """How one wire format reads an inference request and writes its answer: one function
+    per pipeline step, so that a step costs one call."""
 
-    def parse(self, body: bytes, max_values: int) -> object:
-        return records.parse_records_request(decode_json(body))
-
-    def field_reader(self, request: object, names: Sequence[str]) -> Callable[[str], Any]:
-        return lambda wanted: records.record_field(request, wanted)
-
-    def prepare(self, runtime: ModelRuntime, request: object) -> Prepared:
-        return runtime.validator.from_records(request)
-
-    def deadline(self, request: object, call: Call) -> float:
-        return call.deadline
-
-    def encode(
-        self,
-        runtime: ModelRuntime,
-        request: object,
-        request_id: str,
-        outputs: Outputs,
-        start: int,
-        stop: int,
-    ) -> bytes:
-        return records.records_response(
-            runtime.name, runtime.version_text, request_id, outputs, start, stop
-        )
+    # (decoded body, values one request may declare) -> the request
+    parse: Callable[[Any, int], Any]
+    # (request, the model's input names) -> field name -> the first row's value
+    field_reader: Callable[[Any, Sequence[str]], Callable[[str], Any]]
+    # (the version's validator, request) -> the model's input
+    prepare: Callable[[InputValidator, Any], Prepared]
+    # (model, version, request, request id, batch outputs, start, stop) -> the body
+    encode: Callable[[str, str, Any, str, Outputs, int, int], bytes]
+    # whether requests carry their own deadline (``request.timeout_s``)
+    timeouts: bool
 
 
-OIP = OipFormat()
-RECORDS = RecordsFormat()
+def _tensor_reader(request: oip.InferRequest, names: Sequence[str]) -> Callable[[str], Any]:
+    return lambda wanted: oip.tensor_field(request.inputs, names, wanted)
+
+
+def _record_reader(request: object, names: Sequence[str]) -> Callable[[str], Any]:
+    return lambda wanted: records.record_field(request, wanted)
+
+
+# The Open Inference Protocol (``wire.oip``): tensors in, tensors out.
+OIP = WireFormat(
+    oip.parse_infer_request, _tensor_reader, InputValidator.from_oip, oip.encode_response, True
+)
+# JSON records (``wire.records``): ``{"instances": [...]}`` in, predictions out.
+RECORDS = WireFormat(
+    records.parse_records_request,
+    _record_reader,
+    InputValidator.from_records,
+    records.encode_response,
+    False,
+)
 
 
 class InferencePipeline:
@@ -188,17 +178,18 @@ class InferencePipeline:
         self._recorder = recorder
         self._report = report
 
-    async def run(
-        self, fmt: WireFormat, model: str, version: str | None, call: Call, body: bytes
-    ) -> Reply:
-        """Answer ``body``, sent to ``model`` (and ``version``, if the path names one)."""
+    async def run(self, fmt: WireFormat, target: Target, call: Call, body: bytes) -> Reply:
+        """Answer ``body``, sent to ``target.model`` (and ``target.version``, if the path
+        names one). ``partial(run, fmt)`` is an endpoint's handler."""
+        model, version = target.model, target.version
+        assert model is not None
         served = self._table.deployment(model, version)
         request: Any = None
         shadows: tuple[int, ...] = ()
         if served is None:
             runtime, record = self._lookup(model, version, call)
         elif served.needs_fields:
-            request = fmt.parse(body, served.max_values)
+            request = fmt.parse(decode_json(body), served.max_values)
             runtime, record, shadows = self._choose(
                 served, call, fmt.field_reader(request, served.input_names)
             )
@@ -210,10 +201,12 @@ class InferencePipeline:
             if runtime.batcher.saturated:
                 raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
             if request is None:
-                request = fmt.parse(body, runtime.max_values)
-            prepared = fmt.prepare(runtime, request)
-            future = runtime.batcher.submit(prepared, fmt.deadline(request, call), record)
-            outputs, start, stop = await future
+                request = fmt.parse(decode_json(body), runtime.max_values)
+            prepared = fmt.prepare(runtime.validator, request)
+            deadline = call.deadline
+            if fmt.timeouts and request.timeout_s is not None:
+                deadline = min(deadline, call.received + request.timeout_s)
+            outputs, start, stop = await runtime.batcher.submit(prepared, deadline, record)
         except ModelyardError as error:
             return self._refused(error, runtime, record, prepared, call)
         finally:
@@ -223,8 +216,9 @@ class InferencePipeline:
                 served, shadows, runtime.version, (record, call.received, prepared), outputs,
                 start, stop,
             )  # fmt: skip
-        payload = fmt.encode(runtime, request, record.request_id, outputs, start, stop)
-        return Reply(200, payload, JSON, (), runtime.name, runtime.version_text, prepared.rows)
+        name, version_text = runtime.name, runtime.version_text
+        payload = fmt.encode(name, version_text, request, record.request_id, outputs, start, stop)
+        return Reply(200, payload, JSON, (), name, version_text, prepared.rows)
 
     def _lookup(
         self, model: str, version: str | None, call: Call

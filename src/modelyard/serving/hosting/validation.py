@@ -40,7 +40,13 @@ from modelyard.serving.hosting.fields import (
     value_range,
 )
 from modelyard.serving.wire.messages import names_list
-from modelyard.serving.wire.oip import ACCEPTED_DATATYPES, Tensor, datatype_of
+from modelyard.serving.wire.oip import (
+    ACCEPTED_DATATYPES,
+    InferRequest,
+    Tensor,
+    check_outputs,
+    datatype_of,
+)
 
 ModelInput = np.ndarray | dict[str, np.ndarray]
 
@@ -99,6 +105,13 @@ class InputValidator:
         return datatype_of(self.dtype) if self._matrix else None
 
     # -- protocol tensors -------------------------------------------------------------
+
+    def from_oip(self, request: InferRequest) -> Prepared:
+        """An Open Inference Protocol request: its tensors (``from_tensors``), after checking
+        that the outputs it names are the model's."""
+        if request.outputs:
+            check_outputs(request.outputs, self.signature)
+        return self.from_tensors(request.inputs)
 
     def from_tensors(self, tensors: list[Tensor]) -> Prepared:
         """One ``[rows, fields]`` tensor (fields in signature order), or one tensor per field."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import orjson
@@ -52,9 +53,11 @@ class Endpoints:
     def __init__(self, view: ServerView, *, server_version: str) -> None:
         self._view = view
         self._server_version = server_version
+        pipeline = view.pipeline
         self.handlers: dict[str, Handler] = {
-            "infer": self.infer,
-            "predict": self.predict,
+            # The inference routes are the pipeline's, with their wire format.
+            "infer": partial(pipeline.run, OIP),
+            "predict": partial(pipeline.run, RECORDS),
             "model_metadata": self.model_metadata,
             "model_ready": self.model_ready,
             "model_status": self.model_ready,
@@ -66,16 +69,6 @@ class Endpoints:
             "openapi": self.openapi,
             "feedback": self.feedback,
         }
-
-    # -- inference ----------------------------------------------------------------------
-
-    async def infer(self, route: Endpoint, call: Call, body: bytes) -> Reply:
-        assert route.model is not None
-        return await self._view.pipeline.run(OIP, route.model, route.version, call, body)
-
-    async def predict(self, route: Endpoint, call: Call, body: bytes) -> Reply:
-        assert route.model is not None
-        return await self._view.pipeline.run(RECORDS, route.model, route.version, call, body)
 
     # -- metadata and health ------------------------------------------------------------
 

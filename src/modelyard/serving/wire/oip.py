@@ -273,18 +273,19 @@ def _tensor_data(values: np.ndarray) -> Any:
     return values.ravel().tolist()
 
 
-def infer_response(
+def encode_response(
     model_name: str,
     model_version: str,
+    request: InferRequest,
     request_id: str,
     outputs: Outputs,
     start: int,
     stop: int,
-    wanted: tuple[str, ...] | None,
 ) -> bytes:
-    """The OIP ``$inference_response`` for rows ``start:stop`` of a batch's outputs."""
+    """The OIP ``$inference_response`` to ``request`` for rows ``start:stop`` of a batch's
+    outputs: its own ``id`` (else ``request_id``), the outputs it names (else all)."""
     tensors = []
-    for name in wanted or outputs:
+    for name in request.outputs or outputs:
         values = outputs[name][start:stop]
         tensors.append(
             {
@@ -298,11 +299,25 @@ def infer_response(
         {
             "model_name": model_name,
             "model_version": model_version,
-            "id": request_id,
+            "id": request.id or request_id,
             "outputs": tensors,
         },
         option=DUMP_OPTIONS,
     )
+
+
+def infer_response(
+    model_name: str,
+    model_version: str,
+    request_id: str,
+    outputs: Outputs,
+    start: int,
+    stop: int,
+    wanted: tuple[str, ...] | None,
+) -> bytes:
+    """``encode_response`` for a request with id ``request_id`` asking for ``wanted``."""
+    request = InferRequest(request_id, [], wanted)
+    return encode_response(model_name, model_version, request, request_id, outputs, start, stop)
 
 
 def tensor_metadata(signature: Signature, matrix_datatype: str | None) -> dict[str, Any]:

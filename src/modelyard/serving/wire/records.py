@@ -13,8 +13,9 @@ from modelyard.errors import MalformedRequestError
 from modelyard.serving.wire.oip import DUMP_OPTIONS, Outputs
 
 
-def parse_records_request(doc: object) -> object:
-    """The ``instances`` of a ``{"instances": [...]}`` body (checked by the validator)."""
+def parse_records_request(doc: object, max_values: int = 0) -> object:
+    """The ``instances`` of a ``{"instances": [...]}`` body (checked by the validator, which
+    counts the rows: ``max_values`` is there to match ``oip.parse_infer_request``)."""
     if type(doc) is not dict or "instances" not in doc:
         raise MalformedRequestError(
             'the request body must be a JSON object like {"instances": [{"field": value, ...}]}'
@@ -22,8 +23,14 @@ def parse_records_request(doc: object) -> object:
     return doc["instances"]
 
 
-def records_response(
-    model_name: str, model_version: str, request_id: str, outputs: Outputs, start: int, stop: int
+def encode_response(
+    model_name: str,
+    model_version: str,
+    request: object,
+    request_id: str,
+    outputs: Outputs,
+    start: int,
+    stop: int,
 ) -> bytes:
     """``{"predictions": [...]}``: one value per record (one object per record if the
     model has several outputs), as TensorFlow Serving and KServe V1 answer. A
@@ -52,6 +59,13 @@ def records_response(
         },
         option=DUMP_OPTIONS,
     )
+
+
+def records_response(
+    model_name: str, model_version: str, request_id: str, outputs: Outputs, start: int, stop: int
+) -> bytes:
+    """``encode_response`` for request ``request_id``."""
+    return encode_response(model_name, model_version, None, request_id, outputs, start, stop)
 
 
 def record_field(instances: object, wanted: str) -> Any:
