@@ -234,6 +234,7 @@ def modelyard_spec(
     label: str,
     description: str,
     log_inferences: bool = True,
+    source: Path | None = None,
     **serving: str,
 ) -> ServerSpec:
     env = {
@@ -241,6 +242,8 @@ def modelyard_spec(
         "MODELYARD_MONITORING__WAL_DIR": str(out / "wal" / f"{label}-{port}"),
         "MODELYARD_MONITORING__LOG_SAMPLE_RATE": "1.0",
     }
+    if source is not None:  # another copy of modelyard's code (``--compare-src``)
+        env["PYTHONPATH"] = str(source)
     if inference_logging_switch():
         env["MODELYARD_MONITORING__LOG_INFERENCES"] = "true" if log_inferences else "false"
     env.update({f"MODELYARD_SERVING__{k.upper()}": v for k, v in serving.items()})
@@ -760,6 +763,22 @@ def build_jobs(
                         count_logged=True,
                     )
                 )
+            if args.compare_src is not None:
+                source = args.compare_src.resolve()
+                jobs.append(
+                    Job(
+                        "modelyard-compare",
+                        lambda port, source=source: modelyard_spec(
+                            prep,
+                            out,
+                            port,
+                            label="modelyard-compare",
+                            description=f"modelyard from {source}, 2 workers",
+                            source=source,
+                        ),  # fmt: skip
+                        count_logged=True,
+                    )
+                )
         elif name == "fastapi-ort":
             jobs.append(Job(name, lambda port: fastapi_spec(prep, port, "ort")))
         elif name == "constant":
@@ -978,6 +997,19 @@ def report(summaries: list[Summary], logging_note: str) -> str:
             f"{without.median('p50_ms'):.3f} ms without (difference {delta * 1000:+.0f} us; "
             "max wait 500 us)"
         )
+    compare = next((s for s in summaries if s.server == "modelyard-compare"), None)
+    if main is not None and compare is not None:
+        this, that = main.median("rps"), compare.median("rps")
+        lines.append(
+            f"- this code against {compare.description.split(', ')[0]}: {this:,.0f} req/s "
+            f"against {that:,.0f}, {paired_ratio(main, compare):.3f}x (median of the rounds' "
+            f"ratios); p99 {main.median('p99_ms'):.2f} ms against {compare.median('p99_ms'):.2f} ms"
+        )
+        if baseline is not None and base_rps:
+            lines.append(
+                f"  against FastAPI + onnxruntime: this code {paired_ratio(main, baseline):.2f}x, "
+                f"the other {paired_ratio(compare, baseline):.2f}x (medians of the rounds' ratios)"
+            )
     nolog = next((s for s in summaries if s.server == "modelyard-nolog"), None)
     if main is not None and nolog is not None:
         on, off = main.median("rps"), nolog.median("rps")
@@ -1006,6 +1038,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-batching-compare", dest="batching_compare", action="store_false")
     parser.add_argument("--no-logging-compare", dest="logging_compare", action="store_false")
     parser.add_argument("--no-python-loadgen", dest="python_loadgen", action="store_false")
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        default=None,
+        help="also serve modelyard from this source directory (another checkout's src/, "
+        "put first on PYTHONPATH) in every round, and report the paired ratio",
+    )
     parser.add_argument(
         "--open-loop-rate",
         type=float,

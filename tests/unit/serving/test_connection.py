@@ -31,7 +31,7 @@ class StubApp:
         if self.hold is not None:
             await self.hold
         call = Call("id-1", method, path, headers, 0.0, 0.0, 1.0)
-        return Answer(call, "live", Reply(200, b"ok"), [(b"content-length", b"2")], 0.0)
+        return call, "live", Reply(200, b"ok"), [(b"content-length", b"2")], 0.0
 
     def record(self, answer: Answer) -> None:
         self.recorded += 1

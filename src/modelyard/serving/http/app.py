@@ -27,7 +27,6 @@ import contextlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,15 +77,10 @@ _FLUSH_S = 0.2
 _PUBLISH_S = 1.0
 
 
-@dataclass(slots=True)
-class Answer:
-    """A request's answer, ready to write: status, headers and body."""
-
-    call: Call
-    endpoint: str  # the route's endpoint; empty when the path named none
-    reply: Reply
-    headers: Headers
-    started: float  # time.perf_counter() when the request came in
+# A request's answer, ready to write: its call, its endpoint (empty when the path named
+# none), the reply, the response headers, and time.perf_counter() when it came in. A
+# plain tuple: one fewer object built per request than a class (~400 instructions).
+Answer = tuple[Call, str, Reply, Headers, float]
 
 
 class InferenceLog(InferenceRecorder, Protocol):
@@ -258,14 +252,9 @@ class ServingApp:
         answer = await self.handle(scope["method"], scope["path"], scope["headers"], receive)
         if answer is None:
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": answer.reply.status,
-                "headers": answer.headers,
-            }
-        )
-        await send({"type": "http.response.body", "body": answer.reply.payload})
+        reply, headers = answer[2], answer[3]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.payload})
         self.record(answer)
 
     async def handle(
@@ -348,15 +337,15 @@ class ServingApp:
             response_headers.append((b"x-model-version", reply.version.encode()))
         if reply.extra:
             response_headers.extend(reply.extra)
-        return Answer(call, endpoint, reply, response_headers, started)
+        return call, endpoint, reply, response_headers, started
 
     def record(self, answer: Answer) -> None:
         """Count a written answer in /metrics and the JSON log."""
-        call, reply = answer.call, answer.reply
+        call, endpoint, reply, _, started = answer
         status = reply.status
-        elapsed = time.perf_counter() - answer.started
+        elapsed = time.perf_counter() - started
         self.metrics.request(reply.model, reply.version, status, elapsed, reply.code)
-        if status >= 400 or answer.endpoint not in QUIET:
+        if status >= 400 or endpoint not in QUIET:
             level = "info" if status < 400 else ("warning" if status < 500 else "error")
             fields: dict[str, Any] = {
                 "request_id": call.request_id,

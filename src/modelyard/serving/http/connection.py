@@ -259,9 +259,9 @@ class HttpConnection(asyncio.Protocol):
             self._app.record(answer)
             return
         close = self._closing or not request.keep_alive
-        reply = answer.reply
+        reply = answer[2]
         parts = [STATUS_LINES[reply.status]]
-        for name, value in answer.headers:
+        for name, value in answer[3]:
             parts += (name, b": ", value, b"\r\n")
         parts.append(self._default_headers())
         if close:
