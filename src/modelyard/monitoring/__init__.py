@@ -5,7 +5,13 @@ ports of ``repository`` (``sql.SqlMonitoringRepository(db)`` on the metadata dat
 ``InMemoryMonitoringRepository`` in memory, for tests).
 """
 
-from modelyard.monitoring.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift
+from modelyard.monitoring.drift import (
+    DriftConfig,
+    DriftReport,
+    FeatureDrift,
+    MultivariateDrift,
+    detect_drift,
+)
 from modelyard.monitoring.feedback import (
     FeedbackItem,
     FeedbackResult,
@@ -30,7 +36,6 @@ from modelyard.monitoring.inference_log.storage import (
 )
 from modelyard.monitoring.inference_log.wal import WriteAheadLog
 from modelyard.monitoring.memory import InMemoryMonitoringRepository
-from modelyard.monitoring.multivariate import MultivariateDrift
 from modelyard.monitoring.repository import (
     AlertRepository,
     DriftResults,

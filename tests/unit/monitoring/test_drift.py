@@ -15,7 +15,7 @@ from scipy.spatial import distance
 
 from modelyard.errors import ValidationError
 from modelyard.monitoring import DriftConfig, DriftReport, detect_drift
-from modelyard.monitoring import univariate as uv
+from modelyard.monitoring.drift import univariate as uv
 
 Window = dict[str, Any]
 CATEGORIES = np.array(["red", "green", "blue", "grey"], dtype=object)

@@ -45,9 +45,9 @@ import numpy as np
 import numpy.typing as npt
 
 from modelyard.errors import ValidationError
-from modelyard.monitoring import multivariate, samples, univariate
-from modelyard.monitoring.multivariate import MultivariateDrift
-from modelyard.monitoring.samples import CategoricalColumn, Column, NumericColumn
+from modelyard.monitoring.drift import multivariate, samples, univariate
+from modelyard.monitoring.drift.multivariate import MultivariateDrift
+from modelyard.monitoring.drift.samples import CategoricalColumn, Column, NumericColumn
 
 FloatArray = npt.NDArray[np.float64]
 Correction = Literal["bonferroni", "bh", "none"]
