@@ -19,6 +19,7 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
 from modelyard.config import Settings, load_settings
+from modelyard.store.database import Database
 from modelyard.yard import Yard
 
 POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
@@ -57,6 +58,25 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         yield load_settings(home=tmp_path / "home", environ={})
     else:
         yield from _postgres_settings(tmp_path / "home")
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def contract_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database | None]:
+    """For a repository's contract test: ``None`` where the in-memory fake is under test,
+    else an open database on each backend, for the SQL adapter."""
+    if request.param == "memory":
+        yield None
+        return
+    if request.param == "sqlite":
+        opened = load_settings(home=tmp_path / "home", environ={})
+        db = Database(opened.resolved_database_url)
+        yield db
+        db.dispose()
+        return
+    for opened in _postgres_settings(tmp_path / "home"):
+        db = Database(opened.resolved_database_url)
+        yield db
+        db.dispose()
 
 
 @pytest.fixture

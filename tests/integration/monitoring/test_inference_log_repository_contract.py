@@ -8,12 +8,10 @@ unit tests run them on the fake; the fake must not drift from the SQL adapter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from modelyard.config import Settings
 from modelyard.monitoring import (
     FeedbackItem,
     InMemoryInferenceLogRepository,
@@ -26,29 +24,15 @@ from modelyard.monitoring.inference_log.record import Summary
 from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
 from modelyard.store.database import Database
 
-# Every test runs on the fake and on the adapter over each backend of the shared
-# ``settings`` fixture (the fake's row takes SQLite settings and leaves them unused).
-pytestmark = pytest.mark.parametrize(
-    ("backend", "settings"),
-    [
-        pytest.param("memory", "sqlite", id="memory"),
-        pytest.param("sql", "sqlite", id="sqlite"),
-        pytest.param("sql", "postgres", id="postgres", marks=pytest.mark.postgres),
-    ],
-    indirect=["settings"],
-)
-
 
 @pytest.fixture
-def log(backend: str, settings: Settings) -> Iterator[LabelledLogRepository]:
-    if backend == "memory":
-        yield InMemoryInferenceLogRepository()
-        return
-    db = Database(settings.resolved_database_url)
-    try:
-        yield SqlInferenceLogRepository(db)
-    finally:
-        db.dispose()
+def log(contract_db: Database | None) -> LabelledLogRepository:
+    """The fake, then the SQL adapter on each backend (``contract_db``)."""
+    return (
+        InMemoryInferenceLogRepository()
+        if contract_db is None
+        else SqlInferenceLogRepository(contract_db)
+    )
 
 
 def batch(

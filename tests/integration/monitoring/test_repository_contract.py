@@ -8,12 +8,10 @@ same on every backend; the unit tests that run monitoring on the fake rely on it
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from modelyard.config import Settings
 from modelyard.errors import RejectedWriteError, ValidationError
 from modelyard.monitoring.drift import DriftReport, detect_drift
 from modelyard.monitoring.memory import InMemoryMonitoringRepository
@@ -25,29 +23,15 @@ from modelyard.store.database import Database
 T0 = 1_790_000_000.0
 HOOK = "https://hooks.example/alerts"
 
-# Every test runs on the fake and on the adapter over each backend of the shared
-# ``settings`` fixture (the fake's row takes SQLite settings and leaves them unused).
-pytestmark = pytest.mark.parametrize(
-    ("backend", "settings"),
-    [
-        pytest.param("memory", "sqlite", id="memory"),
-        pytest.param("sql", "sqlite", id="sqlite"),
-        pytest.param("sql", "postgres", id="postgres", marks=pytest.mark.postgres),
-    ],
-    indirect=["settings"],
-)
-
 
 @pytest.fixture
-def repository(backend: str, settings: Settings) -> Iterator[MonitoringRepository]:
-    if backend == "memory":
-        yield InMemoryMonitoringRepository()
-        return
-    db = Database(settings.resolved_database_url)
-    try:
-        yield SqlMonitoringRepository(db)
-    finally:
-        db.dispose()
+def repository(contract_db: Database | None) -> MonitoringRepository:
+    """The fake, then the SQL adapter on each backend (``contract_db``)."""
+    return (
+        InMemoryMonitoringRepository()
+        if contract_db is None
+        else SqlMonitoringRepository(contract_db)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,11 @@ repository.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from modelyard.config import Settings
 from modelyard.errors import AliasNotFoundError, ModelNotFoundError, VersionNotFoundError
 from modelyard.registry import (
     AliasMove,
@@ -33,17 +31,6 @@ from modelyard.store.database import Database
 
 T0 = 1_700_000_000.0
 
-# Every test runs on the fake and on the adapter over each backend of the shared
-# ``settings`` fixture (the fake's row takes SQLite settings and leaves them unused).
-pytestmark = pytest.mark.parametrize(
-    ("backend", "settings"),
-    [
-        pytest.param("memory", "sqlite", id="memory"),
-        pytest.param("sql", "sqlite", id="sqlite"),
-        pytest.param("sql", "postgres", id="postgres", marks=pytest.mark.postgres),
-    ],
-    indirect=["settings"],
-)
 
 SIGNATURE = Signature(
     inputs=(
@@ -56,15 +43,11 @@ SIGNATURE = Signature(
 
 
 @pytest.fixture
-def models(backend: str, settings: Settings) -> Iterator[RegistryRepository]:
-    if backend == "memory":
-        yield InMemoryRegistryRepository()
-        return
-    db = Database(settings.resolved_database_url)
-    try:
-        yield SqlRegistryRepository(db)
-    finally:
-        db.dispose()
+def models(contract_db: Database | None) -> RegistryRepository:
+    """The fake, then the SQL adapter on each backend (``contract_db``)."""
+    return (
+        InMemoryRegistryRepository() if contract_db is None else SqlRegistryRepository(contract_db)
+    )
 
 
 def model_of(models: RegistryRepository, name: str) -> RegisteredModel:

@@ -3,13 +3,11 @@ PostgreSQL) answer the same calls with the same values."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from modelyard.config import Settings
 from modelyard.errors import RejectedWriteError
 from modelyard.store.artifacts import ArtifactRef
 from modelyard.store.database import Database
@@ -19,29 +17,11 @@ from modelyard.tracking.sql import SqlRunRepository
 
 T0 = 1_700_000_000.0
 
-# Every test runs on the fake and on the adapter over each backend of the shared
-# ``settings`` fixture (the fake's row takes SQLite settings and leaves them unused).
-pytestmark = pytest.mark.parametrize(
-    ("backend", "settings"),
-    [
-        pytest.param("memory", "sqlite", id="memory"),
-        pytest.param("sql", "sqlite", id="sqlite"),
-        pytest.param("sql", "postgres", id="postgres", marks=pytest.mark.postgres),
-    ],
-    indirect=["settings"],
-)
-
 
 @pytest.fixture
-def runs(backend: str, settings: Settings) -> Iterator[RunRepository]:
-    if backend == "memory":
-        yield InMemoryRunRepository()
-        return
-    db = Database(settings.resolved_database_url)
-    try:
-        yield SqlRunRepository(db)
-    finally:
-        db.dispose()
+def runs(contract_db: Database | None) -> RunRepository:
+    """The fake, then the SQL adapter on each backend (``contract_db``)."""
+    return InMemoryRunRepository() if contract_db is None else SqlRunRepository(contract_db)
 
 
 RUN = RunInfo(
