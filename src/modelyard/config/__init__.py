@@ -1,6 +1,7 @@
 """Configuration: one frozen ``Settings`` object per process."""
 
 from modelyard.config.settings import (
+    FeaturesSettings,
     MonitoringSettings,
     ServingSettings,
     Settings,
@@ -10,6 +11,7 @@ from modelyard.config.settings import (
 )
 
 __all__ = [
+    "FeaturesSettings",
     "MonitoringSettings",
     "ServingSettings",
     "Settings",

@@ -106,6 +106,26 @@ class MonitoringSettings(_Checked):
 
 
 @dataclass(frozen=True)
+class FeaturesSettings(_Checked):
+    """The feature store: where its online and offline data live, and how hard it may work."""
+
+    # "sqlite" (a file under <home>/features) or a Redis URL (redis://127.0.0.1:6379/0).
+    online_store: str = "sqlite"
+    offline_dir: Path | None = None  # default: <home>/features/offline (pushed events)
+    # DuckDB's memory for a point-in-time join; beyond it DuckDB spills to disk.
+    memory_limit: str = "1GB"
+    threads: int = _bounded(2, ge=1, le=256)
+    # How often the server materializes the views to the online store (0: never).
+    materialize_interval_s: float = _bounded(60.0, ge=0.0)
+    # Events this much older than the newest one seen for their entity are still applied
+    # to the streaming aggregates; older ones are counted and reported.
+    allowed_lateness_s: float = _bounded(300.0, ge=0.0)
+    push_max_events: int = _bounded(10_000, ge=1)  # per push request
+    stream_url: str | None = None  # a Redis URL whose streams the server consumes
+    stream_group: str = "modelyard"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything modelyard can be configured with; built once per process."""
 
@@ -116,6 +136,7 @@ class Settings:
     serving: ServingSettings = field(default_factory=ServingSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    features: FeaturesSettings = field(default_factory=FeaturesSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
@@ -136,6 +157,16 @@ class Settings:
         ``<home>/logs/serving.jsonl``."""
         configured = self.serving.log_path
         return configured if configured is not None else self.home / "logs" / "serving.jsonl"
+
+    @property
+    def resolved_features_dir(self) -> Path:
+        """Where the feature store keeps its files: the SQLite online store, pushed events."""
+        return self.home / "features"
+
+    @property
+    def resolved_offline_dir(self) -> Path:
+        """Where pushed events are appended, as Parquet, for the offline store."""
+        return self.features.offline_dir or self.resolved_features_dir / "offline"
 
     @property
     def resolved_artifacts_url(self) -> str:
