@@ -1,0 +1,1 @@
+"""The online store: the values and recent events served at request time."""
