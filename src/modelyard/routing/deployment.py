@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,7 @@ __all__ = [
     "Deployment",
     "DeploymentConfig",
     "Event",
+    "FeatureInputs",
     "HistoryEntry",
     "Rollout",
     "Destination",
@@ -81,6 +83,66 @@ class Shadow:
     share: float
 
 
+_FEATURE_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}:[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_DEFAULT_TYPES = (int, float, str, bool, type(None))
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """Model inputs a deployment fetches from the feature store instead of the request.
+
+    Each ``view:feature`` of ``refs`` fills the model input named after the feature; a
+    request then carries its entity's key (the views' entity key field) and the other
+    inputs. An entity the online store does not know is answered as ``on_missing``
+    says: ``"reject"`` (422 naming the entity) or ``"defaults"`` (each feature's value
+    in ``defaults``, else null).
+    """
+
+    refs: tuple[str, ...]
+    on_missing: Literal["reject", "defaults"] = "reject"
+    defaults: Mapping[str, int | float | str | bool | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        refs = tuple(self.refs)
+        object.__setattr__(self, "refs", refs)
+        object.__setattr__(self, "defaults", dict(self.defaults))
+        if not refs:
+            raise ValidationError("features must name at least one 'view:feature'")
+        for ref in refs:
+            if not isinstance(ref, str) or not _FEATURE_REF.match(ref):
+                raise ValidationError(f"features: {ref!r} is not a 'view:feature' reference")
+        names = [ref.split(":")[1] for ref in refs]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValidationError(f"features: two references fill the input(s) {doubled}")
+        if self.on_missing not in ("reject", "defaults"):
+            raise ValidationError(
+                f"features.on_missing must be 'reject' or 'defaults', got {self.on_missing!r}"
+            )
+        unknown = sorted(set(self.defaults) - set(names))
+        if unknown:
+            raise ValidationError(
+                f"features.defaults names no feature of the deployment: {unknown}"
+            )
+        for name, value in self.defaults.items():
+            if not isinstance(value, _DEFAULT_TYPES):
+                raise ValidationError(
+                    f"features.defaults[{name!r}] must be a number, string, boolean or null"
+                )
+
+    @property
+    def inputs(self) -> list[str]:
+        """The model inputs the features fill, in the order of ``refs``."""
+        return [ref.split(":")[1] for ref in self.refs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"refs": list(self.refs), "on_missing": self.on_missing, "defaults": self.defaults}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureInputs:
+        return cls(tuple(data["refs"]), data.get("on_missing", "reject"), data.get("defaults", {}))
+
+
 @dataclass(frozen=True)
 class DeploymentConfig:
     """What a deployment serves. ``canary_weight`` is a percentage (0-100) of traffic.
@@ -100,6 +162,7 @@ class DeploymentConfig:
     follow_alias: str | None = None
     log_sample_rate: float | None = None
     log_ttl_days: float | None = None
+    features: FeatureInputs | None = None
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -172,11 +235,13 @@ class DeploymentConfig:
             "follow_alias": self.follow_alias,
             "log_sample_rate": self.log_sample_rate,
             "log_ttl_days": self.log_ttl_days,
+            "features": None if self.features is None else self.features.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentConfig:
         experiment, key = data.get("experiment"), data.get("routing_key")
+        features = data.get("features")
         return cls(
             model=data["model"],
             champion=data["champion"],
@@ -188,6 +253,7 @@ class DeploymentConfig:
             follow_alias=data.get("follow_alias"),
             log_sample_rate=data.get("log_sample_rate"),
             log_ttl_days=data.get("log_ttl_days"),
+            features=None if features is None else FeatureInputs.from_dict(features),
         )
 
 

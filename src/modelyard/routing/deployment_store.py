@@ -24,6 +24,7 @@ from modelyard.routing.deployment import (
     Deployment,
     DeploymentConfig,
     Event,
+    FeatureInputs,
     HistoryEntry,
     RoutingKey,
     Shadow,
@@ -105,8 +106,10 @@ class DeploymentStore:
         routing_key: str | None = None,
         log_sample_rate: float | None = None,
         log_ttl_days: float | None = None,
+        features: FeatureInputs | None = None,
     ) -> Deployment:
-        """A new deployment serving ``champion`` of ``model`` (a version, or an alias now)."""
+        """A new deployment serving ``champion`` of ``model`` (a version, or an alias now);
+        with ``features``, those model inputs come from the feature store."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValidationError(
                 f"deployment name {name!r} is not allowed: use letters, digits, '_', '.', '-'"
@@ -118,7 +121,9 @@ class DeploymentStore:
             follow_alias=follow_alias,
             log_sample_rate=log_sample_rate,
             log_ttl_days=log_ttl_days,
+            features=features,
         )
+        self._check_features(config)
         at = self._clock()
         reason = reason or f"created serving {model}/{config.champion}"
         created = Deployment(name, config, None, 1, at, at)
@@ -314,8 +319,23 @@ class DeploymentStore:
 
     # -- helpers ----------------------------------------------------------------------
 
+    def _check_features(self, config: DeploymentConfig) -> None:
+        """Every feature a deployment fetches fills an input of its champion."""
+        if config.features is None:
+            return
+        inputs = {spec.name for spec in self.catalog.get_version(config.model, config.champion)
+                  .signature.inputs}  # fmt: skip
+        unknown = [name for name in config.features.inputs if name not in inputs]
+        if unknown:
+            raise ValidationError(
+                f"features {unknown} fill no input of {config.model}/{config.champion}; "
+                f"its inputs are {sorted(inputs)}"
+            )
+
     def _check_versions(self, old: DeploymentConfig, new: DeploymentConfig) -> None:
         """Every newly named version exists, and accepts the champion's inputs."""
+        if new.features != old.features or new.champion != old.champion:
+            self._check_features(new)
         fresh = new.versions if new.model != old.model else new.versions - old.versions
         if not fresh:
             return
