@@ -9,7 +9,8 @@ that owns it:
 * route: a deployment picks the arm (``ServedDeployment.choose``), or the path names a
   served reference or a pinned version (``ModelTable.lookup``); the request's
   ``RequestRecord`` is fixed here and travels with it unchanged;
-* validate: the version's ``InputValidator`` builds the model input;
+* validate: the version's ``InputValidator`` builds the model input (for a deployment that
+  fetches features, from the request's fields and the feature store: ``hosting.features``);
 * submit: the version's ``Batcher`` runs it in a micro-batch, whose outcome goes to the
   ``InferenceRecorder`` before anyone is answered;
 * encode: the wire format writes this request's rows.
@@ -202,7 +203,11 @@ class InferencePipeline:
                 raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
             if request is None:
                 request = fmt.parse(decode_json(body), runtime.max_values)
-            prepared = fmt.prepare(runtime.validator, request)
+            join = None if served is None else served.features
+            if join is None:
+                prepared = fmt.prepare(runtime.validator, request)
+            else:  # the rest of the model's inputs come from the feature store
+                prepared = await join.complete(fmt.prepare(join.request_validator, request))
             deadline = call.deadline
             if fmt.timeouts and request.timeout_s is not None:
                 deadline = min(deadline, call.received + request.timeout_s)

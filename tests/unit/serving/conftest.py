@@ -13,7 +13,7 @@ from modelyard.registry import InMemoryRegistryRepository, Registry
 from modelyard.registry.signature import FieldSpec, Signature
 from modelyard.routing import DeploymentStore, InMemoryDeploymentRepository
 from modelyard.serving.hosting.outcomes import Answered, Failed
-from modelyard.serving.hosting.served_deployment import ServedDeployment
+from modelyard.serving.hosting.served_deployment import FeatureSource, ServedDeployment
 from modelyard.serving.http.app import InferenceLog, ServingApp
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.store.artifacts import LocalArtifactStore
@@ -74,6 +74,7 @@ def build_app(
     *,
     inference_log: InferenceLog | None = None,
     metrics_dir: Path | None = None,
+    features: FeatureSource | None = None,
 ) -> ServingApp:
     """The app wired as ``process.worker.worker_app`` wires it, on ``stores``."""
     return ServingApp(
@@ -82,6 +83,7 @@ def build_app(
         versions=stores.registry,
         log=JsonLog(settings.resolved_log_path, worker="0"),
         deployments=stores.deployments,
+        features=features,
         inference_log=inference_log,
         metrics_dir=metrics_dir,
     )

@@ -4,7 +4,7 @@ revision, the arm and version every hook sees, shadows in ``/metrics``."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.config import Settings, load_settings
 from modelyard.monitoring import InferenceLogger, InMemoryInferenceLogRepository, LogPolicy
 from modelyard.monitoring.inference_log.policy import default_policy
-from modelyard.routing import DeploymentStore
+from modelyard.routing import DeploymentStore, FeatureInputs
+from modelyard.serving.hosting.features import Fetched
 from modelyard.serving.hosting.shadow import ShadowEvent
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.recording import InferenceLogRecorder
@@ -191,3 +192,48 @@ def test_each_deployments_log_policy_reaches_the_inference_log(
     client.run(client.app._housekeeping())
     assert logger.policy(name) == LogPolicy(sample_rate=0.1, ttl_s=None)  # 0 days: forever
     logger.close()
+
+
+class CardFeatures:
+    """A feature store that knows card c1's age and score."""
+
+    def reader(self, inputs: FeatureInputs) -> tuple[Any, str, str]:
+        def read(keys: Sequence[str], at: float) -> Fetched:
+            found = np.array([key == "c1" for key in keys])
+            values = {"age": 41.0, "score": 0.25}
+            return Fetched(
+                {n: np.array([values[n] if f else None for f in found], dtype=object)
+                 for n in inputs.inputs},
+                found,
+            )  # fmt: skip
+
+        return read, "card_id", "string"
+
+
+def test_a_request_with_only_the_entity_key_gets_its_features(
+    home: Path, tmp_path: Path, make_app: Any, recorded: Any, stores_for: Any
+) -> None:
+    with stores_for(home) as stores:
+        name = f"carded-{tmp_path.name}"[-60:]
+        refs = FeatureInputs(("card_stats:age", "card_stats:score"))
+        stores.deployments.create(name, "fraud", 1, features=refs)
+        app = make_app(
+            settings_for(home), stores, [], inference_log=recorded, features=CardFeatures()
+        )
+        client = Client(app)
+        client.run(app.startup())
+        try:
+            request = {"instances": [{"card_id": "c1", "user": 7.0, "amount": 12.5}]}
+            status, headers, body = client.post(f"/v1/models/{name}:predict", request)
+            assert (status, headers["x-model-version"]) == (200, "1"), body
+            (batch,) = recorded.answered
+            np.testing.assert_array_equal(
+                batch.model_input, np.array([[7.0, 12.5, 41.0, 0.25]], dtype=np.float32)
+            )
+            unknown = {"instances": [{"card_id": "c9", "user": 7.0, "amount": 1.0}]}
+            status, _, body = client.post(f"/v1/models/{name}:predict", unknown)
+            assert status == 422
+            assert "no features for card_id 'c9' (row 0)" in body["error"]
+        finally:
+            client.run(app.shutdown())
+            client.runner.close()

@@ -40,6 +40,7 @@ from modelyard.serving.hosting.runtime import (
 from modelyard.serving.hosting.served_deployment import (
     DeploymentFollower,
     DeploymentSource,
+    FeatureSource,
     ServedDeployment,
 )
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -190,6 +191,7 @@ class ModelManager:
         lag: Callable[[], float],
         recorder: InferenceRecorder | None = None,
         deployments: DeploymentSource | None = None,
+        features: FeatureSource | None = None,
     ) -> None:
         self.table = ModelTable(refs)
         self._recorder = recorder
@@ -208,7 +210,14 @@ class ModelManager:
         self.follower = (
             None
             if deployments is None
-            else DeploymentFollower(deployments, self.table, self._load, log)
+            else DeploymentFollower(
+                deployments,
+                self.table,
+                self._load,
+                log,
+                features=features,
+                max_rows=self._max_rows,
+            )
         )
 
     async def load_all(self) -> None:

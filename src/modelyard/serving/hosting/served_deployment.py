@@ -26,8 +26,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from modelyard.errors import ModelyardError, NotFoundError, VersionNotFoundError
-from modelyard.routing import Deployment, Destination
+from modelyard.errors import (
+    ConfigurationError,
+    ModelyardError,
+    NotFoundError,
+    VersionNotFoundError,
+)
+from modelyard.routing import Deployment, Destination, FeatureInputs
+from modelyard.serving.hosting.features import BatchedReads, FeatureJoin, FeatureReader
 from modelyard.serving.hosting.runtime import ModelRuntime
 from modelyard.serving.telemetry.jsonlog import JsonLog
 
@@ -45,6 +51,7 @@ class ServedDeployment:
     __slots__ = (
         "champion",
         "deployment",
+        "features",
         "has_shadows",
         "input_names",
         "max_values",
@@ -60,8 +67,12 @@ class ServedDeployment:
         deployment: Deployment,
         runtimes: Mapping[int, ModelRuntime],
         rng: random.Random | None = None,
+        features: FeatureJoin | None = None,
     ) -> None:
         config = deployment.config
+        # Fetches the model inputs the deployment takes from the feature store (None: all
+        # come with the request).
+        self.features = features
         self.name = deployment.name
         self.deployment = deployment
         self.runtimes = dict(runtimes)
@@ -135,6 +146,15 @@ class DeploymentSlots(Protocol):
     def remove_deployment(self, name: str) -> list[ModelRuntime]: ...
 
 
+class FeatureSource(Protocol):
+    """Where a worker reads the features its deployments fetch (the feature store)."""
+
+    def reader(self, inputs: FeatureInputs) -> tuple[FeatureReader, str, str]:
+        """A reader of every feature ``inputs`` names, and their entity's key field and
+        dtype; an unknown view or feature is a ``ModelyardError`` naming it."""
+        ...
+
+
 def describe(deployment: Deployment) -> dict[str, Any]:
     """The fields of a deployment's routing that a log line reports."""
     config = deployment.config
@@ -147,6 +167,7 @@ def describe(deployment: Deployment) -> dict[str, Any]:
         "canary_weight": config.canary_weight,
         "shadows": [[s.version, s.share] for s in config.shadows],
         "arms": deployment.arms,
+        "features": None if config.features is None else list(config.features.refs),
     }
 
 
@@ -160,9 +181,13 @@ class DeploymentFollower:
         load: Loader,
         log: JsonLog,
         *,
+        features: FeatureSource | None = None,
+        max_rows: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._features = features
+        self._max_rows = max_rows
         self._table = table
         self._load = load
         self._log = log
@@ -223,7 +248,18 @@ class DeploymentFollower:
                 or self._table.loaded(config.model, version)
                 or await self._load(config.model, version, f"deployment:{name}")
             )
-        self._table.install_deployment(ServedDeployment(deployment, runtimes))
+        join = None if config.features is None else self._join(config.features, runtimes)
+        self._table.install_deployment(ServedDeployment(deployment, runtimes, features=join))
         fields = describe(deployment)
         fields["from_revision"] = entry.revision if entry else None
         self._log.emit("info", "deployment_updated", fields)
+
+    def _join(self, inputs: FeatureInputs, runtimes: Mapping[int, ModelRuntime]) -> FeatureJoin:
+        if self._features is None:
+            raise ConfigurationError(
+                "this deployment fetches features, and this server has no feature store"
+            )
+        reader, key, dtype = self._features.reader(inputs)
+        champion = next(iter(runtimes.values()))  # loaded first; all share its inputs
+        reads = BatchedReads(reader, asyncio.get_running_loop(), None, time.time)
+        return FeatureJoin(inputs, champion.signature, key, dtype, reads, self._max_rows)

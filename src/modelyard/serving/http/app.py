@@ -41,7 +41,11 @@ from modelyard.serving.hosting.manager import ModelManager
 from modelyard.serving.hosting.outcomes import InferenceRecorder
 from modelyard.serving.hosting.policy import lag_average
 from modelyard.serving.hosting.runtime import VersionSource
-from modelyard.serving.hosting.served_deployment import DeploymentSource, ServedDeployment
+from modelyard.serving.hosting.served_deployment import (
+    DeploymentSource,
+    FeatureSource,
+    ServedDeployment,
+)
 from modelyard.serving.hosting.shadow import ShadowHook, ShadowMirror
 from modelyard.serving.http.endpoints import Endpoints
 from modelyard.serving.http.intake import (
@@ -119,6 +123,7 @@ class ServingApp:
         versions: VersionSource,
         log: JsonLog,
         deployments: DeploymentSource | None = None,
+        features: FeatureSource | None = None,
         inference_log: InferenceLog | None = None,
         feedback: Callable[[object], FeedbackResult] | None = None,
         trusted: bool = False,
@@ -141,6 +146,7 @@ class ServingApp:
             lag=lambda: self.lag_s,
             recorder=inference_log,
             deployments=deployments,
+            features=features,
         )
         self.table = self.manager.table
         self.shadows = ShadowMirror(
