@@ -61,8 +61,10 @@ def apply_definitions(
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Register the definitions of FILES: added, changed and removed views are listed; a
-    change that breaks a deployment using a view is refused and nothing is written."""
+    """Register the definitions of FILES and print what was added, changed and removed.
+
+    A change that breaks a deployment using a view is refused, and nothing is written.
+    """
     definitions = load_definitions(*files)
     context = cli_context(ctx)
     plan = context.feature_registry.apply(definitions, actor=context.actor, dry_run=dry_run)

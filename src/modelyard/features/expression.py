@@ -27,8 +27,8 @@ an AST allow-list only in numexpr#564), has no strings, datetimes or user functi
 (no ``hour_of_day``) and is a compiled dependency; ``pandas.eval`` uses numexpr or plain
 Python underneath and needs pandas, optional here; ``simpleeval`` and ``asteval``
 interpret one row at a time (microseconds per node per row, seconds for a training
-set), and asteval accepts most of Python. The subset needed here is a ~300-line
-allow-list over ``ast`` with numpy doing the arithmetic.
+set), and asteval accepts most of Python. The subset needed here is a short allow-list
+over ``ast`` with numpy doing the arithmetic.
 """
 
 from __future__ import annotations
