@@ -15,6 +15,8 @@ from functools import cached_property
 import typer
 
 from modelyard.config import Settings, load_settings
+from modelyard.features.registry import FeatureRegistry
+from modelyard.features.sql import SqlDefinitionRepository
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.repository import ModelOf
 from modelyard.monitoring.sql import SqlMonitoringRepository
@@ -44,6 +46,10 @@ class CliContext:
     def controller(self) -> RolloutController:
         """The operator's controls of rollouts (no metrics: the server judges canaries)."""
         return RolloutController(self.deployments)
+
+    @cached_property
+    def feature_registry(self) -> FeatureRegistry:
+        return FeatureRegistry(SqlDefinitionRepository(self.yard.db))
 
     @cached_property
     def inference_log(self) -> SqlInferenceLogRepository:

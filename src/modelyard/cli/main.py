@@ -18,6 +18,7 @@ from rich.markup import escape
 from modelyard.cli.bench import bench
 from modelyard.cli.context import cli_context
 from modelyard.cli.deploy import deploy_app
+from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
 from modelyard.cli.output import console, print_table, when
@@ -38,6 +39,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(alias_app, name="alias")
 app.add_typer(deploy_app)
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(features_app, name="features")
 app.command()(serve)
 app.command()(logs)
 app.command()(bench)

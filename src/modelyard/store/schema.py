@@ -310,3 +310,36 @@ deployment_history = Table(
     Column("config", Text, nullable=False),  # JSON after the change
     Index("ix_deployment_history_deployment_revision", "deployment", "revision"),
 )
+
+# -- features (migration 0007) -----------------------------------------------------
+
+# Entities, feature views and on-demand features as they stand (``kind`` says which).
+feature_definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # entity | view | on_demand
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("definition", Text, nullable=False),  # JSON: the object's to_dict()
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(255)),
+)
+
+# Every change of a definition: what it became, who and when; a removal has no definition.
+feature_definition_versions = Table(
+    "feature_definition_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(16), nullable=False),  # added | changed | removed
+    Column("digest", String(64)),
+    Column("definition", Text),
+    Column("summary", Text, nullable=False, server_default=""),
+    Column("at", Float, nullable=False),
+    Column("actor", String(255)),
+    UniqueConstraint("kind", "name", "version", "action", name="uq_feature_definition_versions"),
+)

@@ -10,7 +10,14 @@ from sqlalchemy import insert, inspect, select, text
 from modelyard.config import Settings
 from modelyard.monitoring import SqlInferenceLogRepository, read_window
 from modelyard.store.database import HEAD_REVISION, Database
-from modelyard.store.schema import inference_batches, run_latest_metrics, run_metrics, runs
+from modelyard.store.schema import (
+    feature_definition_versions,
+    feature_definitions,
+    inference_batches,
+    run_latest_metrics,
+    run_metrics,
+    runs,
+)
 
 
 def test_upgrading_from_the_first_migration_keeps_existing_runs(settings: Settings) -> None:
@@ -78,4 +85,29 @@ def test_per_request_inference_records_move_into_batches_intact(settings: Settin
     with upgraded.read() as conn:
         spans = conn.execute(select(inference_batches.c.ts_first, inference_batches.c.ts_last))
         assert all(last - first <= 60 for first, last in spans)
+    upgraded.dispose()
+
+
+def test_the_features_tables_arrive_on_an_existing_home_as_the_schema_describes(
+    settings: Settings,
+) -> None:
+    db = Database(settings.resolved_database_url, migrate=False)
+    db.upgrade("0006")
+    with db.write() as conn:
+        conn.execute(
+            insert(runs).values(id="b" * 32, name="kept", status="FINISHED", start_time=1.0)
+        )
+    db.dispose()
+
+    upgraded = Database(settings.resolved_database_url)
+    assert upgraded.current_revision() == HEAD_REVISION == "0007"
+    with upgraded.read() as conn:
+        assert conn.execute(select(runs.c.name)).scalars().all() == ["kept"]
+        inspector = inspect(conn)
+        for table in (feature_definitions, feature_definition_versions):
+            migrated = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
+            described = {c.name: c.nullable for c in table.columns}
+            assert migrated == described, table.name
+        uniques = inspector.get_unique_constraints("feature_definition_versions")
+        assert [u["column_names"] for u in uniques] == [["kind", "name", "version", "action"]]
     upgraded.dispose()
