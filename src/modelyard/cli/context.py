@@ -49,7 +49,18 @@ class CliContext:
 
     @cached_property
     def feature_registry(self) -> FeatureRegistry:
-        return FeatureRegistry(SqlDefinitionRepository(self.yard.db))
+        return FeatureRegistry(SqlDefinitionRepository(self.yard.db), used=self.features_in_use)
+
+    def features_in_use(self) -> dict[str, dict[str, set[str]]]:
+        """View -> deployment -> the features it fetches (routing's ``FeatureInputs``): what
+        ``features apply`` must not break."""
+        used: dict[str, dict[str, set[str]]] = {}
+        for deployment in self.deployments.list():
+            inputs = deployment.config.features
+            for ref in () if inputs is None else inputs.refs:
+                view, feature = ref.split(":")
+                used.setdefault(view, {}).setdefault(deployment.name, set()).add(feature)
+        return used
 
     @cached_property
     def inference_log(self) -> SqlInferenceLogRepository:
