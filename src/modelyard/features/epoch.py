@@ -65,6 +65,10 @@ def epoch_column(values: Sequence[Any] | npt.NDArray[Any], what: str) -> npt.NDA
                 raise ValidationError(f"{what} must be a finite time, got {out[row]!r} (row {row})")
             return out
         values = values.tolist()
+    if all(type(v) is float for v in values):  # epoch seconds already: check, don't convert
+        floats = np.array(values, dtype=np.float64)
+        if np.isfinite(floats).all():
+            return floats
     out = np.empty(len(values), dtype=np.float64)
     for row, value in enumerate(values):
         out[row] = epoch_seconds(value, f"{what} (row {row})")

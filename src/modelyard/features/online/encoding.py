@@ -21,8 +21,10 @@ _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 def encode_values(values: Mapping[str, Any]) -> bytes:
     """A row's values as compact JSON bytes."""
     try:
-        return orjson.dumps(values if isinstance(values, dict) else dict(values), option=_OPTIONS)
+        return orjson.dumps(values, option=_OPTIONS)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        if not isinstance(values, dict):  # another Mapping: orjson takes dicts only
+            return encode_values(dict(values))
         raise ValidationError(
             f"feature values must be numbers, strings, booleans or null: {exc}"
         ) from exc

@@ -119,6 +119,9 @@ class SqliteOnlineStore:
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
         with self._translated(what):
             conn = self._connection()
+            if conn.in_transaction:  # inside transaction(): its caller commits
+                yield conn
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -128,12 +131,21 @@ class SqliteOnlineStore:
                     conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run this thread's reads and writes in one transaction that holds the write
+        lock from the start: a push reads what its entities have seen and writes what it
+        accepted without another writer in between, and commits once."""
+        with self._write("transaction"):
+            yield
+
     # -- latest rows -------------------------------------------------------------------
 
     def put_latest(self, view: str, rows: Sequence[tuple[str, float, Mapping[str, Any]]]) -> int:
         if not rows:
             return 0
-        params = [(view, key, float(t), encode_values(values)) for key, t, values in rows]
+        # the column's REAL affinity stores an int time as a float
+        params = [(view, key, t, encode_values(values)) for key, t, values in rows]
         with self._write("put_latest") as conn:
             before = conn.total_changes
             conn.executemany(_PUT_LATEST, params)
@@ -212,6 +224,8 @@ class SqliteOnlineStore:
         """``get_latest`` and ``get_events`` of the same keys, read in one snapshot."""
         with self._translated("get_latest_and_events"):
             conn = self._connection()
+            if conn.in_transaction:
+                return self.get_latest(view, keys), self.get_events(view, keys, since)
             conn.execute("BEGIN")
             try:
                 latest = self.get_latest(view, keys)
