@@ -14,12 +14,16 @@ from the stream's **ledger**: the first online view keyed by the stream's key th
 has aggregations (its events are the ids already accepted; it is given a latest row
 per entity, whose time is the newest event seen), else a view of the stream's own,
 ``_stream.<name>`` (not a valid view name, so never a user's), which keeps exactly
-that. The ledger is written with the data, so nothing is stored twice for the
-common stream; on SQLite the read and the writes are one transaction (another
-pusher waits), on Redis two pushers of the same events at the same instant may both
-take them (the online writes are idempotent; the offline file then holds them twice
-with the same ``_event_id``). A crash between the offline file and the online
-writes has the same outcome on a retry: readers can de-duplicate on ``_event_id``.
+that. The ledger is the data itself for the common stream, so nothing is stored twice.
+
+Writes go: the other online views, the offline file, the ledger. Until the ledger is
+written a retry takes the events again, and every online write is idempotent, so a
+failure anywhere before the offline file leaves nothing a retry cannot redo; only a
+crash between the file's rename and the ledger's write makes a retry append the
+events offline a second time, with the same ``_event_id`` (readers can de-duplicate
+on it). On SQLite the read and all the writes are one transaction (a concurrent
+pusher of the same events waits, then finds them); on Redis two pushers of the same
+events at the same instant may both take them, with the same outcome.
 """
 
 from __future__ import annotations
@@ -157,8 +161,7 @@ def push(
     A stream no view reads is a ``FeatureViewNotFoundError``; a bad batch a
     ``ValidationError``, before anything is written."""
     source, readers = _stream_and_readers(stream, views)
-    key_column, key_dtype = _stream_key(source, readers)
-    batch = event_batch(source, key_column, key_dtype, events)
+    batch = check_events(source, readers, events)
     if max_events is not None and len(batch) > max_events:
         raise ValidationError(
             f"a push carries at most {max_events} events, got {len(batch)}: split it"
@@ -168,7 +171,7 @@ def push(
     if not len(batch):
         return PushResult(source.name, 0)
 
-    ledger = ledger_view(source.name, online, key_column)
+    ledger = ledger_view(source.name, online, batch.key_column)
     transaction = getattr(store, "transaction", None)
     with transaction() if transaction is not None else nullcontext():
         newest_seen, known_ids = _seen(store, ledger, batch)
@@ -177,11 +180,14 @@ def push(
         )
         path = None
         if arrivals.accepted:
+            # Until the ledger is written (committed, in a transaction) a retry takes the
+            # events again: the offline file goes just before that.
+            in_transaction = transaction is not None
+            writes = (store, online, ledger, batch, view_keys, arrivals)
+            _write_online(*writes, views=True, the_ledger=in_transaction)
             path = append_offline(batch, arrivals.accepted, offline_dir, now)
-            for view in online:
-                _write_view(store, view, batch, view_keys[view.name], arrivals, view.name == ledger)
-            if ledger == stream_view(source.name):
-                _write_ledger(store, ledger, batch, arrivals)
+            if not in_transaction:
+                _write_online(*writes, views=False, the_ledger=True)
     return PushResult(
         source.name,
         len(arrivals.accepted),
@@ -192,6 +198,22 @@ def push(
         ),
         path,
     )
+
+
+def check_events(
+    stream: StreamSource | str,
+    views: Mapping[str, FeatureView] | Iterable[FeatureView],
+    events: Any,
+) -> EventBatch:
+    """``events`` checked as ``push`` checks them, writing nothing (the stream consumer
+    uses it to tell which messages of a refused batch are bad)."""
+    source, readers = _stream_and_readers(stream, views)
+    key_column, key_dtype = _stream_key(source, readers)
+    batch = event_batch(source, key_column, key_dtype, events)
+    for view in readers:
+        if view.online:
+            _view_keys(view, batch)
+    return batch
 
 
 def trim_stream_events(
@@ -343,6 +365,27 @@ def _write_view(
             view.name,
             list(map(Event, pick(keys), pick(times), pick(batch.ids), values)),
         )
+
+
+def _write_online(
+    store: OnlineStore,
+    online: list[FeatureView],
+    ledger: str,
+    batch: EventBatch,
+    view_keys: Mapping[str, list[str]],
+    arrivals: Arrivals,
+    *,
+    views: bool,
+    the_ledger: bool,
+) -> None:
+    """Write the accepted events to the online views other than the ledger (``views``),
+    to the ledger (``the_ledger``), or both."""
+    for view in online:
+        is_ledger = view.name == ledger
+        if the_ledger if is_ledger else views:
+            _write_view(store, view, batch, view_keys[view.name], arrivals, is_ledger)
+    if the_ledger and ledger == stream_view(batch.stream.name):
+        _write_ledger(store, ledger, batch, arrivals)
 
 
 def _write_ledger(store: OnlineStore, ledger: str, batch: EventBatch, arrivals: Arrivals) -> None:
