@@ -44,11 +44,15 @@ _FALSE = {"false", "0", "no", "f"}
 
 
 def decode_message(
-    message_id: str, fields: Mapping[bytes, bytes], types: Mapping[str, Dtype]
+    message_id: str,
+    fields: Mapping[bytes, bytes],
+    types: Mapping[str, Dtype],
+    event_time: str = "event_time",
 ) -> dict[str, Any]:
     """One message as an event (a dict of columns): the JSON of its ``data`` field, or its
-    fields read as ``types`` says (text for anything undeclared: the push check then
-    names it). Its event id is ``message_id`` unless it carries one."""
+    fields read as ``types`` says, ``event_time`` as epoch seconds if it is a number
+    (else as an ISO-8601 text), anything undeclared as text (the push check then names
+    it). Its event id is ``message_id`` unless it carries one."""
     if len(fields) == 1 and next(iter(fields)) in JSON_FIELDS:
         try:
             event = orjson.loads(next(iter(fields.values())))
@@ -62,9 +66,20 @@ def decode_message(
         event = {}
         for raw_name, raw_value in fields.items():
             name = raw_name.decode(errors="replace")
-            event[name] = _text_value(raw_value.decode(errors="replace"), types.get(name), name)
+            text = raw_value.decode(errors="replace")
+            if name == event_time:
+                event[name] = _time_value(text)
+            else:
+                event[name] = _text_value(text, types.get(name), name)
     event.setdefault(EVENT_ID, message_id)
     return event
+
+
+def _time_value(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _text_value(text: str, dtype: Dtype | None, name: str) -> Any:
@@ -145,8 +160,10 @@ class StreamConsumer:
         self._claim_cursor = "0-0"
         self._own_pending = True  # re-read what this consumer was given before a restart
         self.stats = ConsumerStats()
-        source = check_events(stream, self._views, []).stream
-        self._types: dict[str, Dtype] = {f.name: f.dtype for f in source.fields}
+        schema = check_events(stream, self._views, [])
+        self._types: dict[str, Dtype] = {f.name: f.dtype for f in schema.stream.fields}
+        self._types.setdefault(schema.key_column, schema.key_dtype)
+        self._event_time = schema.stream.event_time
         self._errors: Any = _redis_errors()
         self._ensure_group(start_id)
 
@@ -218,7 +235,7 @@ class StreamConsumer:
         dead: list[tuple[str, dict[bytes, bytes], str]] = []
         for message_id, fields in messages:
             try:
-                events.append(decode_message(message_id, fields, self._types))
+                events.append(decode_message(message_id, fields, self._types, self._event_time))
                 ids.append(message_id)
             except ValidationError as exc:
                 dead.append((message_id, fields, exc.message))
