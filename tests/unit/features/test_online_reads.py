@@ -22,7 +22,7 @@ from modelyard.features.definitions import (
     StreamSource,
 )
 from modelyard.features.online.memory import InMemoryOnlineStore
-from modelyard.features.online.reads import get_online_features
+from modelyard.features.online.reads import OnlineQuery, get_online_features
 from modelyard.features.online.store import Event, LatestRow
 
 T = 1_700_000_000.0
@@ -267,3 +267,15 @@ def test_aggregates_match_the_definition(
         assert got.columns["n_sum_1h"][position] == sum(last_hour)
         assert got.columns["n_max_1h"][position] == (max(last_hour) if last_hour else None)
         assert got.found["activity"][position] == bool(last_hour)
+
+
+def test_a_query_planned_once_reads_again_and_again(store: CountingStore) -> None:
+    query = OnlineQuery(VIEWS, ["activity:count_10m", "profile:age"])
+
+    first = query.read(store, ["c1"], T)
+    second = query.read(store, ["c2", "c1"], T - 50)
+
+    assert list(first.columns) == ["count_10m", "age"]  # in the order asked
+    assert first.columns == {"count_10m": [1], "age": [30]}
+    assert second.columns == {"count_10m": [0, 0], "age": [41, 30]}  # e1 is after T - 50
+    assert query.dtypes == {"count_10m": "int64", "age": "int64"}

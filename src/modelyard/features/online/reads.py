@@ -31,6 +31,7 @@ from modelyard.features.online.keys import key_texts
 from modelyard.features.online.store import Event, LatestRow, OnlineStore
 from modelyard.features.windows import aggregate, horizon
 
+_EMPTY: Mapping[str, Any] = {}
 EntityKeys = Sequence[Any] | npt.NDArray[Any] | Mapping[str, Sequence[Any] | npt.NDArray[Any]]
 
 
@@ -79,23 +80,73 @@ def get_online_features(
     ``entity_keys`` is one key per entity (every view is keyed by it), or a mapping from
     an entity's key column to its keys (views of several entities in one call). An
     unknown view or feature is a ``FeatureViewNotFoundError``; a view that is not online
-    or a key column that is missing is a ``ValidationError``."""
-    t = epoch_seconds(at, "the time of an online read")
-    by_name = dict(views) if isinstance(views, Mapping) else {v.name: v for v in views}
-    wanted = _group(parse_refs(refs), by_name)
-    names = _column_names(wanted, full_names)
-    n = _entity_count(entity_keys)
-    columns: dict[str, list[Any]] = {}
-    dtypes: dict[str, Dtype] = {}
-    found: dict[str, list[bool]] = {}
-    for view, refs_of_view in wanted.values():
-        keys = _keys_for(view, entity_keys, n)
-        values, found[view.name] = _read_view(store, view, refs_of_view, keys, t)
-        for ref in refs_of_view:
-            name = names[ref]
-            columns[name] = values[ref.feature]
-            dtypes[name] = view.dtype_of(ref.feature)
-    return OnlineFeatures(columns, dtypes, found)
+    or a key column that is missing is a ``ValidationError``. A caller that reads the
+    same features again and again (serving) builds their ``OnlineQuery`` once."""
+    return OnlineQuery(views, refs, full_names=full_names).read(store, entity_keys, at)
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    """What to read from one view and where its values go."""
+
+    view: FeatureView
+    plain: tuple[str, ...]  # plain features asked for
+    aggregations: tuple[Aggregation, ...]  # aggregations asked for
+    ints: frozenset[str]  # aggregations served as int64
+    since: float  # how far back events matter, before the read's time
+    names: tuple[tuple[str, str], ...]  # (feature, output column)
+
+
+class OnlineQuery:
+    """The reads of a fixed list of features, checked and planned once: ``read`` then only
+    reads. Serving holds one per deployment."""
+
+    def __init__(
+        self,
+        views: Mapping[str, FeatureView] | Iterable[FeatureView],
+        refs: Sequence[str | FeatureRef],
+        *,
+        full_names: bool = False,
+    ) -> None:
+        by_name = dict(views) if isinstance(views, Mapping) else {v.name: v for v in views}
+        wanted = _group(parse_refs(refs), by_name)
+        names = _column_names(wanted, full_names)
+        self.dtypes: dict[str, Dtype] = {}
+        plans = []
+        for view, asked_refs in wanted.values():
+            asked = {ref.feature for ref in asked_refs}
+            aggregations = tuple(a for a in view.aggregations if a.feature_name in asked)
+            plans.append(
+                _ViewPlan(
+                    view,
+                    tuple(f.name for f in view.features if f.name in asked),
+                    aggregations,
+                    frozenset(
+                        a.feature_name
+                        for a in aggregations
+                        if view.dtype_of(a.feature_name) == "int64"
+                    ),
+                    horizon(aggregations),
+                    tuple((ref.feature, names[ref]) for ref in asked_refs),
+                )
+            )
+            for ref in asked_refs:
+                self.dtypes[names[ref]] = view.dtype_of(ref.feature)
+        self._plans = tuple(plans)
+        self.columns = [names[ref] for _, refs_of_view in wanted.values() for ref in refs_of_view]
+
+    def read(self, store: OnlineStore, entity_keys: EntityKeys, at: Any) -> OnlineFeatures:
+        """The features of ``entity_keys`` as of ``at``: one store round trip per view."""
+        t = epoch_seconds(at, "the time of an online read")
+        n = _entity_count(entity_keys)
+        columns: dict[str, list[Any]] = {}
+        found: dict[str, list[bool]] = {}
+        for plan in self._plans:
+            keys = _keys_for(plan.view, entity_keys, n)
+            values, found[plan.view.name] = _read_view(store, plan, keys, t)
+            for feature, name in plan.names:
+                columns[name] = values[feature]
+        return OnlineFeatures({name: columns[name] for name in self.columns}, self.dtypes, found)
 
 
 def _group(
@@ -162,15 +213,13 @@ def _keys_for(view: FeatureView, entity_keys: EntityKeys, n: int) -> list[str]:
 
 
 def _read_view(
-    store: OnlineStore, view: FeatureView, refs: list[FeatureRef], keys: list[str], t: float
+    store: OnlineStore, plan: _ViewPlan, keys: list[str], t: float
 ) -> tuple[dict[str, list[Any]], list[bool]]:
-    asked = {ref.feature for ref in refs}
-    plain = [f.name for f in view.features if f.name in asked]
-    aggregations = [a for a in view.aggregations if a.feature_name in asked]
+    view, plain, aggregations = plan.view, plan.plain, plan.aggregations
     unique = list(dict.fromkeys(keys))
     latest: list[LatestRow | None] = []
     events: list[list[Event]] = []
-    since = t - horizon(aggregations)
+    since = t - plan.since
     both = getattr(store, "get_latest_and_events", None)
     if plain and aggregations and both is not None:
         latest, events = both(view.name, unique, since)
@@ -179,25 +228,27 @@ def _read_view(
             latest = store.get_latest(view.name, unique)
         if aggregations:
             events = store.get_events(view.name, unique, since)
-    position = {key: i for i, key in enumerate(unique)}
     values: dict[str, list[Any]] = {}
-    found_unique = [False] * len(unique)
+    found = [False] * len(unique)
     if plain:
         fresh = [_fresh(row, view.ttl_s, t) for row in latest]
+        rows: list[Mapping[str, Any]] = [_EMPTY if row is None else row.values for row in fresh]
         for name in plain:
-            values[name] = [None if row is None else row.values.get(name) for row in fresh]
-        found_unique = [row is not None for row in fresh]
+            values[name] = [row.get(name) for row in rows]
+        found = [row is not None for row in fresh]
     if aggregations:
-        ints = {a.feature_name for a in aggregations if view.dtype_of(a.feature_name) == "int64"}
-        computed = [_aggregate(es, aggregations, ints, t) for es in events]
+        computed = [_aggregate(es, aggregations, plan.ints, t) for es in events]
         for aggregation in aggregations:
             name = aggregation.feature_name
             values[name] = [c[0][name] for c in computed]
-        found_unique = [a or c[1] for a, c in zip(found_unique, computed, strict=True)]
+        found = [a or c[1] for a, c in zip(found, computed, strict=True)]
+    if len(unique) == len(keys):  # no key asked twice: already in the order asked
+        return values, found
+    position = {key: i for i, key in enumerate(unique)}
     order = [position[key] for key in keys]
     return (
         {name: [column[i] for i in order] for name, column in values.items()},
-        [found_unique[i] for i in order],
+        [found[i] for i in order],
     )
 
 
@@ -210,7 +261,7 @@ def _fresh(row: LatestRow | None, ttl: float | None, t: float) -> LatestRow | No
 
 
 def _aggregate(
-    events: list[Event], aggregations: list[Aggregation], ints: set[str], t: float
+    events: list[Event], aggregations: Sequence[Aggregation], ints: frozenset[str], t: float
 ) -> tuple[dict[str, Any], bool]:
     times = np.fromiter((e.event_time for e in events), dtype=np.float64, count=len(events))
     used = {a.column for a in aggregations if a.column is not None}
