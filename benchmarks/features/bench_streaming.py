@@ -12,6 +12,7 @@ appends a Parquet file offline and writes the view's events and latest rows onli
 The process is pinned to one core (``sched_setaffinity``). Figures: events/s over
 wall time and over this process's CPU time, for events carrying their ids (as a
 stream's messages do) and for events whose ids are derived from their content.
+``--dir /dev/shm`` puts the stores on tmpfs, to tell the CPU's share from the disk's.
 ``--consumer`` adds the Redis Streams consumer: the events ``XADD``-ed to a stream
 first, then read, pushed and acknowledged by one ``StreamConsumer``.
 
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--consumer", action="store_true", help="also the Redis Streams consumer")
     parser.add_argument("--no-feast", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--dir", type=Path, help="where the stores live (default: a temp dir)")
     args = parser.parse_args()
     core = None if args.core < 0 else args.core
     if core is not None:
@@ -223,7 +225,7 @@ def main() -> None:
         "push, ids derived": generate(args.events, args.cards, with_ids=False),
     }
     rounds: dict[str, list[dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
         for round_ in range(args.repeat):
             for name, batches in workloads.items():
