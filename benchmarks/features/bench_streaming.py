@@ -12,6 +12,7 @@ appends a Parquet file offline and writes the view's events and latest rows onli
 The process is pinned to one core (``sched_setaffinity``). Figures: events/s over
 wall time and over this process's CPU time, for events carrying their ids (as a
 stream's messages do) and for events whose ids are derived from their content.
+``--in-sequence`` draws each push's cards as consecutive keys (writes with locality),
 ``--dir /dev/shm`` puts the stores on tmpfs, to tell the CPU's share from the disk's.
 ``--consumer`` adds the Redis Streams consumer: the events ``XADD``-ed to a stream
 first, then read, pushed and acknowledged by one ``StreamConsumer``.
@@ -69,10 +70,15 @@ CARD_ACTIVITY = FeatureView(
 )
 
 
-def generate(events: int, cards: int, with_ids: bool) -> list[list[dict[str, Any]]]:
-    """The events, in batches of 1,000 (the same for every run: seed 0)."""
+def generate(
+    events: int, cards: int, with_ids: bool, in_sequence: bool = False
+) -> list[list[dict[str, Any]]]:
+    """The events, in batches of 1,000 (the same for every run: seed 0); cards at random,
+    or in sequence (each push's cards consecutive keys)."""
     rng = np.random.default_rng(0)
     card = rng.integers(0, cards, events)
+    if in_sequence:
+        card = np.arange(events) % cards
     amount = np.round(rng.lognormal(3, 1, events), 2)
     merchant = rng.integers(0, 5_000, events)
     channel = rng.integers(0, 3, events)
@@ -212,6 +218,9 @@ def main() -> None:
     parser.add_argument("--no-feast", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--dir", type=Path, help="where the stores live (default: a temp dir)")
+    parser.add_argument(
+        "--in-sequence", action="store_true", help="cards in sequence, not at random"
+    )
     args = parser.parse_args()
     core = None if args.core < 0 else args.core
     if core is not None:
@@ -221,8 +230,8 @@ def main() -> None:
         print(f"(no Feast venv at {FEAST_PYTHON}: run bench_online.py --setup)", file=sys.stderr)
 
     workloads = {
-        "push, ids given": generate(args.events, args.cards, with_ids=True),
-        "push, ids derived": generate(args.events, args.cards, with_ids=False),
+        "push, ids given": generate(args.events, args.cards, True, args.in_sequence),
+        "push, ids derived": generate(args.events, args.cards, False, args.in_sequence),
     }
     rounds: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
