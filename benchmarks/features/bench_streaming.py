@@ -71,10 +71,10 @@ CARD_ACTIVITY = FeatureView(
 
 
 def generate(
-    events: int, cards: int, with_ids: bool, in_sequence: bool = False
+    events: int, cards: int, with_ids: bool, in_sequence: bool = False, batch: int = 1_000
 ) -> list[list[dict[str, Any]]]:
-    """The events, in batches of 1,000 (the same for every run: seed 0); cards at random,
-    or in sequence (each push's cards consecutive keys)."""
+    """The events, in pushes of ``batch`` (the same for every run: seed 0); cards at
+    random, or in sequence (each push's cards consecutive keys)."""
     rng = np.random.default_rng(0)
     card = rng.integers(0, cards, events)
     if in_sequence:
@@ -93,7 +93,7 @@ def generate(
         }
         for i in range(events)
     ]
-    return [rows[i : i + 1_000] for i in range(0, events, 1_000)]
+    return [rows[i : i + batch] for i in range(0, events, batch)]
 
 
 def run_push(batches: list[list[dict[str, Any]]], work: Path) -> dict[str, float]:
@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--no-feast", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--dir", type=Path, help="where the stores live (default: a temp dir)")
+    parser.add_argument("--batch", type=int, default=1_000, help="events per push")
     parser.add_argument(
         "--in-sequence", action="store_true", help="cards in sequence, not at random"
     )
@@ -230,8 +231,8 @@ def main() -> None:
         print(f"(no Feast venv at {FEAST_PYTHON}: run bench_online.py --setup)", file=sys.stderr)
 
     workloads = {
-        "push, ids given": generate(args.events, args.cards, True, args.in_sequence),
-        "push, ids derived": generate(args.events, args.cards, False, args.in_sequence),
+        "push, ids given": generate(args.events, args.cards, True, args.in_sequence, args.batch),
+        "push, ids derived": generate(args.events, args.cards, False, args.in_sequence, args.batch),
     }
     rounds: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -251,7 +252,7 @@ def main() -> None:
 
     print(
         f"\nStreaming into SQLite: {args.events:,} events over {args.cards:,} cards, pushes "
-        f"of 1,000, one core{'' if core is None else f' (core {core})'}; "
+        f"of {args.batch:,}, one core{'' if core is None else f' (core {core})'}; "
         f"median of {args.repeat} round(s)\n"
     )
     print("| run | events/s (wall) | events/s (CPU) | seconds |")
