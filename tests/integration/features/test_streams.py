@@ -140,6 +140,32 @@ def test_a_consumer_that_died_before_writing_is_taken_over(
     broken.close()
 
 
+def test_a_failed_poll_is_retried_by_the_same_consumer(
+    client: redis.Redis, key: str, tmp_path: Path
+) -> None:
+    class Flaky(SqliteOnlineStore):
+        away = True
+
+        def add_events(self, view: str, events: Any) -> int:
+            if self.away:
+                raise StoreError("the online store is away")
+            return super().add_events(view, events)
+
+    flaky = Flaky(tmp_path / "online.sqlite")
+    reader = consumer(client, key, flaky, tmp_path, claim_idle_ms=None)
+    for i in range(3):
+        add(client, key, "c1", i, 1.0)
+    with pytest.raises(StoreError, match="away"):
+        reader.poll_once()
+
+    flaky.away = False
+    done = reader.poll_once()
+
+    assert (done.messages, done.accepted) == (3, 3)
+    assert (reader.stats.failures, pending(client, key)) == (1, 0)
+    flaky.close()
+
+
 def test_a_redelivered_message_that_was_already_written_adds_nothing(
     client: redis.Redis, key: str, store: SqliteOnlineStore, tmp_path: Path
 ) -> None:
