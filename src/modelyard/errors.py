@@ -101,7 +101,7 @@ class AliasNotFoundError(NotFoundError):
 
 
 class FeatureViewNotFoundError(NotFoundError):
-    """No feature view (or on-demand feature, or entity) of that name is defined."""
+    """No feature view (or feature of one, on-demand feature or entity) of that name."""
 
     code = "feature_view_not_found"
 
