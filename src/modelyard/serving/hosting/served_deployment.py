@@ -248,18 +248,21 @@ class DeploymentFollower:
                 or self._table.loaded(config.model, version)
                 or await self._load(config.model, version, f"deployment:{name}")
             )
-        join = None if config.features is None else self._join(config.features, runtimes)
+        join = None if config.features is None else await self._join(config.features, runtimes)
         self._table.install_deployment(ServedDeployment(deployment, runtimes, features=join))
         fields = describe(deployment)
         fields["from_revision"] = entry.revision if entry else None
         self._log.emit("info", "deployment_updated", fields)
 
-    def _join(self, inputs: FeatureInputs, runtimes: Mapping[int, ModelRuntime]) -> FeatureJoin:
+    async def _join(
+        self, inputs: FeatureInputs, runtimes: Mapping[int, ModelRuntime]
+    ) -> FeatureJoin:
         if self._features is None:
             raise ConfigurationError(
                 "this deployment fetches features, and this server has no feature store"
             )
-        reader, key, dtype = self._features.reader(inputs)
+        loop = asyncio.get_running_loop()  # the reader reads the definitions: off the loop
+        reader, key, dtype = await loop.run_in_executor(None, self._features.reader, inputs)
         champion = next(iter(runtimes.values()))  # loaded first; all share its inputs
-        reads = BatchedReads(reader, asyncio.get_running_loop(), None, time.time)
+        reads = BatchedReads(reader, loop, None, time.time)
         return FeatureJoin(inputs, champion.signature, key, dtype, reads, self._max_rows)

@@ -110,7 +110,9 @@ class ServingApp:
     deployment of ``deployments``, in this process.
 
     ``inference_log`` records every outcome (None: not logging); ``feedback`` stores
-    posted labels (a blocking call, run off the event loop; None: no feedback route).
+    posted labels (a blocking call, run off the event loop; None: no feedback route);
+    ``features`` reads the features deployments fetch, ``feature_push`` applies pushed
+    events (None: no feature store).
     ``on_shadow`` hooks see each shadow comparison (see ``hosting.shadow``).
     ``start_draining()`` turns readiness off (the server calls it on SIGTERM).
     """
@@ -126,6 +128,7 @@ class ServingApp:
         features: FeatureSource | None = None,
         inference_log: InferenceLog | None = None,
         feedback: Callable[[object], FeedbackResult] | None = None,
+        feature_push: Callable[[object], dict[str, Any]] | None = None,
         trusted: bool = False,
         metrics_dir: Path | None = None,
     ) -> None:
@@ -135,6 +138,7 @@ class ServingApp:
         parsed = [parse_ref(r) if isinstance(r, str) else r for r in refs]
         self.on_shadow: list[ShadowHook] = []
         self.feedback = feedback
+        self.feature_push = feature_push
         self.inference_log = inference_log
         self.manager = ModelManager(
             versions,

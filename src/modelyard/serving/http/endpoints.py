@@ -34,6 +34,8 @@ class ServerView(Protocol):
     pipeline: InferencePipeline
     # Stores posted labels (a blocking write; run off the event loop). None: disabled.
     feedback: Callable[[object], FeedbackResult] | None
+    # Applies pushed feature events (blocking, like feedback). None: no feature store.
+    feature_push: Callable[[object], dict[str, Any]] | None
 
     @property
     def ready(self) -> bool: ...
@@ -68,6 +70,7 @@ class Endpoints:
             "metrics": self.metrics,
             "openapi": self.openapi,
             "feedback": self.feedback,
+            "features_push": self.features_push,
         }
 
     # -- metadata and health ------------------------------------------------------------
@@ -139,6 +142,14 @@ class Endpoints:
         document = decode_json(body)
         result = await asyncio.get_running_loop().run_in_executor(None, receiver, document)
         return _json(200, dataclasses.asdict(result))
+
+    async def features_push(self, route: Endpoint, call: Call, body: bytes) -> Reply:
+        pusher = self._view.feature_push
+        if pusher is None:
+            raise RouteNotFoundError("this server has no feature store to push to")
+        document = decode_json(body)
+        result = await asyncio.get_running_loop().run_in_executor(None, pusher, document)
+        return _json(200, result)
 
     async def metrics(self, route: Endpoint, call: Call, body: bytes) -> Reply:
         return Reply(200, self._view.metrics_text(), METRICS_TYPE.encode())

@@ -179,6 +179,23 @@ _SCHEMAS: dict[str, Any] = {
             _FEEDBACK_ITEM,
         ]
     },
+    "FeaturePush": {
+        "type": "object",
+        "required": ["stream", "events"],
+        "properties": {
+            "stream": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "FeaturePushResult": {
+        "type": "object",
+        "properties": {
+            "stream": {"type": "string"},
+            "accepted": {"type": "integer"},
+            "duplicates": {"type": "array", "items": {"type": "string"}},
+            "too_late": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "FeedbackResult": {
         "type": "object",
         "properties": {
@@ -369,6 +386,19 @@ def build_openapi(
                 },
                 "responses": {
                     "200": _response("What the post changed", "FeedbackResult"),
+                    **_errors("400", "401", "404", "413", "415", "422"),
+                },
+            }
+        },
+        "/v1/features/push": {
+            "post": {
+                "summary": "Push events to a feature stream (applied once per event id)",
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": _ref("FeaturePush")}},
+                },
+                "responses": {
+                    "200": _response("What the push applied", "FeaturePushResult"),
                     **_errors("400", "401", "404", "413", "415", "422"),
                 },
             }

@@ -31,13 +31,16 @@ STATIC: dict[str, Endpoint] = {
     "/v2/health/ready": Endpoint("ready", READ),
     "/v2/repository/index": Endpoint("repository_index", WRITE),
     "/v1/feedback": Endpoint("feedback", WRITE),
+    "/v1/features/push": Endpoint("features_push", WRITE),
     "/metrics": Endpoint("metrics", READ),
     "/openapi.json": Endpoint("openapi", READ),
 }
 # Endpoints whose successful answers are not worth a log line (probes, scrapes).
 QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi"})
 # Endpoints that need the bearer token when one is configured (health and metrics stay open).
-GUARDED = frozenset({"infer", "predict", "model_metadata", "repository_index", "feedback"})
+GUARDED = frozenset(
+    {"infer", "predict", "model_metadata", "repository_index", "feedback", "features_push"}
+)
 _MODEL_ENDPOINTS = {
     "": Endpoint("model_metadata", READ),
     "ready": Endpoint("model_ready", READ),

@@ -24,12 +24,16 @@ from typing import Any, cast
 import uvicorn
 
 from modelyard.config import Settings
+from modelyard.features.online import open_online_store
+from modelyard.features.registry import FeatureRegistry
+from modelyard.features.sql import SqlDefinitionRepository
 from modelyard.monitoring.inference_log.policy import default_policy
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.registry import ModelRef, Registry
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore
 from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.serving.feature_store import FeaturePush, StoreFeatures
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.http.connection import HttpConnection
 from modelyard.serving.recording import (
@@ -125,6 +129,8 @@ def worker_app(
         SqlRegistryRepository(db), open_artifact_store(settings.resolved_artifacts_url)
     )
     log = JsonLog(settings.resolved_log_path, worker=worker)
+    feature_registry = FeatureRegistry(SqlDefinitionRepository(db))
+    online = open_online_store(settings)
     logger = None
     try:
         recorder = feedback = None
@@ -145,14 +151,17 @@ def worker_app(
             versions=registry,
             log=log,
             deployments=DeploymentStore(SqlDeploymentRepository(db), registry),
+            features=StoreFeatures(feature_registry, online),
             inference_log=recorder,
             feedback=feedback,
+            feature_push=FeaturePush(feature_registry, online, settings),
             trusted=trusted,
             metrics_dir=metrics_dir,
         )
     finally:
         if logger is not None:
             logger.close()  # with ingest_log: drains what the store has not taken yet
+        online.close()
         db.dispose()
 
 
