@@ -1,21 +1,31 @@
 """The runner's composition root: its stores, built once, and its jobs on threads.
 
 ``RunnerStores`` opens the metadata database once and builds every port the jobs
-use: the deployments (routing), the inference log and monitoring's tables, and the
-registry's catalog. ``start_runner`` starts one thread per job (``PeriodicLoop``):
-the rollout controller always; with inference logging, the retention sweep and,
-unless ``monitoring.check_interval_s`` is 0, the monitoring pass. A server hosts
+use: the deployments (routing), the inference log and monitoring's tables, the
+registry's catalog, the feature definitions and the online store. ``start_runner``
+starts one thread per job (``PeriodicLoop``): the rollout controller and the trimming
+of the online store's events always; with inference logging, the retention sweep
+and, unless ``monitoring.check_interval_s`` is 0, the monitoring pass; with
+``features.stream_url``, a consumer per stream. A server hosts
 exactly one runner, in the process that answers no requests (its supervisor), or
 beside its only worker; ``Runner.stop`` stops the threads and closes the database.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from modelyard.config import Settings
+from modelyard.errors import ConfigurationError
+from modelyard.features.definitions import StreamSource
+from modelyard.features.online import open_online_store
+from modelyard.features.registry import FeatureRegistry
+from modelyard.features.sql import SqlDefinitionRepository
+from modelyard.features.streams import StreamConsumer
 from modelyard.monitoring.inference_log.policy import default_policy
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.sql import SqlMonitoringRepository
@@ -23,6 +33,7 @@ from modelyard.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore, RolloutController
 from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.runner.features import StreamJob, TrimEventsJob
 from modelyard.runner.monitoring import MonitorJob
 from modelyard.runner.periodic import Job, OpenLog, PeriodicLoop
 from modelyard.runner.retention import RetentionJob
@@ -42,8 +53,11 @@ class RunnerStores:
         self.deployments = DeploymentStore(SqlDeploymentRepository(self.db), self.registry)
         self.inference_log = SqlInferenceLogRepository(self.db)
         self.monitoring = SqlMonitoringRepository(self.db)
+        self.features = FeatureRegistry(SqlDefinitionRepository(self.db))
+        self.online = open_online_store(settings)
 
     def close(self) -> None:
+        self.online.close()
         self.db.dispose()
 
 
@@ -71,7 +85,50 @@ def runner_jobs(
         )
         if monitoring.check_interval_s > 0:
             jobs.append(monitor_job(settings, stores, publish_to=publish_to, clock=clock))
+    features = settings.features
+    jobs.append(
+        TrimEventsJob(
+            stores.features,
+            stores.online,
+            allowed_lateness_s=features.allowed_lateness_s,
+            clock=clock,
+        )
+    )
+    jobs += stream_jobs(settings, stores)
     return jobs
+
+
+def stream_jobs(settings: Settings, stores: RunnerStores) -> list[Job]:
+    """One consumer per stream some view reads, when ``features.stream_url`` names a Redis
+    server: the Redis stream of the same name feeds it."""
+    features = settings.features
+    if features.stream_url is None:
+        return []
+    try:
+        import redis  # the 'redis' extra, needed only with a stream URL
+    except ImportError as error:
+        raise ConfigurationError(
+            "setting 'features.stream_url' needs Redis's client: pip install 'modelyard[redis]'"
+        ) from error
+    client = redis.Redis.from_url(features.stream_url, socket_timeout=10)
+    views = stores.features.definitions().views
+    streams = sorted({v.source.name for v in views if isinstance(v.source, StreamSource)})
+    return [
+        StreamJob(
+            StreamConsumer(
+                client,
+                key=stream,
+                group=features.stream_group,
+                consumer=f"{socket.gethostname()}-{os.getpid()}",
+                stream=stream,
+                views=views,
+                store=stores.online,
+                offline_dir=settings.resolved_offline_dir,
+                allowed_lateness_s=features.allowed_lateness_s,
+            )
+        )
+        for stream in streams
+    ]
 
 
 def monitor_job(
