@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from modelyard.config import Settings, load_settings
+from modelyard.features.feature_store import FeatureStore
+from modelyard.features.online import open_online_store
+from modelyard.features.registry import FeatureRegistry
+from modelyard.features.sql import SqlDefinitionRepository
 from modelyard.registry import LoadedModel, ModelVersion
 from modelyard.registry.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
@@ -34,6 +39,12 @@ class Yard:
             user=self.settings.user,
         )
 
+    @cached_property
+    def features(self) -> FeatureStore:
+        """The feature store of this home (its online store opened on first use)."""
+        registry = FeatureRegistry(SqlDefinitionRepository(self.db))
+        return FeatureStore(registry, open_online_store(self.settings), self.settings)
+
     def start_run(self, name: str, **kwargs: Any) -> Run:
         """Start a tracked run; see ``Tracker.start_run``."""
         return self.tracking.start_run(name, **kwargs)
@@ -47,6 +58,8 @@ class Yard:
         return self.registry.load(ref, trusted=trusted)
 
     def close(self) -> None:
+        if "features" in self.__dict__:
+            self.features.close()
         self.db.dispose()
 
     def __enter__(self) -> Yard:

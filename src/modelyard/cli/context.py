@@ -15,6 +15,8 @@ from functools import cached_property
 import typer
 
 from modelyard.config import Settings, load_settings
+from modelyard.features.feature_store import FeatureStore
+from modelyard.features.online import open_online_store
 from modelyard.features.registry import FeatureRegistry
 from modelyard.features.sql import SqlDefinitionRepository
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
@@ -51,6 +53,11 @@ class CliContext:
     def feature_registry(self) -> FeatureRegistry:
         return FeatureRegistry(SqlDefinitionRepository(self.yard.db), used=self.features_in_use)
 
+    @cached_property
+    def features(self) -> FeatureStore:
+        """The home's feature store, over this command's registry."""
+        return FeatureStore(self.feature_registry, open_online_store(self.settings), self.settings)
+
     def features_in_use(self) -> dict[str, dict[str, set[str]]]:
         """View -> deployment -> the features it fetches (routing's ``FeatureInputs``): what
         ``features apply`` must not break."""
@@ -79,7 +86,9 @@ class CliContext:
         return self.settings.user
 
     def close(self) -> None:
-        """Close the database, if this command opened it."""
+        """Close the online store and the database, if this command opened them."""
+        if "features" in self.__dict__:
+            self.features.close()
         if self._given is None and "yard" in self.__dict__:
             self.yard.close()
 

@@ -2,7 +2,8 @@
 
 Thin: each command calls ``modelyard.features`` through ``cli_context(ctx)`` and prints
 rich tables, or one JSON document with ``--json``. Commands are grouped by job, one
-section each (definitions: ``apply``, ``list``, ``show``); a new group goes in a
+section each (definitions: ``apply``, ``list``, ``show``; online: ``get``, ``push``);
+a new group goes in a
 section of its own below the last, with the shared options and printers at the top.
 Mounted on the main app as ``features``.
 """
@@ -10,19 +11,24 @@ Mounted on the main app as ``features``.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import duckdb
+import orjson
 import typer
 from rich.markup import escape
 
 from modelyard.cli.context import cli_context
 from modelyard.cli.output import console, print_table, when
+from modelyard.errors import ValidationError
 from modelyard.features.apply import ApplyPlan, Change
 from modelyard.features.definitions import FeatureView, duration_label
 from modelyard.features.loader import load_definitions
 from modelyard.features.registry import DefinitionRecord
 from modelyard.features.repository import DefinitionVersion, Kind, StoredDefinition
+from modelyard.serving.telemetry.logsearch import parse_time
 
 __all__ = ["features_app"]
 
@@ -317,3 +323,94 @@ def _version_json(version: DefinitionVersion) -> dict[str, Any]:
         "summary": version.summary,
         "definition": version.definition,
     }
+
+
+# -- online: get, push ----------------------------------------------------------------
+
+
+@features_app.command("get")
+def get_features(
+    ctx: typer.Context,
+    features: Annotated[list[str], typer.Argument(help="Features as view:feature.")],
+    entity: Annotated[
+        list[str], typer.Option("--entity", "-e", help="An entity key (repeatable).")
+    ],
+    at: Annotated[
+        str | None, typer.Option(help="As of: ISO 8601, epoch seconds or 15m ago (default now).")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The features of some entities from the online store, as serving reads them."""
+    moment = None if at is None else parse_time(at, time.time())
+    found = cli_context(ctx).features.get_online_features(entity, features, at=moment)
+    names = list(found.columns)
+    if as_json:
+        print_json(
+            [
+                {"entity": key, "found": ok, **{n: found.columns[n][i] for n in names}}
+                for i, (key, ok) in enumerate(zip(entity, found.all_found, strict=True))
+            ]
+        )
+        return
+    print_table(
+        f"{len(entity)} entit{'y' if len(entity) == 1 else 'ies'}, {len(names)} feature(s)",
+        ["entity", "found", *names],
+        [
+            [_text(key), "yes" if ok else "no", *(_text(found.columns[n][i]) for n in names)]
+            for i, (key, ok) in enumerate(zip(entity, found.all_found, strict=True))
+        ],
+    )
+
+
+@features_app.command("push")
+def push_events(
+    ctx: typer.Context,
+    stream: Annotated[str, typer.Argument(help="The stream the events belong to.")],
+    file: Annotated[Path, typer.Argument(help="Events: JSON lines, a JSON list, CSV or Parquet.")],
+    as_json: AsJson = False,
+) -> None:
+    """Push events to a stream: applied offline and online once per event id."""
+    result = cli_context(ctx).features.push(stream, read_events(file))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    rows: list[list[Any]] = [
+        ["accepted", result.accepted],
+        ["duplicates (already stored)", len(result.duplicates)],
+        ["too late (not applied)", len(result.too_late)],
+    ]
+    rows += [
+        [f"too late: {late.event_id}", f"{late.key} at {when(late.event_time)}"]
+        for late in result.too_late[:20]
+    ]
+    print_table(f"push to {stream}", ["", "events"], rows)
+
+
+def read_events(path: Path) -> Any:
+    """The events in ``path``: a list of objects (JSON lines or a JSON list), or columns
+    (CSV and Parquet, read by DuckDB with their types)."""
+    if not path.is_file():
+        raise ValidationError(f"no events file at {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        lines = path.read_bytes().splitlines()
+        try:
+            return [orjson.loads(line) for line in lines if line.strip()]
+        except orjson.JSONDecodeError as error:
+            raise ValidationError(f"{path} is not JSON lines: {error}") from None
+    if suffix == ".json":
+        try:
+            document = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as error:
+            raise ValidationError(f"{path} is not JSON: {error}") from None
+        if not isinstance(document, list):
+            raise ValidationError(f"{path} must hold a JSON list of events")
+        return document
+    reader = {".csv": "read_csv", ".parquet": "read_parquet"}.get(suffix)
+    if reader is None:
+        raise ValidationError(
+            f"cannot read events from {path.name}: use .jsonl, .json, .csv or .parquet"
+        )
+    with duckdb.connect() as conn:
+        columns = conn.execute(f"SELECT * FROM {reader}(?)", [str(path)]).fetchnumpy()
+    return {name: values.tolist() for name, values in columns.items()}

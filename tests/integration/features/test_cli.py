@@ -4,6 +4,7 @@ definitions file applied, changed, listed and shown; refusals as one line, exit 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +185,37 @@ def test_a_change_that_breaks_a_deployment_is_refused_and_nothing_is_written(
         )
     stored = context.feature_registry.record("card_stats")
     assert [v.version for v in stored.history] == [1]
+
+
+def test_events_pushed_from_a_file_are_read_back_online(
+    home: Settings, features_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok(capsys, "apply", str(features_file))
+    now = time.time()
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(
+            json.dumps({"card_id": card, "event_time": now - age, "amount": amount,
+                        "merchant": "m1", "event_id": f"{card}-{age}"})
+            for card, age, amount in (("c1", 120, 10.0), ("c1", 60, 30.0), ("c2", 30, 5.0))
+        )
+    )  # fmt: skip
+    pushed = json.loads(ok(capsys, "push", "transactions", str(events), "--json"))
+    assert (pushed["accepted"], pushed["duplicates"]) == (3, [])
+    again = json.loads(ok(capsys, "push", "transactions", str(events), "--json"))
+    assert sorted(again["duplicates"]) == ["c1-120", "c1-60", "c2-30"]
+    read = json.loads(
+        ok(capsys, "get", "card_stats:count_1h", "card_stats:amount_mean_1d",
+           "-e", "c1", "-e", "c2", "-e", "c9", "--json")
+    )  # fmt: skip
+    assert read == [
+        {"entity": "c1", "found": True, "count_1h": 2, "amount_mean_1d": 20.0},
+        {"entity": "c2", "found": True, "count_1h": 1, "amount_mean_1d": 5.0},
+        {"entity": "c9", "found": False, "count_1h": 0, "amount_mean_1d": None},
+    ]
+    table = ok(capsys, "get", "card_stats:count_1h", "-e", "c1")
+    assert "c1" in table
+    assert "count_1h" in table
+    code, _, err = run(capsys, "push", "nope", str(events))
+    assert code == 2
+    assert "nope" in err
