@@ -38,9 +38,11 @@ class Reader:
         return Fetched({"count_1h": count, "amount_sum_1h": total}, found)
 
 
-def join(reader: Reader, loop: asyncio.AbstractEventLoop, **inputs: Any) -> FeatureJoin:
+def join(
+    reader: Reader, loop: asyncio.AbstractEventLoop, *, inline: bool = True, **inputs: Any
+) -> FeatureJoin:
     refs = FeatureInputs(("card_stats:count_1h", "card_stats:amount_sum_1h"), **inputs)
-    reads = BatchedReads(reader, loop, None, lambda: 1_000.0)
+    reads = BatchedReads(reader, loop, None, lambda: 1_000.0, inline=inline)
     return FeatureJoin(refs, SIGNATURE, "card_id", "string", reads, max_rows=100)
 
 
@@ -48,11 +50,12 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_requests_of_one_turn_share_one_read_and_get_their_own_rows() -> None:
+@pytest.mark.parametrize("inline", [True, False])
+def test_requests_of_one_turn_share_one_read_and_get_their_own_rows(inline: bool) -> None:
     reader = Reader()
 
     async def scenario() -> list[np.ndarray]:
-        features = join(reader, asyncio.get_running_loop())
+        features = join(reader, asyncio.get_running_loop(), inline=inline)
         validator = features.request_validator
         first = validator.from_records([{"card_id": "c1", "amount": 5.0}])
         second = validator.from_records(

@@ -264,5 +264,5 @@ class DeploymentFollower:
         loop = asyncio.get_running_loop()  # the reader reads the definitions: off the loop
         reader, key, dtype = await loop.run_in_executor(None, self._features.reader, inputs)
         champion = next(iter(runtimes.values()))  # loaded first; all share its inputs
-        reads = BatchedReads(reader, loop, None, time.time)
+        reads = BatchedReads(reader, loop, None, time.time, inline=True)
         return FeatureJoin(inputs, champion.signature, key, dtype, reads, self._max_rows)
