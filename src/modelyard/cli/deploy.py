@@ -13,13 +13,19 @@ from typing import Annotated, Any
 
 import typer
 
-from modelyard.cli.context import cli_context
+from modelyard.cli.context import CliContext, cli_context
 from modelyard.cli.output import print_table, when
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
-from modelyard.routing.deployment import Change, Deployment, DeploymentConfig, RoutingKey
+from modelyard.routing.deployment import (
+    Change,
+    Deployment,
+    DeploymentConfig,
+    FeatureInputs,
+    RoutingKey,
+)
 from modelyard.routing.experiment_reports import ExperimentReporter
 from modelyard.routing.experiments import LoggedOutcomes, OutcomeKind
 from modelyard.routing.sql import SqlDeploymentRepository
@@ -55,6 +61,7 @@ def _fields(deployment: Deployment | None) -> dict[str, str]:
         "shadows": ", ".join(f"v{s.version} ({s.share:.0%})" for s in config.shadows) or "-",
         "experiment": "-",
         "routing key": str(config.routing_key or "-"),
+        "features": "-" if config.features is None else ", ".join(config.features.refs),
         "follows alias": config.follow_alias or "-",
         "inference log": _log_policy_text(config),
         "rollout": "-",
@@ -116,6 +123,16 @@ def deploy(
         float | None,
         typer.Option(min=0.0, help="Days the inference log keeps requests (0: forever)."),
     ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Model inputs fetched from the feature store: 'view:feature,...' ('' stops)."
+        ),
+    ] = None,
+    on_missing: Annotated[
+        str,
+        typer.Option(help="An entity the store does not know: 'reject' (422) or 'defaults'."),
+    ] = "reject",
     reason: Reason = "",
 ) -> None:
     """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere."""
@@ -123,6 +140,7 @@ def deploy(
         raise ValidationError("give exactly one of --version or --alias for the champion")
     cli = cli_context(ctx)
     champion: int | str = version if version is not None else str(alias)
+    features_given, inputs = _feature_inputs(cli, features, on_missing)
     try:
         existing = cli.deployments.get(name)
     except NotFoundError:
@@ -136,6 +154,7 @@ def deploy(
             routing_key=routing_key,
             log_sample_rate=log_sample_rate,
             log_ttl_days=log_ttl_days,
+            features=inputs,
         )
         _changed(None, made)
         return
@@ -156,11 +175,30 @@ def deploy(
             follow_alias=follow_alias or config.follow_alias,
             log_sample_rate=config.log_sample_rate if log_sample_rate is None else log_sample_rate,
             log_ttl_days=config.log_ttl_days if log_ttl_days is None else log_ttl_days,
+            features=inputs if features_given else config.features,
         )
         return Change(config, current.rollout, why)
 
     done = cli.deployments.mutate(name, change, actor=cli.actor, kind="deployment.update")
     _changed(existing, done)
+
+
+def _feature_inputs(
+    cli: CliContext, text: str | None, on_missing: str
+) -> tuple[bool, FeatureInputs | None]:
+    """``--features``: whether it was given, and the inputs it names (None for '': fetch
+    nothing), each checked against the feature definitions now."""
+    if text is None:
+        return False, None
+    refs = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not refs:
+        return True, None
+    inputs = FeatureInputs(refs, on_missing)  # type: ignore[arg-type]
+    for ref in refs:
+        view, feature = ref.split(":")
+        if feature not in cli.feature_registry.view(view).feature_names:
+            raise ValidationError(f"feature view {view!r} has no feature {feature!r}")
+    return True, inputs
 
 
 @deploy_app.command("deployments")

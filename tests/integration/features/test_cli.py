@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from modelyard.cli.context import CliContext
@@ -219,3 +221,29 @@ def test_events_pushed_from_a_file_are_read_back_online(
     code, _, err = run(capsys, "push", "nope", str(events))
     assert code == 2
     assert "nope" in err
+
+
+def test_a_deployment_fetches_features_and_apply_keeps_them(
+    home: Settings, features_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok(capsys, "apply", str(features_file))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, size=(100, 2)).astype(np.float32)
+    with Yard(home) as yard:
+        model = LogisticRegression().fit(x, (x[:, 0] > x[:, 1]).astype(int))
+        yard.register_model("risk", model, x, feature_names=["amount", "count_1h"])
+    with pytest.raises(SystemExit) as done:
+        main(["deploy", "scoring", "--model", "risk", "--version", "1",
+              "--features", "card_stats:count_1h"])  # fmt: skip
+    assert done.value.code in (0, None), capsys.readouterr()
+    assert "card_stats:count_1h" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["deploy", "other", "--model", "risk", "--version", "1",
+              "--features", "card_stats:nope"])  # fmt: skip
+    assert done.value.code == 2
+    assert "has no feature 'nope'" in capsys.readouterr().err
+    fewer = FEATURES.replace('Aggregation("count", "1h"), Aggregation', "Aggregation")
+    features_file.write_text(fewer.replace('"amount")),', '"amount"),),'))
+    code, _, err = run(capsys, "apply", str(features_file))
+    assert code == 2
+    assert "deployment 'scoring' reads card_stats:count_1h" in err
