@@ -14,7 +14,8 @@ in one table, so domain code never speaks HTTP::
     │   ├── RunNotFoundError            run_not_found
     │   ├── ModelNotFoundError          model_not_found
     │   ├── VersionNotFoundError        version_not_found
-    │   └── AliasNotFoundError          alias_not_found
+    │   ├── AliasNotFoundError          alias_not_found
+    │   └── FeatureViewNotFoundError    feature_view_not_found
     ├── ConflictError                   conflict
     ├── RegistryError                   registry_error
     │   ├── UntrustedFormatError        untrusted_format
@@ -97,6 +98,12 @@ class VersionNotFoundError(NotFoundError):
 
 class AliasNotFoundError(NotFoundError):
     code = "alias_not_found"
+
+
+class FeatureViewNotFoundError(NotFoundError):
+    """A feature view (or a feature of one) that is not defined."""
+
+    code = "feature_view_not_found"
 
 
 class RouteNotFoundError(NotFoundError):
