@@ -115,24 +115,14 @@ def attach(frame: Any, kind: FrameKind, features: Any) -> Any:
         pl = require("polars")
         added = pl.from_arrow(features)
         return frame.with_columns(added.get_columns()) if features.num_columns else frame
-    return frame.assign(**{name: _pandas_column(column) for name, column in _items(features)})
-
-
-def _items(table: Any) -> list[tuple[str, Any]]:
-    return list(zip(table.column_names, table.columns, strict=True))
-
-
-def _pandas_column(column: Any) -> Any:
-    """Integers and booleans as pandas' nullable types (a missing value stays missing
-    instead of turning the column to float); the rest as pandas converts them. An array,
-    not a Series, so the frame's own index is kept."""
     pa = require("pyarrow")
     pd = require("pandas")
-    nullable = None
-    if pa.types.is_integer(column.type):
-        nullable = pd.Int64Dtype()
-    elif pa.types.is_boolean(column.type):
-        nullable = pd.BooleanDtype()
-    if nullable is None:
-        return column.to_pandas().array
-    return column.to_pandas(types_mapper=lambda _: nullable).array
+    # Integers and booleans as pandas' nullable types, so a missing value stays missing
+    # instead of turning the column to float; aligned on the frame's own index.
+    nullable = {pa.types.is_integer: pd.Int64Dtype(), pa.types.is_boolean: pd.BooleanDtype()}
+
+    def mapper(kind: Any) -> Any:
+        return next((dtype for test, dtype in nullable.items() if test(kind)), None)
+
+    added = features.to_pandas(types_mapper=mapper).set_axis(frame.index)
+    return pd.concat([frame, added], axis=1)
