@@ -121,8 +121,8 @@ def attach(frame: Any, kind: FrameKind, features: Any) -> Any:
     # instead of turning the column to float; aligned on the frame's own index.
     nullable = {pa.types.is_integer: pd.Int64Dtype(), pa.types.is_boolean: pd.BooleanDtype()}
 
-    def mapper(kind: Any) -> Any:
-        return next((dtype for test, dtype in nullable.items() if test(kind)), None)
+    def mapper(arrow_type: Any) -> Any:
+        return next((dtype for test, dtype in nullable.items() if test(arrow_type)), None)
 
     added = features.to_pandas(types_mapper=mapper).set_axis(frame.index)
     return pd.concat([frame, added], axis=1)
