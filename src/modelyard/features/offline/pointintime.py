@@ -9,8 +9,9 @@ greatest ``event_time <= t``: which of several rows tied on that time is unspeci
 and it has no room for a second condition such as ``created_time <= t``. Measured
 alternatives on 1M labels x 10M rows (2 cores): an ASOF join on a composite
 ``(event_time, created_time, order)`` key (a STRUCT or a 128-bit integer) costs 1.5-2x
-the plain ASOF join, a running-maximum window over the source 3x. What is done
-instead, exact and about 1.25x a plain ASOF join that carries the features:
+the plain ASOF join, a running-maximum window over the source 3-5x. What is done
+instead is exact and costs about what the plain ASOF join carrying the features does
+(``benchmarks/features/RESULTS.md``: 0.98x a hand-written one at 1M x 3 x 10M):
 
 1. ``ASOF JOIN`` the labels with the source's ``(key, event_time)`` only: for each label
    the greatest event time at or before ``t`` (``m``), dropped when outside the TTL.
@@ -20,7 +21,8 @@ instead, exact and about 1.25x a plain ASOF join that carries the features:
    one read last, wins. This brings the features.
 3. Only with the guard, and only for the labels whose every row at ``m`` was written
    after ``t`` (rare: a label between an event and its write): search the older rows
-   of the entity within the TTL directly.
+   of the entity within the TTL directly (a hash join on the key: it costs the
+   entity's rows per such label).
 """
 
 from __future__ import annotations
