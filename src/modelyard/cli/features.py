@@ -2,7 +2,8 @@
 
 Thin: each command calls ``modelyard.features`` through ``cli_context(ctx)`` and prints
 rich tables, or one JSON document with ``--json``. Commands are grouped by job, one
-section each (definitions: ``apply``, ``list``, ``show``; online: ``get``, ``push``);
+section each (definitions: ``apply``, ``list``, ``show``; online: ``get``, ``push``;
+materialization: ``materialize``);
 a new group goes in a
 section of its own below the last, with the shared options and printers at the top.
 Mounted on the main app as ``features``.
@@ -18,7 +19,9 @@ from typing import Annotated, Any
 import duckdb
 import orjson
 import typer
+from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from modelyard.cli.context import cli_context
 from modelyard.cli.output import console, print_table, when
@@ -26,6 +29,7 @@ from modelyard.errors import ValidationError
 from modelyard.features.apply import ApplyPlan, Change
 from modelyard.features.definitions import FeatureView, duration_label
 from modelyard.features.loader import load_definitions
+from modelyard.features.materialize import Materialized
 from modelyard.features.registry import DefinitionRecord
 from modelyard.features.repository import DefinitionVersion, Kind, StoredDefinition
 from modelyard.serving.telemetry.logsearch import parse_time
@@ -414,3 +418,71 @@ def read_events(path: Path) -> Any:
     with duckdb.connect() as conn:
         columns = conn.execute(f"SELECT * FROM {reader}(?)", [str(path)]).fetchnumpy()
     return {name: values.tolist() for name, values in columns.items()}
+
+
+# -- materialization: materialize -----------------------------------------------------
+
+
+@features_app.command("materialize")
+def materialize_views(
+    ctx: typer.Context,
+    view: Annotated[
+        list[str] | None, typer.Option("--view", help="Only this view (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Rows with event time from this (ISO 8601, epoch seconds or 15m ago); "
+            "without it, what arrived since each view's watermark."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Rows with event time up to this (default now).")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Write the online views from their sources, as the server does every
+    features.materialize_interval_s; without --since, incrementally from the watermark."""
+    now = time.time()
+    end = now if until is None else parse_time(until, now)
+    store = cli_context(ctx).features
+    # On stderr, so that --json's document is the only thing on stdout.
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        if since is None:
+            done = store.materialize_incremental(end, views=view, progress=progress)
+        else:
+            done = store.materialize(parse_time(since, now), end, views=view, progress=progress)
+    if as_json:
+        print_json([vars(one) for one in done])
+        return
+    print_table(
+        f"materialized up to {when(end)}"
+        + (" (incremental)" if since is None else f" from {when(parse_time(since, now))}"),
+        ["view", "latest rows", "written", "events", "added", "trimmed", "watermark"],
+        [_materialized_row(one) for one in done],
+    )
+
+
+def _materialized_row(done: Materialized) -> list[Any]:
+    return [
+        _text(done.view),
+        done.latest_rows,
+        done.latest_written,
+        done.events,
+        done.events_added,
+        done.events_trimmed,
+        when(done.watermark),
+    ]

@@ -13,8 +13,12 @@ from modelyard.features.definitions import (
     SqlSource,
     StreamSource,
 )
+from modelyard.features.feature_store import FeatureStore
 from modelyard.features.loader import load_definitions
+from modelyard.features.materialize import Materialized, materialize, materialize_incremental
 from modelyard.features.memory import InMemoryDefinitionRepository
+from modelyard.features.offline.engine import OfflineOptions
+from modelyard.features.offline.training import get_training_set
 from modelyard.features.on_demand import ON_DEMAND, OnDemandFeature
 from modelyard.features.registry import FeatureRegistry
 from modelyard.features.repository import DefinitionRepository
@@ -29,12 +33,18 @@ __all__ = [
     "Feature",
     "FeatureRef",
     "FeatureRegistry",
+    "FeatureStore",
     "FeatureView",
     "FileSource",
     "InMemoryDefinitionRepository",
+    "Materialized",
+    "OfflineOptions",
     "OnDemandFeature",
     "SqlSource",
     "StreamSource",
     "UsedFeatures",
+    "get_training_set",
     "load_definitions",
+    "materialize",
+    "materialize_incremental",
 ]

@@ -196,11 +196,12 @@ class _ViewJob:
             # Relative to the newest event, never to ``end`` alone: an ``end`` in the
             # future would trim events still served.
             trimmed = self.online.trim_events(view.name, newest - window)
-        watermark = self.since
         if incremental:
             watermark = next_watermark(self.since, read, pending)
             if watermark is not None and watermark != self.since:
                 self.online.set_watermark(watermark_key(view), watermark)
+        else:
+            watermark = self.online.watermark(watermark_key(view))
         return Materialized(view.name, n_latest, written, n_events, added, trimmed, watermark)
 
     def _figures(self) -> tuple[float | None, float | None, float | None]:

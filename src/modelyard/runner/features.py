@@ -1,5 +1,9 @@
-"""The feature store's periodic work as runner jobs: forgetting events no read needs any
-more, and consuming Redis streams.
+"""The feature store's periodic work as runner jobs: materializing the views, forgetting
+events no read needs any more, and consuming Redis streams.
+
+``MaterializeJob`` brings the online store up to date with the file and SQL sources of
+the online views, incrementally from each view's watermark (``materialize``); views
+fed by a stream are left out, as pushes write them online as they arrive.
 
 ``TrimEventsJob`` keeps the online store's events bounded: per stream, what neither a
 read as of now (the views' largest windows) nor the recognition of a replay (the
@@ -13,7 +17,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from modelyard.config import Settings
 from modelyard.features.definitions import StreamSource
+from modelyard.features.materialize import materialize_incremental
 from modelyard.features.online import OnlineStore
 from modelyard.features.push import trim_stream_events
 from modelyard.features.registry import FeatureRegistry
@@ -21,6 +27,52 @@ from modelyard.features.streams import StreamConsumer
 from modelyard.runner.periodic import EventLog
 
 TRIM_INTERVAL_S = 60.0
+
+
+class MaterializeJob:
+    """``materialize_incremental`` up to now for the online views not fed by a stream,
+    every ``features.materialize_interval_s``."""
+
+    name = "feature-materialize"
+    failure_event = "feature_materialize_failed"
+    wait_first = False
+
+    def __init__(
+        self,
+        registry: FeatureRegistry,
+        online: OnlineStore,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self._online = online
+        self._settings = settings
+        self.interval_s = settings.features.materialize_interval_s
+        self._clock = clock
+
+    def tick(self, log: EventLog) -> None:
+        views = [
+            view
+            for view in self._registry.definitions().views
+            if view.online and not isinstance(view.source, StreamSource)
+        ]
+        if not views:
+            return
+        for done in materialize_incremental(
+            views, self._online, self._clock(), options=self._settings
+        ):
+            if done.latest_written or done.events_added:
+                log.emit(
+                    "info",
+                    "features_materialized",
+                    {
+                        "view": done.view,
+                        "latest_written": done.latest_written,
+                        "events_added": done.events_added,
+                        "watermark": done.watermark,
+                    },
+                )
 
 
 class TrimEventsJob:

@@ -5,7 +5,8 @@ use: the deployments (routing), the inference log and monitoring's tables, the
 registry's catalog, the feature definitions and the online store. ``start_runner``
 starts one thread per job (``PeriodicLoop``): the rollout controller and the trimming
 of the online store's events always; with inference logging, the retention sweep
-and, unless ``monitoring.check_interval_s`` is 0, the monitoring pass; with
+and, unless ``monitoring.check_interval_s`` is 0, the monitoring pass; unless
+``features.materialize_interval_s`` is 0, the materialization of the views; with
 ``features.stream_url``, a consumer per stream. A server hosts
 exactly one runner, in the process that answers no requests (its supervisor), or
 beside its only worker; ``Runner.stop`` stops the threads and closes the database.
@@ -33,7 +34,7 @@ from modelyard.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore, RolloutController
 from modelyard.routing.sql import SqlDeploymentRepository
-from modelyard.runner.features import StreamJob, TrimEventsJob
+from modelyard.runner.features import MaterializeJob, StreamJob, TrimEventsJob
 from modelyard.runner.monitoring import MonitorJob
 from modelyard.runner.periodic import Job, OpenLog, PeriodicLoop
 from modelyard.runner.retention import RetentionJob
@@ -94,6 +95,8 @@ def runner_jobs(
             clock=clock,
         )
     )
+    if features.materialize_interval_s > 0:
+        jobs.append(MaterializeJob(stores.features, stores.online, settings, clock=clock))
     jobs += stream_jobs(settings, stores)
     return jobs
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
@@ -247,3 +249,41 @@ def test_a_deployment_fetches_features_and_apply_keeps_them(
     code, _, err = run(capsys, "apply", str(features_file))
     assert code == 2
     assert "deployment 'scoring' reads card_stats:count_1h" in err
+
+
+def test_materialize_writes_a_file_source_online_once(
+    home: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = time.time()
+    data = tmp_path / "profile.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "card_id": ["c1", "c1", "c2"],
+                "event_time": [now - 300, now - 60, now - 30],
+                "credit_limit": [1000.0, 1500.0, 700.0],
+            }
+        ),
+        data,
+    )
+    definitions = tmp_path / "profiles.py"
+    definitions.write_text(
+        "from modelyard.features import Entity, Feature, FeatureView, FileSource\n"
+        "profile = FeatureView('profile', Entity('card', key='card_id'),\n"
+        f"    FileSource({str(data)!r}), features=(Feature('credit_limit', 'float64'),))\n"
+    )
+    ok(capsys, "apply", str(definitions))
+    first = json.loads(ok(capsys, "materialize", "--json"))
+    assert [(m["view"], m["latest_written"]) for m in first] == [("profile", 2)]
+    assert first[0]["watermark"] == pytest.approx(now - 30)
+    again = json.loads(ok(capsys, "materialize", "--json"))
+    assert again[0]["latest_rows"] == 0  # nothing arrived since the watermark
+    ranged = json.loads(ok(capsys, "materialize", "--since", "2m", "--json"))
+    assert (ranged[0]["latest_rows"], ranged[0]["watermark"]) == (2, first[0]["watermark"])
+    read = json.loads(ok(capsys, "get", "profile:credit_limit", "-e", "c1", "-e", "c2", "--json"))
+    assert [r["credit_limit"] for r in read] == [1500.0, 700.0]
+    table = ok(capsys, "materialize")
+    assert "profile" in table
+    assert "watermark" in table
+    code, _, err = run(capsys, "materialize", "--view", "nope")
+    assert (code, err.strip()) == (2, "error: no feature view 'nope'; defined: profile")
