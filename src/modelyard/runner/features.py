@@ -17,9 +17,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from modelyard.config import Settings
 from modelyard.features.definitions import StreamSource
-from modelyard.features.materialize import materialize_incremental
+from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import OnlineStore
 from modelyard.features.push import trim_stream_events
 from modelyard.features.registry import FeatureRegistry
@@ -31,37 +30,25 @@ TRIM_INTERVAL_S = 60.0
 
 class MaterializeJob:
     """``materialize_incremental`` up to now for the online views not fed by a stream,
-    every ``features.materialize_interval_s``."""
+    every ``interval_s``."""
 
     name = "feature-materialize"
     failure_event = "feature_materialize_failed"
     wait_first = False
 
-    def __init__(
-        self,
-        registry: FeatureRegistry,
-        online: OnlineStore,
-        settings: Settings,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._registry = registry
-        self._online = online
-        self._settings = settings
-        self.interval_s = settings.features.materialize_interval_s
-        self._clock = clock
+    def __init__(self, store: FeatureStore, *, interval_s: float) -> None:
+        self._store = store
+        self.interval_s = interval_s
 
     def tick(self, log: EventLog) -> None:
         views = [
-            view
-            for view in self._registry.definitions().views
+            view.name
+            for view in self._store.registry.definitions().views
             if view.online and not isinstance(view.source, StreamSource)
         ]
         if not views:
             return
-        for done in materialize_incremental(
-            views, self._online, self._clock(), options=self._settings
-        ):
+        for done in self._store.materialize_incremental(views=views):
             if done.latest_written or done.events_added:
                 log.emit(
                     "info",

@@ -23,6 +23,7 @@ from pathlib import Path
 from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
 from modelyard.features.definitions import StreamSource
+from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import open_online_store
 from modelyard.features.registry import FeatureRegistry
 from modelyard.features.sql import SqlDefinitionRepository
@@ -56,6 +57,7 @@ class RunnerStores:
         self.monitoring = SqlMonitoringRepository(self.db)
         self.features = FeatureRegistry(SqlDefinitionRepository(self.db))
         self.online = open_online_store(settings)
+        self.feature_store = FeatureStore(self.features, self.online, settings)
 
     def close(self) -> None:
         self.online.close()
@@ -96,7 +98,9 @@ def runner_jobs(
         )
     )
     if features.materialize_interval_s > 0:
-        jobs.append(MaterializeJob(stores.features, stores.online, settings, clock=clock))
+        jobs.append(
+            MaterializeJob(stores.feature_store, interval_s=features.materialize_interval_s)
+        )
     jobs += stream_jobs(settings, stores)
     return jobs
 

@@ -10,17 +10,15 @@ settings' limits; a blocking write, so the endpoint runs it off the event loop.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from modelyard.config.settings import Settings
 from modelyard.errors import MalformedRequestError, ValidationError
 from modelyard.features.definitions import parse_refs
+from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import OnlineQuery, OnlineStore
-from modelyard.features.push import PushResult, push
 from modelyard.features.registry import FeatureRegistry
 from modelyard.routing import FeatureInputs
 from modelyard.serving.hosting.features import FeatureReader, Fetched
@@ -60,19 +58,8 @@ class StoreFeatures:
 class FeaturePush:
     """``POST /v1/features/push``: ``{"stream": name, "events": [{...}, ...]}``."""
 
-    def __init__(
-        self,
-        registry: FeatureRegistry,
-        online: OnlineStore,
-        settings: Settings,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._registry = registry
-        self._online = online
-        self._offline_dir = settings.resolved_offline_dir
-        self._lateness_s = settings.features.allowed_lateness_s
-        self._max_events = settings.features.push_max_events
-        self._clock = clock
+    def __init__(self, store: FeatureStore) -> None:
+        self._store = store
 
     def __call__(self, document: object) -> dict[str, Any]:
         if type(document) is not dict or type(document.get("stream")) is not str:
@@ -82,14 +69,4 @@ class FeaturePush:
         events = document.get("events")
         if type(events) is not list:
             raise MalformedRequestError("'events' must be a list of event objects")
-        result: PushResult = push(
-            document["stream"],
-            self._registry.definitions().views,
-            events,
-            store=self._online,
-            offline_dir=self._offline_dir,
-            now=self._clock(),
-            allowed_lateness_s=self._lateness_s,
-            max_events=self._max_events,
-        )
-        return result.to_dict()
+        return self._store.push(document["stream"], events).to_dict()

@@ -14,6 +14,7 @@ from modelyard.features import (
     Aggregation,
     Entity,
     Feature,
+    FeatureStore,
     FeatureView,
     FileSource,
     StreamSource,
@@ -89,7 +90,8 @@ def test_materialization_writes_what_arrived_since_the_last_tick(tmp_path: Path)
     registry.apply(Definitions(views=(profiles, STATS)))
     online = InMemoryOnlineStore()
     now = [NOW]
-    job = MaterializeJob(registry, online, Settings(home=tmp_path), clock=lambda: now[0])
+    store = FeatureStore(registry, online, Settings(home=tmp_path), clock=lambda: now[0])
+    job = MaterializeJob(store, interval_s=60.0)
     log = Log()
 
     write_rows(folder, 1, [("c1", NOW - 10, 5.0), ("c2", NOW - 5, 7.0)])

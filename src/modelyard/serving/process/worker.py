@@ -33,6 +33,7 @@ from typing import Any, cast
 import uvicorn
 
 from modelyard.config import Settings
+from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import open_online_store
 from modelyard.features.registry import FeatureRegistry
 from modelyard.features.sql import SqlDefinitionRepository
@@ -143,8 +144,9 @@ def worker_app(
         SqlRegistryRepository(db), open_artifact_store(settings.resolved_artifacts_url)
     )
     log = JsonLog(settings.resolved_log_path, worker=worker)
-    feature_registry = FeatureRegistry(SqlDefinitionRepository(db))
-    online = open_online_store(settings)
+    features = FeatureStore(
+        FeatureRegistry(SqlDefinitionRepository(db)), open_online_store(settings), settings
+    )
     logger = None
     try:
         recorder = feedback = None
@@ -165,17 +167,17 @@ def worker_app(
             versions=registry,
             log=log,
             deployments=DeploymentStore(SqlDeploymentRepository(db), registry),
-            features=StoreFeatures(feature_registry, online),
+            features=StoreFeatures(features.registry, features.online),
             inference_log=recorder,
             feedback=feedback,
-            feature_push=FeaturePush(feature_registry, online, settings),
+            feature_push=FeaturePush(features),
             trusted=trusted,
             metrics_dir=metrics_dir,
         )
     finally:
         if logger is not None:
             logger.close()  # with ingest_log: drains what the store has not taken yet
-        online.close()
+        features.close()
         db.dispose()
 
 
