@@ -31,7 +31,7 @@ from modelyard.features.definitions import FeatureView, duration_label
 from modelyard.features.loader import load_definitions
 from modelyard.features.materialize import Materialized
 from modelyard.features.registry import DefinitionRecord
-from modelyard.features.repository import DefinitionVersion, Kind, StoredDefinition
+from modelyard.features.repository import KIND_NAMES, DefinitionVersion, Kind, StoredDefinition
 from modelyard.serving.telemetry.logsearch import parse_time
 
 __all__ = ["features_app"]
@@ -44,7 +44,6 @@ features_app = typer.Typer(
 # -- shared options and printers ------------------------------------------------------
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document, not tables.")]
-_KIND_TITLE = {"entity": "entity", "view": "feature view", "on_demand": "on-demand feature"}
 
 
 def print_json(document: Any) -> None:
@@ -153,20 +152,20 @@ def _print_plan(plan: ApplyPlan, *, dry_run: bool) -> None:
         print_table(
             "added",
             ["kind", "name", "definition"],
-            [[_KIND_TITLE[c.kind], c.name, _text(_outline(c))] for c in plan.added],
+            [[KIND_NAMES[c.kind], c.name, _text(_outline(c))] for c in plan.added],
         )
     if plan.changed:
         print_table(
             "changed",
             ["kind", "name", "what changed"],
             [
-                [_KIND_TITLE[c.kind], c.name, "\n".join(_text(d) for d in c.differences)]
+                [KIND_NAMES[c.kind], c.name, "\n".join(_text(d) for d in c.differences)]
                 for c in plan.changed
             ],
         )
     if plan.removed:
         print_table(
-            "removed", ["kind", "name"], [[_KIND_TITLE[c.kind], c.name] for c in plan.removed]
+            "removed", ["kind", "name"], [[KIND_NAMES[c.kind], c.name] for c in plan.removed]
         )
     counts = (
         f"{len(plan.added)} added, {len(plan.changed)} changed, {len(plan.removed)} removed, "
@@ -227,7 +226,7 @@ def _view_row(stored: StoredDefinition) -> list[Any]:
 
 
 def _print_record(record: DefinitionRecord) -> None:
-    title = f"{_KIND_TITLE[record.kind]} {record.name}"
+    title = f"{KIND_NAMES[record.kind]} {record.name}"
     current = record.current
     if current is None:
         last = record.history[-1]

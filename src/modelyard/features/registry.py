@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from modelyard.errors import FeatureViewNotFoundError
 from modelyard.features.apply import ApplyPlan, UsedFeatures, apply, nothing_used
@@ -18,6 +19,7 @@ from modelyard.features.definition_set import Definitions
 from modelyard.features.definitions import Entity, FeatureView
 from modelyard.features.on_demand import OnDemandFeature
 from modelyard.features.repository import (
+    KIND_NAMES,
     KINDS,
     DefinitionRepository,
     DefinitionVersion,
@@ -26,6 +28,12 @@ from modelyard.features.repository import (
 )
 
 __all__ = ["DefinitionRecord", "FeatureRegistry"]
+
+_NAMED: dict[Kind, str] = {
+    "entity": "entity",
+    "view": "feature view",
+    "on_demand": "on-demand feature",
+}
 
 
 @dataclass(frozen=True)
@@ -62,26 +70,21 @@ class FeatureRegistry:
 
     def view(self, name: str) -> FeatureView:
         """The view ``name`` (``FeatureViewNotFoundError`` naming the views there are)."""
-        found = self._repository.get("view", name)
-        if found is None:
-            raise FeatureViewNotFoundError(
-                f"no feature view {name!r}; defined: {self._names('view')}"
-            )
-        return FeatureView.from_dict(found.definition)
+        return FeatureView.from_dict(self._definition("view", name))
 
     def on_demand(self, name: str) -> OnDemandFeature:
-        found = self._repository.get("on_demand", name)
-        if found is None:
-            raise FeatureViewNotFoundError(
-                f"no on-demand feature {name!r}; defined: {self._names('on_demand')}"
-            )
-        return OnDemandFeature.from_dict(found.definition)
+        return OnDemandFeature.from_dict(self._definition("on_demand", name))
 
     def entity(self, name: str) -> Entity:
-        found = self._repository.get("entity", name)
+        return Entity(**self._definition("entity", name))
+
+    def _definition(self, kind: Kind, name: str) -> dict[str, Any]:
+        found = self._repository.get(kind, name)
         if found is None:
-            raise FeatureViewNotFoundError(f"no entity {name!r}; defined: {self._names('entity')}")
-        return Entity(**found.definition)
+            raise FeatureViewNotFoundError(
+                f"no {KIND_NAMES[kind]} {name!r}; defined: {self._names(kind)}"
+            )
+        return found.definition
 
     def record(self, name: str, kind: Kind | None = None) -> DefinitionRecord:
         """``name``'s definition and history: a view's, else an on-demand feature's, else an

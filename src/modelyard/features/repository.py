@@ -35,6 +35,11 @@ __all__ = [
 
 Kind = Literal["entity", "view", "on_demand"]
 KINDS: tuple[Kind, ...] = ("entity", "view", "on_demand")
+KIND_NAMES: dict[Kind, str] = {
+    "entity": "entity",
+    "view": "feature view",
+    "on_demand": "on-demand feature",
+}  # as messages and tables name them
 Action = Literal["added", "changed", "removed"]
 
 
