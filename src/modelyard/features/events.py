@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from modelyard.errors import ConfigurationError, ValidationError
+from modelyard.errors import ValidationError
 from modelyard.features.definitions import Dtype, StreamSource
 from modelyard.features.epoch import epoch_column
 from modelyard.features.online.keys import key_texts
@@ -90,7 +90,9 @@ def event_batch(stream: StreamSource, key_column: str, key_dtype: Dtype, events:
 def _columns(events: Any) -> tuple[dict[str, Column], int]:
     module = type(events).__module__.split(".")[0]
     if module == "pandas":
-        return _arrow_columns(require_pyarrow().Table.from_pandas(events, preserve_index=False))
+        import pyarrow as pa  # here: it is slow to import, and only frames need it
+
+        return _arrow_columns(pa.Table.from_pandas(events, preserve_index=False))
     if module == "polars":
         return _arrow_columns(events.to_arrow())
     if module == "pyarrow":
@@ -126,7 +128,8 @@ def _row_columns(rows: Sequence[Any]) -> tuple[dict[str, Column], int]:
 
 
 def _arrow_columns(table: Any) -> tuple[dict[str, Column], int]:
-    pa = require_pyarrow()
+    import pyarrow as pa
+
     columns: dict[str, Column] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_timestamp(column.type):
@@ -136,17 +139,6 @@ def _arrow_columns(table: Any) -> tuple[dict[str, Column], int]:
         else:
             columns[name] = column.to_pylist()
     return columns, table.num_rows
-
-
-def require_pyarrow() -> Any:
-    """pyarrow (frames and Parquet files need it), or the error that names its extra."""
-    try:
-        import pyarrow
-    except ImportError as exc:
-        raise ConfigurationError(
-            "pushing events needs pyarrow: pip install 'modelyard[pandas]'"
-        ) from exc
-    return pyarrow
 
 
 # -- values -------------------------------------------------------------------------------

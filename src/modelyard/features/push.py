@@ -41,7 +41,7 @@ import numpy as np
 
 from modelyard.errors import FeatureViewNotFoundError, ValidationError
 from modelyard.features.definitions import Dtype, FeatureView, StreamSource
-from modelyard.features.events import EventBatch, event_batch, require_pyarrow
+from modelyard.features.events import EventBatch, event_batch
 from modelyard.features.online.keys import key_texts
 from modelyard.features.online.store import Event, LatestRow, OnlineStore
 from modelyard.features.windows import horizon
@@ -409,7 +409,7 @@ def append_offline(batch: EventBatch, rows: list[int], offline_dir: Path, now: f
     """Write events ``rows`` of ``batch`` as one Parquet file under
     ``<offline_dir>/<stream>/``, named so that lexical order is arrival order; written
     under a temporary name and renamed, so a reader never sees half a file."""
-    pa = require_pyarrow()
+    import pyarrow as pa  # here: it is slow to import, and only pushes need it
     import pyarrow.parquet as pq
 
     everything = len(rows) == len(batch)

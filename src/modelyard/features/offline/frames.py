@@ -20,21 +20,19 @@ from modelyard.errors import ConfigurationError, ValidationError
 
 FrameKind = Literal["pandas", "polars", "arrow"]
 
-_EXTRA = {"pandas": "pandas", "pyarrow": "pandas", "polars": "dev"}
 _SECONDS_PER_UNIT = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
 def require(module: str) -> Any:
-    """Import an optional library, or say which extra brings it."""
+    """Import a library when a frame of its kind arrives (they are slow to import), or say
+    how to install it."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as error:
-        extra = _EXTRA.get(module, module)
-        raise ConfigurationError(
-            f"this needs {module}: pip install 'modelyard[{extra}]'"
-            if module != "polars"
-            else "this needs polars: pip install polars"
-        ) from error
+        command = (
+            "pip install 'modelyard[pandas]'" if module == "pandas" else f"pip install {module}"
+        )
+        raise ConfigurationError(f"this needs {module}: {command}") from error
 
 
 def frame_kind(frame: object) -> FrameKind:
