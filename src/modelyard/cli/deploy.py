@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from modelyard.cli.context import CliContext, cli_context
-from modelyard.cli.output import print_table, when
+from modelyard.cli.output import AsJson, print_json, print_table, when
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.routing.abtest import FixedHorizon, Sequential
@@ -23,6 +23,7 @@ from modelyard.routing.deployment import (
     Change,
     Deployment,
     DeploymentConfig,
+    Event,
     FeatureInputs,
     RoutingKey,
 )
@@ -235,6 +236,9 @@ def deployments(
 # -- rollouts -------------------------------------------------------------------------------
 
 
+Limit = Annotated[float | None, typer.Option(help="Default: the policy's.", show_default=False)]
+
+
 @rollout_app.command("start")
 def rollout_start(
     ctx: typer.Context,
@@ -243,43 +247,176 @@ def rollout_start(
     steps: Annotated[str, typer.Option(help="Canary weights in %, ending at 100.")] = "5,25,50,100",
     interval: Annotated[float, typer.Option(min=0.001, help="Seconds per analysis.")] = 60.0,
     min_requests: Annotated[int, typer.Option(min=1, help="Per arm, per analysis.")] = 100,
-    failure_threshold: Annotated[int, typer.Option(min=1)] = 2,
-    max_error_rate: Annotated[float, typer.Option(help="Fraction, e.g. 0.01.")] = 0.01,
-    max_p99_ms: Annotated[float, typer.Option()] = 500.0,
-    max_p99_ratio: Annotated[float, typer.Option(help="Canary/champion p99.")] = 1.2,
+    failure_threshold: Annotated[
+        int, typer.Option(min=1, help="Failed analyses before a rollback.")
+    ] = 2,
+    max_error_rate: Annotated[
+        float | None, typer.Option(help="Canary's server errors, a fraction (0.01).")
+    ] = None,
+    max_p99_ms: Annotated[float | None, typer.Option(help="Canary's p99, absolute.")] = None,
+    max_p99_ratio: Annotated[
+        float | None, typer.Option(help="Canary/champion p99 (1.2); slower only past this…")
+    ] = None,
+    max_p99_increase_ms: Annotated[
+        float | None, typer.Option(help="…and past this many ms over the champion's p99 (5).")
+    ] = None,
+    max_decision_change: Annotated[
+        float | None,
+        typer.Option(help="Share of requests the champion would decide otherwise (0.05)."),
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None, typer.Option(help="Classifiers, on labelled requests: accuracy (0.02).")
+    ] = None,
+    max_error_increase: Annotated[
+        float | None,
+        typer.Option(help="Regressors, on labelled requests: relative mean abs. error (0.1)."),
+    ] = None,
+    max_prediction_divergence: Annotated[
+        float | None, typer.Option(help="KS / Jensen-Shannon of scores, in [0, 1] (0.1).")
+    ] = None,
+    divergence_gate: Annotated[
+        bool | None,
+        typer.Option(
+            "--divergence-gate/--divergence-warns",
+            help="Whether score divergence fails a canary (default: it only warns).",
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Significance of a failed check, whole rollout (1e-3).")
+    ] = None,
+    rollback_alpha: Annotated[
+        float | None, typer.Option(help="Significance of a clear breach: rollback at once (1e-5).")
+    ] = None,
     reason: Reason = "",
 ) -> None:
-    """Start walking a canary version through traffic steps, judged at every interval."""
+    """Start walking a canary version through traffic steps, judged at every interval.
+
+    Limits left out keep the policy's defaults (in brackets); `rollout status` shows
+    the policy in force and every check of every analysis.
+    """
     try:
         weights = tuple(float(w) for w in steps.split(","))
     except ValueError as error:
         raise ValidationError(
             f"--steps must be numbers separated by commas, got {steps!r}"
         ) from error
+    given = {
+        "max_error_rate": max_error_rate,
+        "max_p99_ms": max_p99_ms,
+        "max_p99_ratio": max_p99_ratio,
+        "max_p99_increase_ms": max_p99_increase_ms,
+        "max_decision_change": max_decision_change,
+        "max_accuracy_drop": max_accuracy_drop,
+        "max_error_increase": max_error_increase,
+        "max_prediction_divergence": max_prediction_divergence,
+        "divergence_gate": divergence_gate,
+        "alpha": alpha,
+        "rollback_alpha": rollback_alpha,
+    }
     policy = RolloutPolicy(
         step_weights=weights,
         interval_s=interval,
         min_requests=min_requests,
         failure_threshold=failure_threshold,
-        max_error_rate=max_error_rate,
-        max_p99_ms=max_p99_ms,
-        max_p99_ratio=max_p99_ratio,
+        **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
     )
     cli = cli_context(ctx)
     before = cli.deployments.get(name)
     _changed(before, cli.controller.start(name, canary, policy, actor=cli.actor, reason=reason))
 
 
+# How each check's figures read: a share, milliseconds, or a plain number.
+_PERCENT = {"error_rate", "error_rate_vs_champion", "decisions"}
+_MILLISECONDS = {"p99", "p99_vs_champion"}
+
+
+def _figure(check: str, value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-" if value is None else str(value)
+    if check in _PERCENT:
+        return f"{value:.2%}"
+    if check in _MILLISECONDS:
+        return f"{value:.1f} ms"
+    return f"{value:.4g}"
+
+
+def _analyses(events: list[Event]) -> list[dict[str, Any]]:
+    """The judged analyses among ``events`` (newest first), each with its checks."""
+    return [
+        {
+            "at": e.at,
+            "decision": e.kind.removeprefix("rollout."),
+            "reason": e.reason,
+            "analysis": e.payload.get("figures", {}).get("analysis"),
+            "alpha": e.payload.get("figures", {}).get("alpha"),
+            "checks": e.payload["checks"],
+        }
+        for e in events
+        if e.payload.get("checks")
+    ]
+
+
 @rollout_app.command("status")
-def rollout_status(ctx: typer.Context, name: str) -> None:
-    """The rollout's state and its recent decisions with their reasons."""
+def rollout_status(
+    ctx: typer.Context,
+    name: str,
+    analyses: Annotated[int, typer.Option(min=1, help="Analyses to show, newest first.")] = 3,
+    as_json: AsJson = False,
+) -> None:
+    """The rollout's state and policy, every check of its recent analyses (value, limit,
+    confidence bound, verdict) and its recent decisions with their reasons."""
     store = cli_context(ctx).deployments
-    _show(store.get(name))
-    found = store.events(name, "rollout.", limit=20)
+    deployment = store.get(name)
+    found = store.events(name, "rollout.", limit=50)
+    judged = _analyses(found)[:analyses]
+    record = deployment.rollout
+    if as_json:
+        print_json(
+            {
+                "deployment": name,
+                "rollout": None if record is None else record.to_dict(),
+                "analyses": judged,
+                "decisions": [
+                    {
+                        "at": e.at,
+                        "decision": e.kind.removeprefix("rollout."),
+                        "by": e.actor,
+                        "reason": e.reason,
+                    }
+                    for e in found[:20]
+                ],
+            }
+        )
+        return
+    _show(deployment)
+    if record is not None:
+        policy = record.policy.to_dict()
+        policy["step_weights"] = ", ".join(f"{w:g}" for w in record.policy.step_weights)
+        print_table(
+            f"{name}: rollout policy", ["parameter", "value"], [[k, v] for k, v in policy.items()]
+        )
+    for analysis in judged:
+        print_table(
+            f"analysis {analysis['analysis'] or '?'} at {when(analysis['at'])}: "
+            f"{analysis['decision']} (level {_figure('', analysis['alpha'])})",
+            ["check", "verdict", "value", "limit", "bound", "detail"],
+            [
+                [
+                    c["name"],
+                    c["outcome"],
+                    _figure(c["name"], c.get("value")),
+                    _figure(c["name"], c.get("limit")),
+                    _figure(c["name"], c.get("bound")),
+                    c["summary"],
+                ]
+                for c in analysis["checks"]
+            ],
+        )
     print_table(
         f"{name}: rollout decisions (newest first)",
         ["when", "decision", "by", "reason"],
-        [[when(e.at), e.kind.removeprefix("rollout."), e.actor, e.reason] for e in found],
+        [[when(e.at), e.kind.removeprefix("rollout."), e.actor, e.reason] for e in found[:20]],
     )
 
 

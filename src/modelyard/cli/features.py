@@ -11,7 +11,6 @@ Mounted on the main app as ``features``.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from modelyard.cli.context import cli_context
-from modelyard.cli.output import console, print_table, when
+from modelyard.cli.output import AsJson, console, print_json, print_table, when
 from modelyard.errors import ValidationError
 from modelyard.features.apply import ApplyPlan, Change
 from modelyard.features.definitions import FeatureView, duration_label
@@ -42,13 +41,6 @@ features_app = typer.Typer(
 )
 
 # -- shared options and printers ------------------------------------------------------
-
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document, not tables.")]
-
-
-def print_json(document: Any) -> None:
-    """One JSON document on stdout, unwrapped (rich would fold long lines)."""
-    typer.echo(json.dumps(document, indent=2, default=str))
 
 
 def _text(value: object) -> str:

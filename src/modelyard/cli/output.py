@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document, not tables.")]
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout, unwrapped (rich would fold long lines)."""
+    typer.echo(json.dumps(document, indent=2, default=str))
 
 
 def when(timestamp: float | None) -> str:

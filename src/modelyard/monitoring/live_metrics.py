@@ -272,16 +272,63 @@ def roc_auc(hits: npt.NDArray[np.bool_], score: npt.NDArray[np.float64]) -> floa
     return u / (positives * negatives)
 
 
+def _predicted(outputs: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[np.str_]:
+    """A classifier's decision per row from its output columns: ``label``, else a binary
+    ``score`` at 0.5, else ``prediction``."""
+    score = outputs.get("score")
+    if "label" in outputs:
+        return _class_keys(outputs["label"])
+    if score is not None:
+        return np.where(score.astype(np.float64) >= 0.5, "1", "0")
+    return _class_keys(outputs["prediction"])
+
+
+def decisions(outputs: Mapping[str, Any]) -> npt.NDArray[np.str_] | None:
+    """Each row's decision as a class key, from a model's outputs (as served or as the
+    inference log holds them): the ``label``, else the argmax of multiclass
+    ``probabilities``, else a binary ``score`` at 0.5; None for a regressor."""
+    probabilities = outputs.get("probabilities")
+    if "label" not in outputs and probabilities is not None:
+        array = np.asarray(probabilities)
+        if array.ndim == 2 and array.shape[1] > 2:
+            return _class_keys(array.argmax(axis=1))
+    columns = output_columns(dict(outputs))
+    if infer_task(outputs) != "classification":
+        return None
+    return _predicted(columns)
+
+
+def row_losses(window: Window) -> tuple[Task, npt.NDArray[np.float64]] | None:
+    """One loss per labelled row, for comparing versions: 1.0 for a wrong class and 0.0
+    for a right one (classifiers), the absolute error (regressors); None without labels
+    or without a usable output."""
+    if window.labels is None or not window.rows:
+        return None
+    task = infer_task(window.outputs)
+    if task is None:
+        return None
+    outputs = output_columns(window.outputs)
+    labelled = np.array([_is_label(v) for v in window.labels.tolist()], dtype=bool)
+    if task == "regression":
+        labelled &= np.array(
+            [isinstance(v, int | float | np.number) for v in window.labels.tolist()], dtype=bool
+        )
+    if not labelled.any():
+        return None
+    truth = window.labels[labelled]
+    chosen = {name: np.asarray(values)[labelled] for name, values in outputs.items()}
+    if task == "regression":
+        error = chosen["prediction"].astype(np.float64) - truth.astype(np.float64)
+        return task, np.abs(error)
+    wrong = _predicted(chosen) != _class_keys(truth)
+    return task, wrong.astype(np.float64)
+
+
 def _classification(
     truth: npt.NDArray[Any], outputs: Mapping[str, npt.NDArray[Any]]
 ) -> dict[str, float]:
     score = outputs.get("score")
-    if "label" in outputs:
-        predicted = _class_keys(outputs["label"])
-    elif score is not None:
-        predicted = np.where(score.astype(np.float64) >= 0.5, "1", "0")
-    else:
-        predicted = _class_keys(outputs["prediction"])
+    predicted = _predicted(outputs)
     true = _class_keys(truth)
     classes = _class_order(sorted(set(true.tolist()) | set(predicted.tolist())))
     binary = len(classes) <= 2

@@ -13,7 +13,13 @@ The gates live in ``analysis``; this module turns their outcomes into verdicts:
 * a ``breached`` check rolls back at once, whatever ``failure_threshold`` says and even
   before ``min_requests`` is reached, so a clearly bad canary never outlives one
   analysis interval;
-* ``passed`` and ``skipped`` checks let the rollout advance.
+* ``passed``, ``warned`` and ``skipped`` checks let the rollout advance.
+
+Sequential validity: a rollout looks at its canary once per interval, possibly many
+times. The k-th look tests at ``spent_level(alpha, k)`` = alpha / (k (k+1)) (and the
+same for ``rollback_alpha``), so that over every look of a rollout a check fails a good
+canary with probability at most ``alpha``: a Bonferroni spending of alpha across
+looks, the simplest always-valid choice, at the price of some power in late looks.
 
 ``to_dict``/``from_dict`` on the policy and the state give the JSON the
 deployment store keeps between analyses.
@@ -29,7 +35,14 @@ from numbers import Real
 from typing import Any
 
 from modelyard.errors import ConflictError, ValidationError
-from modelyard.routing.analysis import ArmTraffic, CheckResult, Figure, Outcome, run_checks
+from modelyard.routing.analysis import (
+    ArmTraffic,
+    CheckResult,
+    Figure,
+    Outcome,
+    run_checks,
+    spent_level,
+)
 
 __all__ = [
     "CheckResult",
@@ -78,9 +91,15 @@ class RolloutPolicy:
     is promotion). ``interval_s``: one analysis per interval. ``min_requests``: per arm,
     before an analysis may pass or fail. ``failure_threshold``: failed analyses before
     rollback. ``max_error_rate`` (fraction), ``max_p99_ms``: absolute limits.
-    ``max_p99_ratio``: canary/champion p99 that counts as a regression.
-    ``max_prediction_divergence``: KS statistic or Jensen-Shannon distance, in [0, 1].
-    ``alpha`` / ``rollback_alpha``: significance for a failed / a breached check.
+    ``max_p99_ratio`` and ``max_p99_increase_ms``: the canary's p99 counts as a
+    regression only past both, the ratio and the absolute margin over the champion's.
+    ``max_decision_change``: share of requests on which the canary decides differently
+    from the champion. ``max_accuracy_drop`` (classifiers: points of accuracy) and
+    ``max_error_increase`` (regressors: relative mean absolute error): how much worse
+    than the champion on labelled requests. ``max_prediction_divergence``: KS statistic
+    or Jensen-Shannon distance of scores, in [0, 1]; a warning unless
+    ``divergence_gate``. ``alpha`` / ``rollback_alpha``: significance of a failed / a
+    breached check over the whole rollout (spent across its analyses).
     """
 
     step_weights: tuple[float, ...] = (5, 25, 50, 100)
@@ -90,7 +109,12 @@ class RolloutPolicy:
     max_error_rate: float = 0.01
     max_p99_ms: float = 500.0
     max_p99_ratio: float = 1.2
+    max_p99_increase_ms: float = 5.0
+    max_decision_change: float = 0.05
+    max_accuracy_drop: float = 0.02
+    max_error_increase: float = 0.1
     max_prediction_divergence: float = 0.1
+    divergence_gate: bool = False
     alpha: float = 1e-3
     rollback_alpha: float = 1e-5
 
@@ -108,11 +132,21 @@ class RolloutPolicy:
         object.__setattr__(self, "step_weights", tuple(float(w) for w in steps))
         _positive("interval_s", self.interval_s)
         _positive("max_p99_ms", self.max_p99_ms)
+        for name in ("max_p99_increase_ms", "max_accuracy_drop", "max_error_increase"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValidationError(f"{name} must be a number >= 0, got {value!r}")
+            if not math.isfinite(value):
+                raise ValidationError(f"{name} must be finite, got {value!r}")
+        if not isinstance(self.divergence_gate, bool):
+            raise ValidationError(
+                f"divergence_gate must be true or false, got {self.divergence_gate!r}"
+            )
         for name in ("min_requests", "failure_threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("max_error_rate", "max_prediction_divergence"):
+        for name in ("max_error_rate", "max_decision_change", "max_prediction_divergence"):
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ValidationError(f"{name} must be in (0, 1], got {value!r}")
@@ -171,6 +205,7 @@ class RolloutState:
     window_started_at: float
     failed_checks: int = 0
     history: tuple[RolloutEvent, ...] = ()
+    analyses: int = 0  # looks at the canary so far: the k of alpha's spending
 
     @property
     def active(self) -> bool:
@@ -205,6 +240,7 @@ class RolloutState:
             window_started_at=float(data["window_started_at"]),
             failed_checks=int(data.get("failed_checks", 0)),
             history=history,
+            analyses=int(data.get("analyses", 0)),
         )
 
 
@@ -255,7 +291,16 @@ def decide(
     if now < due:
         return Decision(Verdict.HOLD, state, f"next analysis due in {due - now:.0f}s", figures)
 
-    checks = run_checks(policy, champion, canary)
+    look = state.analyses + 1
+    state = replace(state, analyses=look)
+    levels = replace(
+        policy,
+        alpha=spent_level(policy.alpha, look),
+        rollback_alpha=spent_level(policy.rollback_alpha, look),
+    )
+    checks = run_checks(levels, champion, canary)
+    figures["analysis"] = look
+    figures["alpha"] = levels.alpha
     figures.update(
         {
             "canary.requests": canary.request_count,

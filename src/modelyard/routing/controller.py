@@ -38,9 +38,22 @@ Operation = Callable[[canary.RolloutState, float, str | None], Decision]
 
 
 class MetricsSource(Protocol):
-    """One version's traffic on a deployment over ``[start, end)`` (the inference log's job)."""
+    """One version's traffic on a deployment over ``[start, end)`` (the inference log's job).
 
-    def __call__(self, deployment: str, version: int, start: float, end: float) -> ArmTraffic: ...
+    With ``compare_with`` (the champion, when ``version`` is the canary), the traffic also
+    says on how many of the version's requests ``compare_with`` would have decided
+    differently (``ArmTraffic.decisions_changed``).
+    """
+
+    def __call__(
+        self,
+        deployment: str,
+        version: int,
+        start: float,
+        end: float,
+        *,
+        compare_with: ModelRef | None = None,
+    ) -> ArmTraffic: ...
 
 
 @dataclass(frozen=True)
@@ -171,7 +184,10 @@ class RolloutController:
         if self._metrics is None:
             raise ConflictError("the rollout controller was given no metrics source")
         champion = self._metrics(deployment.name, deployment.config.champion, start, now)
-        challenger = self._metrics(deployment.name, record.canary, start, now)
+        champion_ref = ModelRef(deployment.config.model, version=deployment.config.champion)
+        challenger = self._metrics(
+            deployment.name, record.canary, start, now, compare_with=champion_ref
+        )
         decisions: list[Decision] = []
 
         def apply(current: Deployment) -> Change | None:
@@ -221,10 +237,7 @@ def _apply(
         "canary": record.canary,
         "champion": current.config.champion,
         "figures": decision.figures,
-        "checks": [
-            {"name": c.name, "outcome": c.outcome.value, "summary": c.summary}
-            for c in decision.checks
-        ],
+        "checks": [c.to_dict() for c in decision.checks],
     }
     why = f"{kind}: {decision.reason}"
     rollout = replace(record, state=state, checked_at=now)
@@ -234,7 +247,10 @@ def _apply(
 class InMemoryMetrics:
     """A ``MetricsSource`` for tests and simulations: traffic recorded by ``record``."""
 
-    def __init__(self) -> None:
+    _COLUMNS = ("at", "errors", "latency_ms", "predictions", "changed", "losses")
+
+    def __init__(self, task: str | None = None) -> None:
+        self._task = task
         self._batches: dict[tuple[str, int], list[tuple[npt.NDArray[np.float64], ...]]] = {}
 
     def record(
@@ -245,32 +261,54 @@ class InMemoryMetrics:
         errors: npt.ArrayLike,
         latency_ms: npt.ArrayLike,
         predictions: npt.ArrayLike | None = None,
+        *,
+        changed: npt.ArrayLike | None = None,
+        losses: npt.ArrayLike | None = None,
     ) -> None:
-        """Requests at times ``at``, each failed or not, its latency and (optional) prediction."""
+        """Requests at times ``at``, each failed or not, its latency, (optional) prediction,
+        whether the champion would have decided otherwise, and its loss once labelled
+        (NaN where unknown)."""
         times = np.asarray(at, dtype=np.float64).ravel()
         columns = [times, np.asarray(errors, np.float64), np.asarray(latency_ms, np.float64)]
-        columns.append(
-            np.full(times.size, np.nan)
-            if predictions is None
-            else np.asarray(predictions, np.float64)
-        )
+        for optional in (predictions, changed, losses):
+            columns.append(
+                np.full(times.size, np.nan)
+                if optional is None
+                else np.asarray(optional, np.float64)
+            )
         self._batches.setdefault((deployment, version), []).append(
-            tuple(c.ravel() for c in columns)
+            tuple(np.broadcast_to(c.ravel(), times.shape) for c in columns)
         )
 
-    def __call__(self, deployment: str, version: int, start: float, end: float) -> ArmTraffic:
+    def __call__(
+        self,
+        deployment: str,
+        version: int,
+        start: float,
+        end: float,
+        *,
+        compare_with: ModelRef | None = None,
+    ) -> ArmTraffic:
         batches = self._batches.get((deployment, version), [])
         if not batches:
             return ArmTraffic(0, 0)
-        times, errors, latency, predictions = (
+        times, errors, latency, predictions, changed, losses = (
             np.concatenate(c) for c in zip(*batches, strict=True)
         )
         inside = (times >= start) & (times < end)
-        kept = predictions[inside]
-        kept = kept[~np.isnan(kept)]
+
+        def known(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            kept = values[inside]
+            return kept[~np.isnan(kept)]
+
+        sample, compared, loss = known(predictions), known(changed), known(losses)
         return ArmTraffic(
             request_count=int(inside.sum()),
             error_count=int(errors[inside].astype(bool).sum()),
             latency_samples_ms=latency[inside],
-            prediction_sample=kept if kept.size else None,
+            prediction_sample=sample if sample.size else None,
+            decisions_compared=int(compared.size) if compare_with is not None else 0,
+            decisions_changed=int(compared.sum()) if compare_with is not None else 0,
+            losses=loss if loss.size else None,
+            task=self._task if loss.size else None,
         )

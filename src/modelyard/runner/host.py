@@ -70,9 +70,14 @@ def runner_jobs(
     *,
     publish_to: Path | None = None,
     clock: Callable[[], float] = time.time,
+    trusted: bool = False,
 ) -> list[Job]:
-    """The jobs a server runs (see the module docstring)."""
-    metrics = InferenceLogMetrics(stores.inference_log)
+    """The jobs a server runs (see the module docstring); ``trusted``: whether the rollout
+    controller may load pickle-based versions to compare their decisions (as the server
+    was told)."""
+    metrics = InferenceLogMetrics(
+        stores.inference_log, lambda ref: stores.registry.load(ref, trusted=trusted).predictor
+    )
     controller = RolloutController(stores.deployments, metrics, clock=clock)
     jobs: list[Job] = [RolloutJob(controller, clock=clock)]
     monitoring = settings.monitoring
@@ -171,10 +176,14 @@ class Runner:
 
 
 def start_runner(
-    settings: Settings, *, open_log: OpenLog, publish_to: Path | None = None
+    settings: Settings,
+    *,
+    open_log: OpenLog,
+    publish_to: Path | None = None,
+    trusted: bool = False,
 ) -> Runner:
     """Build the runner's stores once and start its jobs, each logging to ``open_log(name)``;
     the monitoring pass writes its Prometheus text to ``publish_to``."""
     stores = RunnerStores(settings)
-    jobs = runner_jobs(settings, stores, publish_to=publish_to)
+    jobs = runner_jobs(settings, stores, publish_to=publish_to, trusted=trusted)
     return Runner(stores, [PeriodicLoop(job, open_log).start() for job in jobs])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
 from modelyard.cli.deploy import deploy_app
 from modelyard.config import Settings
 from modelyard.errors import ConflictError, ModelyardError, ValidationError
-from modelyard.routing import DeploymentStore
+from modelyard.routing import DeploymentStore, InMemoryMetrics, RolloutController, RolloutPolicy
 from modelyard.yard import Yard
 
 
@@ -33,6 +36,47 @@ def refused(cli: CliRunner, *args: str) -> ModelyardError:
     result: Result = cli.invoke(deploy_app, list(args))
     assert isinstance(result.exception, ModelyardError), result.output
     return result.exception
+
+
+def test_rollout_policy_flags_and_every_check_of_an_analysis(
+    cli: CliRunner, store: DeploymentStore
+) -> None:
+    ok(cli, "deploy", "api", "--model", "fraud", "--version", "1")
+    ok(
+        cli,
+        *("rollout", "start", "api", "--canary", "2", "--interval", "10"),
+        *("--max-p99-increase-ms", "8", "--max-decision-change", "0.07", "--alpha", "0.01"),
+        *("--max-accuracy-drop", "0.03", "--divergence-gate"),
+    )
+    policy = store.get("api").rollout.policy  # type: ignore[union-attr]
+    assert (policy.max_p99_increase_ms, policy.max_decision_change, policy.alpha) == (8, 0.07, 0.01)
+    assert (policy.max_accuracy_drop, policy.divergence_gate) == (0.03, True)
+    assert policy.max_error_rate == RolloutPolicy().max_error_rate  # left out: the default
+    metrics = InMemoryMetrics()
+    started = store.get("api").rollout.checked_at  # type: ignore[union-attr]
+    rng = np.random.default_rng(0)
+    at = started + np.linspace(0, 9, 2_000)
+    metrics.record("api", 1, at, np.zeros(2_000), rng.gamma(2, 1, 2_000))
+    metrics.record("api", 2, at[:500], np.zeros(500), rng.gamma(2, 1, 500), changed=np.zeros(500))
+    RolloutController(store, metrics).tick(started + 10)
+    out = ok(cli, "rollout", "status", "api")
+    assert "analysis 1" in out and "advance" in out
+    for check in ("p99_vs_champion", "decisions", "live_quality", "prediction_divergence"):
+        assert check in out
+    assert "max_p99_increase_ms" in out  # the policy in force
+    document = json.loads(ok(cli, "rollout", "status", "api", "--json"))
+    checks = {c["name"]: c for c in document["analyses"][0]["checks"]}
+    assert checks["decisions"]["value"] == 0.0
+    assert checks["decisions"]["limit"] == 0.07
+    assert checks["decisions"]["outcome"] == "passed"
+    assert checks["live_quality"]["outcome"] == "skipped"
+    assert document["rollout"]["policy"]["alpha"] == 0.01
+    assert document["rollout"]["state"]["analyses"] == 1
+    ok(cli, "rollout", "abort", "api")
+    refused_policy = refused(
+        cli, "rollout", "start", "api", "--canary", "2", "--max-decision-change", "2"
+    )
+    assert "max_decision_change must be in (0, 1]" in refused_policy.message
 
 
 def test_deploy_shadow_and_a_rollout_from_the_command_line(

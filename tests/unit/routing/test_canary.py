@@ -115,7 +115,9 @@ def test_p99_over_the_absolute_limit_rolls_back() -> None:
 
 def test_p99_regression_against_the_champion_rolls_back() -> None:
     rng = np.random.default_rng(5)
-    decision = at_first_analysis(arm(rng, 19_000, 0.001), arm(rng, 1_000, 0.001, median_ms=80))
+    decision = at_first_analysis(
+        arm(rng, 19_000, 0.001, samples=2_000), arm(rng, 2_000, 0.001, median_ms=80, samples=2_000)
+    )
     assert decision.verdict is Verdict.ROLLBACK
     assert number(decision, "p99_vs_champion.ratio") > 1.5
     assert "vs champion" in decision.reason
@@ -130,7 +132,7 @@ def test_fattened_tail_alone_is_caught() -> None:
     slow[:100] *= 6  # 5% of requests six times slower; the median barely moves
     decision = at_first_analysis(champion, replace(canary, latency_samples_ms=slow))
     assert decision.verdict is Verdict.ROLLBACK
-    assert number(decision, "p99_vs_champion.tail_p") < 1e-6
+    assert number(decision, "p99_vs_champion.p_value") < 1e-6
 
 
 def test_exact_p99_without_samples_fails_softly_then_rolls_back() -> None:
@@ -153,7 +155,7 @@ def test_holds_while_the_sample_is_too_small_then_advances() -> None:
     small = decide(POLICY, state, arm(rng, 950, 0.001), arm(rng, 50, 0.001), T0 + 60)
     assert small.verdict is Verdict.HOLD
     assert "sample too small (canary 50/100 requests)" in small.reason
-    assert small.new_state == state  # the window keeps accumulating
+    assert small.new_state == replace(state, analyses=1)  # the window keeps accumulating
     enough = decide(POLICY, state, arm(rng, 2_850, 0.001), arm(rng, 150, 0.001), T0 + 90)
     assert enough.verdict is Verdict.ADVANCE
     assert enough.new_state.weight == 25
@@ -173,7 +175,12 @@ def test_prediction_histograms_are_compared_by_jensen_shannon() -> None:
     good = at_first_analysis(champion, ArmTraffic(1_000, 1, prediction_histogram=same))
     assert good.verdict is Verdict.ADVANCE
     assert good.figures["prediction_divergence.method"] == "jensen_shannon"
-    bad = at_first_analysis(champion, ArmTraffic(1_000, 1, prediction_histogram=shifted))
+    shifted_arm = ArmTraffic(1_000, 1, prediction_histogram=shifted)
+    warned = at_first_analysis(champion, shifted_arm)
+    assert warned.verdict is Verdict.ADVANCE  # a change of scores alone is a warning
+    assert warned.figures["prediction_divergence.outcome"] == "warned"
+    gated = replace(POLICY, divergence_gate=True)
+    bad = at_first_analysis(champion, shifted_arm, gated)
     assert bad.verdict is Verdict.ROLLBACK
     assert "prediction divergence (jensen_shannon)" in bad.reason
 

@@ -205,6 +205,8 @@ def test_the_gates_moved_to_analysis_keep_their_order() -> None:
         "error_rate_vs_champion",
         "p99",
         "p99_vs_champion",
+        "decisions",
+        "live_quality",
         "prediction_divergence",
     ]
-    assert len(CHECKS) == 5
+    assert len(CHECKS) == 7

@@ -69,7 +69,7 @@ def serve(settings: Settings, models: Sequence[str] = (), *, trusted: bool = Fal
     )
     if serving.workers <= 1:
         metrics_dir = metrics_directory(settings)
-        runner = start_server_runner(settings, metrics_dir)
+        runner = start_server_runner(settings, metrics_dir, trusted=trusted)
         try:
             run_worker(
                 settings,

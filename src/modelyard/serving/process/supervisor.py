@@ -74,13 +74,14 @@ def metrics_directory(settings: Settings) -> Path:
     return directory
 
 
-def start_server_runner(settings: Settings, metrics_dir: Path) -> Runner:
+def start_server_runner(settings: Settings, metrics_dir: Path, *, trusted: bool) -> Runner:
     """The server's one runner (``runner.host``): its jobs log to the server's JSON log,
     and the monitoring pass publishes where every worker's /metrics reads it."""
     return start_runner(
         settings,
         open_log=lambda name: JsonLog(settings.resolved_log_path, worker=name),
         publish_to=metrics_dir / MONITORING_TEXT,
+        trusted=trusted,
     )
 
 
@@ -150,7 +151,7 @@ class Supervisor:
         runner: Runner | None = None
         try:
             processes += [self._start(sock, metrics_dir) for sock in sockets]
-            runner = start_server_runner(self._settings, metrics_dir)
+            runner = start_server_runner(self._settings, metrics_dir, trusted=self._trusted)
             if self._settings.monitoring.log_inferences:
                 ingester = open_log_ingester(
                     self._settings,
