@@ -60,7 +60,8 @@ def test_rollout_policy_flags_and_every_check_of_an_analysis(
     metrics.record("api", 2, at[:500], np.zeros(500), rng.gamma(2, 1, 500), changed=np.zeros(500))
     RolloutController(store, metrics).tick(started + 10)
     out = ok(cli, "rollout", "status", "api")
-    assert "analysis 1" in out and "advance" in out
+    assert "analysis 1" in out
+    assert "advance" in out
     for check in ("p99_vs_champion", "decisions", "live_quality", "prediction_divergence"):
         assert check in out
     assert "max_p99_increase_ms" in out  # the policy in force
