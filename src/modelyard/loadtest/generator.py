@@ -303,7 +303,9 @@ class LoadPlan:
 
     The run ends at ``duration_s`` (after ``warmup_s``) or after ``requests``
     measured requests, whichever comes first; both are capped. ``rate`` (requests
-    per second across all connections) switches to open-loop mode.
+    per second across all connections) switches to open-loop mode. ``variants``, when
+    given, are (path, body) pairs sent in turn instead of ``path`` and ``body``: varied
+    inputs, or several deployments, each encoded once.
     """
 
     url: str
@@ -316,6 +318,7 @@ class LoadPlan:
     warmup_s: float = 0.0
     method: str = "POST"
     headers: Mapping[str, str] = field(default_factory=dict)
+    variants: tuple[tuple[str, bytes], ...] = ()
 
     def check(self) -> Target:
         """The target, once every bound is checked (raises ``ValidationError``)."""
@@ -355,9 +358,11 @@ class _Run:
     def __init__(self, plan: LoadPlan, target: Target) -> None:
         self.plan = plan
         self.target = target
-        self.request = encode_request(
-            target, plan.path, plan.body, method=plan.method, headers=plan.headers
-        )
+        self.requests = [
+            encode_request(target, path, body, method=plan.method, headers=plan.headers)
+            for path, body in (plan.variants or ((plan.path, plan.body),))
+        ]
+        self._sent = 0
         self.latency = LatencyHistogram()
         self.service = LatencyHistogram() if plan.rate is not None else None
         self.errors: dict[str, int] = {}
@@ -368,6 +373,12 @@ class _Run:
         self.stopped = False
         self.started = 0.0
         self.last_done = 0.0
+
+    def next_request(self) -> bytes:
+        """The encoded request to send next: the variants in turn, across connections."""
+        request = self.requests[self._sent % len(self.requests)]
+        self._sent += 1
+        return request
 
     def take_ticket(self) -> bool:
         """May a connection send another request? (request-count bound)"""
@@ -467,7 +478,7 @@ async def _closed_loop(run: _Run, number: int) -> None:
         while run.take_ticket():
             sent = clock()
             try:
-                status = await connection.exchange(run.request)
+                status = await connection.exchange(run.next_request())
             except _TRANSPORT_ERRORS as error:
                 connection.close()
                 run.count_error(type(error).__name__)
@@ -494,7 +505,7 @@ async def _open_loop(run: _Run, number: int) -> None:
                 break
             sent = clock()
             try:
-                status = await connection.exchange(run.request)
+                status = await connection.exchange(run.next_request())
             except _TRANSPORT_ERRORS as error:
                 connection.close()
                 run.count_error(type(error).__name__)

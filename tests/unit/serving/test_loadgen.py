@@ -252,3 +252,14 @@ def test_parse_head_of_a_response_without_body() -> None:
 def test_unreadable_heads_are_refused(raw: bytes, message: str) -> None:
     with pytest.raises(ResponseError, match=message):
         parse_head(raw)
+
+
+def test_variants_are_sent_in_turn_across_connections() -> None:
+    from modelyard.loadtest.generator import _Run
+
+    variants = (("/v2/models/a/infer", b"1"), ("/v2/models/b/infer", b"22"))
+    run = _Run(plan(variants=variants), Target("127.0.0.1", 8000))
+    sent = [run.next_request() for _ in range(4)]
+    assert sent[0] == sent[2] != sent[1] == sent[3]
+    assert sent[0].startswith(b"POST /v2/models/a/infer HTTP/1.1")
+    assert sent[1].endswith(b"\r\n\r\n22")
