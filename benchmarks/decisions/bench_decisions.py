@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import flagger  # benchmarks/decisions/flagger.py, beside this script
 import numpy as np
 
 from modelyard.routing.abtest import (
@@ -41,12 +42,14 @@ MAX_INTERVALS = 30
 
 @dataclass(frozen=True)
 class Service:
-    """One version's behaviour: error rate, lognormal latency, beta predictions."""
+    """One version's behaviour: error rate, lognormal latency, beta predictions, and the
+    share of requests on which the champion would decide otherwise."""
 
     error_rate: float
     median_ms: float
     sigma: float
     beta: tuple[float, float]
+    decision_change: float = 0.02  # another seed of the same recipe, as measured live
 
     def snapshot(self, rng: np.random.Generator, requests: int) -> ArmTraffic:
         kept = min(requests, RESERVOIR)
@@ -55,6 +58,8 @@ class Service:
             error_count=int(rng.binomial(requests, self.error_rate)),
             latency_samples_ms=rng.lognormal(np.log(self.median_ms), self.sigma, kept),
             prediction_sample=rng.beta(*self.beta, kept),
+            decisions_compared=kept,
+            decisions_changed=int(rng.binomial(kept, self.decision_change)),
         )
 
 
@@ -69,25 +74,39 @@ def healthy(rng: np.random.Generator) -> Service:
 
 def simulate_rollout(
     rng: np.random.Generator, policy: RolloutPolicy, champion: Service, canary: Service
-) -> tuple[Phase, int]:
-    """Run one rollout to its end; return the final phase and the analyses it took."""
+) -> tuple[Phase, int, list[flagger.Interval]]:
+    """Run one rollout to its end; return the final phase, the analyses it took and what
+    Flagger's builtin metrics would have seen of the canary in each."""
     state = start_rollout(policy, now=0.0)
     now = 0.0
+    seen: list[flagger.Interval] = []
     for analyses in range(1, MAX_INTERVALS + 1):
         now += policy.interval_s
         canary_n = int(rng.integers(300, 3_001))
         champion_n = round(canary_n * (100 - state.weight) / state.weight)
-        decision = decide(
-            policy,
-            state,
-            champion.snapshot(rng, champion_n),
-            canary.snapshot(rng, canary_n),
-            now,
-        )
+        ours = canary.snapshot(rng, canary_n)
+        assert ours.latency_samples_ms is not None
+        p99 = float(np.quantile(ours.latency_samples_ms, 0.99))
+        seen.append(flagger.Interval(ours.request_count, ours.error_count, p99))
+        decision = decide(policy, state, champion.snapshot(rng, champion_n), ours, now)
         state = decision.new_state
         if state.phase in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED):
-            return state.phase, analyses
-    return state.phase, MAX_INTERVALS
+            return state.phase, analyses, seen
+    return state.phase, MAX_INTERVALS, seen
+
+
+@dataclass
+class Tally:
+    """Rollouts of one scenario: how they ended, and Flagger's verdicts on their windows."""
+
+    promoted: int = 0
+    rolled: int = 0
+    first: int = 0  # rolled back at the first analysis
+    within_two: int = 0
+    flagger: dict[str, int] | None = None
+
+    def flagger_text(self) -> str:
+        return ", ".join(f"{n} {v}" for v, n in sorted((self.flagger or {}).items()))
 
 
 def rollouts(
@@ -95,16 +114,29 @@ def rollouts(
     policy: RolloutPolicy,
     count: int,
     pair: Callable[[np.random.Generator], tuple[Service, Service]],
-) -> tuple[int, int, int]:
-    """(promoted, rolled back, rolled back at the first analysis) over ``count`` rollouts."""
-    promoted = rolled = first = 0
+) -> Tally:
+    """How ``count`` rollouts of ``pair`` ended."""
+    tally = Tally(flagger={})
+    assert tally.flagger is not None
+    steps = len(policy.step_weights)
     for _ in range(count):
         champion, canary = pair(rng)
-        phase, analyses = simulate_rollout(rng, policy, champion, canary)
-        promoted += phase is Phase.PROMOTED
-        rolled += phase is Phase.ROLLED_BACK
-        first += phase is Phase.ROLLED_BACK and analyses == 1
-    return promoted, rolled, first
+        phase, analyses, seen = simulate_rollout(rng, policy, champion, canary)
+        tally.promoted += phase is Phase.PROMOTED
+        tally.rolled += phase is Phase.ROLLED_BACK
+        tally.first += phase is Phase.ROLLED_BACK and analyses == 1
+        tally.within_two += phase is Phase.ROLLED_BACK and analyses <= 2
+        # Flagger's rule gets the same windows, and more of the canary's where it would
+        # still be running after modelyard ended the rollout.
+        judged = flagger.verdict(seen, policy.failure_threshold, steps)
+        while judged == "undecided" and len(seen) < MAX_INTERVALS:
+            window = canary.snapshot(rng, int(rng.integers(300, 3_001)))
+            assert window.latency_samples_ms is not None
+            p99 = float(np.quantile(window.latency_samples_ms, 0.99))
+            seen.append(flagger.Interval(window.request_count, window.error_count, p99))
+            judged = flagger.verdict(seen, policy.failure_threshold, steps)
+        tally.flagger[judged] = tally.flagger.get(judged, 0) + 1
+    return tally
 
 
 def good_pair(rng: np.random.Generator) -> tuple[Service, Service]:
@@ -120,6 +152,31 @@ def erroring_pair(rng: np.random.Generator) -> tuple[Service, Service]:
 def slow_pair(rng: np.random.Generator) -> tuple[Service, Service]:
     champion = healthy(rng)
     return champion, replace(champion, median_ms=champion.median_ms * 1.5)
+
+
+def saturated_pair(rng: np.random.Generator) -> tuple[Service, Service]:
+    """Issue 16's good canary at saturation: its p99 x1.27 the champion's, at about 2 ms."""
+    champion = Service(0.001, 1.0, 0.3, (2.0, 5.0))
+    return champion, replace(champion, median_ms=1.27)
+
+
+def twice_as_slow_pair(rng: np.random.Generator) -> tuple[Service, Service]:
+    champion = Service(0.001, 8.0, 0.4, (2.0, 5.0))
+    return champion, replace(champion, median_ms=16.0)
+
+
+def changing(share: float) -> Callable[[np.random.Generator], tuple[Service, Service]]:
+    def pair(rng: np.random.Generator) -> tuple[Service, Service]:
+        champion = healthy(rng)
+        return champion, replace(champion, decision_change=share)
+
+    return pair
+
+
+def recalibrated_pair(rng: np.random.Generator) -> tuple[Service, Service]:
+    """The same decisions, much sharper scores: what a KS gate rolls back."""
+    champion = healthy(rng)
+    return champion, replace(champion, beta=(0.3, 0.6), decision_change=0.0)
 
 
 def declares(report: ExperimentReport) -> bool:
@@ -157,9 +214,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=20_240_611)
     seed = parser.parse_args().seed
-    rng = np.random.default_rng(seed)
+    np.random.default_rng(seed)
     policy = RolloutPolicy()
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
     started = time.perf_counter()
 
     split = TrafficSplit({"champion": 90, "canary": 10}, salt="bench")
@@ -170,30 +227,49 @@ def main() -> None:
     rows.append(("sticky assignment, 10,000 keys at 10%", f"{share:.2%} to canary", "10% +/- 1.5"))
     rows.append(("assignment cost (sticky key)", f"{micros:.2f} us/call", "a few us"))
 
-    promoted, rolled, _ = rollouts(rng, policy, 100, good_pair)
-    rows.append(
+    scenarios: list[tuple[str, Callable[..., tuple[Service, Service]], RolloutPolicy, str]] = [
+        ("good canary (same errors, latency, predictions)", good_pair, policy, "0 rolled back"),
         (
-            "good canary (same errors, latency, predictions), 100 rollouts",
-            f"{promoted} promoted, {rolled} rolled back",
+            "good canary at saturation, p99 x1.27 at ~2 ms",
+            saturated_pair,
+            policy,
             "0 rolled back",
-        )
-    )
-    _, rolled, first = rollouts(np.random.default_rng(seed + 1), policy, 100, erroring_pair)
-    rows.append(
+        ),
         (
-            "canary 5% errors vs champion 0.1%, 100 rollouts",
-            f"{first} rolled back at the 1st analysis ({rolled} in all)",
-            ">= 99 within one interval",
-        )
-    )
-    _, rolled, first = rollouts(np.random.default_rng(seed + 2), policy, 100, slow_pair)
-    rows.append(
+            "same, without the 5 ms margin (`max_p99_increase_ms=0`, the old rule)",
+            saturated_pair,
+            replace(policy, max_p99_increase_ms=0.0),
+            "(what issue 16 saw)",
+        ),
+        ("canary 5% errors vs champion 0.1%", erroring_pair, policy, ">= 99 within one interval"),
+        ("canary 1.5x slower (all quantiles)", slow_pair, policy, "rolled back"),
         (
-            "canary 1.5x slower (all quantiles), 100 rollouts",
-            f"{first} rolled back at the 1st analysis ({rolled} in all)",
+            "canary twice as slow at p99 (8 -> 16 ms median)",
+            twice_as_slow_pair,
+            policy,
             "rolled back",
+        ),
+        ("decisions differ on 10% of requests", changing(0.10), policy, "within two analyses"),
+        ("shuffled labels: decisions differ on 50%", changing(0.50), policy, "within two analyses"),
+        ("probabilities recalibrated, same decisions", recalibrated_pair, policy, "promoted"),
+        (
+            "same, with `divergence_gate` (KS as a gate, the old rule)",
+            recalibrated_pair,
+            replace(policy, divergence_gate=True),
+            "(what issue 16 saw)",
+        ),
+    ]
+    for offset, (name, pair, chosen, target) in enumerate(scenarios):
+        tally = rollouts(np.random.default_rng(seed + 10 + offset), chosen, 100, pair)
+        rows.append(
+            (
+                f"{name}, 100 rollouts",
+                f"{tally.promoted} promoted, {tally.rolled} rolled back "
+                f"({tally.first} at the 1st analysis, {tally.within_two} within two)",
+                target,
+                tally.flagger_text(),
+            )
         )
-    )
 
     looks, batch = 50, 200
     horizon = FixedHorizon.for_conversions(baseline=0.10, mde=0.015)
@@ -243,10 +319,10 @@ def main() -> None:
     )
 
     print(f"seed {seed}, {time.perf_counter() - started:.1f} s\n")
-    print("| scenario | observed | target |")
-    print("|---|---|---|")
+    print("| scenario | observed | target | Flagger's rule on the same windows, and more |")
+    print("|---|---|---|---|")
     for row in rows:
-        print("| " + " | ".join(row) + " |")
+        print("| " + " | ".join((*row, "", "")[:4]) + " |")
 
 
 if __name__ == "__main__":

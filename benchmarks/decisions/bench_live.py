@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import flagger  # benchmarks/decisions/flagger.py, beside this script
 import httpx
 import numpy as np
 import orjson
@@ -65,7 +66,6 @@ TREES, DEPTH = 20, 10
 SLOWER = 60  # the slow canary's trees, times the champion's
 SCENARIOS = ("good", "errors", "slow", "shuffled", "differ", "recalibrated")
 HARMFUL = {"errors", "slow", "shuffled", "differ"}
-FLAGGER_SUCCESS, FLAGGER_P99_MS = 0.99, 500.0
 LOAD_CHUNK_S = 60.0
 
 
@@ -220,25 +220,6 @@ def windows_of(events: list[Event], started: float) -> list[dict[str, Any]]:
     return found
 
 
-def flagger(windows: list[dict[str, Any]], threshold: int, steps: int) -> str:
-    """Flagger's builtin rule on the recorded windows: promoted, rolled back, or undecided
-    (it would need windows this rollout never recorded, having ended earlier)."""
-    failures = passed = 0
-    for window in windows:
-        requests = window["requests"] or 0
-        success = 1 - (window["errors"] or 0) / requests if requests else 1.0
-        p99 = window["p99_ms"] or 0.0
-        if success < FLAGGER_SUCCESS or p99 > FLAGGER_P99_MS:
-            failures += 1
-            if failures >= threshold:
-                return "rolled back"
-        else:
-            passed += 1
-            if passed >= steps - 1:  # a passing analysis at the step before 100% promotes
-                return "promoted"
-    return "undecided"
-
-
 def drive(
     home: Path,
     name: str,
@@ -320,7 +301,14 @@ def report(mode: str, results: list[Run], policy: RolloutPolicy, load: Load) -> 
         judged = [sum(1 for w in r.windows if w["requests"]) for r in runs]
         windows = [w for r in runs for w in r.windows]
         measured = describe(windows)
-        verdicts = [flagger(r.windows, policy.failure_threshold, steps) for r in runs]
+        verdicts = [
+            flagger.verdict(
+                [flagger.Interval(w["requests"], w["errors"], w["p99_ms"]) for w in r.windows],
+                policy.failure_threshold,
+                steps,
+            )
+            for r in runs
+        ]
         flag = ", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts)))
         print(
             f"| {scenario} | {len(runs)} | {promoted} | {rolled} | "
