@@ -93,7 +93,9 @@ def test_wasserstein_matches_scipy_on_a_large_uneven_pair() -> None:
 def test_normalised_wasserstein_is_in_reference_standard_deviations() -> None:
     ref = np.sort(np.random.default_rng(4).normal(0.0, 3.0, size=2000))
     assert uv.normalised_wasserstein(ref, ref + 1.5) == pytest.approx(1.5 / ref.std())
-    assert uv.normalised_wasserstein(np.zeros(5), np.ones(5)) == 1.0  # constant reference
+    # a constant reference: in the standard deviation of both samples together (0.5 here)
+    assert uv.normalised_wasserstein(np.zeros(5), np.ones(5)) == pytest.approx(2.0)
+    assert uv.normalised_wasserstein(np.zeros(5), np.zeros(7)) == 0.0
 
 
 def test_chi2_matches_scipy() -> None:

@@ -122,6 +122,20 @@ def test_half_a_standard_deviation_at_1000_rows_is_found_and_named_first(
     assert g07.effect_size == pytest.approx(0.5, abs=0.15)
 
 
+def test_a_column_constant_in_the_reference_that_moves_is_found() -> None:
+    # digits' corner pixels: 0 in every reference row; +0.5 of their (tiny) standard
+    # deviation moves every live value. Measured in the column's own units (0.012) the
+    # effect was under the floor; in the spread of both samples together it is not.
+    rng = np.random.default_rng(9)
+    reference = gaussian_window(rng, 1000, 3) | {"pixel": np.zeros(1000)}
+    live = gaussian_window(rng, 1000, 3) | {"pixel": np.full(1000, 0.012)}
+    report = detect_drift(reference, live)
+    assert report.drifted_features == ("pixel",)
+    quiet = gaussian_window(rng, 1000, 3) | {"pixel": np.zeros(1000)}
+    quiet["pixel"][:2] = 16.0  # a rare value the reference did not happen to hold
+    assert not detect_drift(reference, quiet).dataset_drift
+
+
 def test_in_a_huge_window_the_larger_effect_is_named_first() -> None:
     # Both p-values underflow to 0; the effect over its floor decides the order.
     rng = np.random.default_rng(7)

@@ -121,11 +121,20 @@ def wasserstein(reference_sorted: FloatArray, live_sorted: FloatArray) -> float:
 
 
 def normalised_wasserstein(reference_sorted: FloatArray, live_sorted: FloatArray) -> float:
-    """W1 in units of the reference standard deviation (1.0 when it is constant)."""
-    scale = float(np.std(reference_sorted))  # 0 when tiny values underflow
-    if reference_sorted[0] == reference_sorted[-1] or not scale > 0.0:  # std may say 1e-33
-        scale = 1.0
-    return wasserstein(reference_sorted, live_sorted) / scale
+    """W1 in units of the reference standard deviation.
+
+    A constant reference has none (a pixel that was always 0 in 100 rows): then
+    the standard deviation of both samples together, so that a constant that
+    moves, or a window that spreads out, counts as large; 1.0 (the column's
+    own units) only when both samples hold one and the same value.
+    """
+    w = wasserstein(reference_sorted, live_sorted)
+    if reference_sorted[0] != reference_sorted[-1]:
+        scale = float(np.std(reference_sorted))  # 0 when tiny values underflow
+        if scale > 0.0:
+            return w / scale
+    scale = float(np.std(np.concatenate([reference_sorted, live_sorted])))
+    return w / scale if scale > 0.0 else w
 
 
 def count_table(
