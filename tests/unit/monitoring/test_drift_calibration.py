@@ -75,14 +75,14 @@ def test_nearly_constant_columns_stay_out_of_the_correlation_test() -> None:
 
 def test_a_negligible_shift_in_a_huge_window_is_significant_but_under_the_floor() -> None:
     rng = np.random.default_rng(4)
-    reference = {"x": rng.normal(size=50_000)}
-    live = {"x": rng.normal(0.04, 1.0, size=200_000)}  # 0.04 sd
+    reference = {"x": rng.normal(size=20_000)}
+    live = {"x": rng.normal(0.05, 1.0, size=100_000)}  # 0.05 sd
     report = detect_drift(reference, live)
     (x,) = report.features
     assert x.p_value is not None
-    assert x.p_value <= x.threshold  # the test alone would call it drift
+    assert x.p_value <= x.threshold / 10  # the test alone would call it drift
     assert x.effect == "wasserstein"
-    assert x.effect_size == pytest.approx(0.04, abs=0.01)
+    assert x.effect_size == pytest.approx(0.05, abs=0.015)
     assert x.effect_floor is not None
     assert x.effect_size < x.effect_floor
     assert not x.drifted
