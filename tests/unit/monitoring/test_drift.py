@@ -71,6 +71,17 @@ def test_wasserstein_matches_scipy_and_is_symmetric(a: np.ndarray, b: np.ndarray
     assert w >= 0.0
 
 
+def test_ks_matches_scipy_on_a_large_uneven_pair_with_ties() -> None:
+    rng = np.random.default_rng(12)
+    small = np.round(rng.normal(size=37), 1)  # the statistic is read at its distinct values
+    large = np.round(rng.normal(0.2, 1.0, size=100_003), 1)
+    expected = stats.ks_2samp(small, large, method="asymp")
+    d, p = uv.ks_test(np.sort(small), np.sort(large))
+    assert d == pytest.approx(expected.statistic, abs=1e-12)
+    assert p == pytest.approx(expected.pvalue, rel=1e-9)
+    assert uv.ks_test(np.sort(large), np.sort(small))[0] == pytest.approx(d, abs=1e-12)
+
+
 def test_wasserstein_matches_scipy_on_a_large_uneven_pair() -> None:
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=997), rng.lognormal(size=100_003)
@@ -82,7 +93,9 @@ def test_wasserstein_matches_scipy_on_a_large_uneven_pair() -> None:
 def test_normalised_wasserstein_is_in_reference_standard_deviations() -> None:
     ref = np.sort(np.random.default_rng(4).normal(0.0, 3.0, size=2000))
     assert uv.normalised_wasserstein(ref, ref + 1.5) == pytest.approx(1.5 / ref.std())
-    assert uv.normalised_wasserstein(np.zeros(5), np.ones(5)) == 1.0  # constant reference
+    # a constant reference: in the standard deviation of both samples together (0.5 here)
+    assert uv.normalised_wasserstein(np.zeros(5), np.ones(5)) == pytest.approx(2.0)
+    assert uv.normalised_wasserstein(np.zeros(5), np.zeros(7)) == 0.0
 
 
 def test_chi2_matches_scipy() -> None:
@@ -108,6 +121,14 @@ def test_chi2_pools_categories_too_rare_for_the_approximation() -> None:
     assert uv.chi2_test({"a": 5}, {"a": 7}) == (0.0, 1.0)
 
 
+def test_chi2_pools_the_categories_sparse_in_the_smaller_sample() -> None:
+    # a 100-row reference against a 100,000-row window: the reference's cells are the sparse ones
+    ref = {"a": 60, "b": 36, "r1": 2, "r2": 2}
+    live = {"a": 60_000, "b": 36_000, "r1": 2_000, "r2": 2_000}
+    pooled = uv.pool_sparse_categories(uv.count_table(ref, live))
+    np.testing.assert_array_equal(pooled, [[60, 36, 4], [60_000, 36_000, 4_000]])
+
+
 def test_jensen_shannon_matches_scipy() -> None:
     ref, live = {"a": 5, "b": 3, "c": 2}, {"b": 6, "c": 2, "z": 2}
     expected = distance.jensenshannon([0.5, 0.3, 0.2, 0.0], [0.0, 0.6, 0.2, 0.2], base=2)
@@ -124,16 +145,6 @@ def test_jensen_shannon_is_bounded_and_symmetric(a: dict[str, int], b: dict[str,
     assert 0.0 <= js <= 1.0
     assert uv.jensen_shannon(b, a) == pytest.approx(js, abs=1e-12)
     assert uv.jensen_shannon(a, dict(a)) == pytest.approx(0.0, abs=1e-7)
-
-
-def test_psi_by_hand() -> None:
-    ref = np.arange(100.0)  # quartile edges 24.75, 49.5, 74.25
-    live = np.sort(np.concatenate([np.full(40, 10.0), np.full(20, 30.0), np.full(40, 90.0)]))
-    shares_live, shares_ref = np.array([0.4, 0.2, 0.0, 0.4]), np.full(4, 0.25)
-    shares_live[2] = 1e-4
-    expected = np.sum((shares_live - shares_ref) * np.log(shares_live / shares_ref))
-    assert uv.psi(ref, live, bins=4) == pytest.approx(expected)
-    assert uv.psi(ref, ref, bins=4) == 0.0
 
 
 # --- verdicts ---------------------------------------------------------------------------
@@ -153,8 +164,7 @@ def test_identical_samples_never_drift(values: np.ndarray, labels: list[str], se
         "z": np.random.default_rng(seed).normal(size=n),
         "c": np.array(labels[:n], dtype=object),
     }
-    for small_sample_max in (1000, 1):  # p-value tests, then distances
-        config = DriftConfig(small_sample_max=small_sample_max)
+    for config in (DriftConfig(), DriftConfig(wasserstein_floor=0.0, jensen_shannon_floor=0.0)):
         report = detect_drift(data, {k: v.copy() for k, v in data.items()}, config, seed)
         assert not report.dataset_drift
         assert report.drifted_features == ()
@@ -180,23 +190,23 @@ def test_a_single_shifted_feature_is_named(reference: Window, live: Window) -> N
     assert x2.test == "ks"
     assert x2.p_value is not None
     assert x2.p_value <= x2.threshold == pytest.approx(0.005 / 6)
+    assert (x2.effect, x2.effect_floor) == ("wasserstein", 0.1)
+    assert x2.effect_size == pytest.approx(0.5, abs=0.1)  # in reference standard deviations
 
 
-def test_large_windows_use_distances(reference: Window, live: Window) -> None:
+def test_large_windows_use_the_same_tests_with_their_effect_sizes(reference: Window) -> None:
+    live = window(np.random.default_rng(11), 20_000)
     live["x1"] = live["x1"] + 0.5
-    live["colour"] = CATEGORIES[np.random.default_rng(5).choice(4, size=1000, p=SHARES[::-1])]
-    report = detect_drift(reference, live, DriftConfig(small_sample_max=500))
-    tests = {f.name: f.test for f in report.features}
-    assert tests == {"x0": "wasserstein", "x1": "wasserstein", "x2": "wasserstein"} | {
-        "x3": "wasserstein",
-        "amount": "wasserstein",
-        "colour": "jensen_shannon",
-    }
+    live["colour"] = CATEGORIES[np.random.default_rng(5).choice(4, size=20_000, p=SHARES[::-1])]
+    report = detect_drift(reference, live)
+    assert [f.test for f in report.features] == ["ks"] * 5 + ["chi2"]
+    assert [f.effect for f in report.features] == ["wasserstein"] * 5 + ["jensen_shannon"]
     assert set(report.drifted_features) == {"x1", "colour"}
-    assert all(f.p_value is None for f in report.features)
-    psi = detect_drift(reference, live, DriftConfig(small_sample_max=500, numeric_large_test="psi"))
-    assert psi.features[1].test == "psi"
-    assert psi.features[1].drifted
+    for f in report.features:
+        assert f.p_value is not None
+        assert f.effect_size is not None
+        assert f.effect_floor is not None
+        assert f.drifted == (f.p_value <= f.threshold and f.effect_size >= f.effect_floor)
 
 
 def test_a_new_category_drifts(reference: Window, live: Window) -> None:
@@ -366,8 +376,9 @@ def test_predictions_must_come_in_pairs(reference: Window, live: Window) -> None
     ("field", "value", "message"),
     [
         ("alpha", 0.0, r"DriftConfig.alpha must be in \(0, 1\), got 0.0"),
-        ("wasserstein_threshold", -1.0, "DriftConfig.wasserstein_threshold must be >= 0"),
-        ("psi_bins", 1, "DriftConfig.psi_bins must be an integer >= 2"),
+        ("wasserstein_floor", -1.0, "DriftConfig.wasserstein_floor must be >= 0"),
+        ("jensen_shannon_floor", float("nan"), "DriftConfig.jensen_shannon_floor must be >= 0"),
+        ("multivariate_sample_size", 4, "DriftConfig.multivariate_sample_size must be an integer"),
         ("correction", "holm", "DriftConfig.correction must be one of"),
     ],
 )

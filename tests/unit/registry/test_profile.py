@@ -38,3 +38,12 @@ def test_profile_covers_features_and_model_scores_and_its_sample_is_deterministi
     loaded = load_sample(sample)
     assert len(loaded["feature"]["x"]) == 5000
     assert set(loaded["prediction"]) == {"label", "score"}
+
+
+def test_the_profile_says_how_many_rows_its_sample_holds() -> None:
+    rng = np.random.default_rng(2)
+    big, _ = build_profile({"x": rng.normal(size=8000)}, {})
+    assert (big["rows"], big["sample_rows"]) == (8000, 5000)
+    small, sample = build_profile({"x": rng.normal(size=120)}, {})
+    assert (small["rows"], small["sample_rows"]) == (120, 120)
+    assert len(load_sample(sample)["feature"]["x"]) == small["sample_rows"]

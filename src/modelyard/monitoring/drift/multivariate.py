@@ -7,12 +7,34 @@ subsamples; see ``DriftConfig.multivariate_sample_size``):
     For every pair of numeric features, compares the rank correlation in the
     reference with the one in the live window. Each sample is first mapped to
     its own normal scores (van der Waerden), so marginal shifts, scale and
-    skew do not register here: that is the univariate tests' job. The
-    standard error of each correlation uses the distribution-free asymptotic
-    variance of Pearson's r (fourth moments, pooled over both samples), so
-    the test stays calibrated for non-Gaussian dependence too; the smallest
-    pair p-value is Bonferroni-corrected over the pairs. It names the pair.
-    Hand-written: O(rows x features^2) matrix products, milliseconds.
+    skew do not register here: that is the univariate tests' job. The two
+    correlations are compared on Fisher's scale (atanh), with the
+    distribution-free asymptotic variance of Pearson's r (fourth moments,
+    pooled over both samples) carried over by the delta method and scaled by
+    1/(m - 3) + 1/(n - 3): both sample sizes count, so a 100-row reference is
+    not taken for the truth. The p-value of each pair is Student's t with
+    min(m, n) - 3 degrees of freedom, Bonferroni-corrected over the pairs; a
+    pair drifts when that is at most the level and its correlation moved by
+    at least a floor (0.1 by default). It names the pair. Hand-written:
+    O(rows x features^2) matrix products, milliseconds.
+
+    Why, measured with a 100-row reference against windows of up to 5,000 rows
+    (the test's subsample), before the change floor:
+
+    - Fisher's scale: a correlation near +-1 has a skewed sampling
+      distribution. Comparing r directly, 17-34% of no-drift windows of
+      scikit-learn's breast-cancer data (radius, perimeter and area correlate
+      0.99) had a pair under the corrected level; on Fisher's scale, 0.5-3%,
+      each a change under 0.03 in r, which the floor leaves out.
+    - Student's t: with the normal, 30 independent gaussian columns (435
+      pairs) gave 0.45% of windows under level 0.2%: the normal's tail is too
+      thin where a Bonferroni threshold looks (z ~ 4.6). With t, 0.13-0.15%.
+    - The off-mode rule: a column that is nearly constant in a sample (the
+      digits data set's border pixels: 98 zeros in 100 rows) has a correlation
+      decided by two or three rows, far from normal; such columns (fewer than
+      ``MIN_OFF_MODE`` rows away from their most common value, in either
+      sample) stay out of this test. The r-scale test alarmed in 5-7% of such
+      digits windows, Fisher's scale alone in 24-40%; with the rule, 0-0.7%.
 
 ``domain_classifier``
     Trains scikit-learn's ``HistGradientBoostingClassifier`` to tell reference
@@ -27,7 +49,6 @@ subsamples; see ``DriftConfig.multivariate_sample_size``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +58,13 @@ import numpy.typing as npt
 from scipy import special, stats
 
 FloatArray = npt.NDArray[np.float64]
+
+# A column enters the correlation test only if at least this many rows of each
+# sample differ from its most common value there (see the module docstring).
+MIN_OFF_MODE = 20
+# Correlations are clipped to this before atanh: +-1 exactly (a duplicated
+# column) would give infinities.
+_MAX_ABS_CORRELATION = 0.9999
 
 
 @dataclass(frozen=True)
@@ -90,10 +118,28 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _normal_scores(x: FloatArray) -> FloatArray:
-    """Column-wise van der Waerden scores, standardised to mean 0 and variance 1."""
-    n = x.shape[0]
-    scores = np.asarray(special.ndtri((stats.rankdata(x, axis=0) - 0.5) / n), dtype=np.float64)
+def _ranks(x: FloatArray) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Column-wise average ranks (1-based, ties share their mean rank, as
+    ``scipy.stats.rankdata``) and, per column, how many rows differ from the
+    column's most common value; one sort per column gives both."""
+    rows, columns = x.shape
+    ranks = np.empty((rows, columns))
+    off_mode = np.empty(columns, dtype=np.int64)
+    for j in range(columns):
+        order = np.argsort(x[:, j])
+        ordered = x[order, j]
+        starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+        ends = np.append(starts[1:], rows)
+        lengths = ends - starts
+        ranks[order, j] = np.repeat((starts + ends + 1) / 2.0, lengths)
+        off_mode[j] = rows - int(lengths.max())
+    return ranks, off_mode
+
+
+def _normal_scores(ranks: FloatArray) -> FloatArray:
+    """Van der Waerden scores of column-wise ranks, standardised to mean 0 and variance 1."""
+    n = ranks.shape[0]
+    scores = np.asarray(special.ndtri((ranks - 0.5) / n), dtype=np.float64)
     scores -= scores.mean(axis=0)
     std = scores.std(axis=0)
     std[std == 0.0] = 1.0
@@ -114,36 +160,46 @@ def correlation_test(
     values. A pair drifts when its Bonferroni-corrected p-value is at most
     ``alpha`` and its correlation moved by at least ``min_change`` (the
     effect-size floor keeps huge windows from flagging negligible changes).
-    Returns None when fewer than two features vary in both samples.
+    Returns None when fewer than two features vary enough in both samples
+    (``MIN_OFF_MODE``).
     """
-    varies = (np.ptp(reference, axis=0) > 0) & (np.ptp(live, axis=0) > 0)
-    if varies.sum() < 2 or reference.shape[0] < 4 or live.shape[0] < 4:
+    if reference.shape[0] <= MIN_OFF_MODE or live.shape[0] <= MIN_OFF_MODE:
+        return None
+    ranks_ref, off_ref = _ranks(reference)
+    ranks_live, off_live = _ranks(live)
+    varies = (off_ref >= MIN_OFF_MODE) & (off_live >= MIN_OFF_MODE)
+    if varies.sum() < 2:
         return None
     kept = [name for name, keep in zip(names, varies, strict=True) if keep]
-    zr = _normal_scores(reference[:, varies])
-    zl = _normal_scores(live[:, varies])
+    zr = _normal_scores(ranks_ref[:, varies])
+    zl = _normal_scores(ranks_live[:, varies])
     m, n = zr.shape[0], zl.shape[0]
     r_ref = zr.T @ zr / m
     r_live = zl.T @ zl / n
 
     # Pooled moments for the asymptotic variance of sqrt(n) * r:
     # (1 + rho^2/2) mu22 - rho (mu31 + mu13) + rho^2/4 (mu40 + mu04).
-    rho = (zr.T @ zr + zl.T @ zl) / (m + n)
-    mu22 = ((zr**2).T @ zr**2 + (zl**2).T @ zl**2) / (m + n)
-    mu31 = ((zr**3).T @ zr + (zl**3).T @ zl) / (m + n)
-    mu40 = ((zr**4).sum(axis=0) + (zl**4).sum(axis=0)) / (m + n)
+    zr2, zl2 = zr * zr, zl * zl
+    rho = (r_ref * m + r_live * n) / (m + n)
+    mu22 = (zr2.T @ zr2 + zl2.T @ zl2) / (m + n)
+    mu31 = ((zr2 * zr).T @ zr + (zl2 * zl).T @ zl) / (m + n)
+    mu40 = ((zr2 * zr2).sum(axis=0) + (zl2 * zl2).sum(axis=0)) / (m + n)
     var = (
         (1 + rho**2 / 2) * mu22
         - rho * (mu31 + mu31.T)
         + rho**2 / 4 * (mu40[:, None] + mu40[None, :])
     )
-    se = np.sqrt(np.maximum(var, 1e-12) * (1 / m + 1 / n))
+    # On Fisher's scale: d atanh(r) / dr = 1 / (1 - rho^2).
+    bound = _MAX_ABS_CORRELATION
+    shrink = 1.0 - np.clip(rho, -bound, bound) ** 2
+    se = np.sqrt(np.maximum(var, 1e-12) * (1 / (m - 3) + 1 / (n - 3))) / shrink
+    fisher = np.arctanh(np.clip(r_live, -bound, bound)) - np.arctanh(np.clip(r_ref, -bound, bound))
 
     i, j = np.triu_indices(len(kept), k=1)
     change = (r_live - r_ref)[i, j]
-    z = np.abs(change) / se[i, j]
+    z = np.abs(fisher[i, j]) / se[i, j]
     pairs = z.size
-    p_adjusted = np.minimum(special.erfc(z / math.sqrt(2)) * pairs, 1.0)
+    p_adjusted = np.minimum(2 * stats.t.sf(z, min(m, n) - 3) * pairs, 1.0)
     hits = (p_adjusted <= alpha) & (np.abs(change) >= min_change)
     pick = int(np.argmax(np.where(hits, z, -np.inf))) if hits.any() else int(np.argmax(z))
     return MultivariateDrift(
