@@ -277,7 +277,11 @@ def _feature_note(verdict: FeatureDrift | None) -> str:
         return "not tested"
     p = "" if verdict.p_value is None else f", p = {verdict.p_value:.2g}"
     state = "DRIFTED" if verdict.drifted else "stable"
-    return f"{state}: {verdict.test} {verdict.statistic:.3g}{p} (threshold {verdict.threshold:.3g})"
+    note = f"{state}: {verdict.test} {verdict.statistic:.3g}{p} (threshold {verdict.threshold:.3g})"
+    if verdict.effect is not None and verdict.effect_size is not None:
+        floor = "" if verdict.effect_floor is None else f", floor {verdict.effect_floor:.3g}"
+        note += f"; {verdict.effect} {verdict.effect_size:.3g}{floor}"
+    return note
 
 
 def _ordered(data: ReportData) -> list[FeatureDistribution]:

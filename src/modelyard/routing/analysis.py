@@ -436,7 +436,7 @@ def check_live_quality(limits: Limits, champion: ArmTraffic, canary: ArmTraffic)
     z = (loss_c - limit) / spread if spread > 0 else (math.inf if loss_c > limit else -math.inf)
     p = float(NormalDist().cdf(-z)) if math.isfinite(z) else (0.0 if z > 0 else 1.0)
     level = NormalDist().inv_cdf(1 - limits.alpha)
-    bound = loss_c - level * spread  # the canary's loss, lower bound, against the limit
+    bound = max(0.0, loss_c - level * spread)  # the canary's loss, lower bound
     outcome = grade(limits, p, loss_c > limit)
     what = "mean absolute error" if regression else "error rate"
     summary = (
