@@ -73,8 +73,8 @@ def good(rng: np.random.Generator, n: int) -> ArmTraffic:
 @pytest.mark.parametrize("per_second", [300, 2_000])
 def test_a_good_canary_is_never_rolled_back(per_second: int) -> None:
     rng = np.random.default_rng(per_second)
-    outcomes = [roll(rng, good, good, per_second=per_second)[0] for _ in range(30)]
-    assert outcomes == [Phase.PROMOTED] * 30
+    outcomes = [roll(rng, good, good, per_second=per_second)[0] for _ in range(12)]
+    assert outcomes == [Phase.PROMOTED] * 12
 
 
 def test_the_saturated_p99_noise_of_issue_16_is_not_harm() -> None:
