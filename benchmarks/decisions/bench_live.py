@@ -367,6 +367,7 @@ def main() -> None:
     parser.add_argument("--min-requests", type=int, default=100)
     parser.add_argument("--budget-s", type=float, default=900.0, help="per mode, at most")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args()
     policy = RolloutPolicy(
@@ -385,10 +386,11 @@ def main() -> None:
                 for scenario, (model, champion, _) in plan.items():
                     store.create(scenario, model, champion)
             process, url = start_server(home, "rf/1")
+            chosen = [s for s in SCENARIOS if s in args.scenarios.split(",")]
             variants = tuple(
                 (f"/v2/models/{scenario}/infer", body)
                 for body in bodies(requests, 1_000)
-                for scenario in SCENARIOS
+                for scenario in chosen
             )
             load_plan = LoadPlan(
                 url=url,
@@ -409,7 +411,7 @@ def main() -> None:
                         target=drive,
                         args=(home, s, *plan[s], policy, args.runs, results, deadline),
                     )
-                    for s in SCENARIOS
+                    for s in chosen
                 ]
                 for thread in threads:
                     thread.start()
