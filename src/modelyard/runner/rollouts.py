@@ -131,8 +131,8 @@ def _compare(champion: Predictor, window: Window) -> tuple[int, int] | None:
         return None
     try:
         again = decisions(champion.predict({name: window.inputs[name] for name in names}))
-    except ModelyardError as error:
-        log.warning("the champion could not re-run the canary's inputs: %s", error.message)
+    except Exception as error:  # a model's own bug must not stop the other checks
+        log.warning("the champion could not re-run the canary's inputs: %s", error)
         return None
     if again is None or again.shape != served.shape:
         return None

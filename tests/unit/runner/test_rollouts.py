@@ -111,3 +111,33 @@ def test_the_canary_is_judged_on_the_champions_decisions_and_its_labels() -> Non
     assert alone.decisions_compared == 0
     sampled = InferenceLogMetrics(log, lambda ref: Thresholds(0.4), max_rows=30)  # type: ignore[arg-type, return-value]
     assert sampled("fraud", 2, 0.0, 10.0, compare_with=ModelRef("clf", 1)).decisions_compared == 30
+
+
+class Broken(Thresholds):
+    def predict(self, batch: Any) -> dict[str, np.ndarray]:
+        raise ValueError("Input X contains NaN.")
+
+
+def test_a_champion_that_fails_on_the_canarys_inputs_skips_only_the_decisions() -> None:
+    log = InMemoryInferenceLogRepository()
+    write_records(
+        log,
+        [
+            {
+                "request_id": "r1",
+                "ts": 1.0,
+                "deployment": "fraud",
+                "model": "clf",
+                "version": 2,
+                "arm": "canary",
+                "status": 200,
+                "latency_ms": 2.0,
+                "rows": 1,
+                "inputs": {"x": np.array([0.5])},
+                "outputs": {"label": np.array([1])},
+            }
+        ],
+    )
+    metrics = InferenceLogMetrics(log, lambda ref: Broken(0.4))  # type: ignore[arg-type, return-value]
+    traffic = metrics("fraud", 2, 0.0, 10.0, compare_with=ModelRef("clf", version=1))
+    assert (traffic.request_count, traffic.decisions_compared) == (1, 0)
