@@ -236,9 +236,6 @@ def deployments(
 # -- rollouts -------------------------------------------------------------------------------
 
 
-Limit = Annotated[float | None, typer.Option(help="Default: the policy's.", show_default=False)]
-
-
 @rollout_app.command("start")
 def rollout_start(
     ctx: typer.Context,
@@ -253,7 +250,9 @@ def rollout_start(
     max_error_rate: Annotated[
         float | None, typer.Option(help="Canary's server errors, a fraction (0.01).")
     ] = None,
-    max_p99_ms: Annotated[float | None, typer.Option(help="Canary's p99, absolute.")] = None,
+    max_p99_ms: Annotated[
+        float | None, typer.Option(help="Canary's p99 in ms, absolute (500).")
+    ] = None,
     max_p99_ratio: Annotated[
         float | None, typer.Option(help="Canary/champion p99 (1.2); slower only past this…")
     ] = None,
