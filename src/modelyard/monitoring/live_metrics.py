@@ -298,6 +298,16 @@ def decisions(outputs: Mapping[str, Any]) -> npt.NDArray[np.str_] | None:
     return _predicted(columns)
 
 
+def _labelled(labels: npt.NDArray[Any], task: Task) -> npt.NDArray[np.bool_]:
+    """Which rows carry a usable label: any value for a classifier, a number for a
+    regressor."""
+    values = labels.tolist()
+    usable = np.array([_is_label(v) for v in values], dtype=bool)
+    if task == "regression":
+        usable &= np.array([isinstance(v, int | float | np.number) for v in values], dtype=bool)
+    return usable
+
+
 def row_losses(window: Window) -> tuple[Task, npt.NDArray[np.float64]] | None:
     """One loss per labelled row, for comparing versions: 1.0 for a wrong class and 0.0
     for a right one (classifiers), the absolute error (regressors); None without labels
@@ -308,11 +318,7 @@ def row_losses(window: Window) -> tuple[Task, npt.NDArray[np.float64]] | None:
     if task is None:
         return None
     outputs = output_columns(window.outputs)
-    labelled = np.array([_is_label(v) for v in window.labels.tolist()], dtype=bool)
-    if task == "regression":
-        labelled &= np.array(
-            [isinstance(v, int | float | np.number) for v in window.labels.tolist()], dtype=bool
-        )
+    labelled = _labelled(window.labels, task)
     if not labelled.any():
         return None
     truth = window.labels[labelled]
@@ -382,11 +388,7 @@ def quality_metrics(window: Window, task: Task | None = None) -> QualityMetrics 
             f"{task} metrics need an output named {' or '.join(needed)}, "
             f"got {sorted(outputs) or 'none'}"
         )
-    labelled = np.array([_is_label(v) for v in window.labels.tolist()], dtype=bool)
-    if task == "regression":
-        labelled &= np.array(
-            [isinstance(v, int | float | np.number) for v in window.labels.tolist()], dtype=bool
-        )
+    labelled = _labelled(window.labels, task)
     rows = window.rows
     count = int(labelled.sum())
     coverage = count / rows if rows else 0.0

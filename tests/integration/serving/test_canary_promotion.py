@@ -5,7 +5,6 @@ decisions on the canary's own requests included."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from modelyard.routing import DeploymentStore, RolloutController, RolloutPolicy
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
-from .conftest import fraud_features
+from .conftest import fraud_features, wait_until
 
 
 def test_a_good_canary_is_promoted_under_saturating_load(
@@ -51,19 +50,17 @@ def test_a_good_canary_is_promoted_under_saturating_load(
 
     load = threading.Thread(target=drive, daemon=True)
     load.start()
-    time.sleep(1.0)
 
     policy = RolloutPolicy(step_weights=(20, 50, 100), interval_s=2.0, min_requests=50)
     with Yard(load_settings(home=fresh_home, environ={})) as yard:
         store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         RolloutController(store).start("checkout", 2, policy, actor="test")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def ended() -> bool:
             record = store.get("checkout").rollout
-            assert record is not None
-            if not record.state.active:
-                break
-            time.sleep(0.25)
+            return record is not None and not record.state.active
+
+        wait_until(ended, timeout=60)
         final = store.get("checkout")
         events = store.events("checkout", "rollout.")
     stop.set()

@@ -25,7 +25,7 @@ from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.store.database import Database
 from modelyard.store.schema import inference_batches
 
-from .conftest import Load, fraud_features
+from .conftest import Load, fraud_features, wait_until
 
 
 def logged_request_ids(home: Path) -> Counter[str]:
@@ -36,15 +36,6 @@ def logged_request_ids(home: Path) -> Counter[str]:
     finally:
         db.dispose()
     return Counter(r.request_id for data in payloads for r in Payload(data).records)
-
-
-def wait_until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
 
 
 def test_predictions_are_logged_and_feedback_joins(

@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from modelyard.errors import ValidationError
 from modelyard.routing.analysis import ArmTraffic, Outcome, check_p99_vs_champion, spent_level
 from modelyard.routing.canary import Phase, RolloutPolicy, Verdict, decide, start_rollout
 
@@ -200,5 +201,20 @@ def test_new_policy_fields_are_checked() -> None:
         {"max_accuracy_drop": float("inf")},
         {"divergence_gate": "yes"},
     ):
-        with pytest.raises(Exception, match=next(iter(bad))):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
             replace(POLICY, **bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"decisions_compared": 10, "decisions_changed": 11}, "decisions_changed must not exceed"),
+        ({"decisions_compared": -1}, "decisions_compared must be a non-negative integer"),
+        ({"losses": np.array([0.0, -1.0])}, "losses must not contain negative values"),
+        ({"losses": np.array([np.nan])}, "losses must be a 1-D array of finite numbers"),
+        ({"task": "ranking"}, "task must be 'classification' or 'regression'"),
+    ],
+)
+def test_bad_arm_traffic_names_the_field(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ArmTraffic(10, 0, **fields)  # type: ignore[arg-type]
