@@ -20,6 +20,8 @@ in one table, so domain code never speaks HTTP::
     ├── RegistryError                   registry_error
     │   ├── UntrustedFormatError        untrusted_format
     │   └── UnsupportedModelError       unsupported_model
+    ├── PipelineError                   pipeline_error
+    │   └── StepFailedError             step_failed
     ├── ValidationError                 invalid_input
     │   ├── MalformedRequestError       malformed_request
     │   ├── UnsupportedMediaTypeError   unsupported_media_type
@@ -128,6 +130,22 @@ class UntrustedFormatError(RegistryError):
 
 class UnsupportedModelError(RegistryError):
     code = "unsupported_model"
+
+
+class PipelineError(ModelyardError):
+    """A training pipeline or a retrain could not finish."""
+
+    code = "pipeline_error"
+
+
+class StepFailedError(PipelineError):
+    """A pipeline step raised; ``step`` names it, the message carries its error."""
+
+    code = "step_failed"
+
+    def __init__(self, message: str, step: str) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class ValidationError(ModelyardError):

@@ -22,6 +22,8 @@ from modelyard.features.sql import SqlDefinitionRepository
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.repository import ModelOf
 from modelyard.monitoring.sql import SqlMonitoringRepository
+from modelyard.pipelines import RetrainingLoop, StepCache
+from modelyard.pipelines.sql import SqlPipelineRepository
 from modelyard.routing import DeploymentStore, RolloutController
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.served import served_model
@@ -68,6 +70,23 @@ class CliContext:
                 view, feature = ref.split(":")
                 used.setdefault(view, {}).setdefault(deployment.name, set()).add(feature)
         return used
+
+    @cached_property
+    def retraining(self) -> RetrainingLoop:
+        """The retraining loop over this command's stores (runs happen in this process)."""
+        yard = self.yard
+        plans = SqlPipelineRepository(yard.db)
+        return RetrainingLoop(
+            plans=plans,
+            deployments=self.deployments,
+            events=SqlDeploymentRepository(yard.db),
+            registry=yard.registry,
+            tracker=yard.tracking,
+            cache=StepCache(plans, yard.artifacts),
+            monitoring=self.monitoring,
+            inference_log=self.inference_log,
+            features=lambda: self.features,
+        )
 
     @cached_property
     def inference_log(self) -> SqlInferenceLogRepository:

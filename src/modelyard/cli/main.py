@@ -22,6 +22,7 @@ from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
 from modelyard.cli.output import console, print_table, when
+from modelyard.cli.retrain import history, retrain, retraining_app, worker
 from modelyard.cli.serve import serve
 from modelyard.errors import ModelyardError
 from modelyard.registry.bundle import export_bundle
@@ -43,6 +44,10 @@ app.add_typer(features_app, name="features")
 app.command()(serve)
 app.command()(logs)
 app.command()(bench)
+app.command()(retrain)
+app.command()(history)
+app.command()(worker)
+app.add_typer(retraining_app, name="retraining")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from modelyard.config.settings import (
     FeaturesSettings,
     MonitoringSettings,
+    RetrainingSettings,
     ServingSettings,
     Settings,
     TrackingSettings,
@@ -13,6 +14,7 @@ from modelyard.config.settings import (
 __all__ = [
     "FeaturesSettings",
     "MonitoringSettings",
+    "RetrainingSettings",
     "ServingSettings",
     "Settings",
     "TrackingSettings",

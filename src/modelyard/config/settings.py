@@ -126,6 +126,18 @@ class FeaturesSettings(_Checked):
 
 
 @dataclass(frozen=True)
+class RetrainingSettings(_Checked):
+    """The retraining worker (``modelyard worker``): how often it checks the plans'
+    triggers, where it serves ``/metrics``, how long a stop waits for a running retrain."""
+
+    check_interval_s: float = _bounded(30.0, ge=0.1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = _bounded(9108, ge=0, le=65535)
+    heartbeat_interval_s: float = _bounded(5.0, ge=0.1)
+    shutdown_grace_s: float = _bounded(30.0, ge=0.0)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything modelyard can be configured with; built once per process."""
 
@@ -137,6 +149,7 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     features: FeaturesSettings = field(default_factory=FeaturesSettings)
+    retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())

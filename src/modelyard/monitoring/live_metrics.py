@@ -378,24 +378,33 @@ def quality_metrics(window: Window, task: Task | None = None) -> QualityMetrics 
     """Metrics over the labelled rows; None without labels or without a usable output."""
     if window.labels is None:
         return None
-    task = task or infer_task(window.outputs)
+    return score_outputs(window.outputs, window.labels, task)
+
+
+def score_outputs(
+    outputs: Mapping[str, Any], labels: npt.NDArray[Any], task: Task | None = None
+) -> QualityMetrics | None:
+    """Metrics of a model's outputs (as served) against ``labels``, one per row (None where
+    a row has none); None without a usable output. A window's metrics, or a held-out
+    set's."""
+    task = task or infer_task(outputs)
     if task is None:
         return None
-    outputs = output_columns(window.outputs)
+    columns = output_columns(dict(outputs))
     needed = ("prediction",) if task == "regression" else ("label", "score", "prediction")
-    if not any(name in outputs for name in needed):
+    if not any(name in columns for name in needed):
         raise ValidationError(
             f"{task} metrics need an output named {' or '.join(needed)}, "
-            f"got {sorted(outputs) or 'none'}"
+            f"got {sorted(columns) or 'none'}"
         )
-    labelled = _labelled(window.labels, task)
-    rows = window.rows
+    labelled = _labelled(labels, task)
+    rows = len(labels)
     count = int(labelled.sum())
     coverage = count / rows if rows else 0.0
     if not count:
         return QualityMetrics(task, rows, 0, coverage, {})
-    truth = window.labels[labelled]
-    chosen = {name: np.asarray(values)[labelled] for name, values in outputs.items()}
+    truth = labels[labelled]
+    chosen = {name: np.asarray(values)[labelled] for name, values in columns.items()}
     if task == "regression":
         values = _regression(truth, chosen["prediction"])
     else:

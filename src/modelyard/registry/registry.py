@@ -7,9 +7,10 @@ metadata database, ``registry.memory`` in tests) and asks tracking, through the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from modelyard.registry.refs import check_alias, check_model_name
 from modelyard.registry.repository import RegistryRepository, RunDatasets
 from modelyard.registry.signature import Signature, example_columns, infer_signature
 from modelyard.store.artifacts import ArtifactStore
-from modelyard.tracking import fingerprint
+from modelyard.tracking import DataFingerprint, fingerprint
 
 # Rows used to profile the data and to check a conversion: enough for stable
 # quantiles, small enough that registering a model on 10M rows stays quick.
@@ -31,6 +32,20 @@ _PROFILE_ROWS = 50_000
 # A converted model must agree with the original this closely, or the next
 # flavour (skops, native) is used instead.
 CONVERSION_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A model serialised and loaded back, not yet registered (``Registry.prepare``)."""
+
+    flavour: str
+    blob: bytes
+    predictor: Predictor
+    signature: Signature
+    profile: dict[str, Any]
+    sample: bytes
+    data: DataFingerprint
+    digest: str  # sha256 of ``blob``: the artifact digest it will be stored under
 
 
 class Registry(Catalog):
@@ -78,6 +93,26 @@ class Registry(Catalog):
         own; pickle only with ``trusted=True`` (or ``flavour="pickle"`` and trusted).
         """
         check_model_name(name)
+        prepared = self.prepare(
+            model, data, feature_names=feature_names, flavour=flavour, trusted=trusted
+        )
+        return self.register_prepared(
+            name, prepared, run=run, metrics=metrics, tags=tags, description=description,
+            parent_version=parent_version,
+        )  # fmt: skip
+
+    def prepare(
+        self,
+        model: Any,
+        data: Any,
+        *,
+        feature_names: list[str] | None = None,
+        flavour: str | None = None,
+        trusted: bool = False,
+    ) -> PreparedModel:
+        """``model`` in the format it would be registered in, loaded back, with its
+        signature and profile, but not registered: what a validation gate judges
+        before ``register_prepared`` stores exactly these bytes."""
         columns = example_columns(data, feature_names)
         rows = len(next(iter(columns.values()))) if columns else 0
         if rows == 0:
@@ -90,10 +125,29 @@ class Registry(Catalog):
         outputs = predictor.predict(columns)
         signature = infer_signature(columns, outputs=outputs)
         profile, sample = build_profile(columns, outputs)
-        profile["sample_digest"] = self._artifacts.put_bytes(sample).digest
+        return PreparedModel(
+            flavour_name, blob, predictor, signature, profile, sample,
+            fingerprint(data), hashlib.sha256(blob).hexdigest(),
+        )  # fmt: skip
+
+    def register_prepared(
+        self,
+        name: str,
+        prepared: PreparedModel,
+        *,
+        run: Any = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+        parent_version: int | None = None,
+    ) -> ModelVersion:
+        """Store a ``prepare``d model as the next version of ``name``."""
+        check_model_name(name)
+        profile = dict(prepared.profile)
+        profile["sample_digest"] = self._artifacts.put_bytes(prepared.sample).digest
         profile_ref = self._artifacts.put_bytes(json.dumps(profile, sort_keys=True).encode())
-        artifact = self._artifacts.put_bytes(blob)
-        lineage: dict[str, Any] = {"data": asdict(fingerprint(data))}
+        artifact = self._artifacts.put_bytes(prepared.blob)
+        lineage: dict[str, Any] = {"data": asdict(prepared.data)}
         run_id = getattr(run, "id", run)
         if run_id is not None and self._runs is not None:
             lineage["run_datasets"] = {
@@ -101,10 +155,10 @@ class Registry(Catalog):
                 for dataset, recorded in self._runs.run_datasets(run_id).items()
             }
         draft = VersionDraft(
-            flavour=flavour_name,
+            flavour=prepared.flavour,
             artifact_digest=artifact.digest,
             artifact_size=artifact.size,
-            signature=signature,
+            signature=prepared.signature,
             profile_digest=profile_ref.digest,
             metrics=metrics or {},
             lineage=lineage,

@@ -1,8 +1,8 @@
 """The runner's composition root: its stores, built once, and its jobs on threads.
 
 ``RunnerStores`` opens the metadata database once and builds every port the jobs
-use: the deployments (routing), the inference log and monitoring's tables, the
-registry's catalog, the feature definitions and the online store. ``start_runner``
+use: the deployments (routing), the inference log and monitoring's tables, tracking and
+the registry, the feature definitions and the online store, the retraining plans. ``start_runner``
 starts one thread per job (``PeriodicLoop``): the rollout controller and the trimming
 of the online store's events always; with inference logging, the retention sweep
 and, unless ``monitoring.check_interval_s`` is 0, the monitoring pass; unless
@@ -31,6 +31,7 @@ from modelyard.features.streams import StreamConsumer
 from modelyard.monitoring.inference_log.policy import default_policy
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.sql import SqlMonitoringRepository
+from modelyard.pipelines.sql import SqlPipelineRepository
 from modelyard.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore, RolloutController
@@ -43,6 +44,8 @@ from modelyard.runner.rollouts import InferenceLogMetrics, RolloutJob
 from modelyard.runner.served import served_model
 from modelyard.store.artifacts import open_artifact_store
 from modelyard.store.database import Database
+from modelyard.tracking import Tracker
+from modelyard.tracking.sql import SqlRunRepository
 
 
 class RunnerStores:
@@ -50,14 +53,19 @@ class RunnerStores:
 
     def __init__(self, settings: Settings) -> None:
         self.db = Database(settings.resolved_database_url)
-        artifacts = open_artifact_store(settings.resolved_artifacts_url)
-        self.registry = Registry(SqlRegistryRepository(self.db), artifacts, user=settings.user)
-        self.deployments = DeploymentStore(SqlDeploymentRepository(self.db), self.registry)
+        self.artifacts = open_artifact_store(settings.resolved_artifacts_url)
+        self.tracker = Tracker(SqlRunRepository(self.db), self.artifacts, user=settings.user)
+        self.registry = Registry(
+            SqlRegistryRepository(self.db), self.artifacts, runs=self.tracker, user=settings.user
+        )
+        self.routing = SqlDeploymentRepository(self.db)
+        self.deployments = DeploymentStore(self.routing, self.registry)
         self.inference_log = SqlInferenceLogRepository(self.db)
         self.monitoring = SqlMonitoringRepository(self.db)
         self.features = FeatureRegistry(SqlDefinitionRepository(self.db))
         self.online = open_online_store(settings)
         self.feature_store = FeatureStore(self.features, self.online, settings)
+        self.pipelines = SqlPipelineRepository(self.db)
 
     def close(self) -> None:
         self.online.close()

@@ -343,3 +343,58 @@ feature_definition_versions = Table(
     Column("actor", String(255)),
     UniqueConstraint("kind", "name", "version", "action", name="uq_feature_definition_versions"),
 )
+
+# -- pipelines (migration 0008) ------------------------------------------------------
+
+# A deployment's retraining plan (``pipelines.RetrainPlan`` as JSON) and when its
+# triggers were last checked (the start of the next cron look-back).
+retrain_plans = Table(
+    "retrain_plans",
+    metadata,
+    Column("deployment", String(255), primary_key=True),
+    Column("plan", Text, nullable=False),
+    Column("checked_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row per retraining attempt: what started it, how far it got, what it produced.
+retrains = Table(
+    "retrains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(255), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("status", String(32), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("holder", String(255), nullable=False),
+    Column("champion", Integer),
+    Column("run_id", String(32)),
+    Column("version", Integer),
+    Column("gate", Text),  # JSON: the gate's verdict and checks
+    Column("error", Text),
+    Index("ix_retrains_deployment_started", "deployment", "started_at"),
+)
+
+# Who may retrain a deployment now: one row per name while held, until ``expires_at``.
+retrain_leases = Table(
+    "retrain_leases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# A pipeline step's stored output, by the step's cache key.
+pipeline_cache = Table(
+    "pipeline_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("step", String(255), nullable=False),
+    Column("artifact_digest", String(64), nullable=False),
+    Column("output_digest", String(64), nullable=False),
+    Column("run_id", String(32)),
+    Column("created_at", Float, nullable=False),
+)

@@ -1,0 +1,213 @@
+"""The pipelines context's tables on the metadata database: ``retrain_plans``,
+``retrains``, ``retrain_leases`` and ``pipeline_cache`` (SQLite or PostgreSQL).
+
+Every change is one ``db.write()`` transaction. Taking a lease reads the row with
+``SELECT ... FOR UPDATE`` (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises
+writers) and then writes it, so two processes asking at once get one lease.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import RowMapping, delete, desc, insert, select, update
+
+from modelyard.errors import NotFoundError
+from modelyard.pipelines.plan import RetrainPlan
+from modelyard.pipelines.repository import CachedOutput, Lease, RetrainRecord
+from modelyard.store.database import Database, upsert
+from modelyard.store.schema import pipeline_cache, retrain_leases, retrain_plans, retrains
+
+__all__ = ["SqlPipelineRepository"]
+
+
+class SqlPipelineRepository:
+    """Plans, attempts, leases and the cache index in ``db``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- plans --------------------------------------------------------------------------
+
+    def save_plan(self, plan: RetrainPlan, now: float) -> None:
+        text = json.dumps(plan.to_dict(), sort_keys=True)
+        with self._db.write() as conn:
+            statement = upsert(conn, retrain_plans).values(
+                deployment=plan.deployment, plan=text, updated_at=now
+            )
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["deployment"], set_={"plan": text, "updated_at": now}
+                )
+            )
+
+    def plan(self, deployment: str) -> RetrainPlan | None:
+        with self._db.read() as conn:
+            text = conn.execute(
+                select(retrain_plans.c.plan).where(retrain_plans.c.deployment == deployment)
+            ).scalar()
+        return None if text is None else RetrainPlan.from_dict(json.loads(text))
+
+    def plans(self) -> list[RetrainPlan]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(retrain_plans.c.plan).order_by(retrain_plans.c.deployment)
+            ).scalars()
+            return [RetrainPlan.from_dict(json.loads(text)) for text in rows]
+
+    def delete_plan(self, deployment: str) -> bool:
+        with self._db.write() as conn:
+            result = conn.execute(
+                delete(retrain_plans).where(retrain_plans.c.deployment == deployment)
+            )
+        return bool(result.rowcount)
+
+    def checked_at(self, deployment: str) -> float | None:
+        with self._db.read() as conn:
+            value = conn.execute(
+                select(retrain_plans.c.checked_at).where(retrain_plans.c.deployment == deployment)
+            ).scalar()
+        return None if value is None else float(value)
+
+    def mark_checked(self, deployment: str, at: float) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                update(retrain_plans)
+                .where(retrain_plans.c.deployment == deployment)
+                .values(checked_at=at)
+            )
+
+    # -- attempts -------------------------------------------------------------------------
+
+    def start_retrain(
+        self,
+        deployment: str,
+        trigger: str,
+        reason: str,
+        holder: str,
+        started_at: float,
+        champion: int | None,
+    ) -> RetrainRecord:
+        values = {
+            "deployment": deployment,
+            "trigger": trigger,
+            "reason": reason,
+            "status": "running",
+            "started_at": started_at,
+            "holder": holder,
+            "champion": champion,
+        }
+        with self._db.write() as conn:
+            new_id = conn.execute(insert(retrains).values(values).returning(retrains.c.id)).scalar()
+        return RetrainRecord(id=int(new_id or 0), **values)  # type: ignore[arg-type]
+
+    def update_retrain(self, retrain_id: int, **changes: Any) -> RetrainRecord:
+        values = dict(changes)
+        if "gate" in values and values["gate"] is not None:
+            values["gate"] = json.dumps(values["gate"], sort_keys=True)
+        with self._db.write() as conn:
+            if values:
+                conn.execute(update(retrains).where(retrains.c.id == retrain_id).values(values))
+            row = (
+                conn.execute(select(retrains).where(retrains.c.id == retrain_id)).mappings().first()
+            )
+        if row is None:
+            raise NotFoundError(f"no retrain with id {retrain_id}")
+        return _retrain(row)
+
+    def retrains(self, deployment: str, limit: int = 50) -> list[RetrainRecord]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(retrains)
+                .where(retrains.c.deployment == deployment)
+                .order_by(desc(retrains.c.started_at), desc(retrains.c.id))
+                .limit(limit)
+            ).mappings()
+            return [_retrain(row) for row in rows]
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def take_lease(
+        self, name: str, holder: str, now: float, ttl_s: float, stale: Callable[[Lease], bool]
+    ) -> Lease | None:
+        lease = Lease(name, holder, now, now + ttl_s)
+        values = {"holder": holder, "acquired_at": now, "expires_at": lease.expires_at}
+        with self._db.write() as conn:
+            row = (
+                conn.execute(
+                    select(retrain_leases).where(retrain_leases.c.name == name).with_for_update()
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                conn.execute(insert(retrain_leases).values(name=name, **values))
+                return lease
+            current = Lease(name, row["holder"], row["acquired_at"], row["expires_at"])
+            if current.expires_at > now and not stale(current):
+                return None
+            conn.execute(update(retrain_leases).where(retrain_leases.c.name == name).values(values))
+        return lease
+
+    def renew_lease(self, name: str, holder: str, until: float) -> bool:
+        with self._db.write() as conn:
+            result = conn.execute(
+                update(retrain_leases)
+                .where(retrain_leases.c.name == name, retrain_leases.c.holder == holder)
+                .values(expires_at=until)
+            )
+        return bool(result.rowcount)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                delete(retrain_leases).where(
+                    retrain_leases.c.name == name, retrain_leases.c.holder == holder
+                )
+            )
+
+    def lease(self, name: str) -> Lease | None:
+        with self._db.read() as conn:
+            row = (
+                conn.execute(select(retrain_leases).where(retrain_leases.c.name == name))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return Lease(name, row["holder"], row["acquired_at"], row["expires_at"])
+
+    # -- the step cache's index -----------------------------------------------------------
+
+    def cached(self, key: str) -> CachedOutput | None:
+        with self._db.read() as conn:
+            row = (
+                conn.execute(select(pipeline_cache).where(pipeline_cache.c.key == key))
+                .mappings()
+                .first()
+            )
+        return None if row is None else CachedOutput(**dict(row))
+
+    def put_cached(self, entry: CachedOutput) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                upsert(conn, pipeline_cache)
+                .values(
+                    key=entry.key,
+                    step=entry.step,
+                    artifact_digest=entry.artifact_digest,
+                    output_digest=entry.output_digest,
+                    run_id=entry.run_id,
+                    created_at=entry.created_at,
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+
+
+def _retrain(row: RowMapping) -> RetrainRecord:
+    values = dict(row)
+    if values.get("gate") is not None:
+        values["gate"] = json.loads(values["gate"])
+    return RetrainRecord(**values)

@@ -1,0 +1,1 @@
+"""Unit tests of the pipelines context: gate, triggers, steps, the loop on memory stores."""
