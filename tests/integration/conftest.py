@@ -63,8 +63,10 @@ def start_server(
     workers: int = 1,
     settings: dict[str, str] | None = None,
     trusted: bool = False,
+    environ: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start a server and wait until it is ready (raise with its stderr if it is not);
+    ``settings`` are serving's, ``environ`` any other ``MODELYARD_*`` variables;
     ``trusted`` passes ``--trusted`` (pickle-based models may load)."""
     port = free_port()
     log_path = home / "logs" / f"serving-{port}.jsonl"
@@ -80,6 +82,7 @@ def start_server(
     )
     for key, value in (settings or {}).items():
         env[f"MODELYARD_SERVING__{key.upper()}"] = value
+    env.update(environ or {})
     args = [sys.executable, "-m", "modelyard.serving"]
     for model in models:
         args += ["--model", model]

@@ -39,13 +39,17 @@ class GatePolicy:
     ``min_absolute_change`` / ``min_relative_change``: how much better than the champion
     (0.0: at least as good; None: no such condition). ``threshold``: a floor (a ceiling
     for losses) the candidate's metric must reach whatever the champion does.
-    ``max_latency_ms``: the p99 of one-row predictions on a sample of the held-out rows.
+    ``confidence``: the candidate's gain must hold at the lower bound of a paired bootstrap
+    interval over the held-out rows (None: the point estimate is enough), so that a copy
+    of the champion does not pass on a lucky split. ``max_latency_ms``: the p99 of
+    one-row predictions on a sample of the held-out rows.
     """
 
     metric: str = "roc_auc"
     min_absolute_change: float | None = 0.0
     min_relative_change: float | None = None
     threshold: float | None = None
+    confidence: float | None = 0.95
     max_latency_ms: float = 50.0
     latency_sample: int = 200
     min_holdout_rows: int = 100
@@ -59,6 +63,12 @@ class GatePolicy:
             value = getattr(self, name)
             if value is not None and not _is_number(value):
                 raise ValidationError(f"gate {name} must be a number or None, got {value!r}")
+        if self.confidence is not None and not (
+            _is_number(self.confidence) and 0.5 <= self.confidence < 1
+        ):
+            raise ValidationError(
+                f"gate confidence must be in [0.5, 1) or None, got {self.confidence!r}"
+            )
         if not _is_number(self.max_latency_ms) or self.max_latency_ms <= 0:
             raise ValidationError(
                 f"gate max_latency_ms must be a positive number, got {self.max_latency_ms!r}"
@@ -87,7 +97,9 @@ class GatePolicy:
 @dataclass(frozen=True)
 class GateEvidence:
     """What was measured on the held-out rows. ``champion`` is None when the deployment
-    has none to beat (its first model)."""
+    has none to beat (its first model). ``gain_lower_bound``: the lower bound of the
+    candidate's gain over the champion on the policy's metric (in its better direction)
+    at the policy's confidence, from a paired bootstrap (None: not measured)."""
 
     candidate: Mapping[str, float]
     champion: Mapping[str, float] | None
@@ -95,6 +107,7 @@ class GateEvidence:
     non_finite_outputs: int
     latency_p99_ms: float
     signature_problem: str | None = None
+    gain_lower_bound: float | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,15 @@ def _metric(policy: GatePolicy, evidence: GateEvidence) -> list[GateCheck]:
         relative = gain / abs(champion) if champion else (0.0 if gain == 0 else float("inf"))
         wanted.append(f"by {policy.min_relative_change:.2%}")
         passed &= relative >= policy.min_relative_change
+    bound = evidence.gain_lower_bound
+    if policy.confidence is not None and bound is not None:
+        # A tie is no win: at a zero margin the bound must be above zero.
+        floor = policy.min_absolute_change or 0.0
+        sure = bound > floor if floor == 0 else bound >= floor
+        if not sure:
+            wanted.append(f"with {policy.confidence:.0%} confidence (gain >= {bound:+.4g})")
+        passed &= sure
+        versus += f", gain {gain:+.4g} (>= {bound:+.4g} at {policy.confidence:.0%})"
     detail = (
         f"beat the champion on {versus}"
         if passed

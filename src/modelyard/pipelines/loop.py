@@ -383,7 +383,8 @@ class RetrainingLoop:
             model,
             prepared,
             run=outcome.run_id,
-            metrics={f"holdout_{k}": v for k, v in evidence.candidate.items()},
+            # the held-out figures under the names the monitor's drop alerts compare with
+            metrics=dict(evidence.candidate),
             tags={RETRAIN_TAG: str(record.id), "modelyard.trigger": record.trigger},
             description=f"retrained ({record.trigger}: {record.reason})",
             parent_version=champion_version.version,

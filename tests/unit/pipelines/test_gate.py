@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from modelyard.errors import ValidationError
 from modelyard.pipelines import GateEvidence, GatePolicy, judge
+from modelyard.pipelines.evaluation import gain_lower_bound
 
 
 def evidence(score: float, champion: float | None, **overrides: object) -> GateEvidence:
@@ -110,3 +112,33 @@ def test_a_policy_survives_its_json_and_refuses_unknown_fields() -> None:
     assert GatePolicy.from_dict(policy.to_dict()) == policy
     with pytest.raises(ValidationError, match=r"unknown gate setting\(s\) \['margin'\]"):
         GatePolicy.from_dict({"margin": 1})
+
+
+def test_a_tie_within_the_bootstrap_interval_is_no_win() -> None:
+    policy = GatePolicy(min_absolute_change=0.0)
+    lucky = judge(policy, evidence(0.905, 0.902, gain_lower_bound=-0.004))
+    assert not lucky.passed
+    assert "with 95% confidence (gain >= -0.004)" in lucky.reason
+    sure = judge(policy, evidence(0.931, 0.902, gain_lower_bound=0.012))
+    assert sure.passed
+    assert sure.reason.endswith("gain +0.029 (>= +0.012 at 95%)")
+    unmeasured = judge(GatePolicy(confidence=None), evidence(0.905, 0.902, gain_lower_bound=-1.0))
+    assert unmeasured.passed
+
+
+def test_the_paired_bootstrap_bounds_the_gain_on_the_same_rows() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 2_000)
+    good = np.clip(truth + rng.normal(0, 0.35, truth.size), 0, 1)
+    same = {"score": good}
+    better = {"score": np.clip(truth + rng.normal(0, 0.2, truth.size), 0, 1)}
+    policy = GatePolicy()
+    tie = gain_lower_bound(policy, same, same, truth.astype(object))
+    assert tie is not None
+    assert tie <= 0.0
+    win = gain_lower_bound(policy, better, same, truth.astype(object))
+    assert win is not None
+    assert win > 0.0
+    loss = gain_lower_bound(GatePolicy(metric="log_loss"), same, better, truth.astype(object))
+    assert loss is not None
+    assert loss < 0.0

@@ -141,7 +141,7 @@ def test_an_alert_retrains_gates_registers_and_starts_the_canary(world: World) -
     assert version.tags[RETRAIN_TAG] == str(record.id)
     assert version.parent_version == 1
     assert version.run_id == record.run_id
-    assert version.metrics["holdout_roc_auc"] > 0.95
+    assert version.metrics["roc_auc"] > 0.95
     deployment = world.store.get("scoring")
     assert (deployment.config.champion, deployment.config.canary) == (1, 2)
     assert deployment.rollout is not None
