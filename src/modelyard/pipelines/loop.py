@@ -3,9 +3,8 @@
 ``RetrainingLoop.check(now)`` gathers each plan's signals (drift checks, alerts and
 labels from monitoring, the cron schedule, the deployment's rollout, recent retrains),
 asks ``triggers.decide`` and runs the retrains that are due; ``retrain`` runs one now
-(a person's request, ``modelyard retrain``). One retrain of a deployment at a time:
-a lease in the database, renewed while the run lasts, taken over at once when its
-holder's process is gone (same host) or when it expires (another host).
+(a person's request, ``modelyard retrain``). One retrain of a deployment at a time
+(``leases``).
 
 Nothing is half-done after a crash: the pipeline writes only cache entries and its
 tracked run; the version is registered in one transaction, tagged with the attempt
@@ -19,13 +18,8 @@ rollout then speaks through the controller's ``rollout.*`` events.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +34,10 @@ from modelyard.pipelines.cache import StepCache
 from modelyard.pipelines.evaluation import measure
 from modelyard.pipelines.execution import run_pipeline
 from modelyard.pipelines.gate import judge
+from modelyard.pipelines.leases import held_lease, holder_gone, holder_identity
 from modelyard.pipelines.loading import load_pipeline
 from modelyard.pipelines.plan import DAY_S, RetrainPlan
-from modelyard.pipelines.repository import Lease, PipelineRepository, RetrainRecord
+from modelyard.pipelines.repository import PipelineRepository, RetrainRecord
 from modelyard.pipelines.triggers import Signals, TriggerDecision, decide, schedule_due
 from modelyard.registry import ModelVersion
 from modelyard.registry.registry import Registry
@@ -52,7 +47,7 @@ from modelyard.routing.deployment_store import DeploymentStore
 from modelyard.routing.repository import EventLog
 from modelyard.tracking import Tracker
 
-__all__ = ["CheckResult", "RetrainingLoop", "holder_identity"]
+__all__ = ["CheckResult", "RetrainingLoop"]
 
 log = logging.getLogger(__name__)
 
@@ -69,26 +64,6 @@ class CheckResult:
     decision: TriggerDecision
     retrain: RetrainRecord | None = None
     error: str | None = None
-
-
-def holder_identity() -> str:
-    """``host:pid:token``: who holds a lease, precise enough to tell when it is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def holder_gone(lease: Lease) -> bool:
-    """Whether ``lease``'s holder was a process of this host that no longer runs."""
-    host, _, rest = lease.holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's
-        return False
-    return False
 
 
 class RetrainingLoop:
@@ -261,7 +236,7 @@ class RetrainingLoop:
 
     def _retrain(self, plan: RetrainPlan, trigger: str, reason: str) -> RetrainRecord:
         holder = holder_identity()
-        with self._lease(plan.deployment, holder):
+        with held_lease(self._plans, plan.deployment, holder, self._clock, self._lease_ttl_s):
             deployment = self._deployments.get(plan.deployment)
             abandoned = self._abandon_dead(plan.deployment)
             record = self._plans.start_retrain(
@@ -517,27 +492,3 @@ class RetrainingLoop:
         if record is not None:
             body["retrain"] = record.id
         self._events.record(Event(self._clock(), kind, deployment, reason, body, actor or ACTOR))
-
-    @contextmanager
-    def _lease(self, deployment: str, holder: str) -> Iterator[None]:
-        taken = self._plans.take_lease(
-            deployment, holder, self._clock(), self._lease_ttl_s, holder_gone
-        )
-        if taken is None:
-            current = self._plans.lease(deployment)
-            who = "" if current is None else f" (held by {current.holder})"
-            raise ConflictError(f"a retrain of {deployment!r} is already running{who}")
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(self._lease_ttl_s / 3):
-                self._plans.renew_lease(deployment, holder, self._clock() + self._lease_ttl_s)
-
-        keeper = threading.Thread(target=renew, name=f"lease-{deployment}", daemon=True)
-        keeper.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            keeper.join()
-            self._plans.release_lease(deployment, holder)
