@@ -67,6 +67,9 @@ def retraining_set(
         float | None, typer.Option(help="…and/or by this fraction of its value.")
     ] = None,
     threshold: Annotated[float | None, typer.Option(help="A floor the metric must reach.")] = None,
+    confidence: Annotated[
+        float, typer.Option(help="Of the gain, by a paired bootstrap (0: point estimate).")
+    ] = 0.95,
     max_latency_ms: Annotated[float, typer.Option(help="p99 of one-row predictions.")] = 50.0,
     steps: Annotated[str, typer.Option(help="Canary weights in %, ending at 100.")] = (
         "5,25,50,100"
@@ -105,6 +108,7 @@ def retraining_set(
             min_absolute_change=min_delta,
             min_relative_change=min_relative,
             threshold=threshold,
+            confidence=confidence or None,
             max_latency_ms=max_latency_ms,
         ),
         rollout=RolloutPolicy(
@@ -257,6 +261,7 @@ def _print_plan(plan: RetrainPlan) -> None:
         [
             "gate",
             f"{gate.metric} beats the champion by {' and '.join(margin) or 'anything'}"
+            + ("" if gate.confidence is None else f" at {gate.confidence:.0%} confidence")
             + ("" if gate.threshold is None else f", at least {gate.threshold:g}")
             + f"; p99 <= {gate.max_latency_ms:g} ms; outputs finite",
         ],

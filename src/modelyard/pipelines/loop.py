@@ -9,8 +9,8 @@ asks ``triggers.decide`` and runs the retrains that are due; ``retrain`` runs on
 Nothing is half-done after a crash: the pipeline writes only cache entries and its
 tracked run; the version is registered in one transaction, tagged with the attempt
 that made it; and an attempt whose holder died is marked ``abandoned`` by the next
-one, which resumes from its version if it had registered one (starting its rollout)
-instead of registering a second. Every transition is an event on the deployment
+one (its tracked run ``KILLED``), which resumes from its version if it had registered
+one (starting its rollout) instead of registering a second. Every transition is an event on the deployment
 (``retrain.*``), carrying the attempt's id, so ``history`` tells the story; the
 rollout then speaks through the controller's ``rollout.*`` events.
 """
@@ -436,6 +436,10 @@ class RetrainingLoop:
                     ended_at=self._clock(),
                     error="its process ended before it did",
                 )
+                for run in self._tracker.search_runs(
+                    f"tags.retrain = '{record.id}'", status="RUNNING"
+                ):
+                    self._tracker.end_run(run.id, "KILLED")
                 self._event(
                     deployment,
                     "retrain.abandoned",

@@ -70,7 +70,13 @@ class Tracker:
             run.log_params(params)
         for key, value in (tags or {}).items():
             run.set_tag(key, value)
+        if params or tags:
+            run.flush()  # what a run was started with is kept even if its process dies
         return run
+
+    def end_run(self, run_id: str, status: str = "KILLED") -> None:
+        """Mark a run its process left ``RUNNING`` (it died) as ended with ``status``."""
+        self._runs.end_run(self.get_run(run_id).id, status, time.time())
 
     def get_run(self, run_id: str) -> RunInfo:
         """The run with this id (a unique prefix of at least 6 characters also works)."""

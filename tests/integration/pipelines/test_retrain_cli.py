@@ -126,6 +126,9 @@ def test_a_retrain_killed_mid_way_and_run_again_registers_exactly_one_version(
     assert versions(project) == [1, 2]
     attempts = project.json("retraining", "show", "scoring")["retrains"]
     assert [a["status"] for a in attempts] == ["rolled_out", "abandoned"]
+    with project.yard() as yard:
+        (dead,) = yard.tracking.search_runs("tags.retrain = '1'")
+        assert dead.status == "KILLED"
 
 
 def test_two_retrains_at_once_run_one(project: Project) -> None:
