@@ -10,9 +10,9 @@ Nothing is half-done after a crash: the pipeline writes only cache entries and i
 tracked run; the version is registered in one transaction, tagged with the attempt
 that made it; and an attempt whose holder died is marked ``abandoned`` by the next
 one (its tracked run ``KILLED``), which resumes from its version if it had registered
-one (starting its rollout) instead of registering a second. Every transition is an event on the deployment
-(``retrain.*``), carrying the attempt's id, so ``history`` tells the story; the
-rollout then speaks through the controller's ``rollout.*`` events.
+one (starting its rollout) instead of registering a second. Every transition is an
+event on the deployment (``retrain.*``), carrying the attempt's id, so ``history``
+tells the story; the rollout then speaks through the controller's ``rollout.*`` events.
 """
 
 from __future__ import annotations

@@ -56,9 +56,12 @@ def test_a_run_is_created_with_who_where_and_what_it_was_given(tracker: Tracker)
     )
     assert info.end_time is None
     assert "numpy" in info.environment["packages"]
-    assert info.params == {}, "params wait in the buffer until the first flush"
+    # what a run starts with is written with it: a run whose process dies keeps it
+    assert info.params == {"depth": "6"}
+    run.log_param("trees", 100)
+    assert tracker.get_run(run.id).params == {"depth": "6"}, "later params are buffered"
     run.end()
-    assert tracker.get_run(run.id).params == {"depth": "6"}
+    assert tracker.get_run(run.id).params == {"depth": "6", "trees": "100"}
 
 
 @pytest.mark.parametrize("name", ["", "x" * 256])
