@@ -216,3 +216,11 @@ def test_outputs_round_trip_without_pickle() -> None:
         encode({1: "a"})
     with pytest.raises(NotCacheable, match="object array holding other values"):
         encode(np.array([object()], dtype=object))
+
+
+def test_sources_are_handed_in_by_name() -> None:
+    store = object()
+    ctx = PipelineContext(seed=0, window_start=0, window_end=1, sources={"features": store})
+    assert ctx.source("features") is store
+    with pytest.raises(ValidationError, match="no source 'labelled_log'; it has: features"):
+        ctx.source("labelled_log")
