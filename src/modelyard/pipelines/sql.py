@@ -1,9 +1,10 @@
 """The pipelines context's tables on the metadata database: ``retrain_plans``,
 ``retrains``, ``retrain_leases`` and ``pipeline_cache`` (SQLite or PostgreSQL).
 
-Every change is one ``db.write()`` transaction. Taking a lease reads the row with
-``SELECT ... FOR UPDATE`` (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises
-writers) and then writes it, so two processes asking at once get one lease.
+Every change is one ``db.write()`` transaction. Taking a lease inserts its row if
+there is none (``ON CONFLICT DO NOTHING``), else reads it with ``SELECT ... FOR
+UPDATE`` (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers) and
+takes it over only if it lapsed, so of many processes asking at once one gets it.
 """
 
 from __future__ import annotations
@@ -135,16 +136,24 @@ class SqlPipelineRepository:
         lease = Lease(name, holder, now, now + ttl_s)
         values = {"holder": holder, "acquired_at": now, "expires_at": lease.expires_at}
         with self._db.write() as conn:
+            # Insert first: of two takers of a free name one inserts and the other, on
+            # PostgreSQL, waits for it and then finds the row (a SELECT ... FOR UPDATE of
+            # a missing row locks nothing).
+            inserted = conn.execute(
+                upsert(conn, retrain_leases)
+                .values(name=name, **values)
+                .on_conflict_do_nothing(index_elements=["name"])
+                .returning(retrain_leases.c.name)
+            ).first()
+            if inserted is not None:
+                return lease
             row = (
                 conn.execute(
                     select(retrain_leases).where(retrain_leases.c.name == name).with_for_update()
                 )
                 .mappings()
-                .first()
+                .one()
             )
-            if row is None:
-                conn.execute(insert(retrain_leases).values(name=name, **values))
-                return lease
             current = Lease(name, row["holder"], row["acquired_at"], row["expires_at"])
             if current.expires_at > now and not stale(current):
                 return None
