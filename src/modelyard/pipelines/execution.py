@@ -91,7 +91,6 @@ class PipelineContext:
         self.sources = dict(sources or {})
         self.steps: list[StepRecord] = []
         self.code: dict[str, str] = {}
-        self.current_step: str | None = None
         self._cache = cache
         self._run = run
         self._clock = clock
@@ -133,7 +132,6 @@ class PipelineContext:
                 self._produced.add(value, digest)
                 self._record(StepRecord(step.name, "cached", self._clock() - started, key))
                 return value
-        self.current_step = step.name
         try:
             value = step.fn(*args, **kwargs)
         except Exception as error:
@@ -143,8 +141,6 @@ class PipelineContext:
                 else f"{type(error).__name__}: {error}"
             )
             raise StepFailedError(f"step {step.name!r} failed: {text}", step.name) from error
-        finally:
-            self.current_step = None
         digest = self._output_digest(value, key, step)
         self._produced.add(value, digest)
         note = ""

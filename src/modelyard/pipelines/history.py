@@ -95,12 +95,20 @@ def _retrain_event(episode: Episode, event: Event) -> Episode | None:
         episode.reason = reason or trigger
     elif kind == "retrain.trained":
         episode.run_id = payload.get("run_id")
+    elif kind == "retrain.held":
+        episode.outcome = "registered, rollout not started"
+        episode.gate += f" ({event.reason})"
     elif kind in ("retrain.registered", "retrain.resumed"):
         episode.version = payload.get("version")
         episode.gate = event.reason
         episode.outcome = "registered"
         return episode
-    elif kind in ("retrain.gate_failed", "retrain.failed", "retrain.abandoned"):
+    elif kind in (
+        "retrain.gate_failed",
+        "retrain.failed",
+        "retrain.abandoned",
+        "retrain.unchanged",
+    ):
         episode.outcome = kind.removeprefix("retrain.").replace("_", " ")
         episode.gate = event.reason
         episode.ended_at = event.at

@@ -296,9 +296,9 @@ class RetrainingLoop:
                 parent_run=champion_version.run_id,
                 tags={"deployment": plan.deployment, "retrain": record.id},
             )
-        except (StepFailedError, ModelyardError) as error:
-            step = getattr(error, "step", None)
-            return self._fail(record, "failed", f"{error.message}", {"step": step})
+        except ModelyardError as error:
+            step = error.step if isinstance(error, StepFailedError) else None
+            return self._fail(record, "failed", error.message, {"step": step})
         record = self._plans.update_retrain(record.id, run_id=outcome.run_id)
         steps = [f"{s.step} {s.outcome}" for s in outcome.steps]
         self._event(
@@ -348,12 +348,8 @@ class RetrainingLoop:
             return self._end(record, "gate_failed", gate=verdict.to_dict())
         existing = self._same_artifact(model, prepared.digest)
         if existing is not None:
-            return self._fail(
-                record,
-                "gate_failed",
-                f"the candidate is identical to version {existing.version}",
-                figures,
-            )
+            why = f"the candidate is identical to version {existing.version}"
+            return self._fail(record, "gate_failed", why, figures, kind="retrain.unchanged")
         version = self._registry.register_prepared(
             model,
             prepared,
@@ -387,12 +383,8 @@ class RetrainingLoop:
                 f"(steps {', '.join(f'{w:g}' for w in plan.rollout.step_weights)})",
             )
         except ModelyardError as error:
-            return self._fail(
-                record,
-                "registered",
-                f"the rollout did not start: {error.message}",
-                {"version": version},
-            )
+            why = f"the rollout did not start: {error.message}"
+            return self._fail(record, "registered", why, {"version": version}, kind="retrain.held")
         self._event(
             plan.deployment,
             "retrain.rolled_out",
@@ -471,10 +463,17 @@ class RetrainingLoop:
         )
 
     def _fail(
-        self, record: RetrainRecord, status: str, error: str, payload: Mapping[str, Any]
+        self,
+        record: RetrainRecord,
+        status: str,
+        error: str,
+        payload: Mapping[str, Any],
+        *,
+        kind: str | None = None,
     ) -> RetrainRecord:
-        kind = "retrain.failed" if status == "failed" else f"retrain.{status}"
-        self._event(record.deployment, kind, error, dict(payload), record)
+        """End the attempt with ``status`` and ``error``, as an event (``retrain.<status>``
+        unless ``kind`` names another)."""
+        self._event(record.deployment, kind or f"retrain.{status}", error, dict(payload), record)
         return self._end(record, status, error=error)
 
     def _end(self, record: RetrainRecord, status: str, **changes: Any) -> RetrainRecord:
