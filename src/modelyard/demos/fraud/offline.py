@@ -88,9 +88,12 @@ class Champion:
 
 
 def push_history(yard: Yard, transactions: dict[str, np.ndarray], chunk: int = PUSH_CHUNK) -> int:
-    """Push ``transactions`` (oldest first) to the ``transactions`` stream in chunks; the
-    number accepted (a replay accepts none)."""
+    """Push ``transactions`` (oldest first) to the ``transactions`` stream in chunks of at
+    most ``chunk`` (and the home's ``features.push_max_events``); the number accepted (a
+    replay accepts none)."""
     events = stream_events(transactions)
+    limit = yard.settings.features.push_max_events
+    chunk = max(1, min(chunk, limit))
     accepted = 0
     for low in range(0, len(events["event_id"]), chunk):
         part = {name: values[low : low + chunk] for name, values in events.items()}
@@ -146,9 +149,10 @@ def split_by_time(
 
 
 def fit_classifier(data: TrainingData, seed: int) -> Any:
-    """A LightGBM classifier of ``data``, all its randomness from ``seed`` (LightGBM
+    """A LightGBM classifier of ``data``, all its randomness from ``seed``. LightGBM
     converts to ONNX and agrees with it; scikit-learn's ``HistGradientBoostingClassifier``
-    did not, and was stored as skops)."""
+    fails skl2onnx's conversion (its ``TreeEnsembleClassifier`` node is refused) and
+    would be stored as skops."""
     model = lightgbm.LGBMClassifier(
         **PARAMS, random_state=seed, deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1
     )
