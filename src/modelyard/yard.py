@@ -13,6 +13,8 @@ from modelyard.features.sql import SqlDefinitionRepository
 from modelyard.registry import LoadedModel, ModelVersion
 from modelyard.registry.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
+from modelyard.routing import DeploymentStore
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.store.artifacts import ArtifactStore, open_artifact_store
 from modelyard.store.database import Database
 from modelyard.tracking import Run, Tracker
@@ -44,6 +46,11 @@ class Yard:
         """The feature store of this home (its online store opened on first use)."""
         registry = FeatureRegistry(SqlDefinitionRepository(self.db))
         return FeatureStore(registry, open_online_store(self.settings), self.settings)
+
+    @cached_property
+    def deployments(self) -> DeploymentStore:
+        """The deployments of this home: ``create``, ``update``, ``get``, ``events``."""
+        return DeploymentStore(SqlDeploymentRepository(self.db), self.registry)
 
     def start_run(self, name: str, **kwargs: Any) -> Run:
         """Start a tracked run; see ``Tracker.start_run``."""

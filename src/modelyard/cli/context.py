@@ -44,7 +44,7 @@ class CliContext:
 
     @cached_property
     def deployments(self) -> DeploymentStore:
-        return DeploymentStore(SqlDeploymentRepository(self.yard.db), self.yard.registry)
+        return self.yard.deployments
 
     @cached_property
     def controller(self) -> RolloutController:

@@ -37,8 +37,7 @@ from modelyard.demos.fraud.features import (
 from modelyard.demos.fraud.simulator import TransactionSimulator
 from modelyard.errors import ValidationError
 from modelyard.registry import ModelVersion
-from modelyard.routing import DeploymentStore, FeatureInputs
-from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.routing import FeatureInputs
 from modelyard.yard import Yard
 
 __all__ = [
@@ -224,7 +223,7 @@ def build_champion(
             description="Fraud champion: card aggregates from the feature store.",
         )
     refs = tuple(model_refs())
-    deployments = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
+    deployments = yard.deployments
     deployments.create(
         deployment,
         MODEL,
