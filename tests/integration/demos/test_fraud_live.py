@@ -23,6 +23,9 @@ from modelyard.demos.fraud.live import LiveStats, drive
 from modelyard.demos.fraud.offline import DEPLOYMENT, Champion, build_champion
 from modelyard.monitoring import joined
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
+from modelyard.pipelines import GatePolicy, RetrainPlan
+from modelyard.runner.host import RunnerStores
+from modelyard.runner.retraining import retraining_loop
 from modelyard.yard import Yard
 
 DAY = 86_400.0
@@ -35,6 +38,7 @@ SPEEDUP = 720.0  # the two hours in 10 s
 LEGIT_DELAY_S = 600.0
 FRAUD_DELAY_S = (60.0, 1_800.0)
 TOKEN = "live-secret"
+PIPELINE = "modelyard.demos.fraud.retraining:pipeline"
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,26 @@ def test_a_live_window_is_scored_pushed_and_labelled(live: Live, launch_server: 
     assert labelled.requests == transactions
     assert len(known) == transactions
     assert sum(float(label) for label in known) == frauds
+
+    # The retraining loop runs the demo's pipeline on this labelled log: a candidate
+    # trained on the logged vectors, judged against the champion with its figures.
+    stores = RunnerStores(load_settings(home=live.home, environ={}))
+    try:
+        loop = retraining_loop(stores)
+        # log loss: defined however few frauds the newest quarter holds (ROC AUC is not)
+        gate = GatePolicy(metric="log_loss")
+        loop.configure(RetrainPlan(DEPLOYMENT, PIPELINE, window_days=1.0, gate=gate))
+        record = loop.retrain(DEPLOYMENT)
+        assert record.status in ("gate_failed", "rolled_out"), record
+        assert record.gate is not None
+        checks = {c["name"]: c for c in record.gate["checks"]}
+        assert checks["holdout_rows"]["value"] == transactions - int(transactions * 0.75)
+        assert checks["signature"]["passed"]
+        assert 0 < checks["metric"]["value"] < 1
+        run = stores.tracker.get_run(record.run_id or "")
+        assert (run.status, run.tags["step.labelled_table"]) == ("FINISHED", "computed")
+    finally:
+        stores.close()
 
 
 def test_the_stop_signal_ends_a_run_early_and_cleanly(live: Live, launch_server: Any) -> None:
