@@ -16,11 +16,29 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 READY_TIMEOUT_S = 90.0
+
+
+def poll_until(
+    check: Callable[[], Any], timeout: float, between: Callable[[], None] | None = None
+) -> Any:
+    """Poll ``check`` until it answers something truthy or ``timeout`` seconds pass, calling
+    ``between`` (default: a 0.2 s pause) between polls; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        if between is None:
+            time.sleep(0.2)
+        else:
+            between()
+    return check()
 
 
 def free_port() -> int:
@@ -103,6 +121,12 @@ def start_server(
         time.sleep(0.1)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"the server was not ready in {READY_TIMEOUT_S} s:\n{server.stderr()}")
+
+
+@pytest.fixture(scope="session")
+def wait_until() -> Callable[..., Any]:
+    """``poll_until``: wait on a condition with a deadline, never a fixed sleep."""
+    return poll_until
 
 
 @pytest.fixture(scope="session")

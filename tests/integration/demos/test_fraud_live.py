@@ -8,6 +8,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,25 +67,34 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Live:
     return Live(home, simulator, start, end, champion)
 
 
-def wait_until_served(url: str, live: Live, token: str | None = None) -> None:
+def wait_until_served(
+    url: str, live: Live, wait_until: Callable[..., Any], token: str | None = None
+) -> None:
     """The deployment reaches the worker within a poll or two of the server's start."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
     ahead = live.simulator.generate(live.start, live.start + HOUR)
     inputs = request_columns(ahead)
     row = {"card_id": str(ahead["card_id"][0]), **{n: float(inputs[n][0]) for n in REQUEST_INPUTS}}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-        deadline = time.monotonic() + 30
-        while True:
-            answer = client.post(f"/v1/models/{DEPLOYMENT}:predict", json={"instances": [row]})
-            if answer.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+
+        def answered() -> bool:
+            return bool(
+                client.post(
+                    f"/v1/models/{DEPLOYMENT}:predict", json={"instances": [row]}
+                ).status_code
+                == 200
+            )
+
+        assert wait_until(answered, 30)
+        answer = client.post(f"/v1/models/{DEPLOYMENT}:predict", json={"instances": [row]})
     assert answer.status_code == 200, answer.text
 
 
-def test_a_live_window_is_scored_pushed_and_labelled(live: Live, launch_server: Any) -> None:
+def test_a_live_window_is_scored_pushed_and_labelled(
+    live: Live, launch_server: Any, wait_until: Callable[..., Any]
+) -> None:
     server = launch_server(live.home, ["fraud"])
-    wait_until_served(server.url, live)
+    wait_until_served(server.url, live, wait_until)
     snapshots: list[LiveStats] = []
     began = time.time()
     stats = drive(
@@ -144,14 +154,15 @@ def test_a_live_window_is_scored_pushed_and_labelled(live: Live, launch_server: 
             0,
         )
         log = SqlInferenceLogRepository(yard.db)
-        deadline = time.monotonic() + 30
-        while True:  # the supervisor stores the workers' logs asynchronously
-            labelled = joined(log, DEPLOYMENT, began, ended + 1)
-            assert labelled.labels is not None
-            known = [label for label in labelled.labels.tolist() if label is not None]
-            if len(known) >= transactions or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+
+        def labelled_rows() -> tuple[Any, list[Any]]:
+            window = joined(log, DEPLOYMENT, began, ended + 1)
+            assert window.labels is not None
+            return window, [label for label in window.labels.tolist() if label is not None]
+
+        # the supervisor stores the workers' logs asynchronously
+        wait_until(lambda: len(labelled_rows()[1]) >= transactions, 30)
+        labelled, known = labelled_rows()
     assert labelled.requests == transactions
     assert len(known) == transactions
     assert sum(float(label) for label in known) == frauds
@@ -177,12 +188,14 @@ def test_a_live_window_is_scored_pushed_and_labelled(live: Live, launch_server: 
         stores.close()
 
 
-def test_the_stop_signal_ends_a_run_early_and_cleanly(live: Live, launch_server: Any) -> None:
+def test_the_stop_signal_ends_a_run_early_and_cleanly(
+    live: Live, launch_server: Any, wait_until: Callable[..., Any]
+) -> None:
     server = launch_server(live.home, ["fraud"], settings={"token": TOKEN})
     # Without the token, the server refuses what the driver sends.
     refused = httpx.post(f"{server.url}/v1/feedback", json={"labels": []}, timeout=10)
     assert refused.status_code == 401, refused.text
-    wait_until_served(server.url, live, TOKEN)
+    wait_until_served(server.url, live, wait_until, TOKEN)
     stop = threading.Event()
     timer = threading.Timer(1.5, stop.set)
     timer.start()

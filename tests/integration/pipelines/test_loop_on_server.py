@@ -62,19 +62,11 @@ class Traffic:
         return {str(answer.json()["model_version"]) for answer in answers}
 
 
-def until(condition: Callable[[], Any], timeout: float, step: Callable[[], None]) -> Any:
-    """Run ``step`` until ``condition()`` is truthy (then return it), within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        step()
-    raise AssertionError(f"not reached within {timeout} s")
-
-
 def test_a_concept_change_is_detected_retrained_canaried_and_promoted(
-    project: Project, launch_server: Any, monkeypatch: pytest.MonkeyPatch
+    project: Project,
+    launch_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    wait_until: Callable[..., Any],
 ) -> None:
     monkeypatch.chdir(project.root)  # where the loop finds the project's pipelines
     monkeypatch.syspath_prepend(str(project.root))
@@ -110,7 +102,7 @@ def test_a_concept_change_is_detected_retrained_canaried_and_promoted(
             started = [r for r in loop.check() if r.retrain is not None]
             return started[0].retrain if started else None
 
-        record = until(retrained, 90, lambda: traffic.send("B", 5, seed=12 + traffic.sent))
+        record = wait_until(retrained, 90, lambda: traffic.send("B", 5, seed=12 + traffic.sent))
         assert record.trigger == "alert", record
         assert record.status == "rolled_out", record
         assert record.gate["passed"]
@@ -119,7 +111,7 @@ def test_a_concept_change_is_detected_retrained_canaried_and_promoted(
             rollout = stores.deployments.get("scoring").rollout
             return rollout is not None and not rollout.state.active
 
-        until(ended, 120, lambda: traffic.send("B", 5, seed=1000 + traffic.sent))
+        wait_until(ended, 120, lambda: traffic.send("B", 5, seed=1000 + traffic.sent))
         deployment = stores.deployments.get("scoring")
         assert deployment.rollout is not None
         assert deployment.rollout.state.phase.value == "promoted", stores.deployments.events(
@@ -127,7 +119,7 @@ def test_a_concept_change_is_detected_retrained_canaried_and_promoted(
         )
         assert deployment.config.champion == record.version
         # the workers pick the promotion up within their poll interval
-        until(lambda: traffic.answered_by() == {str(record.version)}, 30, lambda: None)
+        wait_until(lambda: traffic.answered_by() == {str(record.version)}, 30, lambda: None)
         after = traffic.send("B", 40, seed=5000)
         assert after > THRESHOLD + 0.05, (before, after)
     finally:

@@ -6,8 +6,9 @@ one version; two retrains at once run one."""
 from __future__ import annotations
 
 import signal
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .conftest import Project, make_project
 
@@ -102,21 +103,14 @@ def yard_events(yard: object) -> list[object]:
     return SqlDeploymentRepository(yard.db).events("scoring", "retrain.")  # type: ignore[attr-defined]
 
 
-def wait_for(path: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.05)
-
-
 def test_a_retrain_killed_mid_way_and_run_again_registers_exactly_one_version(
-    project: Project,
+    project: Project, wait_until: Callable[..., Any]
 ) -> None:
     project.cli(*PLAN, "--pipeline", "concept:from_file")
     hold = project.root / "hold"
     hold.write_text("")
     killed = project.popen("retrain", "scoring", CONCEPT_HOLD_FILE=str(hold))
-    wait_for(Path(str(hold) + ".entered"))
+    assert wait_until(Path(str(hold) + ".entered").exists, 60)
     killed.send_signal(signal.SIGKILL)
     killed.wait(30)
     hold.unlink()
@@ -131,12 +125,12 @@ def test_a_retrain_killed_mid_way_and_run_again_registers_exactly_one_version(
         assert dead.status == "KILLED"
 
 
-def test_two_retrains_at_once_run_one(project: Project) -> None:
+def test_two_retrains_at_once_run_one(project: Project, wait_until: Callable[..., Any]) -> None:
     project.cli(*PLAN, "--pipeline", "concept:from_file")
     hold = project.root / "hold"
     hold.write_text("")
     first = project.popen("retrain", "scoring", "--json", CONCEPT_HOLD_FILE=str(hold))
-    wait_for(Path(str(hold) + ".entered"))
+    assert wait_until(Path(str(hold) + ".entered").exists, 60)
     second = project.cli("retrain", "scoring", expect=2)
     assert "a retrain of this deployment is running" in second.stderr
     hold.unlink()

@@ -7,6 +7,8 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -19,7 +21,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_the_worker_runs_a_schedule_beats_and_stops_on_sigterm(project: Project) -> None:
+def test_the_worker_runs_a_schedule_beats_and_stops_on_sigterm(
+    project: Project, wait_until: Callable[..., Any]
+) -> None:
     project.cli(
         "retraining", "set", "scoring", "--pipeline", "concept:from_file",
         "--schedule", "* * * * *", "--min-delta", "0.02",
@@ -31,24 +35,25 @@ def test_the_worker_runs_a_schedule_beats_and_stops_on_sigterm(project: Project)
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        deadline = time.monotonic() + 150  # the schedule fires at the next minute
-        text = ""
-        while time.monotonic() < deadline:
+
+        def metrics() -> str:
             assert worker.poll() is None, worker.communicate()
             try:
-                text = httpx.get(url, timeout=5).text
+                return httpx.get(url, timeout=5).text
             except httpx.TransportError:
-                time.sleep(0.2)
-                continue
-            if 'modelyard_retrains_total{deployment="scoring",status="rolled_out"} 1.0' in text:
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError(text)
+                return ""
+
+        done = 'modelyard_retrains_total{deployment="scoring",status="rolled_out"} 1.0'
+
+        def retrained() -> str:
+            text = metrics()
+            return text if done in text else ""
+
+        text = wait_until(retrained, 150)  # the schedule fires at the next minute
+        assert done in text, metrics()
         first = heartbeat(text)
         assert time.time() - first < 10
-        time.sleep(0.5)  # a few beats
-        assert heartbeat(httpx.get(url, timeout=5).text) > first
+        assert wait_until(lambda: heartbeat(metrics()) > first, 10)
     finally:
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=60)

@@ -128,16 +128,6 @@ class Load:
             self.outcomes.append(outcome)
 
 
-def wait_until(check: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``check`` until it holds or ``timeout`` seconds pass; its last answer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
-
-
 @pytest.fixture
 def fraud_body() -> bytes:
     """One OIP request of 1 row x 30 features."""

@@ -16,11 +16,11 @@ from modelyard.routing import DeploymentStore, RolloutController, RolloutPolicy
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
-from .conftest import fraud_features, wait_until
+from .conftest import fraud_features
 
 
 def test_a_good_canary_is_promoted_under_saturating_load(
-    fresh_home: Path, launch_server: Any
+    fresh_home: Path, launch_server: Any, wait_until: Any
 ) -> None:
     with Yard(load_settings(home=fresh_home, environ={})) as yard:
         DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry).create(

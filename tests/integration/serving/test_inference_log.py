@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -25,7 +26,7 @@ from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.store.database import Database
 from modelyard.store.schema import inference_batches
 
-from .conftest import Load, fraud_features, wait_until
+from .conftest import Load, fraud_features
 
 
 def logged_request_ids(home: Path) -> Counter[str]:
@@ -39,7 +40,7 @@ def logged_request_ids(home: Path) -> Counter[str]:
 
 
 def test_predictions_are_logged_and_feedback_joins(
-    fresh_home: Path, launch_server: Callable[..., object]
+    fresh_home: Path, launch_server: Callable[..., object], wait_until: Callable[..., Any]
 ) -> None:
     server = launch_server(fresh_home, ["fraud@champion"])
     rows = fraud_features()[:3]
@@ -102,7 +103,10 @@ def _kill_tree(pid: int) -> None:
 
 
 def test_kill_9_under_load_loses_no_acknowledged_prediction(
-    fresh_home: Path, launch_server: Callable[..., object], fraud_body: bytes
+    fresh_home: Path,
+    launch_server: Callable[..., object],
+    fraud_body: bytes,
+    wait_until: Callable[..., Any],
 ) -> None:
     server = launch_server(fresh_home, ["fraud@champion"], workers=2)
     load = Load(server.url, "/v2/models/fraud/infer", fraud_body, connections=8).start()  # type: ignore[attr-defined]
