@@ -63,6 +63,9 @@ def _fields(deployment: Deployment | None) -> dict[str, str]:
         "experiment": "-",
         "routing key": str(config.routing_key or "-"),
         "features": "-" if config.features is None else ", ".join(config.features.refs),
+        "event time": "-"
+        if config.features is None or config.features.event_time is None
+        else f"field {config.features.event_time}",
         "follows alias": config.follow_alias or "-",
         "inference log": _log_policy_text(config),
         "rollout": "-",
@@ -134,6 +137,14 @@ def deploy(
         str,
         typer.Option(help="An entity the store does not know: 'reject' (422) or 'defaults'."),
     ] = "reject",
+    event_time: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Request field with each row's event time (epoch seconds): features are "
+            "read as of it, capped at now, not at arrival ('' reads as of now).",
+        ),
+    ] = None,
     reason: Reason = "",
 ) -> None:
     """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere."""
@@ -141,10 +152,14 @@ def deploy(
         raise ValidationError("give exactly one of --version or --alias for the champion")
     cli = cli_context(ctx)
     champion: int | str = version if version is not None else str(alias)
-    features_given, inputs = _feature_inputs(cli, features, on_missing)
+    features_given, inputs = _feature_inputs(cli, features, on_missing, event_time)
     try:
         existing = cli.deployments.get(name)
     except NotFoundError:
+        if event_time and inputs is None:
+            raise ValidationError(
+                "--event-time needs --features: it says when the features are read"
+            ) from None
         made = cli.deployments.create(
             name,
             model,
@@ -176,7 +191,7 @@ def deploy(
             follow_alias=follow_alias or config.follow_alias,
             log_sample_rate=config.log_sample_rate if log_sample_rate is None else log_sample_rate,
             log_ttl_days=config.log_ttl_days if log_ttl_days is None else log_ttl_days,
-            features=inputs if features_given else config.features,
+            features=inputs if features_given else _with_event_time(config.features, event_time),
         )
         return Change(config, current.rollout, why)
 
@@ -185,21 +200,36 @@ def deploy(
 
 
 def _feature_inputs(
-    cli: CliContext, text: str | None, on_missing: str
+    cli: CliContext, text: str | None, on_missing: str, event_time: str | None
 ) -> tuple[bool, FeatureInputs | None]:
-    """``--features``: whether it was given, and the inputs it names (None for '': fetch
-    nothing), each checked against the feature definitions now."""
+    """``--features`` (and ``--event-time``): whether it was given, and the inputs it
+    names (None for '': fetch nothing), each checked against the feature definitions now."""
     if text is None:
         return False, None
     refs = tuple(part.strip() for part in text.split(",") if part.strip())
     if not refs:
         return True, None
-    inputs = FeatureInputs(refs, on_missing)  # type: ignore[arg-type]
+    inputs = FeatureInputs(refs, on_missing, event_time=event_time or None)  # type: ignore[arg-type]
     for ref in refs:
         view, feature = ref.split(":")
-        if feature not in cli.feature_registry.view(view).feature_names:
+        found = cli.feature_registry.view(view)
+        if feature not in found.feature_names:
             raise ValidationError(f"feature view {view!r} has no feature {feature!r}")
+        if inputs.event_time == found.entity.key:
+            raise ValidationError(
+                f"--event-time {inputs.event_time!r} is the entity's key; name another field"
+            )
     return True, inputs
+
+
+def _with_event_time(inputs: FeatureInputs | None, event_time: str | None) -> FeatureInputs | None:
+    """The deployment's feature inputs with ``--event-time`` applied ('' clears it), when
+    only that option is given."""
+    if event_time is None:
+        return inputs
+    if inputs is None:
+        raise ValidationError("--event-time needs --features: this deployment fetches none")
+    return replace(inputs, event_time=event_time or None)
 
 
 @deploy_app.command("deployments")

@@ -96,11 +96,20 @@ class FeatureInputs:
     inputs. An entity the online store does not know is answered as ``on_missing``
     says: ``"reject"`` (422 naming the entity) or ``"defaults"`` (each feature's value
     in ``defaults``, else null).
+
+    Features are read as of the server's clock unless ``event_time`` names a request
+    field holding each row's event time (epoch seconds, a number): each row's features
+    are then read as of ``min(event time, server clock)``, so a stream consumer minutes
+    behind, or a replay of past transactions, gets the features as they were at the
+    event rather than at its arrival; a request can never read the future. The field is
+    required in every request, and is passed on to the model only if it is one of the
+    model's inputs. It must not be the entity key nor a fetched feature.
     """
 
     refs: tuple[str, ...]
     on_missing: Literal["reject", "defaults"] = "reject"
     defaults: Mapping[str, int | float | str | bool | None] = field(default_factory=dict)
+    event_time: str | None = None
 
     def __post_init__(self) -> None:
         refs = tuple(self.refs)
@@ -129,6 +138,16 @@ class FeatureInputs:
                 raise ValidationError(
                     f"features.defaults[{name!r}] must be a number, string, boolean or null"
                 )
+        if self.event_time is not None:
+            if not isinstance(self.event_time, str) or not self.event_time:
+                raise ValidationError(
+                    f"features.event_time must name a request field, got {self.event_time!r}"
+                )
+            if self.event_time in names:
+                raise ValidationError(
+                    f"features.event_time {self.event_time!r} is a fetched feature; it must "
+                    "name a field the request carries"
+                )
 
     @property
     def inputs(self) -> list[str]:
@@ -136,11 +155,23 @@ class FeatureInputs:
         return [ref.split(":")[1] for ref in self.refs]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"refs": list(self.refs), "on_missing": self.on_missing, "defaults": self.defaults}
+        found: dict[str, Any] = {
+            "refs": list(self.refs),
+            "on_missing": self.on_missing,
+            "defaults": self.defaults,
+        }
+        if self.event_time is not None:  # absent otherwise: the form stored before it existed
+            found["event_time"] = self.event_time
+        return found
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureInputs:
-        return cls(tuple(data["refs"]), data.get("on_missing", "reject"), data.get("defaults", {}))
+        return cls(
+            tuple(data["refs"]),
+            data.get("on_missing", "reject"),
+            data.get("defaults", {}),
+            data.get("event_time"),
+        )
 
 
 @dataclass(frozen=True)

@@ -320,16 +320,24 @@ class DeploymentStore:
     # -- helpers ----------------------------------------------------------------------
 
     def _check_features(self, config: DeploymentConfig) -> None:
-        """Every feature a deployment fetches fills an input of its champion."""
+        """Every feature a deployment fetches fills an input of its champion, and an event
+        time field that is one of its inputs holds numbers."""
         if config.features is None:
             return
-        inputs = {spec.name for spec in self.catalog.get_version(config.model, config.champion)
-                  .signature.inputs}  # fmt: skip
+        signature = self.catalog.get_version(config.model, config.champion).signature
+        specs = {spec.name: spec for spec in signature.inputs}
+        inputs = set(specs)
         unknown = [name for name in config.features.inputs if name not in inputs]
         if unknown:
             raise ValidationError(
                 f"features {unknown} fill no input of {config.model}/{config.champion}; "
                 f"its inputs are {sorted(inputs)}"
+            )
+        event_time = config.features.event_time
+        if event_time in specs and specs[event_time].kind not in ("number", "integer"):
+            raise ValidationError(
+                f"features.event_time {event_time!r} is a {specs[event_time].kind} input of "
+                f"{config.model}/{config.champion}; an event time is a number (epoch seconds)"
             )
 
     def _check_versions(self, old: DeploymentConfig, new: DeploymentConfig) -> None:

@@ -11,7 +11,17 @@ from typer.testing import CliRunner, Result
 from modelyard.cli.deploy import deploy_app
 from modelyard.config import Settings
 from modelyard.errors import ConflictError, ModelyardError, ValidationError
-from modelyard.routing import DeploymentStore, InMemoryMetrics, RolloutController, RolloutPolicy
+from modelyard.features import Entity, Feature, FeatureView, StreamSource
+from modelyard.features.definition_set import Definitions
+from modelyard.features.registry import FeatureRegistry
+from modelyard.features.sql import SqlDefinitionRepository
+from modelyard.routing import (
+    DeploymentStore,
+    FeatureInputs,
+    InMemoryMetrics,
+    RolloutController,
+    RolloutPolicy,
+)
 from modelyard.yard import Yard
 
 
@@ -163,3 +173,24 @@ def test_bad_input_is_one_modelyard_error_with_a_reason(
         assert message in error.message, (args, error.message)
     assert isinstance(refused(cli, "deploy", "x", "--model", "fraud"), ValidationError)
     assert store.revision("api") == 1
+
+
+def test_a_deployment_reads_its_features_as_of_a_request_field(
+    cli: CliRunner, fraud: Yard, store: DeploymentStore
+) -> None:
+    card = Entity("card", key="card_id")
+    stream = StreamSource("transactions", fields=(Feature("f0", "float64"),))
+    view = FeatureView("card_stats", card, stream, features=(Feature("f0", "float64"),))
+    FeatureRegistry(SqlDefinitionRepository(fraud.db)).apply(Definitions(views=(view,)))
+    features = ("--features", "card_stats:f0")
+    out = ok(cli, "deploy", "api", "--model", "fraud", "--version", "1", *features,
+             "--event-time", "f1")  # fmt: skip
+    assert "field f1" in out
+    assert store.get("api").config.features == FeatureInputs(("card_stats:f0",), event_time="f1")
+    ok(cli, "deploy", "api", "--model", "fraud", "--version", "1", "--event-time", "")
+    assert store.get("api").config.features == FeatureInputs(("card_stats:f0",))
+    needs = refused(cli, "deploy", "new", "--model", "fraud", "--version", "1", "--event-time", "t")
+    assert "--event-time needs --features" in needs.message
+    key = refused(cli, "deploy", "new", "--model", "fraud", "--version", "1", *features,
+                  "--event-time", "card_id")  # fmt: skip
+    assert "--event-time 'card_id' is the entity's key" in key.message

@@ -97,3 +97,72 @@ def test_a_request_that_carries_only_its_entity_key_is_answered_from_pushed_even
     row = window.request_ids.tolist().index("scored-1")
     logged = {name: float(window.inputs[name][row]) for name in INPUTS}
     assert logged == {"amount": 5.0, "count_1h": 2.0, "amount_sum_1h": 42.5}
+
+
+def test_rows_carrying_event_times_are_answered_with_the_features_as_of_each_event(
+    tmp_path: Path, launch_server: Any, wait_until: Any
+) -> None:
+    home = tmp_path / "home"
+    scoring_home(home)
+    refs = ("card_stats:count_1h", "card_stats:amount_sum_1h")
+    with Yard(load_settings(home=home, environ={})) as yard:
+        deployments = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
+        timed = FeatureInputs(refs, event_time="ts")
+        deployments.create("replay", "risk", 1, features=timed)
+    server = launch_server(home, ["risk"])
+    now = time.time()
+    events = [  # in time order, each within the allowed lateness of the one before
+        {"card_id": "c1", "event_time": now - ago, "amount": amount, "event_id": f"e{ago}"}
+        for ago, amount in ((3000, 10.0), (2400, 20.0), (1800, 30.0), (600, 40.0), (60, 50.0))
+    ]
+    times = [now - 2000, now - 1000, now - 30, now + 3600, now - 2000]
+    rows = [{"card_id": "c1", "amount": 1.0, "ts": t} for t in times]
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        pushed = client.post("/v1/features/push", json={"stream": "transactions", "events": events})
+        assert pushed.json()["accepted"] == 5, pushed.text
+
+        def predict() -> httpx.Response | None:
+            answer = client.post(
+                "/v1/models/replay:predict",
+                json={"instances": rows},
+                headers={"x-request-id": "replayed"},
+            )
+            return answer if answer.status_code != 404 else None  # not deployed yet
+
+        answer = wait_until(predict, 30)
+        assert answer.status_code == 200, answer.text
+        asked = time.time()
+        without = client.post(
+            "/v1/models/replay:predict",
+            json={"instances": [{"card_id": "c1", "amount": 1.0}]},
+        )
+        assert without.status_code == 422
+        assert "missing field(s) 'ts' (row 0)" in without.json()["error"]
+        for bad in (-5.0, "yesterday"):
+            refused = client.post(
+                "/v1/models/replay:predict",
+                json={"instances": [{"card_id": "c1", "amount": 1.0, "ts": bad}]},
+            )
+            assert refused.status_code == 422, refused.text
+            assert "'ts'" in refused.json()["error"]
+    with Yard(load_settings(home=home, environ={})) as yard:
+        log = SqlInferenceLogRepository(yard.db)
+
+        def logged() -> Any:
+            window = read_window(log, "replay", now - 60, time.time() + 60)
+            return window if "replayed" in window.request_ids.tolist() else None
+
+        window = wait_until(logged, 30)
+        assert window is not None
+        request = window.request_ids.tolist().index("replayed")
+        served = np.flatnonzero(window.row_request == request)
+        expected = [
+            yard.features.get_online_features(["c1"], list(refs), at=min(t, asked)) for t in times
+        ]
+    for row, point_in_time in zip(served, expected, strict=True):
+        assert float(window.inputs["count_1h"][row]) == point_in_time.columns["count_1h"][0]
+        assert (
+            float(window.inputs["amount_sum_1h"][row]) == point_in_time.columns["amount_sum_1h"][0]
+        )
+    assert [float(window.inputs["count_1h"][row]) for row in served] == [2, 3, 5, 5, 2]
+    assert [float(window.inputs["amount_sum_1h"][row]) for row in served] == [30, 60, 150, 150, 30]

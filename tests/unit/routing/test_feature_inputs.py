@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from modelyard.errors import ValidationError
-from modelyard.routing import DeploymentConfig, DeploymentStore, FeatureInputs
+from modelyard.registry.signature import FieldSpec, Signature
+from modelyard.routing import DeploymentConfig, DeploymentStore, FeatureInputs, InMemoryCatalog
 
 
 def test_feature_inputs_round_trip_through_the_config() -> None:
@@ -41,3 +42,40 @@ def test_a_feature_must_fill_an_input_of_the_champion(store: DeploymentStore) ->
         store.create("other", "m", 1, features=FeatureInputs(("stats:amount",)))
     with pytest.raises(ValidationError, match=r"features \['f5'\] fill no input of m/1"):
         store.update("api", lambda c: replace(c, features=FeatureInputs(("stats:f5",))))
+
+
+def test_the_event_time_field_round_trips_and_older_configs_load_without_it() -> None:
+    inputs = FeatureInputs(("card_stats:f1",), event_time="event_ts")
+    assert inputs.to_dict()["event_time"] == "event_ts"
+    assert FeatureInputs.from_dict(inputs.to_dict()) == inputs
+    config = DeploymentConfig("m", 1, features=inputs)
+    assert DeploymentConfig.from_dict(config.to_dict()) == config
+    stored_before = {"refs": ["card_stats:f1"], "on_missing": "reject", "defaults": {}}
+    assert FeatureInputs.from_dict(stored_before).event_time is None
+    assert FeatureInputs.from_dict(stored_before).to_dict() == stored_before
+
+
+@pytest.mark.parametrize(
+    ("event_time", "message"),
+    [
+        ("", "event_time must name a request field, got ''"),
+        (3, "event_time must name a request field, got 3"),
+        ("f1", "event_time 'f1' is a fetched feature"),
+    ],
+)
+def test_a_bad_event_time_field_is_named(event_time: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        FeatureInputs(("a:f1",), event_time=event_time)  # type: ignore[arg-type]
+
+
+def test_an_event_time_input_of_the_champion_must_hold_numbers(
+    store: DeploymentStore, catalog: InMemoryCatalog
+) -> None:
+    catalog.add(
+        "text",
+        Signature((FieldSpec("f1", "float32"), FieldSpec("when", "object")), layout="columns"),
+    )
+    timed = FeatureInputs(("stats:f1",), event_time="f0")
+    assert store.create("api", "m", 1, features=timed).config.features == timed
+    with pytest.raises(ValidationError, match="event_time 'when' is a string input of text/1"):
+        store.create("other", "text", 1, features=FeatureInputs(("stats:f1",), event_time="when"))

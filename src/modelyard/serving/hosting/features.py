@@ -6,12 +6,18 @@ the champion's signature less the fetched inputs, plus the key), fetches the res
 every row's key, and assembles the model's full input in its signature's order, so
 the model, and the inference log after it, see exactly one vector per row.
 
+Features are read as of the server's clock or, where the deployment names an
+``event_time`` field, as of each row's event time capped at the clock (a replay or a
+stream consumer behind reads what the store held at the event; nothing reads the
+future). The field is checked like the others, and must be a finite, non-negative
+number of epoch seconds; it reaches the model only if it is one of its inputs.
+
 Reads are batched per event-loop turn (``BatchedReads``): every request waiting to be
-completed in a turn shares one read of the online store. A server reads inline, on the
-event loop, as it runs fast models (``hosting.batcher``): a read costs tens of
-microseconds a key (SQLite in the page cache, Redis on loopback), less than handing it
-to a thread and back under the GIL; ``inline=False`` runs reads on a thread, for a
-store far away.
+completed in a turn shares one read of the online store (one per distinct time, where
+rows carry event times). A server reads inline, on the event loop, as it runs fast
+models (``hosting.batcher``): a read costs tens of microseconds a key (SQLite in the
+page cache, Redis on loopback), less than handing it to a thread and back under the
+GIL; ``inline=False`` runs reads on a thread, for a store far away.
 """
 
 from __future__ import annotations
@@ -51,7 +57,13 @@ class FeatureReader(Protocol):
 
 
 class BatchedReads:
-    """Shares one ``reader`` call among every fetch made in one event-loop turn."""
+    """Shares ``reader`` calls among every fetch made in one event-loop turn.
+
+    A fetch without ``times`` reads as of the clock: when no fetch of the turn has
+    times, the turn makes one call. A fetch with ``times`` (one per key, epoch seconds)
+    reads each key as of ``min(time, clock)``; the turn's rows are then grouped by that
+    time, one call per distinct time, and the answers put back in the rows' order.
+    """
 
     def __init__(
         self,
@@ -67,26 +79,43 @@ class BatchedReads:
         self._executor = executor
         self._inline = inline
         self._clock = clock
-        self._waiting: list[tuple[list[str], asyncio.Future[Fetched]]] = []
+        self._waiting: list[tuple[list[str], list[float] | None, asyncio.Future[Fetched]]] = []
+        self._timed = False  # whether a fetch waiting now has times
 
-    def fetch(self, keys: list[str]) -> asyncio.Future[Fetched]:
+    def fetch(self, keys: list[str], times: list[float] | None = None) -> asyncio.Future[Fetched]:
+        """The features of ``keys``, as of ``times`` (one per key, capped at the clock) or
+        else as of the clock, once this turn's read is done."""
+        if times is not None and len(times) != len(keys):
+            raise ValueError(f"{len(keys)} keys and {len(times)} times")
         future: asyncio.Future[Fetched] = self._loop.create_future()
-        self._waiting.append((keys, future))
+        self._waiting.append((keys, times, future))
+        self._timed = self._timed or times is not None
         if len(self._waiting) == 1:
             self._loop.call_soon(self._read)
         return future
 
     def _read(self) -> None:
         waiting, self._waiting = self._waiting, []
-        keys = [key for part, _ in waiting for key in part]
+        timed, self._timed = self._timed, False
+        keys = [key for part, _, _ in waiting for key in part]
+        now = self._clock()
+        read: Callable[..., Fetched] = self._reader
+        args: tuple[Any, ...] = (keys, now)
+        if timed:  # else the one call of the fast path, as of the clock
+            ats = [
+                at
+                for part, times, _ in waiting
+                for at in ([now] * len(part) if times is None else [min(t, now) for t in times])
+            ]
+            read, args = _read_as_of, (self._reader, keys, ats, now)
         if self._inline:
             job: asyncio.Future[Fetched] = self._loop.create_future()
             try:
-                job.set_result(self._reader(keys, self._clock()))
+                job.set_result(read(*args))
             except Exception as error:  # handed to every request of the read
                 job.set_exception(error)
         else:
-            job = self._loop.run_in_executor(self._executor, self._reader, keys, self._clock())
+            job = self._loop.run_in_executor(self._executor, read, *args)
 
         def done(finished: asyncio.Future[Fetched]) -> None:
             error = (
@@ -95,7 +124,7 @@ class BatchedReads:
                 else finished.exception()
             )
             start = 0
-            for part, future in waiting:
+            for part, _, future in waiting:
                 if future.done():  # the request gave up
                     start += len(part)
                     continue
@@ -113,6 +142,27 @@ class BatchedReads:
                 start = stop
 
         job.add_done_callback(done)
+
+
+def _read_as_of(reader: FeatureReader, keys: list[str], ats: list[float], now: float) -> Fetched:
+    """``keys`` each as of its own time in ``ats``: one ``reader`` call per distinct time,
+    the answers put back in the keys' order."""
+    rows: dict[float, list[int]] = {}
+    for row, at in enumerate(ats):
+        rows.setdefault(at, []).append(row)
+    if len(rows) <= 1:
+        return reader(keys, ats[0] if ats else now)
+    order = np.fromiter((row for group in rows.values() for row in group), np.intp, len(keys))
+    parts = [reader([keys[row] for row in group], at) for at, group in rows.items()]
+    where = np.empty_like(order)
+    where[order] = np.arange(len(order))  # row -> its place in the concatenated answers
+    return Fetched(
+        {
+            name: np.concatenate([part.columns[name] for part in parts])[where]
+            for name in parts[0].columns
+        },
+        np.concatenate([part.found for part in parts])[where],
+    )
 
 
 class FeatureJoin:
@@ -141,6 +191,29 @@ class FeatureJoin:
         if not self._key_in_model:
             key_dtype = _KEY_DTYPES.get(entity_dtype, "object")
             requested.insert(0, FieldSpec(entity_key, key_dtype))
+        self.event_time = inputs.event_time
+        self._time_in_model = self.event_time in by_name
+        if self.event_time is not None:
+            if self.event_time == entity_key:
+                raise ValidationError(
+                    f"features.event_time {self.event_time!r} is the entity's key; it must "
+                    "name another request field"
+                )
+            if self.event_time in fetched:  # FeatureInputs refuses it; a second guard
+                raise ValidationError(
+                    f"features.event_time {self.event_time!r} is a fetched feature"
+                )
+            if self._time_in_model:
+                kind = by_name[self.event_time].kind
+                if kind not in ("number", "integer"):
+                    raise ValidationError(
+                        f"features.event_time {self.event_time!r} is a {kind} input of the "
+                        "model; an event time is a number (epoch seconds)"
+                    )
+            else:
+                requested.insert(
+                    0 if self._key_in_model else 1, FieldSpec(self.event_time, "float64")
+                )
         self.request_validator = InputValidator(
             Signature(tuple(requested), layout="columns"), max_rows
         )
@@ -156,10 +229,15 @@ class FeatureJoin:
         fields = request.model_input
         assert isinstance(fields, dict)
         keys = [str(key) for key in fields[self.entity_key].tolist()]
-        fetched = await self._reads.fetch(keys)
+        if self.event_time is None:
+            fetched = await self._reads.fetch(keys)
+        else:
+            fetched = await self._reads.fetch(keys, self._event_times(fields[self.event_time]))
         columns = dict(fields)
         if not self._key_in_model:
             del columns[self.entity_key]
+        if self.event_time is not None and not self._time_in_model:
+            del columns[self.event_time]
         if self._inputs.on_missing == "reject" and not fetched.found.all():
             row = int(np.flatnonzero(~fetched.found)[0])
             raise ValidationError(
@@ -169,6 +247,18 @@ class FeatureJoin:
         for name in self._inputs.inputs:
             columns[name] = self._filled(name, fetched)
         return Prepared(request.rows, self._assemble(columns))
+
+    def _event_times(self, column: np.ndarray) -> list[float]:
+        """Each row's event time, in epoch seconds: finite and not negative, else a 422."""
+        times = np.asarray(column, dtype=np.float64)
+        bad = ~np.isfinite(times) | (times < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValidationError(
+                f"field {self.event_time!r} must be an event time in epoch seconds, finite and "
+                f">= 0, got {times[row].item()!r} (row {row})"
+            )
+        return times.tolist()  # type: ignore[no-any-return]
 
     def _filled(self, name: str, fetched: Fetched) -> np.ndarray:
         """One feature's column: the store's values, then the default where it had none;
