@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from modelyard.cli.bench import bench
 from modelyard.cli.context import cli_context
+from modelyard.cli.demo import demo_app
 from modelyard.cli.deploy import deploy_app
 from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
@@ -48,6 +49,7 @@ app.command()(retrain)
 app.command()(history)
 app.command()(worker)
 app.add_typer(retraining_app, name="retraining")
+app.add_typer(demo_app, name="demo")
 
 
 @app.command()
@@ -222,18 +224,6 @@ def export(
     """Write a self-contained bundle (model, signature, profile, manifest with hashes)."""
     path = export_bundle(cli_context(ctx).yard.registry, ref, out)
     console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
-
-
-@app.command()
-def demo(
-    ctx: typer.Context,
-    rows: Annotated[int, typer.Option(min=1000, help="Rows of generated training data.")] = 20_000,
-) -> None:
-    """Run the quickstart: train, track, register, load in a new process, predict."""
-    # scikit-learn costs ~1.5 s to import: only the demo pays for it.
-    from modelyard.demos.quickstart import run_quickstart
-
-    run_quickstart(cli_context(ctx).yard, rows=rows, console=console)
 
 
 def main(argv: list[str] | None = None) -> None:

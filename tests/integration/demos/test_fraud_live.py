@@ -20,8 +20,8 @@ import pytest
 from modelyard.config import load_settings
 from modelyard.demos.fraud import SimulatorConfig, TransactionSimulator
 from modelyard.demos.fraud.features import REQUEST_INPUTS, request_columns
-from modelyard.demos.fraud.live import LiveStats, drive
-from modelyard.demos.fraud.offline import DEPLOYMENT, Champion, build_champion
+from modelyard.demos.fraud.live import AFTER, BEFORE, LiveStats, drive
+from modelyard.demos.fraud.offline import DEPLOYMENT, EVENT_TIME, Champion, build_champion
 from modelyard.monitoring import joined
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.pipelines import GatePolicy, RetrainPlan
@@ -74,7 +74,11 @@ def wait_until_served(
     headers = {"authorization": f"Bearer {token}"} if token else {}
     ahead = live.simulator.generate(live.start, live.start + HOUR)
     inputs = request_columns(ahead)
-    row = {"card_id": str(ahead["card_id"][0]), **{n: float(inputs[n][0]) for n in REQUEST_INPUTS}}
+    row = {
+        "card_id": str(ahead["card_id"][0]),
+        EVENT_TIME: float(ahead["event_time"][0]),
+        **{n: float(inputs[n][0]) for n in REQUEST_INPUTS},
+    }
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
 
         def answered() -> bool:
@@ -106,6 +110,8 @@ def test_a_live_window_is_scored_pushed_and_labelled(
         threads=4,
         legit_delay_s=LEGIT_DELAY_S,
         fraud_delay_s=FRAUD_DELAY_S,
+        event_time=EVENT_TIME,
+        split_at=live.start + HOUR,
         flush_labels=True,
         progress=snapshots.append,
     )
@@ -125,6 +131,14 @@ def test_a_live_window_is_scored_pushed_and_labelled(
     frauds = int(window["is_fraud"].sum())
     assert stats.fraud_seen == frauds
     assert 0 <= stats.fraud_caught <= min(frauds, stats.flagged)
+    # The same decisions, by version and side of the split (the window's second hour).
+    version = str(live.champion.version.version)
+    assert set(stats.decisions) == {(version, BEFORE), (version, AFTER)}
+    second_hour = int(np.sum(window["event_time"] >= live.start + HOUR))
+    assert stats.decisions[version, AFTER].answered == second_hour
+    assert sum(d.answered for d in stats.decisions.values()) == transactions
+    assert sum(d.fraud_seen for d in stats.decisions.values()) == frauds
+    assert sum(d.flagged for d in stats.decisions.values()) == stats.flagged
 
     # Progress came along the way, each snapshot no further than the next.
     assert len(snapshots) >= 10
@@ -203,7 +217,14 @@ def test_the_stop_signal_ends_a_run_early_and_cleanly(
     try:
         # At 60x the window would take two minutes.
         stats = drive(
-            server.url, live.simulator, live.start, live.end, speedup=60.0, token=TOKEN, stop=stop
+            server.url,
+            live.simulator,
+            live.start,
+            live.end,
+            speedup=60.0,
+            token=TOKEN,
+            event_time=EVENT_TIME,
+            stop=stop,
         )
     finally:
         timer.cancel()

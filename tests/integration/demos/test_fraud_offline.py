@@ -20,6 +20,7 @@ from modelyard.demos.fraud import SimulatorConfig, TransactionSimulator
 from modelyard.demos.fraud.features import MODEL_REFS, REQUEST_INPUTS, request_columns
 from modelyard.demos.fraud.offline import (
     DEPLOYMENT,
+    EVENT_TIME,
     LABEL_OFFSET_S,
     Champion,
     build_champion,
@@ -150,7 +151,11 @@ def test_the_server_answers_a_request_with_the_card_and_the_transaction_only(
     rows = [int(fraud[0]) if len(fraud) else 0, int(np.flatnonzero(upcoming["is_fraud"] == 0)[0])]
     inputs = request_columns(upcoming)
     instances = [
-        {"card_id": str(upcoming["card_id"][i]), **{n: float(inputs[n][i]) for n in REQUEST_INPUTS}}
+        {
+            "card_id": str(upcoming["card_id"][i]),
+            EVENT_TIME: float(upcoming["event_time"][i]),  # ahead of the clock: read as of now
+            **{n: float(inputs[n][i]) for n in REQUEST_INPUTS},
+        }
         for i in rows
     ]
     with httpx.Client(base_url=server.url, timeout=30) as client:

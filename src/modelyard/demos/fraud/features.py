@@ -54,9 +54,10 @@ CARD_ACTIVITY = FeatureView(
         Aggregation("sum", "1h", "amount", name="amount_sum_1h"),
         Aggregation("sum", "24h", "amount", name="amount_sum_24h"),
         Aggregation("time_since_last", "7d", name="time_since_last_7d"),
+        Aggregation("mean", "7d", "amount", name="amount_mean_7d"),
         Aggregation("distinct", "24h", "merchant_id", name="merchants_24h"),
     ),
-    description="A card's recent transactions: velocity, spend and merchants.",
+    description="A card's recent transactions: velocity, spend, habit and merchants.",
 )
 MODEL_REFS: tuple[str, ...] = tuple(
     f"card_activity:{a.feature_name}" for a in CARD_ACTIVITY.aggregations

@@ -22,9 +22,10 @@ due labels posted, and the figures returned. Only ``base_url`` is ever contacted
 What is sent is decided by the simulator, the window and the options; timing (and so
 which labels fall due before a stop) is the wall clock's.
 
-The server reads a card's features at its own clock's time, so a window replayed from
-the past (faster than real time) sees every pushed event of the last 24 hours, not the
-windows around the transaction's simulated time that training saw.
+A server reads a card's features at its own clock's time unless the deployment reads
+them as of a request field (``FeatureInputs.event_time``): a window replayed from the
+past, faster than real time, must send each transaction's time (``event_time``) to see
+the windows around it that training saw.
 """
 
 from __future__ import annotations
@@ -53,12 +54,31 @@ from modelyard.demos.fraud.simulator import (
 )
 from modelyard.errors import ValidationError
 
-__all__ = ["LiveStats", "drive"]
+__all__ = ["AFTER", "BEFORE", "Decisions", "LiveStats", "drive"]
 
 STREAM = "transactions"
 LABEL_CHUNK = 1_000  # labels per feedback request
 NO_ANSWER = 0  # the status counted for a request that got no HTTP answer
+BEFORE, AFTER = "before", "after"  # a transaction's side of ``split_at``
 _TICK_S = 0.05
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What one model version decided, against the simulator's ground truth."""
+
+    answered: int = 0
+    flagged: int = 0  # decided fraud
+    fraud_seen: int = 0  # fraudulent transactions it answered
+    fraud_caught: int = 0  # of them, those it decided were fraud
+
+    def add(self, decision: int, fraud: int) -> Decisions:
+        return Decisions(
+            self.answered + 1,
+            self.flagged + decision,
+            self.fraud_seen + fraud,
+            self.fraud_caught + (fraud and decision),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,8 @@ class LiveStats:
     labels_pending: int  # scheduled, not (yet) posted
     label_failures: int  # labels in feedback requests that failed
     versions: Mapping[str, int]  # model version -> answers
+    # (model version, BEFORE or AFTER ``split_at``) -> what it decided
+    decisions: Mapping[tuple[str, str], Decisions]
     fraud_seen: int  # answered fraudulent transactions
     fraud_caught: int  # of them, those the model decided were fraud
     flagged: int  # answered transactions decided fraud
@@ -105,6 +127,7 @@ class _Tally:
         self.pushes = self.pushed = self.push_failures = 0
         self.labels_sent = self.label_failures = 0
         self.versions: Counter[str] = Counter()
+        self.decisions: dict[tuple[str, str], Decisions] = {}
         self.fraud_seen = self.fraud_caught = self.flagged = 0
         self.simulated_time = start
         self.labels = LabelSchedule()
@@ -129,6 +152,7 @@ class _Tally:
                 labels_pending=len(self.labels),
                 label_failures=self.label_failures,
                 versions=MappingProxyType(dict(self.versions)),
+                decisions=MappingProxyType(dict(self.decisions)),
                 fraud_seen=self.fraud_seen,
                 fraud_caught=self.fraud_caught,
                 flagged=self.flagged,
@@ -145,6 +169,7 @@ class _Window:
     cards: list[str]
     is_fraud: list[int]
     label_due: list[float]
+    after_split: list[bool]  # at or after ``drive``'s ``split_at``
 
 
 def _window(
@@ -153,26 +178,33 @@ def _window(
     end: float,
     legit_delay_s: float,
     fraud_delay_s: tuple[float, float],
+    event_time: str | None,
+    split_at: float | None,
 ) -> tuple[_Window, np.ndarray]:
     columns = simulator.generate(start, end)
     inputs = request_columns(columns)
     cards = [str(card) for card in columns["card_id"]]
     numbers = {name: [float(v) for v in inputs[name]] for name in REQUEST_INPUTS}
+    if event_time is not None:
+        numbers[event_time] = [float(v) for v in columns["event_time"]]
     instances = [
-        {"card_id": card, **{name: numbers[name][i] for name in REQUEST_INPUTS}}
+        {"card_id": card, **{name: column[i] for name, column in numbers.items()}}
         for i, card in enumerate(cards)
     ]
     due = simulator.labels_available_at(
         columns, legit_delay_s=legit_delay_s, fraud_delay_s=fraud_delay_s
     )
+    times = np.asarray(columns["event_time"], dtype=np.float64)
+    after = times >= split_at if split_at is not None else np.zeros(len(times), dtype=bool)
     window = _Window(
         instances,
         stream_events(columns),
         cards,
         [int(v) for v in columns["is_fraud"]],
         [float(v) for v in due],
+        after.tolist(),
     )
-    return window, np.asarray(columns["event_time"], dtype=np.float64)
+    return window, times
 
 
 class _Worker(threading.Thread):
@@ -272,7 +304,10 @@ class _Driver:
             tally.sent += 1
             tally.answered += 1
             tally.latencies.append(latency)
-            tally.versions[str(body.get("model_version"))] += 1
+            version = str(body.get("model_version"))
+            tally.versions[version] += 1
+            key = (version, AFTER if self.window.after_split[i] else BEFORE)
+            tally.decisions[key] = tally.decisions.get(key, Decisions()).add(decision, fraud)
             tally.flagged += decision
             tally.fraud_seen += fraud
             tally.fraud_caught += fraud and decision
@@ -323,6 +358,8 @@ def drive(
     threads: int = 4,
     max_rate: float | None = None,
     deployment: str = DEPLOYMENT,
+    event_time: str | None = None,
+    split_at: float | None = None,
     push_batch: int = 64,
     push_interval_s: float = 0.2,
     legit_delay_s: float = LEGIT_LABEL_DELAY_S,
@@ -337,7 +374,10 @@ def drive(
     """Stream the transactions of ``[start, end)`` to the server at ``base_url`` (see the
     module's docstring) and return what happened.
 
-    ``threads`` clients send at once; ``token`` is sent as a bearer token. Labels become
+    ``threads`` clients send at once; ``token`` is sent as a bearer token; with
+    ``event_time``, each request carries its transaction's time in that field (for a
+    deployment that reads features as of it). Each version's decisions are counted apart
+    for transactions before and after ``split_at`` (a drift's moment). Labels become
     known after ``legit_delay_s`` / ``fraud_delay_s`` (the simulator's delays by
     default); with ``flush_labels`` those still pending at the end are posted too.
     ``progress`` is called with a snapshot about every ``progress_interval_s`` (from
@@ -349,7 +389,9 @@ def drive(
         raise ValidationError(f"push_batch must be >= 1, got {push_batch!r}")
     if end < start:
         raise ValidationError(f"end must not be before start, got start={start} end={end}")
-    window, times = _window(simulator, start, end, legit_delay_s, fraud_delay_s)
+    window, times = _window(
+        simulator, start, end, legit_delay_s, fraud_delay_s, event_time, split_at
+    )
     offsets = send_offsets(times, start, speedup, max_rate)
     stop = stop if stop is not None else threading.Event()
     tally = _Tally(len(window.cards), start)

@@ -38,10 +38,12 @@ from modelyard.demos.fraud.simulator import TransactionSimulator
 from modelyard.errors import ValidationError
 from modelyard.registry import ModelVersion
 from modelyard.routing import FeatureInputs
+from modelyard.tracking import Run
 from modelyard.yard import Yard
 
 __all__ = [
     "DEPLOYMENT",
+    "EVENT_TIME",
     "LABEL_OFFSET_S",
     "MODEL",
     "Champion",
@@ -49,6 +51,7 @@ __all__ = [
     "build_champion",
     "fit_classifier",
     "push_history",
+    "register",
     "score_holdout",
     "split_by_time",
     "training_data",
@@ -56,6 +59,13 @@ __all__ = [
 
 MODEL = "fraud"
 DEPLOYMENT = "fraud"
+# The request field with the transaction's time: the server reads the card's features
+# as of it, as the training set did (a replay of past traffic then sees the past).
+EVENT_TIME = "event_time"
+# What a card the store has never seen gets: no activity (time since last stays NaN).
+NEW_CARD: dict[str, int | float | str | bool | None] = {
+    name: 0 for name in MODEL_INPUTS if name.startswith(("count_", "amount_sum_", "merchants_"))
+}
 LABEL_OFFSET_S = 0.001
 PUSH_CHUNK = 5_000  # events per push, under the default ``features.push_max_events``
 HOLDOUT_FRACTION = 0.25
@@ -64,6 +74,10 @@ PARAMS: dict[str, Any] = {
     "learning_rate": 0.05,
     "num_leaves": 15,
     "min_child_samples": 10,
+    # Fraud is 2% of the rows: its errors weigh ten times, so that a pattern seen a few
+    # dozen times reaches the 0.5 decision (measured on the demo's drift: recall on the
+    # new pattern 0.13 -> 0.41 at precision 0.48, the old patterns unchanged).
+    "scale_pos_weight": 10.0,
 }
 
 
@@ -74,6 +88,11 @@ class TrainingData:
     x: np.ndarray  # float32, one row per transaction
     y: np.ndarray  # int64, 1 for fraud
     times: np.ndarray  # float64, the transactions' event times
+
+    def since(self, t: float) -> TrainingData:
+        """The rows of transactions at ``t`` or later."""
+        keep = self.times >= t
+        return TrainingData(self.x[keep], self.y[keep], self.times[keep])
 
 
 @dataclass(frozen=True)
@@ -173,6 +192,22 @@ def score_holdout(model: Any, holdout: TrainingData) -> dict[str, float]:
     }
 
 
+def register(
+    yard: Yard, model: Any, train: TrainingData, run: Run, metrics: dict[str, float], about: str
+) -> ModelVersion:
+    """Register ``model``, trained on ``train`` in ``run``, as the next version of ``MODEL``
+    (its reference profile from ``train``, its ROC AUC from ``metrics``)."""
+    return yard.register_model(
+        MODEL,
+        model,
+        train.x,
+        feature_names=list(MODEL_INPUTS),
+        run=run,
+        metrics={"roc_auc": metrics["roc_auc"]},
+        description=about,
+    )
+
+
 def build_champion(
     yard: Yard,
     simulator: TransactionSimulator,
@@ -180,15 +215,18 @@ def build_champion(
     end: float,
     *,
     seed: int = 0,
+    warm_up_s: float = 0.0,
     deployment: str = DEPLOYMENT,
 ) -> Champion:
-    """Apply the features, push the transactions of ``[start, end)``, train on them in a
-    tracked run with ``seed``, register the model as ``MODEL`` and deploy it as
-    ``deployment`` with its card features fetched from the store."""
+    """Apply the features, push the transactions of ``[start, end)``, train on those after
+    the first ``warm_up_s`` in a tracked run with ``seed``, register the model as
+    ``MODEL`` and deploy it as ``deployment`` with its card features fetched from the
+    store. (In the warm-up the windows are not yet full: a card's count over 24 hours
+    an hour after ``start`` counts one hour. Serving never sees such rows.)"""
     yard.features.apply(definitions())
     transactions = simulator.generate(start, end)
     push_history(yard, transactions)
-    data = training_data(yard, transactions)
+    data = training_data(yard, transactions).since(start + warm_up_s)
     train, holdout = split_by_time(data)
     config = simulator.config
     with yard.start_run("fraud-champion", seed=seed, experiment="fraud") as run:
@@ -197,7 +235,7 @@ def build_champion(
                 **PARAMS,
                 "model": "LGBMClassifier",
                 "features": ",".join(MODEL_INPUTS),
-                "window_start": start,
+                "window_start": start + warm_up_s,
                 "window_end": end,
                 "holdout_fraction": HOLDOUT_FRACTION,
                 "simulator_seed": config.seed,
@@ -213,14 +251,8 @@ def build_champion(
         metrics["train_seconds"] = time.perf_counter() - began
         metrics["train_rows"] = float(len(train.y))
         run.log_metrics(metrics)
-        version = yard.register_model(
-            MODEL,
-            model,
-            train.x,
-            feature_names=list(MODEL_INPUTS),
-            run=run,
-            metrics={"roc_auc": metrics["roc_auc"]},
-            description="Fraud champion: card aggregates from the feature store.",
+        version = register(
+            yard, model, train, run, metrics, "Fraud champion: card aggregates from the store."
         )
     refs = tuple(model_refs())
     deployments = yard.deployments
@@ -229,6 +261,6 @@ def build_champion(
         MODEL,
         version.version,
         reason="fraud demo: offline champion",
-        features=FeatureInputs(refs),
+        features=FeatureInputs(refs, "defaults", NEW_CARD, event_time=EVENT_TIME),
     )
     return Champion(version, run.id, metrics, refs)

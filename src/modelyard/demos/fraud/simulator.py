@@ -19,8 +19,10 @@ What it simulates:
   - ``odd_hour``: 2-4 online or resellable purchases between 2 and 5 am, hours the card
     never keeps;
   - ``online_mid`` (after the concept switch): 3-5 online purchases of 2-3 times the card's
-    typical amount, at home, in the card's usual hours. A model that learnt the first three
-    patterns sees nothing wrong with them, which is the point of the switch.
+    typical amount, 5-20 minutes apart, at home, in the card's usual hours. A model that
+    learnt the first three patterns sees little wrong with them (no test charges, no
+    foreign country, no odd hour), which is the point of the switch; one trained on them
+    can tell them by the spree against the card's habit.
 
   These are the textbook signatures of card fraud (card testing, cross-border use,
   night-time cash-out), so that a model trained on them learns features a real one would:
@@ -391,8 +393,11 @@ class TransactionSimulator:
             time = first + np.concatenate([[0.0], np.cumsum(rng.uniform(180.0, 900.0, size - 1))])
             amount = rng.lognormal(math.log(300.0), 0.6, size)
             merchant = self._pick(rng, "night", size)
-        else:  # online_mid: looks like the card's own shopping, only more of it
-            hours = world.active_from[card] + np.sort(rng.random(size)) * world.active_hours[card]
+        else:  # online_mid: looks like the card's own shopping, only more of it, at once
+            # a spree of 5-20 minutes between purchases (at most 80), inside active hours
+            first = rng.random() * (world.active_hours[card] - 1.5)
+            gaps = np.cumsum(rng.uniform(5.0, 20.0, size - 1)) / 60.0
+            hours = world.active_from[card] + first + np.concatenate([[0.0], gaps])
             base = math.floor(anchor / DAY) * DAY
             base += DAY if base + hours[0] * HOUR < anchor else 0.0
             time = base + hours * HOUR

@@ -46,6 +46,9 @@ class OnnxPredictor(PredictorBase):
         session_options.intra_op_num_threads = options.intra_op_threads
         session_options.inter_op_num_threads = 1
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Errors only: LightGBM's converter declares its label output one row long, and
+        # onnxruntime warns about it on stderr for every larger batch.
+        session_options.log_severity_level = 3
         self.session = ort.InferenceSession(
             data, sess_options=session_options, providers=["CPUExecutionProvider"]
         )

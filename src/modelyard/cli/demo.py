@@ -1,0 +1,102 @@
+"""``modelyard demo``: the fraud pipeline end to end, and the quickstart."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelyard.cli.context import cli_context
+from modelyard.cli.output import console, print_json, print_table
+
+demo_app = typer.Typer(
+    help="Demos that run on this machine, nothing else needed.", no_args_is_help=True
+)
+
+
+@demo_app.command("fraud")
+def fraud(
+    fast: Annotated[
+        bool, typer.Option("--fast", help="The short scenario (under two minutes, for CI).")
+    ] = False,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the demo's home and report (replaced each run).")
+    ] = Path("fraud-demo"),
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="What the machine costs per hour, for the cost per prediction."),
+    ] = None,
+    open_report: Annotated[
+        bool, typer.Option("--open", help="Open the report in a browser at the end.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report's figures as JSON at the end.")
+    ] = False,
+) -> None:
+    """Real-time fraud detection end to end: simulated card traffic, features, a served
+    model, a drift, a retrain promoted by canary, a broken model rolled back, a report."""
+    # LightGBM, scikit-learn and the simulator are the demo's alone to import.
+    from modelyard.demos.fraud.demo import run_demo
+    from modelyard.demos.fraud.report import portfolio_rows
+    from modelyard.demos.fraud.scenario import DEFAULT, FAST
+    from modelyard.demos.fraud.view import DemoView
+
+    scenario = FAST if fast else DEFAULT
+    if price_per_hour is not None:
+        scenario = dataclasses.replace(scenario, price_per_hour=price_per_hour)
+    stop = threading.Event()
+    try:
+        with DemoView(console) as view:
+            result = run_demo(out, scenario, stop=stop, show=view.show)
+    except KeyboardInterrupt:
+        _stopped(out / "home")
+        raise typer.Exit(130) from None
+    record = result.record
+    if result.interrupted:
+        _stopped(result.home, result.report_markdown)
+        raise typer.Exit(130)
+    if as_json:
+        print_json(record.to_dict())
+        return
+    print_table("portfolio", ["", ""], [list(row) for row in portfolio_rows(record)])
+    print_table(
+        "what happened",
+        ["at", "event", "what"],
+        [[f"+{r['offset_s']:.0f} s", r["kind"], r["text"]] for r in record.story],
+    )
+    missing = [act.replace("_", " ") for act, done in record.acts.items() if not done]
+    if missing:
+        console.print(f"[yellow]the story stopped short:[/yellow] no {', '.join(missing)}")
+    console.print(f"report: {result.report_markdown} and {result.report_html}")
+    console.print(
+        f"look around: export MODELYARD_HOME={result.home}; then modelyard history fraud, "
+        "deployments, versions fraud, monitor drift fraud, monitor alerts history fraud"
+    )
+    if open_report:
+        webbrowser.open(result.report_html.resolve().as_uri())
+    if missing:
+        raise typer.Exit(1)
+
+
+def _stopped(home: Path, report: Path | None = None) -> None:
+    done = f" The report of what ran: {report}." if report else ""
+    console.print(
+        f"stopped: the server, the worker and the traffic are down.{done} The home is "
+        f"readable: MODELYARD_HOME={home} modelyard history fraud"
+    )
+
+
+@demo_app.command("quickstart")
+def quickstart(
+    ctx: typer.Context,
+    rows: Annotated[int, typer.Option(min=1000, help="Rows of generated training data.")] = 20_000,
+) -> None:
+    """Train, track, register, load in a new process, predict (in the home)."""
+    # scikit-learn costs ~1.5 s to import: only the demo pays for it.
+    from modelyard.demos.quickstart import run_quickstart
+
+    run_quickstart(cli_context(ctx).yard, rows=rows, console=console)
