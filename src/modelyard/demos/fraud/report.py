@@ -356,7 +356,8 @@ def portfolio_rows(record: DemoRecord) -> list[tuple[str, str]]:
                 f"{serving['load_throughput_per_s']:.0f} predictions/s on "
                 f"{serving['load_connections']} connections for {serving['load_seconds']:.0f} s, "
                 f"p50 {_num(serving['load_p50_ms'])} ms, p99 {_num(serving['load_p99_ms'])} ms, "
-                f"{serving['load_errors']} errors",
+                f"{serving['load_errors']} errors (the load generator shares the machine: "
+                "a lower bound)",
             )
         )
     if "per_1000_predictions" in cost:
