@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from modelyard.errors import ModelyardError, OverloadedError
+from modelyard.errors import MalformedRequestError, ModelyardError, OverloadedError
 from modelyard.serving.hosting.manager import ModelTable
 from modelyard.serving.hosting.outcomes import (
     PINNED_ARM,
@@ -46,6 +46,8 @@ from modelyard.serving.hosting.served_deployment import ServedDeployment
 from modelyard.serving.hosting.shadow import ShadowMirror
 from modelyard.serving.hosting.validation import InputValidator, Prepared
 from modelyard.serving.wire import oip, records
+from modelyard.serving.wire.binary import HEADER as BINARY_HEADER
+from modelyard.serving.wire.binary import Framed
 from modelyard.serving.wire.json_body import decode_json
 from modelyard.serving.wire.status import error_body, error_headers, http_status
 
@@ -54,6 +56,7 @@ Headers = Sequence[tuple[bytes, bytes]]
 # (event, fields) -> None: where the pipeline reports what it cannot answer with.
 Report = Callable[[str, dict[str, object]], None]
 JSON = b"application/json"
+OCTETS = b"application/octet-stream"  # a binary tensor data answer, as Triton sends it
 
 
 class Call:
@@ -65,7 +68,9 @@ class Call:
     (``benchmarks/serving/bench_instructions.py``).
     """
 
-    __slots__ = ("deadline", "headers", "method", "path", "received", "request_id", "ts")
+    __slots__ = (
+        "binary_header", "deadline", "headers", "method", "path", "received", "request_id", "ts"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -76,6 +81,7 @@ class Call:
         received: float,
         ts: float,
         deadline: float,
+        binary_header: bytes | None = None,
     ) -> None:
         self.request_id: Final = request_id
         self.method: Final = method
@@ -84,6 +90,8 @@ class Call:
         self.received: Final = received  # time.monotonic() at arrival, for deadlines
         self.ts: Final = ts  # wall clock at arrival, for logs
         self.deadline: Final = deadline  # time.monotonic() by which it must be answered
+        # Inference-Header-Content-Length: the body is in the binary tensor data form
+        self.binary_header: Final = binary_header
 
 
 class Reply:
@@ -131,12 +139,16 @@ class WireFormat:
 
     # (decoded body, values one request may declare) -> the request
     parse: Callable[[Any, int], Any]
+    # (body, its Inference-Header-Content-Length, values one request may declare) -> the
+    # request, for a body in the binary tensor data form
+    parse_binary: Callable[[bytes, bytes, int], Any]
     # (request, the model's input names) -> field name -> the first row's value
     field_reader: Callable[[Any, Sequence[str]], Callable[[str], Any]]
     # (the version's validator, request) -> the model's input
     prepare: Callable[[InputValidator, Any], Prepared]
     # (model, version, request, request id, batch outputs, start, stop) -> the body
-    encode: Callable[[str, str, Any, str, Outputs, int, int], bytes]
+    # (``Framed``: JSON then binary tensor data)
+    encode: Callable[[str, str, Any, str, Outputs, int, int], bytes | Framed]
     # whether requests carry their own deadline (``request.timeout_s``)
     timeouts: bool
 
@@ -149,13 +161,26 @@ def _record_reader(request: object, names: Sequence[str]) -> Callable[[str], Any
     return lambda wanted: records.record_field(request, wanted)
 
 
+def _no_binary(body: bytes, header: bytes, max_values: int) -> Any:
+    raise MalformedRequestError(
+        f"the binary tensor data extension ({BINARY_HEADER}) is for the Open Inference "
+        "Protocol (/v2/models/{name}/infer); send this endpoint JSON"
+    )
+
+
 # The Open Inference Protocol (``wire.oip``): tensors in, tensors out.
 OIP = WireFormat(
-    oip.parse_infer_request, _tensor_reader, InputValidator.from_oip, oip.encode_response, True
+    oip.parse_infer_request,
+    oip.parse_binary_request,
+    _tensor_reader,
+    InputValidator.from_oip,
+    oip.encode_response,
+    True,
 )
 # JSON records (``wire.records``): ``{"instances": [...]}`` in, predictions out.
 RECORDS = WireFormat(
     records.parse_records_request,
+    _no_binary,
     _record_reader,
     InputValidator.from_records,
     records.encode_response,
@@ -190,7 +215,11 @@ class InferencePipeline:
         if served is None:
             runtime, record = self._lookup(model, version, call)
         elif served.needs_fields:
-            request = fmt.parse(decode_json(body), served.max_values)
+            request = (
+                fmt.parse(decode_json(body), served.max_values)
+                if call.binary_header is None
+                else fmt.parse_binary(body, call.binary_header, served.max_values)
+            )
             runtime, record, shadows = self._choose(
                 served, call, fmt.field_reader(request, served.input_names)
             )
@@ -202,7 +231,11 @@ class InferencePipeline:
             if runtime.batcher.saturated:
                 raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
             if request is None:
-                request = fmt.parse(decode_json(body), runtime.max_values)
+                request = (
+                    fmt.parse(decode_json(body), runtime.max_values)
+                    if call.binary_header is None
+                    else fmt.parse_binary(body, call.binary_header, runtime.max_values)
+                )
             join = None if served is None else served.features
             if join is None:
                 prepared = fmt.prepare(runtime.validator, request)
@@ -223,7 +256,11 @@ class InferencePipeline:
             )  # fmt: skip
         name, version_text = runtime.name, runtime.version_text
         payload = fmt.encode(name, version_text, request, record.request_id, outputs, start, stop)
-        return Reply(200, payload, JSON, (), name, version_text, prepared.rows)
+        if type(payload) is bytes:
+            return Reply(200, payload, JSON, (), name, version_text, prepared.rows)
+        assert isinstance(payload, Framed)
+        extra = ((b"inference-header-content-length", b"%d" % payload.header_length),)
+        return Reply(200, payload.payload, OCTETS, extra, name, version_text, prepared.rows)
 
     def _lookup(
         self, model: str, version: str | None, call: Call

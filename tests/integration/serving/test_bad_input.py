@@ -120,7 +120,7 @@ CASES = [
             ]
         },
         400,
-        "binary tensor data is not supported",
+        "has no 'Inference-Header-Content-Length' header",
     ),
     (
         "records: missing field",

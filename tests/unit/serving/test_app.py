@@ -346,3 +346,103 @@ def test_a_deleted_alias_keeps_the_version_serving_and_is_logged_once(
     unresolved = [orjson.loads(line) for line in lines if b"reference_unresolved" in line]
     assert len(unresolved) == 1
     assert unresolved[0]["code"] == "alias_not_found"
+
+
+def binary_request(rows: int, extra: dict[str, Any] | None = None) -> tuple[bytes, dict[str, str]]:
+    """An OIP request in the binary tensor data form, as tritonclient sends it."""
+    values = np.tile(np.array([0.5, -1.0, 0.25, 2.0], dtype="<f4"), (rows, 1))
+    header = {
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": [rows, 4],
+                "parameters": {"binary_data_size": values.nbytes},
+            }
+        ],
+        **(extra or {}),
+    }
+    head = orjson.dumps(header)
+    return head + values.tobytes(), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def test_binary_tensor_data_in_json_out(client: Client) -> None:
+    body, headers = binary_request(2)
+    status, answer_headers, answer = client.request(
+        "POST", "/v2/models/fraud/infer", body, headers=headers
+    )
+    assert status == 200, answer
+    assert "inference-header-content-length" not in answer_headers
+    _, _, expected = client.request("POST", "/v2/models/fraud/infer", infer_body(2))
+    assert answer["outputs"] == expected["outputs"]
+
+
+def test_binary_outputs_are_framed_as_triton_does(client: Client) -> None:
+    body, headers = binary_request(2, {"parameters": {"binary_data_output": True}})
+    status, answer_headers, payload = client.request(
+        "POST",
+        "/v2/models/fraud/infer",
+        body,
+        headers={**headers, "content-type": "application/octet-stream"},
+    )
+    assert status == 200
+    assert answer_headers["content-type"] == "application/octet-stream"
+    length = int(answer_headers["inference-header-content-length"])
+    head = orjson.loads(payload[:length])
+    sizes = [o["parameters"]["binary_data_size"] for o in head["outputs"]]
+    assert sum(sizes) == len(payload) - length
+    _, _, expected = client.request("POST", "/v2/models/fraud/infer", infer_body(2))
+    label = np.frombuffer(payload[length : length + sizes[0]], dtype="<i8")
+    assert label.tolist() == expected["outputs"][0]["data"]
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        ("0", "'Inference-Header-Content-Length' must be the length of the JSON part"),
+        ("abc", "'Inference-Header-Content-Length' must be the length of the JSON part"),
+        ("100000", "'Inference-Header-Content-Length' must be the length of the JSON part"),
+    ],
+)
+def test_a_malformed_binary_request_is_a_400_naming_the_problem(
+    client: Client, header: str, match: str
+) -> None:
+    body, _ = binary_request(1)
+    status, _, answer = client.request(
+        "POST", "/v2/models/fraud/infer", body, headers={"Inference-Header-Content-Length": header}
+    )
+    assert status == 400
+    assert match in answer["error"]
+
+
+def test_binary_sizes_that_do_not_add_up_are_a_400(client: Client) -> None:
+    body, headers = binary_request(2)
+    status, _, answer = client.request("POST", "/v2/models/fraud/infer", body[:-4], headers=headers)
+    assert status == 400
+    assert "add up to 32 bytes ('input' 32) but 28 bytes follow" in answer["error"]
+
+
+def test_the_records_route_refuses_binary_bodies(client: Client) -> None:
+    body, headers = binary_request(1)
+    status, _, answer = client.request("POST", "/v1/models/fraud:predict", body, headers=headers)
+    assert status == 400
+    assert "binary tensor data extension" in answer["error"]
+
+
+def test_the_body_limit_covers_a_binary_body(home: Path, make_app: Any, stores_for: Any) -> None:
+    with stores_for(home) as yard:
+        app = make_app(settings_for(home, max_body_bytes=2048), yard, ["fraud@champion"])
+        client = Client(app)
+        client.run(app.startup())
+        body, headers = binary_request(200)  # 3,200 bytes of tensor data
+        status, _, answer = client.request("POST", "/v2/models/fraud/infer", body, headers=headers)
+        assert status == 413
+        assert "limit is 2048" in answer["error"] or "limit of 2048" in answer["error"]
+        client.run(app.shutdown())
+        client.runner.close()
+
+
+def test_server_metadata_lists_the_binary_extension(client: Client) -> None:
+    status, _, body = client.request("GET", "/v2")
+    assert status == 200
+    assert body["extensions"] == ["binary_tensor_data"]

@@ -298,3 +298,59 @@ def test_junk_tensor_data_raises_only_our_errors(data: object, datatype: str) ->
     ]
     with contextlib.suppress(ModelyardError):
         InputValidator(signature, 10).from_tensors(tensors)
+
+
+def array_tensor(rows: list[list[float]], dtype: str = "<f4", datatype: str = "FP32") -> Tensor:
+    """A matrix tensor as binary tensor data decodes it: a flat numpy array."""
+    values = np.array(rows, dtype=dtype)
+    return Tensor("input", datatype, values.shape, values.ravel())
+
+
+class TestBinaryMatrixTensor:
+    """Binary tensor data skips the Python list but passes the same checks."""
+
+    def test_builds_the_same_matrix_as_json(self, matrix_signature: Signature) -> None:
+        validator = InputValidator(matrix_signature, 100)
+        rows = [[1.5, 30.0, 0.25], [2.0, 40.0, np.nan]]
+        prepared = validator.from_tensors([array_tensor(rows)])
+        assert isinstance(prepared.model_input, np.ndarray)
+        assert prepared.model_input.dtype == np.float32
+        assert prepared.model_input.flags.writeable
+        expected = validator.from_tensors([matrix_tensor([[1.5, 30, 0.25], [2.0, 40, None]])])
+        np.testing.assert_array_equal(prepared.model_input, expected.model_input)
+
+    def test_nan_only_where_allowed(self, matrix_signature: Signature) -> None:
+        with pytest.raises(ValidationError, match=r"field 'amount' must not be null/NaN \(row 1\)"):
+            InputValidator(matrix_signature, 100).from_tensors(
+                [array_tensor([[1.0, 30.0, 0.5], [np.nan, 30.0, 0.5]])]
+            )
+
+    def test_value_too_large_for_float32(self, matrix_signature: Signature) -> None:
+        with pytest.raises(ValidationError, match=r"field 'amount' value 1e\+39 is out of range"):
+            InputValidator(matrix_signature, 100).from_tensors(
+                [array_tensor([[1e39, 1.0, 1.0]], "<f8", "FP64")]
+            )
+
+    def test_infinity_is_out_of_range(self, matrix_signature: Signature) -> None:
+        with pytest.raises(ValidationError, match=r"field 'score' value inf is out of range"):
+            InputValidator(matrix_signature, 100).from_tensors([array_tensor([[1.0, 1.0, np.inf]])])
+
+    def test_declared_bounds_name_field_and_row(self, matrix_signature: Signature) -> None:
+        with pytest.raises(
+            ValidationError, match=r"field 'age' must be within \[0, 130\], got 131.0 \(row 1\)"
+        ):
+            InputValidator(matrix_signature, 100).from_tensors(
+                [array_tensor([[1.0, 30.0, 0.1], [1.0, 131.0, 0.1]])]
+            )
+
+    def test_per_field_arrays(self, columns_signature: Signature) -> None:
+        tensors = [
+            Tensor("amount", "FP64", (2,), np.array([1.5, np.nan])),
+            Tensor("count", "INT64", (2,), np.array([3, 4], dtype="<i8")),
+            Tensor("member", "BOOL", (2,), np.array([True, False])),
+            Tensor("country", "BYTES", (2,), ["DE", "NL"]),
+        ]
+        prepared = InputValidator(columns_signature, 100).from_tensors(tensors)
+        assert isinstance(prepared.model_input, dict)
+        assert prepared.model_input["count"].tolist() == [3, 4]
+        assert math.isnan(prepared.model_input["amount"][1])

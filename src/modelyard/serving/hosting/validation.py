@@ -33,12 +33,14 @@ from modelyard.errors import (
 from modelyard.registry.signature import Signature
 from modelyard.serving.hosting.fields import (
     FAST_TYPES,
+    bad_value,
     check_bounds,
     check_range,
     clean_values,
     column,
     value_range,
 )
+from modelyard.serving.wire.binary import flat_values
 from modelyard.serving.wire.messages import names_list
 from modelyard.serving.wire.oip import (
     ACCEPTED_DATATYPES,
@@ -152,7 +154,10 @@ class InputValidator:
                 )
         self._check_rows(rows)
         return Prepared(
-            rows, self._assemble({s.name: column(s, given[s.name].data) for s in self.specs})
+            rows,
+            self._assemble(
+                {s.name: column(s, flat_values(given[s.name].data)) for s in self.specs}
+            ),
         )
 
     def _from_matrix_tensor(self, tensor: Tensor) -> Prepared:
@@ -167,11 +172,15 @@ class InputValidator:
         self._check_rows(rows)
         if self._matrix:
             self._check_datatype(tensor.name, self._kind, tensor.datatype)
-            return Prepared(rows, self._matrix_from_flat(tensor.data, rows))
+            data = tensor.data
+            if isinstance(data, np.ndarray):
+                return Prepared(rows, self._matrix_from_array(data, rows))
+            return Prepared(rows, self._matrix_from_flat(data, rows))
+        values = flat_values(tensor.data)
         columns = {}
         for j, spec in enumerate(self.specs):
             self._check_datatype(spec.name, spec.kind, tensor.datatype)
-            columns[spec.name] = column(spec, tensor.data[j :: self.width])
+            columns[spec.name] = column(spec, values[j :: self.width])
         return Prepared(rows, columns)
 
     # -- JSON records -----------------------------------------------------------------
@@ -235,6 +244,32 @@ class InputValidator:
         if self._limits is not None:
             check_range(flat, self._limits, self._locate, cleaned)
         matrix = np.array(flat, dtype=self.dtype).reshape(rows, self.width)
+        if self._bounded:
+            check_bounds(matrix, self._lows, self._highs, self.names)
+        return matrix
+
+    def _matrix_from_array(self, values: np.ndarray, rows: int) -> np.ndarray:
+        """``_matrix_from_flat`` for binary tensor data, without a Python list: the same
+        checks (NaN only where a field allows it, the dtype's range, declared bounds)."""
+        matrix = values.reshape(rows, self.width)
+        if matrix.dtype.kind == "f":
+            nan = np.isnan(matrix)
+            if nan.any():
+                allowed = np.array([self.lookup[name].allow_nan for name in self.names])
+                bad = nan & ~allowed
+                if bad.any():
+                    row, col = (int(i[0]) for i in np.nonzero(bad))
+                    raise bad_value(self.lookup[self.names[col]], None, row)
+        if self._limits is not None:
+            low, high = self._limits
+            outside = (matrix < low) | (matrix > high)
+            if outside.any():
+                row, col = (int(i[0]) for i in np.nonzero(outside))
+                raise ValidationError(
+                    f"field {self.names[col]!r} value {matrix[row, col].item()!r} is out of "
+                    f"range [{low:g}, {high:g}] (row {row})"
+                )
+        matrix = matrix.astype(self.dtype)  # a copy: the model gets a writable array
         if self._bounded:
             check_bounds(matrix, self._lows, self._highs, self.names)
         return matrix

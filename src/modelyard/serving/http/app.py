@@ -276,7 +276,7 @@ class ServingApp:
 
         Call ``record`` once the answer is written."""
         started = time.perf_counter()
-        incoming_id = content_type = authorization = None
+        incoming_id = content_type = authorization = binary_header = None
         content_length = -1
         for name, value in headers:
             if name == b"x-request-id":
@@ -287,6 +287,8 @@ class ServingApp:
                 content_length = int(value) if value.isdigit() else -1
             elif name == b"authorization":
                 authorization = value
+            elif name == b"inference-header-content-length":
+                binary_header = value
         now = time.monotonic()  # the batcher's clock, for deadlines
         call = Call(
             self._ids.take(incoming_id),
@@ -296,6 +298,7 @@ class ServingApp:
             now,
             time.time(),
             now + self._timeout,
+            binary_header,
         )
         endpoint = ""
         self.inflight += 1
@@ -307,9 +310,15 @@ class ServingApp:
             if route.methods != WRITE:
                 body = b""
             elif isinstance(body, bytes):
-                check_media_type(content_type)
+                check_media_type(content_type, binary_header is not None)
             else:
-                body = await read_json_body(body, content_type, content_length, self.max_body_bytes)
+                body = await read_json_body(
+                    body,
+                    content_type,
+                    content_length,
+                    self.max_body_bytes,
+                    binary_header is not None,
+                )
             reply = await self._handlers[endpoint](route, call, body)
         except ModelyardError as error:
             status = http_status(error)

@@ -21,6 +21,7 @@ from modelyard.serving.hosting.manager import ModelTable
 from modelyard.serving.http.routes import Endpoint
 from modelyard.serving.pipeline import OIP, RECORDS, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.metrics import CONTENT_TYPE as METRICS_TYPE
+from modelyard.serving.wire.binary import EXTENSIONS
 from modelyard.serving.wire.json_body import decode_json
 from modelyard.serving.wire.oip import PLATFORMS
 
@@ -102,7 +103,12 @@ class Endpoints:
         )
 
     async def server_metadata(self, route: Endpoint, call: Call, body: bytes) -> Reply:
-        return _json(200, {"name": "modelyard", "version": self._server_version, "extensions": []})
+        document = {
+            "name": "modelyard",
+            "version": self._server_version,
+            "extensions": list(EXTENSIONS),
+        }
+        return _json(200, document)
 
     async def live(self, route: Endpoint, call: Call, body: bytes) -> Reply:
         return _json(200, {"live": True})

@@ -8,6 +8,10 @@ structure and the envelope around it (a broken one is a 400,
 model is decided later, against its signature (``hosting.validation``, a 422).
 Responses are built as plain dicts holding numpy arrays, which orjson serialises
 directly (``OPT_SERIALIZE_NUMPY``) without a ``tolist()`` copy.
+
+The binary tensor data extension (``wire.binary``) is read and written here too: an
+input may carry its values as bytes after the JSON header (kept as a numpy array),
+and outputs go back as bytes when the request asks (``Framed``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import orjson
 
 from modelyard.errors import MalformedRequestError, PayloadTooLargeError, ValidationError
 from modelyard.registry.signature import Signature
+from modelyard.serving.wire import binary
+from modelyard.serving.wire.binary import Framed
+from modelyard.serving.wire.json_body import decode_json
 from modelyard.serving.wire.messages import names_list, shape_of
 
 NUMERIC_DATATYPES = frozenset(
@@ -66,16 +73,19 @@ def datatype_of(dtype: np.dtype[Any] | str) -> str:
 
 @dataclass(slots=True)
 class Tensor:
-    """A request tensor whose structure has been checked; ``data`` is flat, row-major."""
+    """A request tensor whose structure has been checked; ``data`` is flat, row-major: a
+    list (JSON), or a numpy array for binary tensor data of a fixed-size datatype
+    (``binary.flat_values`` turns either into a list)."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
-    data: list[Any]
+    data: list[Any] | np.ndarray
 
 
-def check_tensor(raw: object, position: int) -> None:
-    """Check the structure of one ``$request_input`` object (everything but its size)."""
+def check_tensor(raw: object, position: int, binary_body: bool = False) -> int | None:
+    """Check the structure of one ``$request_input`` object (everything but its size);
+    its ``binary_data_size`` if its values follow the JSON header of a ``binary_body``."""
     if type(raw) is not dict:
         raise MalformedRequestError(f"inputs[{position}] must be an object, got {shape_of(raw)}")
     name = raw.get("name")
@@ -94,16 +104,25 @@ def check_tensor(raw: object, position: int) -> None:
             f"got {shape!r}"
         )
     params = check_parameters(raw.get("parameters", {}), f"input {name!r}: ")
-    if "data" not in raw:
-        if "binary_data_size" in params:
+    size = binary.binary_size(name, params) if "binary_data_size" in params else None
+    if size is not None:
+        if not binary_body:
             raise MalformedRequestError(
-                f"input {name!r}: binary tensor data is not supported; send the values in 'data'"
+                f"input {name!r} has parameters.binary_data_size but the request has no "
+                f"{binary.HEADER!r} header saying where its binary data starts"
             )
+        if "data" in raw:
+            raise MalformedRequestError(
+                f"input {name!r} has both 'data' and parameters.binary_data_size; send one"
+            )
+        return size
+    if "data" not in raw:
         raise MalformedRequestError(f"input {name!r} has no 'data'")
     if type(raw["data"]) is not list:
         raise MalformedRequestError(
             f"input {name!r}: 'data' must be a list, got {shape_of(raw['data'])}"
         )
+    return None
 
 
 _PARAMETER_TYPES = frozenset({str, int, float, bool})
@@ -122,8 +141,9 @@ def check_parameters(params: object, where: str = "") -> dict[str, Any]:
     return params
 
 
-def parse_tensor(raw: dict[str, Any], max_values: int) -> Tensor:
-    """Flatten the data of a tensor that passed ``check_tensor``.
+def parse_tensor(raw: dict[str, Any], max_values: int, chunk: memoryview | None = None) -> Tensor:
+    """Flatten the data of a tensor that passed ``check_tensor`` (its binary data, if
+    ``chunk`` is given).
 
     ``max_values`` bounds the element count the shape may declare, so a huge
     declared shape is refused before any work is done on it.
@@ -137,7 +157,12 @@ def parse_tensor(raw: dict[str, Any], max_values: int) -> Tensor:
             f"{max_values} this server accepts in one request (rows x fields, at most "
             "max_rows rows)"
         )
-    return Tensor(name, raw["datatype"], tuple(shape), flatten(raw["data"], shape, name))
+    datatype: str = raw["datatype"]
+    if chunk is not None:
+        return Tensor(
+            name, datatype, tuple(shape), binary.decode_tensor(name, datatype, shape, chunk)
+        )
+    return Tensor(name, datatype, tuple(shape), flatten(raw["data"], shape, name))
 
 
 def flatten(data: object, shape: list[int], name: str) -> list[Any]:
@@ -193,11 +218,26 @@ class InferRequest:
     inputs: list[Tensor]
     outputs: tuple[str, ...] | None
     timeout_s: float | None = None
+    # The binary tensor data extension: whether outputs are sent as bytes after the JSON
+    # (``parameters.binary_data_output``), and per-output overrides (``binary_data``).
+    binary_default: bool = False
+    binary_outputs: dict[str, bool] | None = None
 
 
-def parse_infer_request(doc: object, max_values: int) -> InferRequest:
+def parse_binary_request(body: bytes, header: bytes, max_values: int) -> InferRequest:
+    """``parse_infer_request`` for a body in the binary tensor data form, given the value
+    of its ``Inference-Header-Content-Length`` header."""
+    head, rest = binary.split_body(body, header)
+    return parse_infer_request(decode_json(head), max_values, rest)
+
+
+def parse_infer_request(
+    doc: object, max_values: int, binary_data: memoryview | None = None
+) -> InferRequest:
     """Check an OIP inference request's envelope and flatten its tensors.
 
+    ``binary_data``: the bytes after the JSON header of a request in the binary tensor
+    data form, which the inputs with ``parameters.binary_data_size`` take in turn.
     The whole structure is checked before any tensor's size or data, so a request
     that is malformed anywhere is a 400 rather than whichever error comes first.
     """
@@ -206,17 +246,76 @@ def parse_infer_request(doc: object, max_values: int) -> InferRequest:
     raw_inputs = doc.get("inputs")
     if type(raw_inputs) is not list or not raw_inputs:
         raise MalformedRequestError("'inputs' must be a non-empty list of tensors")
-    for position, raw in enumerate(raw_inputs):
-        check_tensor(raw, position)
+    sizes: list[int | None] | None = None
+    if binary_data is None:
+        for position, raw in enumerate(raw_inputs):
+            check_tensor(raw, position)
+    else:
+        sizes = [check_tensor(raw, position, True) for position, raw in enumerate(raw_inputs)]
+        named = [
+            (raw["name"], n) for raw, n in zip(raw_inputs, sizes, strict=True) if n is not None
+        ]
+        binary.check_sizes(named, len(binary_data))
     request_id = doc.get("id", _ABSENT)
     if request_id is _ABSENT:
         request_id = None
     elif type(request_id) is not str:
         raise MalformedRequestError(f"'id' must be a string, got {_json_type(request_id)}")
-    timeout_s = _timeout(doc.get("parameters", _ABSENT))
-    outputs = _requested_outputs(doc.get("outputs", _ABSENT))
-    inputs = [parse_tensor(raw, max_values) for raw in raw_inputs]
-    return InferRequest(request_id, inputs, outputs, timeout_s)
+    parameters = doc.get("parameters", _ABSENT)
+    timeout_s = _timeout(parameters)
+    raw_outputs = doc.get("outputs", _ABSENT)
+    outputs = _requested_outputs(raw_outputs)
+    if sizes is None:
+        inputs = [parse_tensor(raw, max_values) for raw in raw_inputs]
+    else:
+        assert binary_data is not None
+        inputs = _binary_inputs(raw_inputs, sizes, max_values, binary_data)
+    request = InferRequest(request_id, inputs, outputs, timeout_s)
+    if parameters is not _ABSENT or raw_outputs is not _ABSENT:
+        _binary_outputs(request, parameters, raw_outputs)
+    return request
+
+
+def _binary_inputs(
+    raw_inputs: list[Any], sizes: list[int | None], max_values: int, binary_data: memoryview
+) -> list[Tensor]:
+    """The tensors of a binary request: each input with a size takes the next bytes."""
+    inputs = []
+    offset = 0
+    for raw, size in zip(raw_inputs, sizes, strict=True):
+        if size is None:
+            inputs.append(parse_tensor(raw, max_values))
+        else:
+            inputs.append(parse_tensor(raw, max_values, binary_data[offset : offset + size]))
+            offset += size
+    return inputs
+
+
+def _binary_outputs(request: InferRequest, parameters: Any, raw_outputs: Any) -> None:
+    """Which outputs go back as binary data: ``parameters.binary_data_output`` for all,
+    overridden by an output's own ``parameters.binary_data`` (structure already checked)."""
+    default = False
+    if parameters is not _ABSENT:
+        value = parameters.get("binary_data_output", False)
+        if type(value) is not bool:
+            raise MalformedRequestError(
+                f"parameters.binary_data_output must be true or false, got {value!r}"
+            )
+        default = value
+    overrides: dict[str, bool] = {}
+    if raw_outputs is not _ABSENT:
+        for item in raw_outputs:
+            value = item.get("parameters", {}).get("binary_data")
+            if value is None:
+                continue
+            if type(value) is not bool:
+                raise MalformedRequestError(
+                    f"output {item['name']!r}: parameters.binary_data must be true or false, "
+                    f"got {value!r}"
+                )
+            overrides[item["name"]] = value
+    request.binary_default = default
+    request.binary_outputs = overrides or None
 
 
 def _json_type(value: object) -> str:
@@ -281,9 +380,13 @@ def encode_response(
     outputs: Outputs,
     start: int,
     stop: int,
-) -> bytes:
+) -> bytes | Framed:
     """The OIP ``$inference_response`` to ``request`` for rows ``start:stop`` of a batch's
-    outputs: its own ``id`` (else ``request_id``), the outputs it names (else all)."""
+    outputs: its own ``id`` (else ``request_id``), the outputs it names (else all).
+
+    ``Framed`` (the binary tensor data form) when the request asked for binary outputs."""
+    if request.binary_default or request.binary_outputs:
+        return _encode_binary(model_name, model_version, request, request_id, outputs, start, stop)
     tensors = []
     for name in request.outputs or outputs:
         values = outputs[name][start:stop]
@@ -306,6 +409,46 @@ def encode_response(
     )
 
 
+def _encode_binary(
+    model_name: str,
+    model_version: str,
+    request: InferRequest,
+    request_id: str,
+    outputs: Outputs,
+    start: int,
+    stop: int,
+) -> bytes | Framed:
+    default, overrides = request.binary_default, request.binary_outputs or {}
+    tensors = []
+    chunks = []
+    for name in request.outputs or outputs:
+        values = outputs[name][start:stop]
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": datatype_of(values.dtype),
+            "shape": [stop - start, *values.shape[1:]],
+        }
+        if overrides.get(name, default):
+            chunk = binary.encode_tensor(values)
+            tensor["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            tensor["data"] = _tensor_data(values)
+        tensors.append(tensor)
+    head = orjson.dumps(
+        {
+            "model_name": model_name,
+            "model_version": model_version,
+            "id": request.id or request_id,
+            "outputs": tensors,
+        },
+        option=DUMP_OPTIONS,
+    )
+    if not chunks:
+        return head
+    return Framed(b"".join([head, *chunks]), len(head))
+
+
 def infer_response(
     model_name: str,
     model_version: str,
@@ -317,7 +460,9 @@ def infer_response(
 ) -> bytes:
     """``encode_response`` for a request with id ``request_id`` asking for ``wanted``."""
     request = InferRequest(request_id, [], wanted)
-    return encode_response(model_name, model_version, request, request_id, outputs, start, stop)
+    body = encode_response(model_name, model_version, request, request_id, outputs, start, stop)
+    assert type(body) is bytes  # no binary outputs were asked for
+    return body
 
 
 def tensor_metadata(signature: Signature, matrix_datatype: str | None) -> dict[str, Any]:
@@ -381,10 +526,18 @@ def tensor_field(inputs: list[Tensor], names: Sequence[str], wanted: str) -> Any
     name, or its column of a single matrix tensor (row-major, one column per input)."""
     for tensor in inputs:
         if tensor.name == wanted:
-            return tensor.data[0] if tensor.data else None
+            return _python(tensor.data[0]) if len(tensor.data) else None
     if len(inputs) == 1 and wanted in names:
         tensor = inputs[0]
         column = list(names).index(wanted)
         if len(tensor.shape) == 2 and tensor.shape[1] == len(names) and column < len(tensor.data):
-            return tensor.data[column]
+            return _python(tensor.data[column])
     return None
+
+
+def _python(value: Any) -> Any:
+    """A value of a JSON tensor as it is; one of a numpy array as a Python value."""
+    if isinstance(value, np.generic):
+        item = value.item()
+        return None if item != item else item  # NaN: null, as JSON would have it
+    return value
