@@ -4,7 +4,9 @@
 records) straight into the array the model takes, checking on the way every
 rule the signature states: no missing or extra fields, the right JSON types,
 shapes that agree, NaN only where allowed, values inside declared ranges, and
-no more rows than the server accepts. Every error names the field and row.
+no more rows than the server accepts; and that a tensor's values are what its own
+datatype declares (integers, in range, for ``INT*``/``UINT*``). Every error names
+the field and row.
 
 Hand-written rather than pydantic/jsonschema: those build a Python object per
 value and then copy again into numpy; here a row of 30 features is one type
