@@ -57,6 +57,28 @@ class ServingSettings(_Checked):
     # the same event-loop turn already share one model call.
     max_batch_wait_us: int = _bounded(0, ge=0, le=1_000_000)
     max_body_bytes: int = _bounded(4 * 1024 * 1024, ge=1024)
+    # Per connection, so that one client cannot make a worker buffer without bound
+    # (serving/http/connection.py). Browsers and HTTP libraries send 5-20 headers in
+    # well under 2 KiB, a large cookie jar about 8 KiB; nginx's large_client_header_buffers
+    # is 4 x 8 KiB and Node's header size limit 16 KiB; 100 headers is Apache's
+    # LimitRequestFields and Tomcat's maxHeaderCount. Past them: 431 (headers) or 414
+    # (URL) and the connection closes. Before these, 200,000 headers (20 MB) were read.
+    max_header_count: int = _bounded(100, ge=8)
+    max_header_bytes: int = _bounded(64 * 1024, ge=1024)
+    max_url_bytes: int = _bounded(8 * 1024, ge=256)
+    # Pipelined requests read ahead of the one being answered, and the body bytes they
+    # hold: past either, the connection stops reading (TCP backpressure) until the
+    # answers catch up. 16 x 1 KiB requests fill no more than a few pipelining clients
+    # send; 8 MiB is two bodies at the default body limit. Measured with 200 pipelined
+    # 1 MiB bodies on one connection: the worker's RSS grew 209 MB without these bounds,
+    # 16 MB with them (tests/integration/serving/test_connection_limits.py).
+    max_pipelined_requests: int = _bounded(16, ge=1)
+    max_buffered_bytes: int = _bounded(8 * 1024 * 1024, ge=1024)
+    # A refused upload (413) is read and discarded to its end, up to this much and this
+    # long, before the connection closes: a client still sending when the socket closes
+    # gets a reset instead of the 413 (Python's http.client sends the whole body first).
+    refused_drain_bytes: int = _bounded(64 * 1024 * 1024, ge=0)
+    refused_drain_s: float = _bounded(5.0, ge=0.0)
     max_rows: int = _bounded(10_000, ge=1)
     request_timeout_s: float = _bounded(5.0, ge=0.001)
     max_queue_rows: int = _bounded(4096, ge=1)

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from modelyard.registry.catalog import Catalog, LoadedModel
-from modelyard.registry.flavours import FLAVOURS, LoadOptions, Predictor
+from modelyard.registry.flavours import FLAVOURS, LoadOptions, Predictor, TypedInputs
 from modelyard.registry.loading import load_model
 from modelyard.registry.memory import InMemoryRegistryRepository
 from modelyard.registry.profile import build_profile, load_sample
@@ -40,6 +40,7 @@ __all__ = [
     "RegistryRepository",
     "RunDatasets",
     "Signature",
+    "TypedInputs",
     "VersionDraft",
     "build_profile",
     "infer_signature",

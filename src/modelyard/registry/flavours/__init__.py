@@ -7,6 +7,7 @@ from modelyard.registry.flavours.base import (
     Outputs,
     Predictor,
     PredictorBase,
+    TypedInputs,
 )
 from modelyard.registry.flavours.lightgbm import LightGBMFlavour
 from modelyard.registry.flavours.onnx import OnnxFlavour, OnnxPredictor
@@ -31,5 +32,6 @@ __all__ = [
     "PickleFlavour",
     "Predictor",
     "PredictorBase",
+    "TypedInputs",
     "SkopsFlavour",
 ]

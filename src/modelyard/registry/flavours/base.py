@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +33,17 @@ class Predictor(Protocol):
 
     def predict_prepared(self, model_input: np.ndarray | dict[str, np.ndarray]) -> Outputs:
         """Run the model on input already shaped by ``to_model_input`` (the serving hot path)."""
+        ...
+
+
+@runtime_checkable
+class TypedInputs(Protocol):
+    """A predictor whose model states the dtype of each of its inputs (an ONNX graph),
+    which can be narrower than the training data's: a float64 frame trained a model that
+    takes float32 once converted."""
+
+    def input_dtypes(self) -> Mapping[str, np.dtype[Any]]:
+        """Model input name -> dtype (``input`` for a matrix model's one input)."""
         ...
 
 

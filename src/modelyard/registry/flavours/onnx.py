@@ -60,6 +60,9 @@ class OnnxPredictor(PredictorBase):
         self._output_names = outputs
         self._renamed = [_OUTPUT_NAMES.get(name, name) for name in outputs]
 
+    def input_dtypes(self) -> dict[str, np.dtype[Any]]:
+        return {name: np.dtype(dtype) for name, dtype in self._inputs}
+
     def predict_prepared(self, model_input: np.ndarray | dict[str, np.ndarray]) -> Outputs:
         if isinstance(model_input, np.ndarray):
             name, dtype = self._inputs[0]

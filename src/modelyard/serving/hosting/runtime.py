@@ -27,11 +27,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from modelyard.errors import ModelyardError
-from modelyard.registry import LoadedModel, ModelRef, Signature, load_sample
+from modelyard.registry import LoadedModel, ModelRef, Signature, TypedInputs, load_sample
 from modelyard.serving.hosting.batcher import Batcher, BatchObserver, run_mode
 from modelyard.serving.hosting.outcomes import Answered, InferenceRecorder, RequestRecord
 from modelyard.serving.hosting.policy import AdmissionPolicy, BatchPolicy, best_batch_size
-from modelyard.serving.hosting.validation import InputValidator
+from modelyard.serving.hosting.validation import InputValidator, served_signature
 from modelyard.serving.wire.oip import Tensor, tensor_metadata
 
 _WARM_CALLS = 3
@@ -114,7 +114,10 @@ def load_version(
     """Load ``name/version`` and warm it; blocking, for a worker thread."""
     started = time.perf_counter()
     loaded = versions.load(f"{name}/{version}", trusted=trusted, intra_op_threads=intra_op_threads)
-    validator = InputValidator(loaded.signature, max_rows)
+    signature = loaded.signature
+    if isinstance(loaded.predictor, TypedInputs):
+        signature = served_signature(signature, loaded.predictor.input_dtypes())
+    validator = InputValidator(signature, max_rows)
     records = warm_records(
         versions, name, version, loaded.signature, max(1, min(max_batch_size, max_rows))
     )
@@ -206,7 +209,8 @@ class ModelRuntime:
         )
         self._recorder = recorder
         self._input_names = tuple(spec.name for spec in self.signature.inputs)
-        self.tensors = tensor_metadata(self.signature, self.validator.matrix_datatype)
+        # The validator's signature: the dtypes the model takes (``served_signature``).
+        self.tensors = tensor_metadata(self.validator.signature, self.validator.matrix_datatype)
         self.example = warmed.example  # one record of the version's own data, for docs
         # Requests between lookup and answer; a replaced version is unloaded only at 0.
         self.active = 0

@@ -4,7 +4,9 @@
 records) straight into the array the model takes, checking on the way every
 rule the signature states: no missing or extra fields, the right JSON types,
 shapes that agree, NaN only where allowed, values inside declared ranges, and
-no more rows than the server accepts. Every error names the field and row.
+no more rows than the server accepts; and that a tensor's values are what its own
+datatype declares (integers, in range, for ``INT*``/``UINT*``). Every error names
+the field and row.
 
 Hand-written rather than pydantic/jsonschema: those build a Python object per
 value and then copy again into numpy; here a row of 30 features is one type
@@ -16,8 +18,8 @@ and field was wrong and what arrived.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -44,6 +46,7 @@ from modelyard.serving.wire.binary import flat_values
 from modelyard.serving.wire.messages import names_list
 from modelyard.serving.wire.oip import (
     ACCEPTED_DATATYPES,
+    INTEGER_DATATYPES,
     InferRequest,
     Tensor,
     check_outputs,
@@ -52,6 +55,14 @@ from modelyard.serving.wire.oip import (
 
 ModelInput = np.ndarray | dict[str, np.ndarray]
 
+MATRIX_INPUT = "input"  # the name metadata gives a matrix model's one tensor (oip)
+# The values each integer datatype holds: a tensor declared so must hold those, whatever
+# the field then converts them to.
+_INTEGER_RANGES = {
+    datatype: (int(np.iinfo(datatype.lower()).min), int(np.iinfo(datatype.lower()).max))
+    for datatype in INTEGER_DATATYPES
+}
+
 
 @dataclass(slots=True)
 class Prepared:
@@ -59,6 +70,23 @@ class Prepared:
 
     rows: int
     model_input: ModelInput
+
+
+def served_signature(signature: Signature, model_takes: Mapping[str, np.dtype[Any]]) -> Signature:
+    """``signature`` with each floating-point input narrowed to the float the model itself
+    takes (``model_takes``: model input name -> dtype; a matrix model's one input is
+    ``input``): a float64 training frame gives an ONNX graph that takes float32, and the
+    metadata should ask clients for FP32 and values be checked against float32's range.
+    Other inputs, and floats the model takes as wide as they came, keep their dtype."""
+
+    def narrowed(name: str, dtype: str) -> str:
+        takes = model_takes.get(MATRIX_INPUT if signature.layout == "matrix" else name)
+        if takes is None or takes.kind != "f" or np.dtype(dtype).kind != "f":
+            return dtype
+        return takes.name if takes.itemsize < np.dtype(dtype).itemsize else dtype
+
+    inputs = tuple(replace(s, dtype=narrowed(s.name, s.dtype)) for s in signature.inputs)
+    return replace(signature, inputs=inputs)
 
 
 class InputValidator:
@@ -117,7 +145,11 @@ class InputValidator:
 
     def from_tensors(self, tensors: list[Tensor]) -> Prepared:
         """One ``[rows, fields]`` tensor (fields in signature order), or one tensor per field."""
-        if len(tensors) == 1 and tensors[0].name not in self.lookup:
+        if (
+            len(tensors) == 1
+            and tensors[0].name not in self.lookup
+            and self._takes_matrix(tensors[0])
+        ):
             return self._from_matrix_tensor(tensors[0])
         given: dict[str, Tensor] = {}
         unknown = []
@@ -131,7 +163,8 @@ class InputValidator:
         if unknown:
             raise ValidationError(
                 f"unexpected input field(s) {names_list(unknown)}; this model takes "
-                f"{names_list(self.names)} (one tensor each), or one [rows, {self.width}] tensor"
+                f"{names_list(self.names)} (one tensor each), or one [rows, {self.width}] "
+                f"tensor named {MATRIX_INPUT!r}"
             )
         missing = [name for name in self.names if name not in given]
         if missing:
@@ -140,6 +173,7 @@ class InputValidator:
         for spec in self.specs:
             tensor = given[spec.name]
             self._check_datatype(spec.name, spec.kind, tensor.datatype)
+            check_declared_values(tensor)
             shape = tensor.shape
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
                 raise ValidationError(
@@ -160,6 +194,11 @@ class InputValidator:
             ),
         )
 
+    def _takes_matrix(self, tensor: Tensor) -> bool:
+        """Whether a tensor that is no field is the ``[rows, fields]`` one: named as the
+        metadata names it (any other name is an unknown input)."""
+        return tensor.name == MATRIX_INPUT
+
     def _from_matrix_tensor(self, tensor: Tensor) -> Prepared:
         shape = tensor.shape
         if len(shape) != 2 or shape[1] != self.width:
@@ -170,6 +209,7 @@ class InputValidator:
             )
         rows = shape[0]
         self._check_rows(rows)
+        check_declared_values(tensor, self.names)
         if self._matrix:
             self._check_datatype(tensor.name, self._kind, tensor.datatype)
             data = tensor.data
@@ -297,3 +337,36 @@ class InputValidator:
             raise ValidationError(
                 f"input {name!r} holds {kind} values (datatype {accepted}), got datatype {datatype}"
             )
+
+
+def check_declared_values(tensor: Tensor, fields: list[str] | None = None) -> None:
+    """Refuse values that the tensor's own integer datatype cannot hold: ``17.99`` or
+    ``300`` in a ``UINT8`` tensor says the client sent something else than it meant.
+    ``fields`` names the columns of a ``[rows, fields]`` tensor, for the message."""
+    limits = _INTEGER_RANGES.get(tensor.datatype)
+    data = tensor.data
+    if limits is None or not data:
+        return
+    low, high = limits
+    if set(map(type, data)) <= {int} and min(data) >= low and max(data) <= high:
+        return
+    for i, value in enumerate(data):
+        kind = type(value)
+        if kind is not int and kind is not float:
+            continue  # null, text, ...: the field's own rules decide
+        integral = kind is int or value.is_integer()
+        if integral and low <= value <= high:
+            continue
+        where, row = f"input {tensor.name!r}", i
+        if fields:
+            where += f" field {fields[i % len(fields)]!r}"
+            row = i // len(fields)
+        if not integral:
+            raise ValidationError(
+                f"{where} must be an integer, got {value!r} (row {row}): its datatype is "
+                f"{tensor.datatype}; send integers, or declare a floating-point datatype"
+            )
+        raise ValidationError(
+            f"{where} value {value!r} is out of range [{low}, {high}] of its datatype "
+            f"{tensor.datatype} (row {row})"
+        )

@@ -14,11 +14,20 @@ task runs the app, and the status line, headers and body leave in one ``write``.
 HTTP/1.1 as clients use it: keep-alive with uvicorn's idle timeout, HTTP/1.0 and
 ``Connection: close`` closing after the answer, pipelined requests answered in
 order, ``Expect: 100-continue``, the body limit enforced while reading (a 413
-as soon as a body passes it; the connection then closes, after draining at most
-as much again so that the client can read the 413), HEAD answered without a
-body, reading paused while the socket's send buffer is full, and a 400 for a
+as soon as a body passes it; the connection then closes once the body has been
+read and discarded, within ``ConnectionLimits.drain_bytes`` and ``drain_s``, so
+that the client can read the 413), HEAD answered without a body, and a 400 for a
 request that does not parse. Upgrade requests (h2c, WebSocket) are answered as
 plain HTTP/1.1.
+
+What one connection may make a worker hold is bounded (``ConnectionLimits``):
+too many or too large headers are a 431, a long URL a 414 (both close the
+connection, after discarding what the client still sends, within the same
+bounds); and reading stops (``transport.pause_reading``, so TCP pushes back on
+the client) while the socket's send buffer is full, or while more pipelined
+requests, or more of their body bytes, wait behind the one being answered than
+the limits allow. Those last two bounds can be passed by what one read (256 KiB)
+holds: the parser takes a read whole.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import http
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
@@ -33,6 +43,7 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from modelyard.config.settings import ServingSettings
 from modelyard.serving.wire.status import error_body
 
 if TYPE_CHECKING:
@@ -52,6 +63,44 @@ def _status_line(status: int) -> bytes:
 STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What one connection may make a worker hold (``ServingSettings`` explains the
+    defaults)."""
+
+    max_header_count: int = 100
+    max_header_bytes: int = 64 * 1024
+    max_url_bytes: int = 8 * 1024
+    max_pipelined: int = 16
+    max_buffered_bytes: int = 8 * 1024 * 1024
+    drain_bytes: int = 64 * 1024 * 1024  # read and discarded after a refusal, at most
+    drain_s: float = 5.0
+
+    @classmethod
+    def of(cls, serving: ServingSettings) -> ConnectionLimits:
+        return cls(
+            serving.max_header_count,
+            serving.max_header_bytes,
+            serving.max_url_bytes,
+            serving.max_pipelined_requests,
+            serving.max_buffered_bytes,
+            serving.refused_drain_bytes,
+            serving.refused_drain_s,
+        )
+
+
+def _too_many_headers(limit: int) -> str:
+    return f"the request has more than {limit} headers; send large inputs in the body"
+
+
+def _too_large_headers(limit: int) -> str:
+    return f"the request's headers are over {limit} bytes; send large inputs in the body"
+
+
+class _HeadRefused(Exception):
+    """Raised in a parser callback to stop parsing a request whose head is refused."""
 
 
 class _Request:
@@ -90,8 +139,10 @@ class HttpConnection(asyncio.Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         app: ServingApp,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self._app = app
+        self._limits = limits or ConnectionLimits()
         self._loop = _loop or asyncio.get_event_loop()
         self._state = server_state
         self._idle_timeout = config.timeout_keep_alive
@@ -100,6 +151,16 @@ class HttpConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._headers: Headers = []
+        self._in_head = False  # between a request's first byte and its headers' end
+        self._head_bytes = 0  # bytes read while in a head (the parser buffers a header whole)
+        self._reading = 0  # the size of the read being parsed
+        self._header_bytes = 0
+        self._buffered = 0  # body bytes held by requests read but not yet started
+        self._write_paused = False  # the socket's send buffer is full
+        self._read_paused = False
+        self._lingering = False  # refused: input is read and discarded until the close
+        self._lingered = 0
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._parsing: _Request | None = None
         self._waiting: deque[_Request] = deque()  # parsed, not yet answered (pipelining)
         self._busy = False  # a request's answer is being made
@@ -120,13 +181,30 @@ class HttpConnection(asyncio.Protocol):
         self._state.connections.discard(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         self._waiting.clear()
         self._closing = True
 
     def data_received(self, data: bytes) -> None:
         self._last_active = self._loop.time()
+        if self._lingering:
+            self._lingered += len(data)
+            if self._lingered > self._limits.drain_bytes:
+                self._close()
+            return
+        self._reading = len(data)
         try:
             self._parser.feed_data(data)
+            if self._in_head:  # a head still incomplete after this read: count all of it
+                self._head_bytes += len(data)
+                if self._head_bytes > self._limits.max_header_bytes + self._limits.max_url_bytes:
+                    self._refuse_head(431, _too_large_headers(self._limits.max_header_bytes))
+        except _HeadRefused:
+            pass
+        except httptools.HttpParserCallbackError as error:
+            if not isinstance(error.__context__, _HeadRefused):
+                raise
         except httptools.HttpParserUpgrade as upgrade:
             # An upgrade this server does not speak (h2c, WebSocket): the request has been
             # taken as plain HTTP/1.1, which the client keeps speaking when no 101 comes.
@@ -138,33 +216,65 @@ class HttpConnection(asyncio.Protocol):
             self._refuse_and_close(400, "malformed_http", f"the request is not valid HTTP: {error}")
 
     def pause_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()  # the client is not reading: stop taking requests
+        self._write_paused = True  # the client is not reading: stop taking requests
+        self._throttle()
 
     def resume_writing(self) -> None:
-        if self._transport is not None and not self._closing:
-            self._transport.resume_reading()
+        self._write_paused = False
+        self._throttle()
+
+    def _throttle(self) -> None:
+        """Pause reading while the client is not reading, or while what waits behind the
+        request being answered passes the limits; resume when neither holds."""
+        limits = self._limits
+        backlog = self._busy and (
+            len(self._waiting) >= limits.max_pipelined or self._buffered > limits.max_buffered_bytes
+        )
+        pause = self._write_paused or backlog
+        transport = self._transport
+        if pause == self._read_paused or transport is None or self._closing:
+            return
+        self._read_paused = pause
+        if pause:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def shutdown(self) -> None:
         """uvicorn's graceful stop: close now if idle, else after the request in progress
         (being read or being answered) has its answer."""
         self._closing = True
-        if not self._busy and self._parsing is None and self._transport is not None:
-            self._transport.close()
+        if self._lingering or (not self._busy and self._parsing is None):
+            self._close()
 
     # -- httptools callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._in_head = True
+        # Less this read, which the caller counts after parsing it: what it holds of
+        # this head is counted by the callbacks (or, unparsed, by the next read's count).
+        self._head_bytes = -self._reading
+        self._header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self._limits.max_url_bytes:
+            limit = self._limits.max_url_bytes
+            message = f"the URL is longer than {limit} bytes; send large inputs in the body"
+            self._refuse_head(414, message)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._header_bytes += len(name) + len(value)
+        if len(self._headers) > self._limits.max_header_count:
+            self._refuse_head(431, _too_many_headers(self._limits.max_header_count))
+        if self._header_bytes > self._limits.max_header_bytes:
+            self._refuse_head(431, _too_large_headers(self._limits.max_header_bytes))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         try:
             path = httptools.parse_url(self._url).path.decode("latin-1")
@@ -204,7 +314,7 @@ class HttpConnection(asyncio.Protocol):
             # resets it, and the reset can destroy the 413 before the client reads it.
             # But only so far: then the connection closes anyway.
             request.discarded += len(body)
-            if request.discarded > self._max_body:
+            if request.discarded > self._limits.drain_bytes:
                 self._close()
             return
         if len(request.body) + len(body) > self._max_body:
@@ -217,6 +327,9 @@ class HttpConnection(asyncio.Protocol):
             if isinstance(request.body, bytes):
                 request.body = bytearray(request.body)
             request.body += body
+        self._buffered += len(body)
+        if self._busy:
+            self._throttle()
 
     def on_message_complete(self) -> None:
         request, self._parsing = self._parsing, None
@@ -227,6 +340,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if self._busy:
             self._waiting.append(request)
+            self._throttle()
             return
         self._start(request)
 
@@ -234,6 +348,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _start(self, request: _Request) -> None:
         self._busy = True
+        self._buffered -= len(request.body)
         if request.refusal is not None:  # refused while waiting its turn
             self._write_error(*request.refusal)
             self._close()
@@ -284,6 +399,7 @@ class HttpConnection(asyncio.Protocol):
             self._start(self._waiting.popleft())
         else:
             self._last_active = self._loop.time()
+        self._throttle()
 
     def _close(self) -> None:
         self._closing = True
@@ -312,10 +428,27 @@ class HttpConnection(asyncio.Protocol):
         """Refuse the request being read. If it is its turn, it is answered now and the
         connection closes when its body has been drained; else when its turn comes."""
         request.refusal = (status, code, message)
+        self._buffered -= len(request.body)
         request.body = b""
         if not self._busy:
             self._busy = request.answered = True
             self._write_error(status, code, message)
+            self._linger_timer = self._loop.call_later(self._limits.drain_s, self._close)
+
+    def _refuse_head(self, status: int, message: str) -> None:
+        """Refuse a request whose head is too large, and stop parsing (raises)."""
+        self._in_head = False
+        code = "uri_too_long" if status == 414 else "headers_too_large"
+        self._waiting.clear()
+        self._parsing = None
+        self._lingering = True  # the rest of the stream is not parsed, only discarded
+        if self._busy:  # the answer in progress goes first; then the connection closes
+            self._closing = True
+        else:
+            self._busy = True
+            self._write_error(status, code, message)
+            self._linger_timer = self._loop.call_later(self._limits.drain_s, self._close)
+        raise _HeadRefused
 
     def _refuse_and_close(self, status: int, code: str, message: str) -> None:
         """Answer at once and close: the rest of the stream cannot be parsed."""

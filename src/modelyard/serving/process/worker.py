@@ -45,7 +45,7 @@ from modelyard.routing import DeploymentStore
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.feature_store import FeaturePush, StoreFeatures
 from modelyard.serving.http.app import ServingApp
-from modelyard.serving.http.connection import HttpConnection
+from modelyard.serving.http.connection import ConnectionLimits, HttpConnection
 from modelyard.serving.recording import (
     FeedbackReceiver,
     InferenceLogRecorder,
@@ -71,7 +71,7 @@ def uvicorn_config(app: ServingApp, settings: Settings) -> uvicorn.Config:
         loop="uvloop",
         # Our own httptools protocol around the app (see ``connection``); uvicorn calls it
         # as it would a protocol class.
-        http=cast(Any, partial(HttpConnection, app=app)),
+        http=cast(Any, partial(HttpConnection, app=app, limits=ConnectionLimits.of(serving))),
         ws="none",
         lifespan="on",
         access_log=False,  # our JSON log has one line per request already
