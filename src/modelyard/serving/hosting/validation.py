@@ -345,7 +345,8 @@ def check_declared_values(tensor: Tensor, fields: list[str] | None = None) -> No
     ``fields`` names the columns of a ``[rows, fields]`` tensor, for the message."""
     limits = _INTEGER_RANGES.get(tensor.datatype)
     data = tensor.data
-    if limits is None or not data:
+    # binary tensor data is an array of the datatype itself: integral and in range
+    if limits is None or isinstance(data, np.ndarray) or not data:
         return
     low, high = limits
     if set(map(type, data)) <= {int} and min(data) >= low and max(data) <= high:
