@@ -1,5 +1,5 @@
-"""What a request must pass before its endpoint runs: the bearer token and a JSON body
-of bounded size.
+"""What a request must pass before its endpoint runs: the bearer token and a body of a
+declared JSON (or binary tensor) type and bounded size.
 
 The size limit is enforced while the body is read, chunk by chunk, so an
 oversized upload is refused (413) without being held in memory; a declared
@@ -27,22 +27,48 @@ def check_bearer(authorization: bytes | None, expected: bytes) -> None:
         raise UnauthorizedError("this endpoint needs 'Authorization: Bearer <token>'")
 
 
-def check_media_type(content_type: bytes | None) -> None:
-    """Only JSON (``application/json``, ``*/*+json``) or no declared type is accepted."""
-    if content_type is None:
+def check_media_type(content_type: bytes | None, binary: bool = False, empty: bool = False) -> None:
+    """A POST body must declare JSON (``application/json``, ``*/*+json``, any parameters);
+    a request carrying the binary tensor extension's ``Inference-Header-Content-Length``
+    (``binary``) passes whatever its type (``application/octet-stream`` as a rule). An
+    ``empty`` body needs no type.
+
+    Why refuse a missing or other type: a web page can make the browser POST a
+    "simple" request (``text/plain``, form types, none) to a local server without
+    asking it first; JSON, octet-stream and custom headers need a CORS preflight,
+    which the server refuses unless ``cors_origins`` allows the page. A body of
+    ``application/octet-stream`` without the extension's header would be read as JSON,
+    so it is refused as before."""
+    if binary:
         return
+    if content_type is None:
+        if empty:
+            return
+        raise UnsupportedMediaTypeError(
+            "the request has no Content-Type; send the body as 'application/json'"
+        )
     media = content_type.split(b";", 1)[0].strip().lower()
     if media != b"application/json" and not media.endswith(b"+json"):
         raise UnsupportedMediaTypeError(
-            f"only application/json bodies are accepted, got {media.decode('latin-1')!r}"
+            "only 'application/json' bodies are accepted (binary tensors need the "
+            "'Inference-Header-Content-Length' header), got Content-Type "
+            f"{media.decode('latin-1')[:100]!r}"
         )
 
 
 async def read_json_body(
-    receive: Receive, content_type: bytes | None, length: int, limit: int
+    receive: Receive, content_type: bytes | None, length: int, limit: int, binary: bool = False
 ) -> bytes:
     """The request body, at most ``limit`` bytes (``length`` is Content-Length, -1 if none)."""
-    check_media_type(content_type)
+    if length >= 0:  # else the body's size is known once read (chunked, or no header)
+        check_media_type(content_type, binary, empty=length == 0)
+    body = await _read_body(receive, length, limit)
+    if length < 0:
+        check_media_type(content_type, binary, empty=not body)
+    return body
+
+
+async def _read_body(receive: Receive, length: int, limit: int) -> bytes:
     if length > limit:
         raise PayloadTooLargeError(f"the body has {length} bytes; the limit is {limit}")
     chunks: list[bytes] = []
