@@ -24,6 +24,7 @@ in one table, so domain code never speaks HTTP::
     │   └── StepFailedError             step_failed
     ├── ValidationError                 invalid_input
     │   ├── MalformedRequestError       malformed_request
+    │   │   └── HostNotAllowedError     host_not_allowed
     │   ├── UnsupportedMediaTypeError   unsupported_media_type
     │   └── PayloadTooLargeError        payload_too_large
     └── ServingError                    serving_error
@@ -49,6 +50,11 @@ class ModelyardError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def detail(self) -> str:
+        """What a log line keeps: the message, and whatever a client must not be shown."""
+        return self.message
 
 
 class ConfigurationError(ModelyardError):
@@ -160,8 +166,14 @@ class MalformedRequestError(ValidationError):
     code = "malformed_request"
 
 
+class HostNotAllowedError(MalformedRequestError):
+    """A request whose ``Host`` header is not one the server answers for (DNS rebinding)."""
+
+    code = "host_not_allowed"
+
+
 class UnsupportedMediaTypeError(ValidationError):
-    """A body that is not ``application/json`` (no pickle, no binary tensors)."""
+    """A body that does not declare a JSON (or binary tensor) content type."""
 
     code = "unsupported_media_type"
 
@@ -199,6 +211,17 @@ class MethodNotAllowedError(ServingError):
 
 
 class ModelFailedError(ServingError):
-    """The model itself raised while predicting a batch that passed validation."""
+    """The model itself raised while predicting a batch that passed validation.
+
+    ``message`` is what the client sees; ``detail`` (the model's own exception text,
+    which may hold paths or data) goes to the server's log only."""
 
     code = "model_failed"
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self._detail = detail
+
+    @property
+    def detail(self) -> str:
+        return f"{self.message}: {self._detail}" if self._detail else self.message

@@ -81,11 +81,13 @@ def start_server(
     workers: int = 1,
     settings: dict[str, str] | None = None,
     trusted: bool = False,
+    insecure: bool = False,
     environ: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start a server and wait until it is ready (raise with its stderr if it is not);
     ``settings`` are serving's, ``environ`` any other ``MODELYARD_*`` variables;
-    ``trusted`` passes ``--trusted`` (pickle-based models may load)."""
+    ``trusted`` passes ``--trusted`` (pickle-based models may load), ``insecure``
+    ``--insecure`` (a host beyond loopback without a token)."""
     port = free_port()
     log_path = home / "logs" / f"serving-{port}.jsonl"
     stderr_path = home / f"server-{port}.stderr"
@@ -106,6 +108,8 @@ def start_server(
         args += ["--model", model]
     if trusted:
         args.append("--trusted")
+    if insecure:
+        args.append("--insecure")
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(args, env=env, stdout=stderr, stderr=stderr)
     server = ServerProcess(f"http://127.0.0.1:{port}", process, home, log_path, stderr_path)

@@ -42,7 +42,18 @@ def serve(
         Path | None, typer.Option(help="JSON-lines log file (default <home>/logs/serving.jsonl).")
     ] = None,
     trusted: Annotated[
-        bool, typer.Option(help="Allow pickle-based model formats (they run code when loaded).")
+        bool,
+        typer.Option(
+            help="Allow pickle-based versions (they run code when loaded), and only those "
+            "marked trusted when registered (register_model(..., trusted=True))."
+        ),
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            help="Allow a host other than loopback without a token (anyone who can reach "
+            "the port can call the models)."
+        ),
     ] = False,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (KServe V2) and JSON records."""
@@ -57,6 +68,6 @@ def serve(
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     settings = override(cli_context(ctx).settings, serving=given)
-    status = run_server(settings, model or [], trusted=trusted)
+    status = run_server(settings, model or [], trusted=trusted, insecure=insecure)
     if status:
         raise typer.Exit(status)

@@ -84,6 +84,13 @@ class ServingSettings(_Checked):
     max_queue_rows: int = _bounded(4096, ge=1)
     intra_op_threads: int = _bounded(1, ge=0)
     token: str | None = None
+    # Host header values answered (DNS rebinding): names or IPs, each with any port
+    # ("name") or one ("name:8000"), "[::1]" for IPv6, "*" for any. None: the loopback
+    # names, plus ``host`` when it is a specific address (see serving.http.hosts).
+    allowed_hosts: tuple[str, ...] | None = None
+    # Browser origins allowed to call the API ("https://app.example.com", "*" for any);
+    # empty: no CORS headers, no preflight answered.
+    cors_origins: tuple[str, ...] = ()
     log_path: Path | None = None
     drain_delay_s: float = _bounded(0.0, ge=0.0)  # readiness off this long before draining
     poll_interval_s: float = _bounded(0.5, ge=0.01)  # how often workers look for changes
@@ -299,6 +306,8 @@ def _coerce(raw: Any, hint: Any, label: str, limits: Mapping[str, Any]) -> Any:
             value = Path(raw)
         elif hint is str:
             value = str(raw)
+        elif hint == tuple[str, ...]:
+            value = _string_tuple(raw)
         else:
             raise ValueError
     except (TypeError, ValueError):
@@ -306,6 +315,15 @@ def _coerce(raw: Any, hint: Any, label: str, limits: Mapping[str, Any]) -> Any:
         raise ConfigurationError(f"setting {label!r} must be {kind}, got {raw!r}") from None
     _check_bounds(value, label, limits)
     return value
+
+
+def _string_tuple(raw: Any) -> tuple[str, ...]:
+    """A list setting: a TOML array, or comma-separated text in an environment variable."""
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+        return tuple(raw)
+    raise ValueError(raw)
 
 
 def _check_bounds(value: Any, label: str, limits: Mapping[str, Any]) -> None:

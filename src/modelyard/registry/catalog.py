@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.errors import VersionNotFoundError
+from modelyard.errors import UntrustedFormatError, VersionNotFoundError
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Outputs, Predictor
 from modelyard.registry.records import (
     AliasMove,
@@ -110,10 +110,22 @@ class Catalog:
     def load(
         self, ref: str | ModelRef, *, trusted: bool = False, intra_op_threads: int = 1
     ) -> LoadedModel:
-        """Load a version as a ``LoadedModel``; the artifact's hash is verified first."""
+        """Load a version as a ``LoadedModel``; the artifact's hash is verified first.
+
+        A pickle-based version loads only with ``trusted=True`` *and* if it was marked
+        trusted when registered (``ModelVersion.trust``): a trusting caller that follows
+        an alias (a server with ``--trusted``) is not made to unpickle whatever version
+        the alias is moved to later."""
         name, number = self.resolve(ref)
         found = self.get_version(name, number)
-        predictor = FLAVOURS[found.flavour].load(
+        flavour = FLAVOURS[found.flavour]
+        if trusted and flavour.pickle_based and found.trust is None:
+            raise UntrustedFormatError(
+                f"{name}/{number} is stored as {found.flavour}, which runs code when loaded, "
+                "and was not marked trusted when it was registered; register it again with "
+                "trusted=True (and a trusted_reason) if you trust its source"
+            )
+        predictor = flavour.load(
             self.artifact_bytes(found),
             found.signature,
             LoadOptions(trusted=trusted, intra_op_threads=intra_op_threads),

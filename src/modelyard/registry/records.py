@@ -12,6 +12,9 @@ from typing import Any
 from modelyard.errors import AliasNotFoundError, ModelNotFoundError, VersionNotFoundError
 from modelyard.registry.signature import Signature
 
+# The lineage entry that marks a version trusted (see ``ModelVersion.trust``).
+TRUST_KEY = "trusted"
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -33,6 +36,14 @@ class ModelVersion:
     created_by: str | None
     tags: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+
+    @property
+    def trust(self) -> dict[str, Any] | None:
+        """Who marked this version trusted at registration, when and why (``by``, ``at``,
+        ``reason``); None when nobody did. Kept in ``lineage``, which is written once with
+        the version and never changed, unlike tags: trust cannot be granted afterwards."""
+        mark = self.lineage.get(TRUST_KEY)
+        return mark if isinstance(mark, dict) else None
 
 
 @dataclass(frozen=True)

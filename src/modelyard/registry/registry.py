@@ -19,7 +19,7 @@ from modelyard.errors import UnsupportedModelError, ValidationError
 from modelyard.registry.catalog import Catalog
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Predictor
 from modelyard.registry.profile import build_profile
-from modelyard.registry.records import AliasMove, ModelVersion, VersionDraft
+from modelyard.registry.records import TRUST_KEY, AliasMove, ModelVersion, VersionDraft
 from modelyard.registry.refs import check_alias, check_model_name
 from modelyard.registry.repository import RegistryRepository, RunDatasets
 from modelyard.registry.signature import Signature, example_columns, infer_signature
@@ -80,6 +80,7 @@ class Registry(Catalog):
         run: Any = None,
         flavour: str | None = None,
         trusted: bool = False,
+        trusted_reason: str = "",
         metrics: dict[str, float] | None = None,
         tags: dict[str, str] | None = None,
         description: str = "",
@@ -91,6 +92,10 @@ class Registry(Catalog):
         from it and the reference profile computed on it. The format is ONNX when
         the model converts and agrees with the original, else skops or LightGBM's
         own; pickle only with ``trusted=True`` (or ``flavour="pickle"`` and trusted).
+
+        ``trusted=True`` also marks the version trusted, with the registering user and
+        ``trusted_reason`` (``ModelVersion.trust``): a pickle-based version loads only if
+        it was marked so, whatever the loader's own ``trusted``.
         """
         check_model_name(name)
         prepared = self.prepare(
@@ -98,7 +103,7 @@ class Registry(Catalog):
         )
         return self.register_prepared(
             name, prepared, run=run, metrics=metrics, tags=tags, description=description,
-            parent_version=parent_version,
+            parent_version=parent_version, trusted=trusted, trusted_reason=trusted_reason,
         )  # fmt: skip
 
     def prepare(
@@ -140,8 +145,11 @@ class Registry(Catalog):
         tags: dict[str, str] | None = None,
         description: str = "",
         parent_version: int | None = None,
+        trusted: bool = False,
+        trusted_reason: str = "",
     ) -> ModelVersion:
-        """Store a ``prepare``d model as the next version of ``name``."""
+        """Store a ``prepare``d model as the next version of ``name``; ``trusted`` marks
+        it trusted (see ``register``)."""
         check_model_name(name)
         profile = dict(prepared.profile)
         profile["sample_digest"] = self._artifacts.put_bytes(prepared.sample).digest
@@ -154,6 +162,9 @@ class Registry(Catalog):
                 dataset: {"digest": recorded.digest, "rows": recorded.rows}
                 for dataset, recorded in self._runs.run_datasets(run_id).items()
             }
+        created_at = time.time()
+        if trusted:
+            lineage[TRUST_KEY] = {"by": self._user, "at": created_at, "reason": trusted_reason}
         draft = VersionDraft(
             flavour=prepared.flavour,
             artifact_digest=artifact.digest,
@@ -165,7 +176,7 @@ class Registry(Catalog):
             run_id=run_id,
             parent_version=parent_version,
             description=description,
-            created_at=time.time(),
+            created_at=created_at,
             created_by=self._user,
             tags={k: str(v) for k, v in (tags or {}).items()},
         )

@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trusted",
         action="store_true",
-        help="allow pickle-based model formats (they run code when loaded)",
+        help="allow pickle-based versions marked trusted when registered (they run code "
+        "when loaded)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening beyond loopback without a token",
     )
     args = parser.parse_args(argv)
     try:
@@ -38,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(
             home=args.home, serving={k: v for k, v in overrides.items() if v is not None}
         )
-        return serve(settings, args.model, trusted=args.trusted)
+        return serve(settings, args.model, trusted=args.trusted, insecure=args.insecure)
     except ModelyardError as error:
         sys.stderr.write(f"modelyard: {error.message}\n")
         return 2

@@ -314,12 +314,12 @@ class InferencePipeline:
                 )
         return Reply(
             status,
-            error_body(error.message, error.code),
+            error_body(error.message, error.code, call.request_id),
             JSON,
             error_headers(error, status),
             runtime.name,
             runtime.version_text,
             rows,
             error.code,
-            error.message,
+            error.detail,
         )

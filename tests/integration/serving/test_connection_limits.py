@@ -62,7 +62,7 @@ def test_200_000_headers_are_a_431_that_the_client_reads(server: Any) -> None:
 
 def test_a_20_kb_url_is_a_414(server: Any) -> None:
     with connect(server) as sock:
-        sock.sendall(b"GET /v2/models/" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(b"GET /v2/models/" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         status, _, body = read_reply(sock.makefile("rb"))
     assert status == 414
     assert b"longer than 8192 bytes" in body
@@ -88,7 +88,7 @@ def test_pipelined_megabyte_bodies_are_answered_in_order_in_bounded_memory(
     count, size = 200, 1 << 20
     padded = fraud_body + b" " * (size - len(fraud_body))  # valid JSON, 1 MiB
     requests = b"".join(
-        b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"X-Request-ID: piped-%d\r\nContent-Length: %d\r\n\r\n" % (INFER.encode(), i, size) + padded
         for i in range(count)
     )

@@ -19,6 +19,8 @@ from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.telemetry.logsearch import LogQuery, search
 from modelyard.yard import Yard
 
+JSON = {"content-type": "application/json"}
+
 FRAUD_FIELDS = [f"f{i}" for i in range(30)]  # as in conftest.build_home
 
 
@@ -38,7 +40,7 @@ def versions_by_user(
     with httpx.Client(base_url=url, timeout=30) as client:
         for _ in range(4):
             for user, body in bodies.items():
-                response = client.post(path, content=body, headers=headers(user))
+                response = client.post(path, content=body, headers={**JSON, **headers(user)})
                 assert response.status_code == 200, response.text
                 seen.setdefault(user, set()).add(response.headers["x-model-version"])
     return seen
@@ -55,7 +57,10 @@ def test_traffic_split_follows_weight_and_sticks_to_routing_key(
     # No key: each request draws; 30% +- 4.5 standard deviations (n = 1000): 3 failed
     # one CI run in a few hundred, as chance allows.
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        answers = [client.post("/v2/models/split/infer", content=fraud_body) for _ in range(1000)]
+        answers = [
+            client.post("/v2/models/split/infer", content=fraud_body, headers=JSON)
+            for _ in range(1000)
+        ]
     assert {a.status_code for a in answers} == {200}
     share = sum(a.headers["x-model-version"] == "2" for a in answers) / len(answers)
     assert 0.30 - 0.065 < share < 0.30 + 0.065, share

@@ -44,7 +44,7 @@ def closed(sock: socket.socket, stream: BinaryIO) -> bool:
 
 def post(body: bytes, *, extra: str = "", version: str = "1.1", path: str = INFER) -> bytes:
     return (
-        f"POST {path} HTTP/{version}\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/{version}\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n{extra}\r\n"
     ).encode() + body
 
@@ -54,7 +54,7 @@ def test_pipelined_requests_are_answered_in_order(server: Any, fraud_body: bytes
     with sock:
         sock.sendall(
             post(fraud_body, extra="X-Request-ID: first\r\n")
-            + b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+            + b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
             + post(fraud_body, extra="X-Request-ID: third\r\n")
         )
         replies = [read_reply(stream) for _ in range(3)]
@@ -109,7 +109,7 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(server: Any
     sock, stream = connect(server)
     with sock:
         sock.sendall(
-            b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: test\r\n"
+            b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n"
         )
         reply = read_reply(stream)
@@ -126,7 +126,7 @@ def chunked(body: bytes, size: int) -> bytes:
 
 def test_chunked_bodies_are_read_and_limited(server: Any, fraud_body: bytes) -> None:
     head = (
-        f"POST {INFER} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         "Transfer-Encoding: chunked\r\n\r\n"
     ).encode()
     sock, stream = connect(server)
@@ -146,11 +146,11 @@ def test_chunked_bodies_are_read_and_limited(server: Any, fraud_body: bytes) -> 
 def test_head_has_headers_and_no_body(server: Any) -> None:
     sock, stream = connect(server)
     with sock:
-        sock.sendall(b"HEAD /v2/health/ready HTTP/1.1\r\nHost: test\r\n\r\n")
+        sock.sendall(b"HEAD /v2/health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         reply = read_reply(stream, head=True)
         assert reply.status == 200
         assert int(reply.headers["content-length"]) > 0
-        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert orjson.loads(read_reply(stream).body) == {"live": True}
 
 
@@ -177,7 +177,7 @@ def test_an_upgrade_request_is_answered_as_plain_http(server: Any) -> None:
         sock.sendall(
             b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
-            b"GET /v2/health/ready HTTP/1.1\r\nHost: test\r\n\r\n"
+            b"GET /v2/health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         )
         assert orjson.loads(read_reply(stream).body) == {"live": True}
         assert orjson.loads(read_reply(stream).body) == {"ready": True}
@@ -186,7 +186,7 @@ def test_an_upgrade_request_is_answered_as_plain_http(server: Any) -> None:
 def test_a_request_target_that_is_not_a_url_gets_400_naming_it(server: Any) -> None:
     sock, stream = connect(server)
     with sock:
-        sock.sendall(b"GET http://[::1 HTTP/1.1\r\nHost: test\r\n\r\n")
+        sock.sendall(b"GET http://[::1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         reply = read_reply(stream)
         assert reply.status == 400
         assert orjson.loads(reply.body) == {

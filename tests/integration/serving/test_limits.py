@@ -142,7 +142,7 @@ def test_connections_are_spread_over_the_workers(
                     c.post(
                         "/v2/models/fraud/infer",
                         content=fraud_body,
-                        headers={"x-request-id": f"spread-{i}"},
+                        headers={"x-request-id": f"spread-{i}", "content-type": "application/json"},
                     )
                     for i, c in enumerate(clients)
                 ]

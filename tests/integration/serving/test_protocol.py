@@ -205,7 +205,8 @@ def test_errors_use_the_protocols_error_object(server: Any) -> None:
     method = httpx.get(f"{server.url}/v2/models/fraud/infer")
     assert method.status_code == 405
     assert method.headers["allow"] == "POST"
-    assert set(method.json()) == {"error", "code"}
+    assert set(method.json()) == {"error", "code", "request_id"}
+    assert method.json()["request_id"] == method.headers["x-request-id"]
     assert method.headers["x-request-id"]
 
 

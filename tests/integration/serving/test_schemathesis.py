@@ -29,11 +29,15 @@ CHECKS = ",".join(
 )
 
 
-def test_the_api_keeps_to_its_document(server: Any, tmp_path: Path) -> None:
+TOKEN = "schemathesis-token"
+
+
+def run_schemathesis(url: str, tmp_path: Path, headers: list[str]) -> None:
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
-        f"{server.url}/openapi.json",
+        f"{url}/openapi.json",
+        *headers,
         "--checks",
         CHECKS,
         "--mode",
@@ -61,3 +65,15 @@ def test_the_api_keeps_to_its_document(server: Any, tmp_path: Path) -> None:
     cases = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert cases is not None, result.stdout[-3000:]
     assert int(cases.group(1)) == int(cases.group(2)) > 300
+
+
+def test_the_api_keeps_to_its_document(server: Any, tmp_path: Path) -> None:
+    run_schemathesis(server.url, tmp_path, [])
+
+
+def test_the_api_keeps_to_its_document_with_a_token(
+    model_home: Path, launch_server: Any, tmp_path: Path
+) -> None:
+    """The same checks on a server that wants a bearer token, the token sent on every call."""
+    guarded = launch_server(model_home, ["fraud@champion", "price"], settings={"token": TOKEN})
+    run_schemathesis(guarded.url, tmp_path, ["--header", f"Authorization: Bearer {TOKEN}"])

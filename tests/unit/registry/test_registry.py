@@ -12,6 +12,7 @@ from sklearn.linear_model import LinearRegression
 from modelyard.errors import (
     AliasNotFoundError,
     ModelNotFoundError,
+    UntrustedFormatError,
     ValidationError,
     VersionNotFoundError,
 )
@@ -97,7 +98,7 @@ def test_without_tracking_the_lineage_names_only_the_data(
     with tracker.start_run("train") as run:
         run.log_dataset("train", FEATURES)
     version = registry.register("reg", model, FEATURES, flavour="pickle", trusted=True, run=run)
-    assert set(version.lineage) == {"data"}
+    assert set(version.lineage) == {"data", "trusted"}  # the trust mark, not tracking's
     assert version.run_id == run.id
     assert version.created_by is None
 
@@ -186,3 +187,31 @@ def test_the_same_fitted_model_stored_as_skops_gives_the_same_bytes() -> None:
     assert first == second
     loaded = flavour.load(first, None, LoadOptions(trusted=True))  # type: ignore[arg-type]
     assert np.array_equal(loaded.estimator.predict(FEATURES), fitted().predict(FEATURES))  # type: ignore[attr-defined]
+
+
+def test_trusted_registration_marks_the_version_with_who_and_why(
+    artifacts: LocalArtifactStore, model: LinearRegression
+) -> None:
+    registry = Registry(InMemoryRegistryRepository(), artifacts, user="ana")
+    marked = registry.register(
+        "reg", model, FEATURES, flavour="pickle", trusted=True, trusted_reason="our CI built it"
+    )
+    assert marked.trust == {"by": "ana", "at": marked.created_at, "reason": "our CI built it"}
+    assert registry.load("reg/1", trusted=True).predictor is not None
+    plain = registry.register("reg", model, FEATURES)
+    assert plain.trust is None
+
+
+def test_a_pickle_version_not_marked_trusted_is_refused_even_to_a_trusting_caller(
+    artifacts: LocalArtifactStore, model: LinearRegression
+) -> None:
+    repository = InMemoryRegistryRepository()
+    registry = Registry(repository, artifacts)
+    registry.register("reg", model, FEATURES, flavour="pickle", trusted=True)
+    # a pickle version from before trust marks (or written around the registry)
+    unmarked = registry.prepare(model, FEATURES, flavour="pickle", trusted=True)
+    registry.register_prepared("reg", unmarked)
+    with pytest.raises(UntrustedFormatError, match="reg/2 is stored as pickle.*not marked trusted"):
+        registry.load("reg/2", trusted=True)
+    with pytest.raises(UntrustedFormatError, match="can run arbitrary code"):
+        registry.load("reg/1")

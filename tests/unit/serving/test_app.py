@@ -66,7 +66,7 @@ class Client:
             for i, c in enumerate(parts)
         ]
         raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        if body is not None and "content-type" not in (headers or {}):
+        if isinstance(body, dict) and "content-type" not in (headers or {}):
             raw_headers.append((b"content-type", b"application/json"))
 
         async def receive() -> dict[str, Any]:
@@ -161,7 +161,10 @@ def test_body_limit_is_enforced_while_reading(home: Path, make_app: Any, stores_
         assert status == 413
         assert "limit of 2048" in body["error"]
         status, _, _ = client.request(
-            "POST", "/v2/models/fraud/infer", b"{}", headers={"content-length": "99999"}
+            "POST",
+            "/v2/models/fraud/infer",
+            b"{}",
+            headers={"content-length": "99999", "content-type": "application/json"},
         )
         assert status == 413
         client.run(app.shutdown())
@@ -174,7 +177,8 @@ def test_bad_input_is_4xx_naming_the_field(client: Client) -> None:
     status, _, answer = client.request("POST", "/v2/models/fraud/infer", body)
     assert status == 422
     assert answer["error"] == "field 'age' must be a number, got 'x' (row 0)"
-    assert client.request("POST", "/v2/models/fraud/infer", b"{")[0] == 400
+    json = {"content-type": "application/json"}
+    assert client.request("POST", "/v2/models/fraud/infer", b"{", json)[0] == 400
 
 
 def test_unknown_model_route_and_method(client: Client) -> None:
@@ -197,6 +201,75 @@ def test_draining_turns_readiness_off_but_keeps_answering(client: Client) -> Non
     client.app.start_draining()
     assert client.request("GET", "/v2/health/ready")[::2] == (503, {"ready": False})
     assert client.request("POST", "/v2/models/fraud/infer", infer_body())[0] == 200
+
+
+def test_a_post_without_a_json_content_type_is_refused(client: Client) -> None:
+    body = orjson.dumps(infer_body())
+    page = {"origin": "https://page.example"}  # a browser's request
+    for headers in (page, {"content-type": "text/plain"}, {"content-type": "multipart/form-data"}):
+        for path in ("/v2/models/fraud/infer", "/v1/feedback", "/v2/repository/index"):
+            status, _, answer = client.request("POST", path, body, headers=headers)
+            assert (status, answer["code"]) == (415, "unsupported_media_type"), (path, headers)
+    assert "Content-Type" in answer["error"]
+    json_with_charset = {"content-type": "application/json; charset=utf-8"}
+    assert client.request("POST", "/v2/models/fraud/infer", body, json_with_charset)[0] == 200
+    # the binary tensor extension's header lets any type through to the protocol parser
+    binary = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(body)),  # all JSON, no tensor bytes
+    }
+    assert client.request("POST", "/v2/models/fraud/infer", body, binary)[0] == 200
+    # a client that is no browser (no Origin: tritonclient's JSON mode) may leave it out
+    assert client.request("POST", "/v2/models/fraud/infer", body)[0] == 200
+    # an empty body needs no type
+    assert client.request("POST", "/v2/repository/index", b"")[0] == 200
+
+
+def test_a_request_for_another_host_is_refused(client: Client) -> None:
+    status, _, body = client.request(
+        "POST",
+        "/v2/models/fraud/infer",
+        infer_body(),
+        headers={"host": "rebound.example:8000", "x-request-id": "host-1"},
+    )
+    assert status == 400
+    assert body["code"] == "host_not_allowed"
+    assert body["request_id"] == "host-1"
+    assert client.request("GET", "/v2/models/fraud", headers={"host": "evil.example"})[0] == 400
+    # probes answer whatever the Host (a kubelet sends the pod's IP)
+    assert client.request("GET", "/v2/health/ready", headers={"host": "10.1.2.3:8000"})[0] == 200
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:1"):
+        ok = client.request("POST", "/v2/models/fraud/infer", infer_body(), {"host": host})
+        assert ok[0] == 200, host
+
+
+def test_cors_is_off_unless_origins_are_configured(
+    client: Client, home: Path, make_app: Any, stores_for: Any
+) -> None:
+    origin = {"origin": "https://app.example"}
+    status, headers, _ = client.request("POST", "/v2/models/fraud/infer", infer_body(), origin)
+    assert status == 200
+    assert not [h for h in headers if h.startswith("access-control-")]
+    assert client.request("OPTIONS", "/v2/models/fraud/infer", headers=origin)[0] == 405
+    with stores_for(home) as yard:
+        settings = settings_for(home, cors_origins=("https://app.example",))
+        app = make_app(settings, yard, ["fraud@champion"])
+        on = Client(app)
+        on.run(app.startup())
+        preflight = {**origin, "access-control-request-method": "POST"}
+        status, headers, _ = on.request("OPTIONS", "/v2/models/fraud/infer", headers=preflight)
+        assert status == 200
+        assert headers["access-control-allow-origin"] == "https://app.example"
+        assert "POST" in headers["access-control-allow-methods"]
+        assert "content-type" in headers["access-control-allow-headers"]
+        status, headers, _ = on.request("POST", "/v2/models/fraud/infer", infer_body(), origin)
+        assert (status, headers["access-control-allow-origin"]) == (200, "https://app.example")
+        evil = {"origin": "https://evil.example"}
+        status, headers, _ = on.request("POST", "/v2/models/fraud/infer", infer_body(), evil)
+        assert "access-control-allow-origin" not in headers
+        assert on.request("OPTIONS", "/v2/models/fraud/infer", headers=evil)[0] == 405
+        on.run(app.shutdown())
+        on.runner.close()
 
 
 def test_token_guards_inference_not_health(home: Path, make_app: Any, stores_for: Any) -> None:
@@ -242,17 +315,32 @@ def test_the_inference_log_sees_failed_inferences(client: Client, recorded: Any)
     assert (event.status, event.code, event.rows) == (500, "model_failed", 2)
 
 
-def test_a_model_failure_is_a_500_with_our_error(client: Client) -> None:
+def test_a_model_failure_is_a_500_that_keeps_the_models_words_to_the_log(
+    client: Client,
+) -> None:
     runtime = client.app.table.lookup("fraud", None)
 
     def broken(model_input: Any) -> dict[str, np.ndarray]:
-        raise RuntimeError("onnx says no")
+        raise RuntimeError("onnx says no at /secret/path/model.onnx")
 
     runtime.batcher._predict = broken
-    status, _, body = client.request("POST", "/v2/models/fraud/infer", infer_body())
+    status, headers, body = client.request(
+        "POST", "/v2/models/fraud/infer", infer_body(), headers={"x-request-id": "fail-1"}
+    )
     assert status == 500
-    assert body["code"] == "model_failed"
-    assert "onnx says no" in body["error"]
+    assert body == {
+        "error": body["error"],
+        "code": "model_failed",
+        "request_id": "fail-1",
+    }
+    assert headers["x-request-id"] == "fail-1"
+    for leak in ("onnx says no", "/secret/path", "RuntimeError", "Traceback"):
+        assert leak not in body["error"]
+    client.app.log.flush()
+    lines = [orjson.loads(line) for line in client.app.log.path.read_text().splitlines()]
+    (logged,) = [e for e in lines if e.get("request_id") == "fail-1" and e.get("status")]
+    assert logged["code"] == "model_failed"
+    assert "RuntimeError: onnx says no at /secret/path/model.onnx" in logged["error"]
 
 
 def test_a_bug_is_a_500_that_quotes_the_request_id(client: Client) -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.logs import logs
 from modelyard.cli.serve import serve
-from modelyard.errors import NotFoundError
+from modelyard.errors import ConfigurationError, NotFoundError
 
 NOW = 1_800_000_000.0
 
@@ -95,4 +95,14 @@ def test_serve_options() -> None:
     single = typer.Typer()
     single.command()(serve)
     options = {opt for param in typer.main.get_command(single).params for opt in param.opts}
-    assert {"--model", "-m", "--port", "--workers", "--max-batch-wait-us", "--trusted"} <= options
+    expected = {"--model", "-m", "--port", "--workers", "--max-batch-wait-us", "--trusted"}
+    assert expected | {"--insecure"} <= options
+
+
+def test_serve_refuses_an_open_host_without_a_token_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app(), ["serve", "--host", "0.0.0.0"], env={"MODELYARD_HOME": str(tmp_path)}
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigurationError)
+    assert "set MODELYARD_SERVING__TOKEN, or pass --insecure" in result.exception.message

@@ -283,9 +283,11 @@ class Batcher:
                 pending.future.set_result((outputs, start, stop))
 
     def _fail(self, batch: list[_Pending], error: BaseException) -> None:
+        # The client sees that the model failed, never what it said: a model's exception
+        # text may quote file paths or other requests' data. The log keeps it (``detail``).
         failure = ModelFailedError(
-            f"{self._label} failed on a batch of {len(batch)} request(s): "
-            f"{type(error).__name__}: {error}"
+            f"{self._label} failed on this request's batch; the server's log has the detail",
+            f"batch of {len(batch)} request(s): {type(error).__name__}: {error}",
         )
         for pending in batch:
             if not pending.future.done():

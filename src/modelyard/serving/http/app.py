@@ -47,7 +47,9 @@ from modelyard.serving.hosting.served_deployment import (
     ServedDeployment,
 )
 from modelyard.serving.hosting.shadow import ShadowHook, ShadowMirror
+from modelyard.serving.http.cors import CorsPolicy
 from modelyard.serving.http.endpoints import Endpoints
+from modelyard.serving.http.hosts import HostAllowList
 from modelyard.serving.http.intake import (
     Disconnected,
     Receive,
@@ -57,7 +59,7 @@ from modelyard.serving.http.intake import (
 )
 from modelyard.serving.http.openapi import build_openapi
 from modelyard.serving.http.requestids import RequestIds
-from modelyard.serving.http.routes import GUARDED, QUIET, WRITE, Router
+from modelyard.serving.http.routes import ANY_HOST, GUARDED, QUIET, WRITE, Endpoint, Router
 from modelyard.serving.pipeline import JSON, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import (
@@ -172,6 +174,8 @@ class ServingApp:
         self._ids = RequestIds()
         token = serving.token
         self._token = f"Bearer {token}".encode() if token else None
+        self._hosts = HostAllowList.from_settings(serving)
+        self._cors = CorsPolicy(serving.cors_origins)
         self.max_body_bytes = serving.max_body_bytes
         self._timeout = serving.request_timeout_s
         self._poll_s = serving.poll_interval_s
@@ -276,7 +280,7 @@ class ServingApp:
 
         Call ``record`` once the answer is written."""
         started = time.perf_counter()
-        incoming_id = content_type = authorization = binary_header = None
+        incoming_id = content_type = authorization = binary_header = host = origin = None
         content_length = -1
         for name, value in headers:
             if name == b"x-request-id":
@@ -287,8 +291,12 @@ class ServingApp:
                 content_length = int(value) if value.isdigit() else -1
             elif name == b"authorization":
                 authorization = value
+            elif name == b"host":
+                host = value
+            elif name == b"origin":
+                origin = value
             elif name == b"inference-header-content-length":
-                binary_header = value
+                binary_header = value  # the binary tensor extension: JSON, then tensor bytes
         now = time.monotonic()  # the batcher's clock, for deadlines
         call = Call(
             self._ids.take(incoming_id),
@@ -302,33 +310,40 @@ class ServingApp:
         )
         endpoint = ""
         self.inflight += 1
+        cors = origin is not None and self._cors.allows(origin)
         try:
-            route = self._router.resolve(method, path)
-            endpoint = route.name
-            if self._token is not None and endpoint in GUARDED:
-                check_bearer(authorization, self._token)
-            if route.methods != WRITE:
-                body = b""
-            elif isinstance(body, bytes):
-                check_media_type(content_type, binary_header is not None)
+            if method == "OPTIONS" and cors:
+                route = self._router.find(path)
+                endpoint = route.name
+                self._hosts.check(host)
+                assert origin is not None
+                reply = Reply(
+                    200, b"", b"text/plain", self._cors.preflight_headers(origin, route.methods)
+                )
             else:
-                body = await read_json_body(
+                route = self._router.resolve(method, path)
+                endpoint = route.name
+                if endpoint not in ANY_HOST:
+                    self._hosts.check(host)
+                reply = await self._answer(
+                    route,
+                    call,
                     body,
+                    authorization,
                     content_type,
                     content_length,
-                    self.max_body_bytes,
                     binary_header is not None,
+                    origin is not None,
                 )
-            reply = await self._handlers[endpoint](route, call, body)
         except ModelyardError as error:
             status = http_status(error)
             reply = Reply(
                 status,
-                error_body(error.message, error.code),
+                error_body(error.message, error.code, call.request_id),
                 JSON,
                 error_headers(error, status),
                 code=error.code,
-                error=error.message,
+                error=error.detail,
             )
         except Disconnected:
             return None
@@ -336,7 +351,7 @@ class ServingApp:
             message = f"internal error; quote request id {call.request_id}"
             reply = Reply(
                 500,
-                error_body(message, "internal_error"),
+                error_body(message, "internal_error", call.request_id),
                 code="internal_error",
                 error=f"{type(error).__name__}: {error}",
             )
@@ -356,7 +371,34 @@ class ServingApp:
             response_headers.append((b"x-model-version", reply.version.encode()))
         if reply.extra:
             response_headers.extend(reply.extra)
+        if cors and method != "OPTIONS":
+            assert origin is not None
+            response_headers.extend(self._cors.headers(origin))
         return call, endpoint, reply, response_headers, started
+
+    async def _answer(
+        self,
+        route: Endpoint,
+        call: Call,
+        body: bytes | Receive,
+        authorization: bytes | None,
+        content_type: bytes | None,
+        content_length: int,
+        binary: bool,
+        browser: bool,
+    ) -> Reply:
+        """The endpoint's reply once the token and the body have passed."""
+        if self._token is not None and route.name in GUARDED:
+            check_bearer(authorization, self._token)
+        if route.methods != WRITE:
+            body = b""
+        elif isinstance(body, bytes):
+            check_media_type(content_type, binary, empty=not body, browser=browser)
+        else:
+            body = await read_json_body(
+                body, content_type, content_length, self.max_body_bytes, binary, browser
+            )
+        return await self._handlers[route.name](route, call, body)
 
     def record(self, answer: Answer) -> None:
         """Count a written answer in /metrics and the JSON log."""

@@ -33,7 +33,7 @@ _ERRORS = {
     "404": "No such model, version or endpoint",
     "405": "Method not allowed",
     "413": "Body larger than max_body_bytes, or more rows than max_rows",
-    "415": "Content-Type is not application/json",
+    "415": "Content-Type is missing or not application/json",
     "422": "The values do not match the model's signature (the message names field and row)",
     "500": "The model failed on a valid batch",
     "503": "Overloaded (load shed; see Retry-After) or not ready yet",
@@ -205,7 +205,11 @@ _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["error"],
-        "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+        "properties": {
+            "error": {"type": "string"},
+            "code": {"type": "string"},
+            "request_id": {"type": "string"},
+        },
     },
     "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
     "Ready": {
@@ -374,7 +378,10 @@ def build_openapi(
         "/v2/repository/index": {
             "post": {
                 "summary": "Served models and their state",
-                "responses": {"200": _response("Index", "RepositoryIndex"), **_errors("401")},
+                "responses": {
+                    "200": _response("Index", "RepositoryIndex"),
+                    **_errors("400", "401", "413", "415"),
+                },
             }
         },
         "/v1/feedback": {

@@ -41,6 +41,9 @@ QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi"})
 GUARDED = frozenset(
     {"infer", "predict", "model_metadata", "repository_index", "feedback", "features_push"}
 )
+# Endpoints answered whatever the Host header says: container probes (kubelet) send the
+# pod's IP as Host, and a liveness answer tells a rebinding page nothing.
+ANY_HOST = frozenset({"live", "ready"})
 _MODEL_ENDPOINTS = {
     "": Endpoint("model_metadata", READ),
     "ready": Endpoint("model_ready", READ),
@@ -104,7 +107,8 @@ class Router:
     def __init__(self) -> None:
         self._cache: dict[str, Endpoint | None] = {}
 
-    def resolve(self, method: str, path: str) -> Endpoint:
+    def find(self, path: str) -> Endpoint:
+        """The endpoint at ``path``, whatever the method; ``RouteNotFoundError`` if none."""
         try:
             route = self._cache[path]
         except KeyError:
@@ -113,6 +117,10 @@ class Router:
             route = self._cache[path] = match(path)
         if route is None:
             raise RouteNotFoundError(f"no endpoint at {path!r}; see /openapi.json")
+        return route
+
+    def resolve(self, method: str, path: str) -> Endpoint:
+        route = self.find(path)
         if method not in route.methods:
             raise MethodNotAllowedError(
                 f"{method} is not allowed on {path!r}; use {' or '.join(route.methods)}",

@@ -15,10 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelyard.config import Settings
+from modelyard.config import ServingSettings, Settings
 from modelyard.errors import ConfigurationError
 from modelyard.registry import Catalog, ModelRef, Registry, parse_ref
 from modelyard.registry.sql import SqlRegistryRepository
+from modelyard.serving.http.hosts import is_loopback
 from modelyard.serving.process.supervisor import (
     Supervisor,
     metrics_directory,
@@ -49,12 +50,39 @@ def choose_refs(catalog: Catalog, models: Sequence[str], home: Path) -> list[Mod
     return refs
 
 
-def serve(settings: Settings, models: Sequence[str] = (), *, trusted: bool = False) -> int:
+def check_exposure(serving: ServingSettings, *, insecure: bool) -> str | None:
+    """Refuse to listen beyond loopback without a token unless ``insecure``; the warning
+    to print when the server will anyway (None: nothing to warn about)."""
+    if serving.token or is_loopback(serving.host):
+        return None
+    if not insecure:
+        raise ConfigurationError(
+            f"refusing to listen on {serving.host} without a token: anyone who can reach "
+            "it could run and read the models; set MODELYARD_SERVING__TOKEN, or pass "
+            "--insecure to serve without one"
+        )
+    return (
+        f"modelyard: WARNING: listening on {serving.host} with no token (--insecure): "
+        "anyone who can reach this port can call the models and post feedback\n"
+    )
+
+
+def serve(
+    settings: Settings,
+    models: Sequence[str] = (),
+    *,
+    trusted: bool = False,
+    insecure: bool = False,
+) -> int:
     """Serve ``models`` (references like ``fraud@champion``) until stopped; the exit status.
 
     ``settings.serving`` gives host, port, workers, batching and limits; no
-    ``models`` means every registered model (see ``choose_refs``).
+    ``models`` means every registered model (see ``choose_refs``). A host other than
+    loopback needs a token, or ``insecure`` (see ``check_exposure``).
     """
+    warning = check_exposure(settings.serving, insecure=insecure)
+    if warning is not None:
+        sys.stderr.write(warning)
     db = Database(settings.resolved_database_url)  # created or migrated on first use
     try:
         artifacts = open_artifact_store(settings.resolved_artifacts_url)

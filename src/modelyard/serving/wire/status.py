@@ -7,6 +7,7 @@ elsewhere never turns into a 500 by accident::
 
     ValidationError (invalid_input, 422)
     ├── MalformedRequestError       malformed_request        400
+    │   └── HostNotAllowedError     host_not_allowed         400
     ├── UnsupportedMediaTypeError   unsupported_media_type   415
     └── PayloadTooLargeError        payload_too_large        413
     NotFoundError (not_found, 404)
@@ -29,6 +30,10 @@ from modelyard.errors import MethodNotAllowedError, ModelyardError, Unauthorized
 HTTP_STATUS: dict[str, int] = {
     "invalid_input": 422,
     "malformed_request": 400,
+    # 400 rather than 421 Misdirected Request: a client may retry a 421 on a new
+    # connection (RFC 9110 15.5.20), which would only be refused again; Django and
+    # Starlette's TrustedHostMiddleware answer a bad Host with 400 too.
+    "host_not_allowed": 400,
     "unsupported_media_type": 415,
     "payload_too_large": 413,
     "not_found": 404,
@@ -55,9 +60,13 @@ def http_status(error: ModelyardError) -> int:
     return 500
 
 
-def error_body(message: str, code: str) -> bytes:
-    """The Open Inference Protocol error object, plus our stable ``code``."""
-    return orjson.dumps({"error": message, "code": code})
+def error_body(message: str, code: str, request_id: str | None = None) -> bytes:
+    """The Open Inference Protocol error object (``error``), plus our stable ``code`` and
+    the request id to quote. Never an exception's text, a path or a traceback: those go
+    to the server's log, under the same request id."""
+    if request_id is None:
+        return orjson.dumps({"error": message, "code": code})
+    return orjson.dumps({"error": message, "code": code, "request_id": request_id})
 
 
 def error_headers(error: ModelyardError, status: int) -> list[tuple[bytes, bytes]]:
