@@ -81,6 +81,18 @@ class ServingSettings(_Checked):
     refused_drain_s: float = _bounded(5.0, ge=0.0)
     max_rows: int = _bounded(10_000, ge=1)
     request_timeout_s: float = _bounded(5.0, ge=0.001)
+    # A model call still running this long after it started (on its thread, long after
+    # its requests were answered 504) marks the worker unhealthy, and the supervisor
+    # replaces it once its in-flight requests are answered. 60 s is 12 default request
+    # timeouts: no caller still waits by then, and a legitimately slow batch model
+    # (seconds a call) is far from it. Keep it above ``request_timeout_s``.
+    model_hang_limit_s: float = _bounded(60.0, ge=0.01)
+    # A worker whose event loop has not beaten for this long (an inline model call that
+    # never returns) is killed and replaced by the supervisor. The loop beats every
+    # 0.1 s; the longest legitimate stall measured is tens of ms (a 4 MiB JSON body, a
+    # full garbage collection), so 10 s leaves a 100x margin for a loaded machine and
+    # still bounds the outage of that worker's connections.
+    loop_stall_limit_s: float = _bounded(10.0, ge=0.2)
     max_queue_rows: int = _bounded(4096, ge=1)
     intra_op_threads: int = _bounded(1, ge=0)
     token: str | None = None

@@ -326,3 +326,166 @@ def test_a_listener_refusal_fails_the_batch_with_its_error(loop: ManualClockLoop
             await batcher.submit(rows(1.0), loop.now + 1, record())
 
     run(loop, scenario())
+
+
+class Executors:
+    """A ``new_executor`` that remembers the executors it made (shut down at the end)."""
+
+    def __init__(self) -> None:
+        self.made: list[ThreadPoolExecutor] = []
+
+    def __call__(self) -> ThreadPoolExecutor:
+        self.made.append(ThreadPoolExecutor(1))
+        return self.made[-1]
+
+    def close(self) -> None:
+        for executor in self.made:
+            executor.shutdown(wait=True)
+
+
+def hangs_on_first_column_above(release: threading.Event) -> Callable[[ModelInput], Any]:
+    """A model that blocks until ``release`` on a batch with a value above 100."""
+
+    def model(model_input: ModelInput) -> dict[str, np.ndarray]:
+        assert isinstance(model_input, np.ndarray)
+        if (model_input[:, 0] > 100).any():
+            release.wait(10)
+        return {"prediction": model_input[:, 0] * 10}
+
+    return model
+
+
+async def answered(future: asyncio.Future[Any]) -> None:
+    while not future.done():
+        await asyncio.sleep(0)  # the model thread's answer arrives through the loop
+
+
+def test_requests_queued_behind_a_stuck_call_are_answered_504_at_their_deadline(
+    loop: ManualClockLoop,
+) -> None:
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as executor:
+        batcher = make(loop, hangs_on_first_column_above(release), executor=executor)
+
+        async def scenario() -> None:
+            stuck = batcher.submit(rows(500.0), loop.now + 0.05, record())
+            await turns()
+            queued = batcher.submit(rows(1.0), loop.now + 0.08, record())
+            loop.now += 0.06
+            await turns()
+            with pytest.raises(DeadlineExceededError):
+                await stuck
+            assert not queued.done()  # no spare thread here: it waits for its own deadline
+            loop.now += 0.03
+            await turns()
+            with pytest.raises(DeadlineExceededError, match="could not answer before"):
+                await queued
+            assert batcher.queued_rows == 0
+            assert batcher.oldest_call_started() == 1000.0
+            release.set()
+            while not batcher.idle or batcher.oldest_call_started() is not None:
+                await asyncio.sleep(0)
+
+        run(loop, scenario())
+
+
+def test_a_call_stuck_past_its_deadline_is_abandoned_for_a_fresh_thread(
+    loop: ManualClockLoop,
+) -> None:
+    release = threading.Event()
+    executors = Executors()
+    batcher = Batcher(
+        hangs_on_first_column_above(release),
+        clock=loop.time,
+        label="model 'm' version 1",
+        policy=BatchPolicy(8, 0.0),
+        admission=AdmissionPolicy(100),
+        loop=loop,
+        executor=executors(),
+        new_executor=executors,
+    )
+
+    async def scenario() -> None:
+        stuck = batcher.submit(rows(500.0), loop.now + 0.05, record())
+        await turns()
+        loop.now += 0.06
+        await turns()
+        with pytest.raises(DeadlineExceededError):
+            await stuck
+        assert len(executors.made) == 2  # the stuck thread is not used again
+        fine = batcher.submit(rows(2.0), loop.now + 0.05, record())
+        await answered(fine)
+        outputs, start, stop = fine.result()
+        assert outputs["prediction"][start:stop].tolist() == [20.0]
+        assert batcher.oldest_call_started() == 1000.0  # the abandoned call still runs
+        release.set()
+        while batcher.oldest_call_started() is not None:
+            await asyncio.sleep(0)
+
+    try:
+        run(loop, scenario())
+    finally:
+        release.set()
+        executors.close()
+
+
+def test_spare_threads_are_bounded_then_requests_wait_and_expire(loop: ManualClockLoop) -> None:
+    release = threading.Event()
+    executors = Executors()
+    batcher = Batcher(
+        hangs_on_first_column_above(release),
+        clock=loop.time,
+        label="model 'm' version 1",
+        policy=BatchPolicy(8, 0.0),
+        admission=AdmissionPolicy(100),
+        loop=loop,
+        executor=executors(),
+        new_executor=executors,
+    )
+
+    async def scenario() -> None:
+        for _ in range(4):
+            stuck = batcher.submit(rows(500.0), loop.now + 0.05, record())
+            await turns()
+            loop.now += 0.06
+            await turns()
+            with pytest.raises(DeadlineExceededError):
+                await stuck
+        assert len(executors.made) == 3  # the first thread and two spares, no more
+        release.set()
+        while batcher.oldest_call_started() is not None:
+            await asyncio.sleep(0)
+
+    try:
+        run(loop, scenario())
+    finally:
+        release.set()
+        executors.close()
+
+
+def test_an_inline_call_that_overran_moves_the_model_to_a_thread(loop: ManualClockLoop) -> None:
+    executors = Executors()
+    model = Model()
+    batcher = Batcher(
+        model,
+        clock=loop.time,
+        label="model 'm' version 1",
+        policy=BatchPolicy(8, 0.0),
+        admission=AdmissionPolicy(100),
+        loop=loop,
+        new_executor=executors,
+        request_timeout_s=1e-12,  # any call overruns a tenth of this
+    )
+
+    async def scenario() -> None:
+        assert not batcher.threaded
+        await batcher.submit(rows(1.0), loop.now + 1, record())
+        assert batcher.threaded
+        await batcher.submit(rows(2.0), loop.now + 1, record())
+
+    try:
+        run(loop, scenario())
+    finally:
+        executors.close()
+    assert model.calls == [1, 1]
+    assert len(executors.made) == 1

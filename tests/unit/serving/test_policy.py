@@ -9,8 +9,10 @@ from modelyard.serving.hosting.policy import (
     BatchPolicy,
     batch_take,
     best_batch_size,
+    call_hung,
     estimated_wait,
     lag_average,
+    overran_inline,
     updated_row_cost,
 )
 
@@ -106,3 +108,16 @@ def test_best_batch_size_is_cheapest_per_row() -> None:
     # within the tolerance the larger size wins; outside it, the cheaper one
     assert best_batch_size({16: 16e-6, 32: 34e-6}) == 32
     assert best_batch_size({16: 16e-6, 32: 40e-6}) == 16
+
+
+class TestHangs:
+    def test_an_inline_call_overruns_past_a_tenth_of_the_request_timeout(self) -> None:
+        assert not overran_inline(0.4, request_timeout_s=5.0)
+        assert not overran_inline(0.5, request_timeout_s=5.0)
+        assert overran_inline(0.51, request_timeout_s=5.0)
+        assert overran_inline(0.2, request_timeout_s=1.0)
+
+    def test_a_call_hangs_once_it_has_run_for_the_limit(self) -> None:
+        assert not call_hung(None, 1000.0, 60.0)  # nothing running
+        assert not call_hung(950.0, 1009.9, 60.0)
+        assert call_hung(950.0, 1010.0, 60.0)

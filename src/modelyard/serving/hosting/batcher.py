@@ -13,13 +13,24 @@ loop time is cached per loop turn at millisecond resolution, too coarse for
 deadlines and waits measured in microseconds.
 
 Each request keeps its own deadline: expired requests are answered
-``DeadlineExceededError`` instead of being run, and a request stuck behind a
-slow threaded batch is answered when its deadline passes.
+``DeadlineExceededError`` instead of being run, and a request running in, or queued
+behind, a slow threaded batch is answered when its deadline passes, whatever the
+model does. A model call can hang; the batcher bounds what that costs:
+
+* A threaded call whose requests have all been answered 504 is abandoned: the
+  version moves on to a fresh thread (``new_executor``) and the stuck one is never
+  reused. At most ``_SPARE_THREADS`` calls of one version are abandoned at a time;
+  past that its requests wait, and are answered 504, until a call returns or the
+  worker is replaced (``oldest_call_started`` feeds the worker's hang check).
+* An inline call that overran (``policy.overran_inline``) moves its model to a thread
+  for later calls. One that never returns freezes the loop: that is for the
+  supervisor to see (``process.watchdog``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +51,7 @@ from modelyard.serving.hosting.policy import (
     BatchPolicy,
     batch_take,
     estimated_wait,
+    overran_inline,
     updated_row_cost,
 )
 from modelyard.serving.hosting.validation import ModelInput, Prepared
@@ -56,6 +68,11 @@ BatchListener = Callable[[list[tuple[RequestRecord, int, int]], ModelInput, Outp
 
 # Above this many seconds for a full batch, a model runs on its own thread.
 THREAD_ABOVE_S = 0.002
+# Stuck calls of one version left running on threads of their own while the version
+# goes on with a fresh thread: enough for a model that hangs on a rare input to keep
+# answering the others, bounded so that one hanging on every input cannot pile up
+# threads before the worker is replaced.
+_SPARE_THREADS = 2
 
 
 @dataclass(slots=True)
@@ -90,6 +107,8 @@ class Batcher:
         admission: AdmissionPolicy,
         loop: asyncio.AbstractEventLoop,
         executor: Executor | None = None,
+        new_executor: Callable[[], Executor] | None = None,
+        request_timeout_s: float = math.inf,
         observe: BatchObserver | None = None,
         listen: BatchListener | None = None,
         lag: Callable[[], float] = lambda: 0.0,
@@ -101,6 +120,8 @@ class Batcher:
         self._admission = admission
         self._loop = loop
         self._executor = executor
+        self._new_executor = new_executor
+        self._request_timeout_s = request_timeout_s
         self._observe = observe
         self._listen = listen
         self._lag = lag
@@ -112,6 +133,28 @@ class Batcher:
         self._last_batch_requests = 0
         self._soon: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._running: list[_Pending] = []
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = math.inf
+        # The clock at the start of each threaded call that has not returned, by call.
+        self._calls: dict[int, float] = {}
+        self._call_count = 0
+        self._spares = _SPARE_THREADS
+
+    @property
+    def threaded(self) -> bool:
+        """Whether calls run on a thread (from the start, or since an inline call overran)."""
+        return self._executor is not None
+
+    def oldest_call_started(self) -> float | None:
+        """The clock reading at the start of the oldest threaded call still running
+        (abandoned ones included); None when none is."""
+        return min(self._calls.values(), default=None)
+
+    def close(self) -> None:
+        """Release the model's thread, if it has one (a stuck one is left to itself)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     @property
     def saturated(self) -> bool:
@@ -152,6 +195,8 @@ class Batcher:
         future: asyncio.Future[Result] = self._loop.create_future()
         self._queue.append(_Pending(prepared, deadline, now, future, record))
         self.queued_rows += prepared.rows
+        if self.running_rows:
+            self._arm(deadline)  # answered at its deadline even if the model never returns
         self._schedule(now)
         return future
 
@@ -213,20 +258,37 @@ class Batcher:
         try:
             outputs = self._predict(model_input)
         except Exception as error:  # a model bug must fail its batch, not the server
+            self._moves_off_loop(time.perf_counter() - started)
             self._fail(batch, error)
             return
-        self._finish(batch, rows, model_input, outputs, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._moves_off_loop(seconds)
+        self._finish(batch, rows, model_input, outputs, seconds)
+
+    def _moves_off_loop(self, seconds: float) -> None:
+        if self._new_executor is not None and overran_inline(seconds, self._request_timeout_s):
+            self._executor = self._new_executor()
 
     def _run_threaded(self, batch: list[_Pending], rows: int, model_input: ModelInput) -> None:
         self.running_rows = rows
+        self._running = batch
         started = time.perf_counter()
-        future = self._loop.run_in_executor(self._executor, self._predict, model_input)
-        first_deadline = min(p.deadline for p in batch)
-        expiry = self._loop.call_later(first_deadline - self._clock(), self._expire, batch)
+        executor = self._executor
+        call = self._call_count = self._call_count + 1
+        self._calls[call] = self._clock()
+        future = self._loop.run_in_executor(executor, self._predict, model_input)
+        self._arm(min(p.deadline for p in batch))
 
         def done(finished: asyncio.Future[Outputs]) -> None:
-            expiry.cancel()
+            del self._calls[call]
+            if self._running is not batch:  # abandoned: its requests were answered 504
+                self._spares += 1
+                if executor is not None:
+                    executor.shutdown(wait=False)  # its thread ends, now that it is free
+                return
+            self._running = []
             self.running_rows = 0
+            self._disarm_if_idle()
             error = (
                 asyncio.CancelledError("the model call was cancelled")
                 if finished.cancelled()
@@ -241,14 +303,57 @@ class Batcher:
 
         future.add_done_callback(done)
 
-    def _expire(self, batch: list[_Pending]) -> None:
+    def _arm(self, deadline: float) -> None:
+        """Make sure the deadline sweep runs by ``deadline``."""
+        if deadline >= self._expiry_at:
+            return
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = deadline
+        self._expiry = self._loop.call_later(max(0.0, deadline - self._clock()), self._expire)
+
+    def _disarm_if_idle(self) -> None:
+        if self._expiry is not None and not self.running_rows:
+            self._expiry.cancel()
+            self._expiry = None
+            self._expiry_at = math.inf
+
+    def _expire(self) -> None:
+        """Answer 504 to every request of the running batch and of the queue behind it whose
+        deadline has passed; abandon a call whose requests are all answered."""
+        self._expiry = None
+        self._expiry_at = math.inf
+        if not self.running_rows:
+            return
         now = self._clock()
-        later = [p.deadline for p in batch if not p.future.done() and p.deadline > now]
-        for pending in batch:
+        for pending in self._running:
             if not pending.future.done() and pending.deadline <= now:
                 pending.future.set_exception(_deadline_error(self._label, pending, now))
-        if later:
-            self._loop.call_later(min(later) - now, self._expire, batch)
+        kept: deque[_Pending] = deque()
+        for pending in self._queue:
+            if not pending.future.done() and pending.deadline <= now:
+                pending.future.set_exception(_deadline_error(self._label, pending, now))
+            if pending.future.done():
+                self.queued_rows -= pending.prepared.rows
+            else:
+                kept.append(pending)
+        self._queue = kept
+        if all(p.future.done() for p in self._running) and self._abandon():
+            self._schedule(now)
+        if self.running_rows:
+            waiting = [p.deadline for p in (*self._running, *self._queue) if not p.future.done()]
+            if waiting:
+                self._arm(min(waiting))
+
+    def _abandon(self) -> bool:
+        """Leave the running call to its thread and go on with a fresh one, if allowed."""
+        if self._new_executor is None or self._spares <= 0:
+            return False
+        self._spares -= 1
+        self._executor = self._new_executor()
+        self._running = []
+        self.running_rows = 0
+        return True
 
     def _finish(
         self,

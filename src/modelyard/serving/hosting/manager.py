@@ -30,7 +30,7 @@ from modelyard.errors import (
 )
 from modelyard.registry import ModelRef
 from modelyard.serving.hosting.outcomes import InferenceRecorder
-from modelyard.serving.hosting.policy import AdmissionPolicy, BatchPolicy
+from modelyard.serving.hosting.policy import AdmissionPolicy, BatchPolicy, call_hung
 from modelyard.serving.hosting.runtime import (
     ModelRuntime,
     VersionSource,
@@ -204,6 +204,8 @@ class ModelManager:
         self._max_batch_size = serving.max_batch_size
         self._intra_op_threads = serving.intra_op_threads
         self._max_wait_s = serving.max_batch_wait_us / 1e6
+        self._request_timeout_s = serving.request_timeout_s
+        self._hang_limit_s = serving.model_hang_limit_s
         self._admission = AdmissionPolicy(serving.max_queue_rows)
         self._failed: dict[tuple[str, int], float] = {}
         self._unresolved: dict[str, str] = {}
@@ -267,6 +269,21 @@ class ModelManager:
         if self.follower is not None:
             await self.follower.poll()
         self.retire_idle()
+
+    def hung(self, now: float) -> ModelRuntime | None:
+        """A version with a call running past ``model_hang_limit_s`` at ``now`` (the batcher's
+        clock, ``time.monotonic``), if any: the worker is then unhealthy."""
+        for runtime in self.table.runtimes() + self.table.retiring:
+            if call_hung(runtime.batcher.oldest_call_started(), now, self._hang_limit_s):
+                return runtime
+        return None
+
+    def calls_running(self) -> bool:
+        """Whether any model call is still running on a thread (stuck ones included)."""
+        return any(
+            runtime.batcher.oldest_call_started() is not None
+            for runtime in self.table.runtimes() + self.table.retiring
+        )
 
     def retire_idle(self) -> None:
         """Unload replaced versions whose last queued requests have been answered."""
@@ -349,6 +366,7 @@ class ModelManager:
             observe=partial(self._observe_batch, name, str(version)),
             lag=self._lag,
             recorder=self._recorder,
+            request_timeout_s=self._request_timeout_s,
         )
         self._metrics.model_load(name, runtime.version_text, "loaded")
         self._log.emit(

@@ -138,3 +138,23 @@ def lag_average(previous_s: float, observed_s: float) -> float:
     if observed_s >= previous_s:
         return observed_s
     return previous_s + 0.3 * (observed_s - previous_s)
+
+
+# An inline call longer than this share of the request timeout moves its model to a
+# thread: while it ran, every other request of the worker waited (the loop was blocked),
+# and a model that took that long once may again. A tenth of the default 5 s is 500 ms,
+# 250x the warm-up cut-off (``batcher.THREAD_ABOVE_S``), so a GC pause or a busy
+# neighbour on a shared machine does not move a fast model.
+INLINE_OVERRUN_SHARE = 0.1
+
+
+def overran_inline(call_s: float, request_timeout_s: float) -> bool:
+    """Whether an inline model call that took ``call_s`` seconds must move its model to a
+    thread for later calls."""
+    return call_s > request_timeout_s * INLINE_OVERRUN_SHARE
+
+
+def call_hung(started_s: float | None, now_s: float, limit_s: float) -> bool:
+    """Whether a model call that started at ``started_s`` (None: none is running) and has
+    not returned by ``now_s`` is stuck past the hang limit."""
+    return started_s is not None and now_s - started_s >= limit_s

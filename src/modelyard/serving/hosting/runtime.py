@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -174,6 +175,7 @@ class ModelRuntime:
         observe: BatchObserver | None,
         lag: Callable[[], float],
         recorder: InferenceRecorder | None = None,
+        request_timeout_s: float = math.inf,
     ) -> None:
         loaded = warmed.loaded
         self.name = loaded.name
@@ -190,11 +192,9 @@ class ModelRuntime:
         self.full_batch_s = warmed.full_batch_s
         self.batch_size = warmed.batch_size
         self.load_s = warmed.load_s
-        self.mode = run_mode(warmed.full_batch_s)
-        self._executor = (
-            ThreadPoolExecutor(1, thread_name_prefix=f"model-{loaded.name}-{loaded.version}")
-            if self.mode == "thread"
-            else None
+        # Each version has threads of its own: one stuck in a model holds up no other.
+        new_executor = partial(
+            ThreadPoolExecutor, 1, thread_name_prefix=f"model-{loaded.name}-{loaded.version}"
         )
         self.batcher = Batcher(
             loaded.predictor.predict_prepared,
@@ -202,7 +202,9 @@ class ModelRuntime:
             policy=policy,
             admission=admission,
             loop=loop,
-            executor=self._executor,
+            executor=new_executor() if run_mode(warmed.full_batch_s) == "thread" else None,
+            new_executor=new_executor,
+            request_timeout_s=request_timeout_s,
             observe=observe,
             listen=self._announce if recorder is not None else None,
             lag=lag,
@@ -214,6 +216,11 @@ class ModelRuntime:
         self.example = warmed.example  # one record of the version's own data, for docs
         # Requests between lookup and answer; a replaced version is unloaded only at 0.
         self.active = 0
+
+    @property
+    def mode(self) -> str:
+        """``"thread"`` or ``"loop"``: where the model's calls run now."""
+        return "thread" if self.batcher.threaded else "loop"
 
     def _announce(
         self,
@@ -231,5 +238,4 @@ class ModelRuntime:
 
     def close(self) -> None:
         """Release the model's thread, if it has one (the session goes with the object)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        self.batcher.close()

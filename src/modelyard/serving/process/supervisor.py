@@ -15,6 +15,13 @@ every worker, closes its copy of the socket and waits for them to drain; a
 worker that dies is restarted (at most ``MAX_RESTARTS`` per minute). Per-worker
 metrics are merged through files in a directory the supervisor owns.
 
+A worker that is alive but stuck is replaced too, and counts as a restart
+(``watchdog``): one whose event loop stopped beating (an inline model call that
+never returns) is killed and a new one started on its socket; one that reports a
+model call hung on a thread gets its replacement first, then SIGTERM, so that its
+in-flight requests are answered (504 for the stuck model's), and is killed if it has
+not exited when its graceful shutdown should have ended.
+
 The supervisor also runs the server's background loops (``background``: rollout
 controller, retention sweep, monitoring pass) and its ``LogIngester``, which stores
 the workers' inference logs (each worker only writes its own write-ahead log), each on
@@ -41,6 +48,7 @@ from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.runner.host import Runner, start_runner
+from modelyard.serving.process.watchdog import Heartbeat, Verdict, verdict
 from modelyard.serving.process.worker import STARTUP_FAILURE, drain_delay, run_worker
 from modelyard.serving.recording import open_log_ingester
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -53,7 +61,12 @@ _CHECK_EVERY_S = 0.2
 
 
 def _worker_main(
-    settings: Settings, refs: list[str], trusted: bool, sock: socket.socket, metrics_dir: Path
+    settings: Settings,
+    refs: list[str],
+    trusted: bool,
+    sock: socket.socket,
+    metrics_dir: Path,
+    heartbeat: Heartbeat,
 ) -> None:
     run_worker(
         settings,
@@ -63,6 +76,7 @@ def _worker_main(
         metrics_dir=metrics_dir,
         worker=str(os.getpid()),
         ingest_log=False,  # the supervisor's LogIngester stores every worker's log
+        heartbeat=heartbeat,
     )
 
 
@@ -131,6 +145,9 @@ class Supervisor:
         self._stop: int | None = None
         self._context = multiprocessing.get_context("spawn")
         self._restarts: list[float] = []
+        self._heartbeats: dict[int, Heartbeat] = {}  # by worker slot
+        # Replaced workers still stopping, each with the time by which it is killed.
+        self._retiring: list[tuple[BaseProcess, float]] = []
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         self._stop = sig
@@ -150,19 +167,25 @@ class Supervisor:
         ingester = None
         runner: Runner | None = None
         try:
-            processes += [self._start(sock, metrics_dir) for sock in sockets]
+            processes += [self._start(slot, sock, metrics_dir) for slot, sock in enumerate(sockets)]
             runner = start_server_runner(self._settings, metrics_dir, trusted=self._trusted)
             if self._settings.monitoring.log_inferences:
                 ingester = open_log_ingester(
                     self._settings,
                     SqlInferenceLogRepository(db),
-                    follow=lambda: [str(p.pid) for p in processes if p.is_alive()],
+                    follow=lambda: [
+                        str(p.pid)
+                        for p in processes + [old for old, _ in self._retiring]
+                        if p.is_alive()
+                    ],
                     on_error=lambda event, fields: log.emit("error", event, fields),
                 )
             while self._stop is None:
                 time.sleep(_CHECK_EVERY_S)
                 log.flush()
                 status = self._replace_dead(processes, sockets, metrics_dir)
+                status = status or self._replace_stuck(processes, sockets, metrics_dir, log)
+                self._reap_retiring()
                 if status:
                     break
         finally:
@@ -173,7 +196,7 @@ class Supervisor:
                     os.kill(process.pid, signal.SIGTERM)
             for sock in sockets:
                 sock.close()
-            self._join(processes)
+            self._join(processes + [old for old, _ in self._retiring])
             if ingester is not None:
                 ingester.close()  # the workers' logs, now orphans, go into the store
             db.dispose()
@@ -183,10 +206,11 @@ class Supervisor:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         return status
 
-    def _start(self, sock: socket.socket, metrics_dir: Path) -> BaseProcess:
+    def _start(self, slot: int, sock: socket.socket, metrics_dir: Path) -> BaseProcess:
+        heartbeat = self._heartbeats[slot] = Heartbeat(self._context)
         process: Any = self._context.Process(
             target=_worker_main,
-            args=(self._settings, self._refs, self._trusted, sock, metrics_dir),
+            args=(self._settings, self._refs, self._trusted, sock, metrics_dir, heartbeat),
             name="modelyard-worker",
         )
         process.start()
@@ -202,17 +226,73 @@ class Supervisor:
             if code == STARTUP_FAILURE:
                 sys.stderr.write("modelyard: a worker could not start; see the JSON log\n")
                 return 1
-            now = time.monotonic()
-            self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW_S]
-            if len(self._restarts) >= MAX_RESTARTS:
-                sys.stderr.write(
-                    f"modelyard: workers died {MAX_RESTARTS} times within a minute; stopping\n"
-                )
+            if not self._may_restart():
                 return 1
-            self._restarts.append(now)
             sys.stderr.write(f"modelyard: worker {process.pid} exited ({code}); restarting it\n")
-            processes[index] = self._start(sockets[index], metrics_dir)
+            processes[index] = self._start(index, sockets[index], metrics_dir)
         return 0
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW_S]
+        if len(self._restarts) >= MAX_RESTARTS:
+            sys.stderr.write(
+                f"modelyard: workers died {MAX_RESTARTS} times within a minute; stopping\n"
+            )
+            return False
+        self._restarts.append(now)
+        return True
+
+    def _replace_stuck(
+        self,
+        processes: list[BaseProcess],
+        sockets: list[socket.socket],
+        metrics_dir: Path,
+        log: JsonLog,
+    ) -> int:
+        serving = self._settings.serving
+        for index, process in enumerate(processes):
+            if self._stop is not None or not process.is_alive() or process.pid is None:
+                continue
+            beat_s, hung = self._heartbeats[index].read()
+            now = time.monotonic()
+            found = verdict(
+                beat_s=beat_s, hung=hung, now_s=now, stall_limit_s=serving.loop_stall_limit_s
+            )
+            if found is None:
+                continue
+            if not self._may_restart():
+                return 1
+            reason = (
+                f"its event loop has not run for {now - beat_s:.1f} s"
+                if found is Verdict.FROZEN
+                else f"a model call has run for over {serving.model_hang_limit_s:g} s"
+            )
+            sys.stderr.write(f"modelyard: worker {process.pid} is stuck ({reason}); replacing it\n")
+            log.emit(
+                "error",
+                "worker_replaced",
+                {"worker": str(process.pid), "reason": found.value, "detail": reason},
+            )
+            if found is Verdict.FROZEN:  # it cannot drain: nothing runs on its loop
+                process.kill()
+                kill_at = now
+            else:  # its in-flight requests are answered (504 for the stuck model's) first
+                os.kill(process.pid, signal.SIGTERM)
+                kill_at = now + serving.request_timeout_s + drain_delay(self._settings) + 10
+            self._retiring.append((process, kill_at))
+            processes[index] = self._start(index, sockets[index], metrics_dir)
+        return 0
+
+    def _reap_retiring(self) -> None:
+        now = time.monotonic()
+        for process, kill_at in list(self._retiring):
+            if process.is_alive() and now >= kill_at:
+                sys.stderr.write(f"modelyard: worker {process.pid} did not stop in time; killing\n")
+                process.kill()
+            if not process.is_alive():
+                process.join()
+                self._retiring.remove((process, kill_at))
 
     def _join(self, processes: list[BaseProcess]) -> None:
         serving = self._settings.serving

@@ -15,12 +15,19 @@ finish in-flight requests, then lifespan shutdown) plus two additions here:
 readiness turns false the moment a stop signal arrives, and with
 ``serving.drain_delay_s`` > 0 a SIGTERM keeps serving that long first, so a load
 balancer has time to see the readiness change (the Kubernetes pattern).
+
+Every uvicorn tick (0.1 s) the worker beats its ``watchdog.Heartbeat`` and checks for a
+model call stuck past ``model_hang_limit_s``: it logs ``model_hung`` once and reports it
+through the heartbeat, for the supervisor to replace this worker. A worker whose
+threads are stuck in a model could not exit normally (the interpreter joins them), so
+it ends with ``os._exit`` once it has stopped serving and closed its stores.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
+import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -46,6 +53,7 @@ from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.feature_store import FeaturePush, StoreFeatures
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.http.connection import ConnectionLimits, HttpConnection
+from modelyard.serving.process.watchdog import Heartbeat
 from modelyard.serving.recording import (
     FeedbackReceiver,
     InferenceLogRecorder,
@@ -87,11 +95,19 @@ def uvicorn_config(app: ServingApp, settings: Settings) -> uvicorn.Config:
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, telling the app to report not-ready as soon as a stop begins."""
 
-    def __init__(self, config: uvicorn.Config, app: ServingApp, drain_delay_s: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: ServingApp,
+        drain_delay_s: float,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._drain_delay_s = drain_delay_s
         self._drain_until: float | None = None
+        self._heartbeat = heartbeat
+        self.hung = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.start_draining()
@@ -107,6 +123,18 @@ class DrainingServer(uvicorn.Server):
         gc.freeze()  # why: the module docstring
 
     async def on_tick(self, counter: int) -> bool:
+        now = time.monotonic()
+        hung = self._app.manager.hung(now)
+        if hung is not None and not self.hung:
+            self._app.log.emit(
+                "error",
+                "model_hung",
+                {"model": hung.name, "version": hung.version, "worker_healthy": False},
+            )
+            self._app.log.flush()
+        self.hung = hung is not None
+        if self._heartbeat is not None:
+            self._heartbeat.beat(now, hung=self.hung)
         if self._drain_until is not None and time.monotonic() >= self._drain_until:
             self._drain_until = None
             super().handle_exit(signal.SIGTERM, None)
@@ -190,8 +218,10 @@ def run_worker(
     metrics_dir: Path | None = None,
     worker: str = "0",
     ingest_log: bool = True,
+    heartbeat: Heartbeat | None = None,
 ) -> None:
-    """Serve in this process until a stop signal; blocking (see ``worker_app``)."""
+    """Serve in this process until a stop signal; blocking (see ``worker_app``).
+    ``heartbeat``: where the supervisor watches this worker (see ``watchdog``)."""
     limit_native_threads(settings.serving.intra_op_threads)
     with worker_app(
         settings,
@@ -201,5 +231,9 @@ def run_worker(
         worker=worker,
         ingest_log=ingest_log,
     ) as app:
-        server = DrainingServer(uvicorn_config(app, settings), app, drain_delay(settings))
+        server = DrainingServer(
+            uvicorn_config(app, settings), app, drain_delay(settings), heartbeat
+        )
         server.run(sockets=sockets)
+    if app.manager.calls_running():
+        os._exit(0)  # why: the module docstring (threads stuck in a model)

@@ -53,3 +53,23 @@ class Sleeps(Linear):
     def predict_proba(self, features: Any) -> np.ndarray:
         time.sleep(self.seconds)
         return super().predict_proba(features)
+
+
+class HangsAbove(Linear):
+    """``Linear`` that takes ``seconds`` per call, and never returns from a batch holding a
+    row with feature 0 above ``threshold`` (a model stuck on some inputs). ``seconds``
+    above 2 ms puts it on a thread at warm-up; 0 keeps it on the event loop."""
+
+    def __init__(self, weights: list[float], threshold: float, seconds: float = 0.0) -> None:
+        super().__init__(weights)
+        self.threshold = threshold
+        self.seconds = seconds
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        values = np.asarray(features, dtype=np.float64)
+        if (values[:, 0] > self.threshold).any():
+            while True:
+                time.sleep(3600)
+        if self.seconds:
+            time.sleep(self.seconds)
+        return super().predict_proba(values)
