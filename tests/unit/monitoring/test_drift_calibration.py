@@ -207,15 +207,17 @@ def test_500_windows_without_shift_raise_at_most_1_percent_false_alarms() -> Non
     config = DriftConfig(categorical_features=("channel",))
     reference = synthetic(np.random.default_rng(10_000), 2000)
     alarms = sum(
-        detect_drift(reference, synthetic(np.random.default_rng(seed), 500), config, seed)
-        .dataset_drift
+        detect_drift(
+            reference, synthetic(np.random.default_rng(seed), 500), config, seed
+        ).dataset_drift
         for seed in range(500)
     )
     assert alarms <= 5, f"{alarms} false alarms in 500 windows"
     # ...and it is not quiet because it is deaf: half a standard deviation is found.
     found = sum(
-        detect_drift(reference, synthetic(np.random.default_rng(seed), 500, 0.5), config, seed)
-        .dataset_drift
+        detect_drift(
+            reference, synthetic(np.random.default_rng(seed), 500, 0.5), config, seed
+        ).dataset_drift
         for seed in range(1000, 1020)
     )
     assert found == 20
