@@ -23,6 +23,11 @@ this for quick checks. Two modes:
   latencies the corrected figures include up to a millisecond of the
   generator's own lateness.
 
+``LoadPlan.keep_header`` (a response header's name) also keeps every measured
+answer as a ``Response``: its status, its service time and that header's value
+(``x-request-id``, ``x-model-version``), in the order the answers arrived, for
+tests that must know *which* requests succeeded or which version answered.
+
 Only loopback targets are accepted (127.0.0.0/8, ::1, ``localhost``), and every
 run is bounded by ``MAX_DURATION_S``: this is a tool for checking your own
 server, not for loading someone else's.
@@ -151,6 +156,17 @@ class LatencySummary:
 
 
 @dataclass(frozen=True)
+class Response:
+    """One measured answer, kept when the plan names ``keep_header``: its status, the
+    time from its send to its answer, and the value of the kept header (``None`` when
+    the answer had none)."""
+
+    status: int
+    service_s: float
+    header: str | None
+
+
+@dataclass(frozen=True)
 class LoadResult:
     """What a run measured (after its warm-up).
 
@@ -169,6 +185,7 @@ class LoadResult:
     errors: dict[str, int]
     latency: LatencySummary
     service: LatencySummary | None = None
+    responses: tuple[Response, ...] = ()
 
     @property
     def error_count(self) -> int:
@@ -271,6 +288,17 @@ class ResponseHead:
     status: int
     length: int | None  # None: chunked
     keep_alive: bool
+    raw: bytes = b""
+
+
+def header_value(head: bytes, name: str) -> str | None:
+    """The value of header ``name`` (any case) in a response head, or ``None``."""
+    key = b"\r\n" + name.lower().encode("latin-1") + b":"
+    at = head.lower().find(key)
+    if at < 0:
+        return None
+    end = head.find(b"\r\n", at + len(key))
+    return head[at + len(key) : end if end >= 0 else len(head)].strip().decode("latin-1")
 
 
 def parse_head(head: bytes) -> ResponseHead:
@@ -287,13 +315,13 @@ def parse_head(head: bytes) -> ResponseHead:
     if at >= 0:
         end = lower.find(b"\r\n", at + 17)
         try:
-            return ResponseHead(status, int(lower[at + 17 : end]), keep_alive)
+            return ResponseHead(status, int(lower[at + 17 : end]), keep_alive, head)
         except ValueError:
             raise ResponseError("bad Content-Length header") from None
     if b"\r\ntransfer-encoding: chunked" in lower:
-        return ResponseHead(status, None, keep_alive)
+        return ResponseHead(status, None, keep_alive, head)
     if status in (204, 304) or 100 <= status < 200:
-        return ResponseHead(status, 0, keep_alive)
+        return ResponseHead(status, 0, keep_alive, head)
     raise ResponseError("the response has neither Content-Length nor chunked encoding")
 
 
@@ -305,7 +333,8 @@ class LoadPlan:
     measured requests, whichever comes first; both are capped. ``rate`` (requests
     per second across all connections) switches to open-loop mode. ``variants``, when
     given, are (path, body) pairs sent in turn instead of ``path`` and ``body``: varied
-    inputs, or several deployments, each encoded once.
+    inputs, or several deployments, each encoded once. ``keep_header`` keeps every
+    measured answer (``LoadResult.responses``) with that response header's value.
     """
 
     url: str
@@ -319,6 +348,7 @@ class LoadPlan:
     method: str = "POST"
     headers: Mapping[str, str] = field(default_factory=dict)
     variants: tuple[tuple[str, bytes], ...] = ()
+    keep_header: str | None = None
 
     def check(self) -> Target:
         """The target, once every bound is checked (raises ``ValidationError``)."""
@@ -373,6 +403,7 @@ class _Run:
         self.stopped = False
         self.started = 0.0
         self.last_done = 0.0
+        self.responses: list[Response] = []
 
     def next_request(self) -> bytes:
         """The encoded request to send next: the variants in turn, across connections."""
@@ -401,9 +432,13 @@ class _Run:
             self.errors[kind] = self.errors.get(kind, 0) + 1
             self.measured += 1
 
-    def done(self, status: int, latency: float, service: float, now: float) -> None:
+    def done(self, head: ResponseHead, latency: float, service: float, now: float) -> None:
         if not self._counts():
             return
+        status = head.status
+        if self.plan.keep_header is not None:
+            value = header_value(head.raw, self.plan.keep_header)
+            self.responses.append(Response(status, service, value))
         self.measured += 1
         self.last_done = now
         if 200 <= status < 300:
@@ -447,7 +482,7 @@ class _Connection:
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.target.host, self.target.port)
 
-    async def exchange(self, request: bytes) -> int:
+    async def exchange(self, request: bytes) -> ResponseHead:
         if self.writer is None:
             await self.open()
         assert self.reader is not None
@@ -456,7 +491,7 @@ class _Connection:
         head = await _read_response(self.reader)
         if not head.keep_alive:
             self.close()
-        return head.status
+        return head
 
     def close(self) -> None:
         if self.writer is not None:
@@ -478,14 +513,14 @@ async def _closed_loop(run: _Run, number: int) -> None:
         while run.take_ticket():
             sent = clock()
             try:
-                status = await connection.exchange(run.next_request())
+                head = await connection.exchange(run.next_request())
             except _TRANSPORT_ERRORS as error:
                 connection.close()
                 run.count_error(type(error).__name__)
                 await asyncio.sleep(RECONNECT_PAUSE_S)
                 continue
             now = clock()
-            run.done(status, now - sent, now - sent, now)
+            run.done(head, now - sent, now - sent, now)
     finally:
         connection.close()
 
@@ -505,13 +540,13 @@ async def _open_loop(run: _Run, number: int) -> None:
                 break
             sent = clock()
             try:
-                status = await connection.exchange(run.next_request())
+                head = await connection.exchange(run.next_request())
             except _TRANSPORT_ERRORS as error:
                 connection.close()
                 run.count_error(type(error).__name__)
             else:
                 now = clock()
-                run.done(status, now - due, now - sent, now)
+                run.done(head, now - due, now - sent, now)
             due += interval
     finally:
         connection.close()
@@ -561,6 +596,7 @@ async def generate(plan: LoadPlan) -> LoadResult:
         errors=dict(sorted(run.errors.items())),
         latency=run.latency.summary(),
         service=run.service.summary() if run.service is not None else None,
+        responses=tuple(run.responses),
     )
 
 

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression
 
 from modelyard.config import load_settings
+from modelyard.loadtest.generator import LoadPlan, LoadResult, run_load
 from modelyard.yard import Yard
 
 FRAUD_FIELDS = [f"f{i}" for i in range(30)]
@@ -158,3 +161,27 @@ def start_load() -> Iterator[Callable[..., Load]]:
     yield start
     for load in runs:
         load.stop()
+
+
+def load_in_background(plan: LoadPlan) -> Future[LoadResult]:
+    """Run the load generator's ``plan`` on a thread of its own (its own event loop) while
+    the test acts on the server; the future's result is what the run measured."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+    future = pool.submit(run_load, plan)
+    pool.shutdown(wait=False)
+    return future
+
+
+def workers(pid: int) -> set[int]:
+    """The worker processes of the supervisor ``pid`` (spawned children, not its helpers)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in command:
+                found.add(int(entry))
+    return found

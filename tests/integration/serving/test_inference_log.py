@@ -20,13 +20,14 @@ import orjson
 from sqlalchemy import select
 
 from modelyard.config import load_settings
+from modelyard.loadtest.generator import LoadPlan
 from modelyard.monitoring.feedback_join import joined
 from modelyard.monitoring.inference_log.payload import Payload
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.store.database import Database
 from modelyard.store.schema import inference_batches
 
-from .conftest import Load, fraud_features
+from .conftest import Load, fraud_features, load_in_background, workers
 
 
 def logged_request_ids(home: Path) -> Counter[str]:
@@ -120,5 +121,61 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(
 
     launch_server(fresh_home, ["fraud@champion"])  # a restart replays what the store missed
     assert wait_until(lambda: acknowledged <= set(logged_request_ids(fresh_home)), 30)
+    logged = logged_request_ids(fresh_home)
+    assert all(logged[request_id] == 1 for request_id in acknowledged)
+
+
+KILL_RATE = 1000.0  # requests/s, open loop
+KILL_RUN_S = 5.0
+
+
+def test_sigkill_of_one_worker_under_load_fails_under_0_1_percent_and_loses_nothing(
+    fresh_home: Path, launch_server: Callable[..., Any], fraud_body: bytes, wait_until: Any
+) -> None:
+    server = launch_server(fresh_home, ["fraud@champion"], workers=2)
+
+    def ready_workers() -> int:
+        lines = [orjson.loads(line) for line in server.log_path.read_bytes().splitlines()]
+        return len({line["worker"] for line in lines if line["event"] == "worker_ready"})
+
+    assert wait_until(lambda: ready_workers() == 2, 60)  # a worker listens once ready
+    before = workers(server.process.pid)
+    assert len(before) == 2
+    # Few connections: each request in flight on the killed worker (at most one per
+    # connection, and one stale keep-alive connection each) fails, and < 0.1% of 5,000
+    # requests leaves room for 4 of them: all 4 connections may hash to the victim.
+    plan = LoadPlan(
+        server.url,
+        "/v2/models/fraud/infer",
+        fraud_body,
+        connections=4,
+        rate=KILL_RATE,
+        duration_s=KILL_RUN_S,
+        keep_header="x-request-id",
+    )
+    started = time.monotonic()
+    running = load_in_background(plan)
+    assert wait_until(lambda: time.monotonic() - started > 1.5, 5)
+    os.kill(max(before), signal.SIGKILL)
+    result = running.result(timeout=KILL_RUN_S + 30)
+    acknowledged = {r.header for r in result.responses if 200 <= r.status < 300}
+    failed = result.requests - len(acknowledged)
+    print(
+        f"{result.requests} requests at {result.requests / result.duration_s:.0f}/s, "
+        f"{failed} failed ({result.errors}), p99 {result.latency.p99_s * 1e3:.1f} ms"
+    )
+
+    assert None not in acknowledged
+    assert len(acknowledged) == result.ok  # one distinct id per acknowledged request
+    assert result.requests >= 0.9 * KILL_RATE * KILL_RUN_S
+    assert failed < 0.001 * result.requests, f"{failed} of {result.requests}: {result.errors}"
+    assert wait_until(lambda: len(workers(server.process.pid) - before) == 1, 60), (
+        "the killed worker was not replaced"
+    )
+    # The killed worker's acknowledged records are in its write-ahead log; the
+    # supervisor's ingester carries them into the store.
+    assert wait_until(lambda: acknowledged <= set(logged_request_ids(fresh_home)), 30), (
+        f"{len(acknowledged - set(logged_request_ids(fresh_home)))} acknowledged records lost"
+    )
     logged = logged_request_ids(fresh_home)
     assert all(logged[request_id] == 1 for request_id in acknowledged)

@@ -189,3 +189,35 @@ def test_the_stored_form_of_a_new_verdict_names_its_effect_and_floor() -> None:
     assert stored["effect_floor"] == 0.1
     assert stored["effect_size"] == pytest.approx(0.5, abs=0.15)
     assert stored["drifted"] is True
+
+
+def synthetic(rng: np.random.Generator, size: int, shift: float = 0.0) -> Window:
+    """8 gaussian columns (the first moved by ``shift`` standard deviations), a lognormal
+    one and a categorical one: the mix of a tabular model's inputs."""
+    window: Window = {f"g{i}": rng.normal(size=size) for i in range(8)}
+    window["g0"] = window["g0"] + shift
+    window["amount"] = rng.lognormal(3.0, 1.0, size)
+    window["channel"] = rng.choice(np.array(["web", "app", "shop"]), size, p=[0.5, 0.3, 0.2])
+    return window
+
+
+def test_500_windows_without_shift_raise_at_most_1_percent_false_alarms() -> None:
+    # The README's promise: at most 1% of windows without any shift alarm. Each window is
+    # an independent seeded draw of 500 rows from the reference's own distribution.
+    config = DriftConfig(categorical_features=("channel",))
+    reference = synthetic(np.random.default_rng(10_000), 2000)
+    alarms = sum(
+        detect_drift(
+            reference, synthetic(np.random.default_rng(seed), 500), config, seed
+        ).dataset_drift
+        for seed in range(500)
+    )
+    assert alarms <= 5, f"{alarms} false alarms in 500 windows"
+    # ...and it is not quiet because it is deaf: half a standard deviation is found.
+    found = sum(
+        detect_drift(
+            reference, synthetic(np.random.default_rng(seed), 500, 0.5), config, seed
+        ).dataset_drift
+        for seed in range(1000, 1020)
+    )
+    assert found == 20

@@ -23,6 +23,7 @@ from modelyard.loadtest.generator import (
     check_loopback,
     cost_per_1000,
     encode_request,
+    header_value,
     parse_head,
 )
 
@@ -263,3 +264,26 @@ def test_variants_are_sent_in_turn_across_connections() -> None:
     assert sent[0] == sent[2] != sent[1] == sent[3]
     assert sent[0].startswith(b"POST /v2/models/a/infer HTTP/1.1")
     assert sent[1].endswith(b"\r\n\r\n22")
+
+
+def test_header_value_is_found_in_any_case() -> None:
+    head = b"HTTP/1.1 200 OK\r\nX-Request-Id: abc-1\r\nx-model-version: 2\r\n\r\n"
+    assert header_value(head, "x-request-id") == "abc-1"
+    assert header_value(head, "X-Model-Version") == "2"
+    assert header_value(head, "retry-after") is None
+
+
+def test_kept_answers_carry_status_service_time_and_header() -> None:
+    from modelyard.loadtest.generator import _Run
+
+    run = _Run(plan(keep_header="x-request-id"), Target("127.0.0.1", 8000))
+    run.measuring = True
+    ok = parse_head(b"HTTP/1.1 200 OK\r\nx-request-id: r1\r\nContent-Length: 0\r\n\r\n")
+    shed = parse_head(b"HTTP/1.1 503 X\r\nContent-Length: 0\r\n\r\n")
+    run.done(ok, 0.5, 0.25, 1.0)
+    run.done(shed, 0.5, 0.125, 2.0)
+    assert [(r.status, r.service_s, r.header) for r in run.responses] == [
+        (200, 0.25, "r1"),
+        (503, 0.125, None),
+    ]
+    assert _Run(plan(), Target("127.0.0.1", 8000)).responses == []

@@ -73,3 +73,19 @@ class HangsAbove(Linear):
         if self.seconds:
             time.sleep(self.seconds)
         return super().predict_proba(values)
+
+
+class SleepsAbove(Linear):
+    """``Linear``, except that a batch holding a row with feature 0 above ``threshold``
+    sleeps ``seconds`` (a version that hangs on some inputs, not on its example)."""
+
+    def __init__(self, weights: list[float], threshold: float, seconds: float) -> None:
+        super().__init__(weights)
+        self.threshold = threshold
+        self.seconds = seconds
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        values = np.asarray(features, dtype=np.float64)
+        if (values[:, 0] > self.threshold).any():
+            time.sleep(self.seconds)
+        return super().predict_proba(values)
