@@ -129,3 +129,51 @@ def test_alias_move_and_back_at_500_per_second_fails_nothing(
     assert switches[-1] == "1"
     assert "2" in switches
     assert set(versions) == {"1", "2"}
+
+
+def test_a_corrupt_artifact_on_an_alias_move_keeps_the_old_version_serving(
+    fresh_home: Path,
+    launch_server: Any,
+    start_load: Any,
+    fraud_body: bytes,
+    wait_until: Any,
+) -> None:
+    # Issue 19, item 7: v2's blob is damaged on disk after registration; moving the alias
+    # to it under load must be refused (hash check) while v1 keeps answering every request.
+    with Yard(load_settings(home=fresh_home, environ={})) as yard:
+        digest = yard.registry.get_version("fraud", 2).artifact_digest
+        assert digest != yard.registry.get_version("fraud", 1).artifact_digest
+    blob = next(fresh_home.rglob(digest))
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size: only the hash can tell
+    blob.write_bytes(bytes(data))
+
+    server = launch_server(fresh_home, ["fraud@champion"])
+    load = start_load(server.url, "/v2/models/fraud/infer", fraud_body)
+    assert load.wait_for(lambda outcomes: len(outcomes) > 200, timeout=30)
+
+    with Yard(load_settings(home=fresh_home, environ={})) as yard:
+        yard.registry.set_alias("fraud", "champion", 2, reason="test: promote a corrupt v2")
+
+    def refusals() -> list[dict[str, Any]]:
+        lines = server.log_path.read_bytes().splitlines()
+        return search(lines, LogQuery(event="model_load_failed"), None)
+
+    refused = wait_until(refusals, timeout=30)
+    assert refused, "the server did not report the refused load"
+    assert (refused[0]["model"], refused[0]["version"]) == ("fraud", 2)
+    assert "corrupt" in refused[0]["error"]
+    # Keep the load on for another 2,000 requests after the refusal (~3 s at ~750 req/s).
+    after = len(load.outcomes)
+    assert load.wait_for(lambda outcomes: len(outcomes) > after + 2000, timeout=60)
+    outcomes = load.stop()
+
+    failures = [o for o in outcomes if o.status != 200]
+    assert failures == [], f"{len(failures)} of {len(outcomes)} failed: {failures[:5]}"
+    assert {o.version for o in outcomes} == {"1"}
+    rate = len(outcomes) / (outcomes[-1].at - outcomes[0].at)
+    assert rate > 100, f"the load ran at {rate:.0f} req/s, below the scale this test claims"
+    lines = server.log_path.read_bytes().splitlines()
+    assert search(lines, LogQuery(event="model_swapped"), None) == []
+    assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
