@@ -275,7 +275,6 @@ def run_demo(
             interrupted=interrupted,
         )
     markdown, page = write_report(out / "report", record)
-    (out / "report" / "record.json").write_text(json.dumps(record.to_dict(), indent=2))
     return DemoResult(out, home, markdown, page, record, interrupted)
 
 

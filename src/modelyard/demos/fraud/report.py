@@ -12,6 +12,7 @@ where it was measured.
 from __future__ import annotations
 
 import html
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -495,10 +496,15 @@ def _scenario_line(record: DemoRecord) -> str:
 
 
 def write_report(folder: Path, record: DemoRecord) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``folder``; their paths."""
+    """Write ``report.md``, ``report.html`` and ``record.json`` into ``folder``, each
+    whole or not at all; the paths of the first two."""
     folder.mkdir(parents=True, exist_ok=True)
     markdown, page = folder / "report.md", folder / "report.html"
-    for path, text in ((markdown, render_markdown(record)), (page, render_html(record))):
+    for path, text in (
+        (markdown, render_markdown(record)),
+        (page, render_html(record)),
+        (folder / "record.json", json.dumps(record.to_dict(), indent=2)),
+    ):
         temporary = path.with_suffix(path.suffix + ".tmp")
         temporary.write_text(text)
         temporary.replace(path)
