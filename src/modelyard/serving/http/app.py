@@ -59,7 +59,7 @@ from modelyard.serving.http.intake import (
 )
 from modelyard.serving.http.openapi import build_openapi
 from modelyard.serving.http.requestids import RequestIds
-from modelyard.serving.http.routes import ANY_HOST, GUARDED, QUIET, WRITE, Endpoint, Router
+from modelyard.serving.http.routes import ANY_HOST, GUARDED, QUIET, WRITE, Router
 from modelyard.serving.pipeline import JSON, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import (
@@ -325,16 +325,24 @@ class ServingApp:
                 endpoint = route.name
                 if endpoint not in ANY_HOST:
                     self._hosts.check(host)
-                reply = await self._answer(
-                    route,
-                    call,
-                    body,
-                    authorization,
-                    content_type,
-                    content_length,
-                    binary_header is not None,
-                    origin is not None,
-                )
+                # the token, then the body (inline: a coroutine more costs every request)
+                if self._token is not None and endpoint in GUARDED:
+                    check_bearer(authorization, self._token)
+                binary = binary_header is not None
+                if route.methods != WRITE:
+                    body = b""
+                elif isinstance(body, bytes):
+                    check_media_type(content_type, binary, not body, origin is not None)
+                else:
+                    body = await read_json_body(
+                        body,
+                        content_type,
+                        content_length,
+                        self.max_body_bytes,
+                        binary,
+                        origin is not None,
+                    )
+                reply = await self._handlers[endpoint](route, call, body)
         except ModelyardError as error:
             status = http_status(error)
             reply = Reply(
@@ -375,30 +383,6 @@ class ServingApp:
             assert origin is not None
             response_headers.extend(self._cors.headers(origin))
         return call, endpoint, reply, response_headers, started
-
-    async def _answer(
-        self,
-        route: Endpoint,
-        call: Call,
-        body: bytes | Receive,
-        authorization: bytes | None,
-        content_type: bytes | None,
-        content_length: int,
-        binary: bool,
-        browser: bool,
-    ) -> Reply:
-        """The endpoint's reply once the token and the body have passed."""
-        if self._token is not None and route.name in GUARDED:
-            check_bearer(authorization, self._token)
-        if route.methods != WRITE:
-            body = b""
-        elif isinstance(body, bytes):
-            check_media_type(content_type, binary, empty=not body, browser=browser)
-        else:
-            body = await read_json_body(
-                body, content_type, content_length, self.max_body_bytes, binary, browser
-            )
-        return await self._handlers[route.name](route, call, body)
 
     def record(self, answer: Answer) -> None:
         """Count a written answer in /metrics and the JSON log."""

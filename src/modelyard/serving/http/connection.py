@@ -142,7 +142,10 @@ class HttpConnection(asyncio.Protocol):
         limits: ConnectionLimits | None = None,
     ) -> None:
         self._app = app
-        self._limits = limits or ConnectionLimits()
+        self._limits = limits = limits or ConnectionLimits()
+        # read on every header: plain attributes, not a lookup through ``_limits``
+        self._max_header_count = limits.max_header_count
+        self._max_header_bytes = limits.max_header_bytes
         self._loop = _loop or asyncio.get_event_loop()
         self._state = server_state
         self._idle_timeout = config.timeout_keep_alive
@@ -266,12 +269,13 @@ class HttpConnection(asyncio.Protocol):
             self._refuse_head(414, message)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        headers = self._headers
+        headers.append((name.lower(), value))
         self._header_bytes += len(name) + len(value)
-        if len(self._headers) > self._limits.max_header_count:
-            self._refuse_head(431, _too_many_headers(self._limits.max_header_count))
-        if self._header_bytes > self._limits.max_header_bytes:
-            self._refuse_head(431, _too_large_headers(self._limits.max_header_bytes))
+        if len(headers) > self._max_header_count:
+            self._refuse_head(431, _too_many_headers(self._max_header_count))
+        if self._header_bytes > self._max_header_bytes:
+            self._refuse_head(431, _too_large_headers(self._max_header_bytes))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
