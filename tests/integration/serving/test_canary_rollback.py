@@ -9,6 +9,7 @@ import importlib
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,11 @@ class VariedLoad:
 
 
 def test_failing_canary_is_rolled_back_under_load(
-    model_home: Path, tmp_path: Path, launch_server: Any, pickled_models: Any
+    model_home: Path,
+    tmp_path: Path,
+    launch_server: Any,
+    pickled_models: Any,
+    wait_until: Callable[..., Any],
 ) -> None:
     home = Path(shutil.copytree(model_home, tmp_path / "home"))
     rng = np.random.default_rng(3)
@@ -114,14 +119,10 @@ def test_failing_canary_is_rolled_back_under_load(
         store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
         rollout_at = time.time()
         RolloutController(store).start("risky", 2, policy, actor="test")
-        rollback = None
-        deadline = time.monotonic() + 30
-        while rollback is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            found = store.events("risky", "rollout.rollback")
-            rollback = found[0] if found else None
+        rolled_back = wait_until(lambda: store.events("risky", "rollout.rollback"), 30)
+        assert rolled_back, "the controller did not roll the canary back in 30 s"
+        rollback = store.events("risky", "rollout.rollback")[0]
         final = store.get("risky")
-    assert rollback is not None, "the controller did not roll the canary back in 30 s"
     time.sleep(3.0)  # traffic after the rollback
     answers = load.stop()
     assert time.monotonic() - started < 45
