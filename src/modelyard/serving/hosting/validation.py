@@ -209,7 +209,8 @@ class InputValidator:
             )
         rows = shape[0]
         self._check_rows(rows)
-        check_declared_values(tensor, self.names)
+        if tensor.datatype in _INTEGER_RANGES:
+            check_declared_values(tensor, self.names)
         if self._matrix:
             self._check_datatype(tensor.name, self._kind, tensor.datatype)
             data = tensor.data

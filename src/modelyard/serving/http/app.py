@@ -323,7 +323,8 @@ class ServingApp:
             else:
                 route = self._router.resolve(method, path)
                 endpoint = route.name
-                if endpoint not in ANY_HOST:
+                # a Host already seen and allowed costs a dict lookup, not a call
+                if endpoint not in ANY_HOST and not self._hosts.seen.get(host):
                     self._hosts.check(host)
                 # the token, then the body (inline: a coroutine more costs every request)
                 if self._token is not None and endpoint in GUARDED:
@@ -332,7 +333,8 @@ class ServingApp:
                 if route.methods != WRITE:
                     body = b""
                 elif isinstance(body, bytes):
-                    check_media_type(content_type, binary, not body, origin is not None)
+                    if content_type != JSON:  # the usual type, exactly, needs no parsing
+                        check_media_type(content_type, binary, not body, origin is not None)
                 else:
                     body = await read_json_body(
                         body,

@@ -156,8 +156,8 @@ class HttpConnection(asyncio.Protocol):
         self._headers: Headers = []
         self._in_head = False  # between a request's first byte and its headers' end
         self._head_bytes = 0  # bytes read while in a head (the parser buffers a header whole)
+        self._head_reads = 0  # the size of the reads that held the current head: its bound
         self._reading = 0  # the size of the read being parsed
-        self._header_bytes = 0
         self._buffered = 0  # body bytes held by requests read but not yet started
         self._write_paused = False  # the socket's send buffer is full
         self._read_paused = False
@@ -197,6 +197,8 @@ class HttpConnection(asyncio.Protocol):
                 self._close()
             return
         self._reading = len(data)
+        if self._in_head:
+            self._head_reads += len(data)
         try:
             self._parser.feed_data(data)
             if self._in_head:  # a head still incomplete after this read: count all of it
@@ -259,7 +261,7 @@ class HttpConnection(asyncio.Protocol):
         # Less this read, which the caller counts after parsing it: what it holds of
         # this head is counted by the callbacks (or, unparsed, by the next read's count).
         self._head_bytes = -self._reading
-        self._header_bytes = 0
+        self._head_reads = self._reading
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -269,16 +271,19 @@ class HttpConnection(asyncio.Protocol):
             self._refuse_head(414, message)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Their bytes are counted once the head is complete, and only when the reads that
+        # held it could hold too many: the count and the reads bound memory meanwhile.
         headers = self._headers
         headers.append((name.lower(), value))
-        self._header_bytes += len(name) + len(value)
         if len(headers) > self._max_header_count:
             self._refuse_head(431, _too_many_headers(self._max_header_count))
-        if self._header_bytes > self._max_header_bytes:
-            self._refuse_head(431, _too_large_headers(self._max_header_bytes))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_reads > self._max_header_bytes:
+            size = sum(len(name) + len(value) for name, value in self._headers)
+            if size > self._max_header_bytes:
+                self._refuse_head(431, _too_large_headers(self._max_header_bytes))
         parser = self._parser
         try:
             path = httptools.parse_url(self._url).path.decode("latin-1")

@@ -79,7 +79,9 @@ class HostAllowList:
                 self._names.add(name)
             else:
                 self._exact.add((name, port))
-        self._seen: dict[bytes, bool] = {}
+        # Host values already judged, read by the app before it calls ``check`` (None: no
+        # Host header, answered as the module docstring says).
+        self.seen: dict[bytes | None, bool] = {None: True}
 
     @classmethod
     def from_settings(cls, serving: ServingSettings) -> HostAllowList:
@@ -89,12 +91,12 @@ class HostAllowList:
     def allows(self, host: bytes) -> bool:
         if self.any:
             return True
-        known = self._seen.get(host)
+        known = self.seen.get(host)
         if known is None:
             name, port = split_host(host.decode("latin-1"))
             known = name in self._names or (port is not None and (name, port) in self._exact)
-            if len(self._seen) < 1024:  # a memo for the few names clients really use
-                self._seen[host] = known
+            if len(self.seen) < 1024:  # a memo for the few names clients really use
+                self.seen[host] = known
         return known
 
     def check(self, host: bytes | None) -> None:

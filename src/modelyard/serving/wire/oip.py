@@ -103,8 +103,14 @@ def check_tensor(raw: object, position: int, binary_body: bool = False) -> int |
             f"input {name!r}: 'shape' must be a non-empty list of non-negative integers, "
             f"got {shape!r}"
         )
-    params = check_parameters(raw.get("parameters", {}), f"input {name!r}: ")
-    size = binary.binary_size(name, params) if "binary_data_size" in params else None
+    params = raw.get("parameters", _ABSENT)
+    if params is not _ABSENT:
+        check_parameters(params, f"input {name!r}: ")
+    size = (
+        binary.binary_size(name, params)
+        if params is not _ABSENT and "binary_data_size" in params
+        else None
+    )
     if size is not None:
         if not binary_body:
             raise MalformedRequestError(
