@@ -57,7 +57,7 @@ def test_server_metadata(server: Any) -> None:
     body = response.json()
     assert body["name"] == "modelyard"
     assert isinstance(body["version"], str)
-    assert body["extensions"] == ["binary_tensor_data"]
+    assert body["extensions"] == ["binary_tensor_data", "classification"]
 
 
 def test_health(server: Any) -> None:

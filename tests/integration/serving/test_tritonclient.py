@@ -117,3 +117,19 @@ def test_a_malformed_binary_request_is_a_400_naming_the_problem(server: Any) -> 
     framed = httpx.post(url, content=body, headers={"inference-header-content-length": "x1"})
     assert framed.status_code == 400
     assert "'Inference-Header-Content-Length' must be" in framed.json()["error"]
+
+
+def test_the_classification_extension_with_the_clients_class_count(
+    client: Any, expected: Any
+) -> None:
+    data = rows(4)
+    assert "classification" in client.get_server_metadata()["extensions"]
+    wanted = [httpclient.InferRequestedOutput("probabilities", class_count=2)]
+    result = client.infer("fraud", [infer_input(data)], outputs=wanted)
+    top = result.as_numpy("probabilities")
+    assert top.shape == (4, 2)
+    probabilities = expected.predict_prepared(data)["probabilities"]
+    for row, classes in zip(probabilities, top, strict=True):
+        value, index = classes[0].decode().split(":")
+        assert int(index) == int(np.argmax(row))
+        assert float(value) == pytest.approx(row.max(), rel=1e-6)

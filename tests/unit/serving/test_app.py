@@ -533,4 +533,46 @@ def test_the_body_limit_covers_a_binary_body(home: Path, make_app: Any, stores_f
 def test_server_metadata_lists_the_binary_extension(client: Client) -> None:
     status, _, body = client.request("GET", "/v2")
     assert status == 200
-    assert body["extensions"] == ["binary_tensor_data"]
+    assert body["extensions"] == ["binary_tensor_data", "classification"]
+
+
+def test_the_classification_extension_returns_top_classes(client: Client) -> None:
+    body = infer_body(2)
+    body["outputs"] = [{"name": "probabilities", "parameters": {"classification": 2}}]
+    _, _, plain = client.request("POST", "/v2/models/fraud/infer", infer_body(2))
+    status, _, answer = client.request("POST", "/v2/models/fraud/infer", body)
+    assert status == 200, answer
+    [output] = answer["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == (
+        "probabilities",
+        "BYTES",
+        [2, 2],
+    )
+    probabilities = next(o for o in plain["outputs"] if o["name"] == "probabilities")["data"]
+    for row in range(2):
+        scores = probabilities[row * 2 : row * 2 + 2]
+        top = [text.split(":") for text in output["data"][row * 2 : row * 2 + 2]]
+        assert [int(index) for _, index in top] == sorted(range(2), key=lambda i: (-scores[i], i))
+        assert [float(value) for value, _ in top] == pytest.approx(sorted(scores, reverse=True))
+
+
+@pytest.mark.parametrize(
+    ("count", "status", "match"),
+    [
+        (0, 400, "parameters.classification must be a positive integer"),
+        ("2", 400, "parameters.classification must be a positive integer"),
+        (
+            3,
+            422,
+            "output 'probabilities' holds 2 value(s) a row; parameters.classification asks for 3",
+        ),
+    ],
+)
+def test_a_bad_classification_count_is_refused_naming_it(
+    client: Client, count: object, status: int, match: str
+) -> None:
+    body = infer_body(1)
+    body["outputs"] = [{"name": "probabilities", "parameters": {"classification": count}}]
+    answered, _, answer = client.request("POST", "/v2/models/fraud/infer", body)
+    assert answered == status
+    assert match in answer["error"]

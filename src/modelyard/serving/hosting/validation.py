@@ -43,6 +43,7 @@ from modelyard.serving.hosting.fields import (
     value_range,
 )
 from modelyard.serving.wire.binary import flat_values
+from modelyard.serving.wire.classification import check_counts
 from modelyard.serving.wire.messages import names_list
 from modelyard.serving.wire.oip import (
     ACCEPTED_DATATYPES,
@@ -141,6 +142,8 @@ class InputValidator:
         that the outputs it names are the model's."""
         if request.outputs:
             check_outputs(request.outputs, self.signature)
+            if request.classification:
+                check_counts(request.classification, self.signature)
         return self.from_tensors(request.inputs)
 
     def from_tensors(self, tensors: list[Tensor]) -> Prepared:

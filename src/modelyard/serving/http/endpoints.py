@@ -21,7 +21,7 @@ from modelyard.serving.hosting.manager import ModelTable
 from modelyard.serving.http.routes import Endpoint
 from modelyard.serving.pipeline import OIP, RECORDS, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.metrics import CONTENT_TYPE as METRICS_TYPE
-from modelyard.serving.wire.binary import EXTENSIONS
+from modelyard.serving.wire import binary, classification
 from modelyard.serving.wire.json_body import decode_json
 from modelyard.serving.wire.oip import PLATFORMS
 
@@ -106,7 +106,7 @@ class Endpoints:
         document = {
             "name": "modelyard",
             "version": self._server_version,
-            "extensions": list(EXTENSIONS),
+            "extensions": [binary.EXTENSION, classification.EXTENSION],
         }
         return _json(200, document)
 

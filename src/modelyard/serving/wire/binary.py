@@ -23,7 +23,7 @@ import numpy as np
 from modelyard.errors import MalformedRequestError
 
 HEADER = "Inference-Header-Content-Length"
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSION = "binary_tensor_data"
 
 # The numpy dtype (little-endian) of each fixed-size datatype.
 DTYPES: dict[str, np.dtype[Any]] = {

@@ -26,7 +26,7 @@ import orjson
 
 from modelyard.errors import MalformedRequestError, PayloadTooLargeError, ValidationError
 from modelyard.registry.signature import Signature
-from modelyard.serving.wire import binary
+from modelyard.serving.wire import binary, classification
 from modelyard.serving.wire.binary import Framed
 from modelyard.serving.wire.json_body import decode_json
 from modelyard.serving.wire.messages import names_list, shape_of
@@ -228,6 +228,8 @@ class InferRequest:
     # (``parameters.binary_data_output``), and per-output overrides (``binary_data``).
     binary_default: bool = False
     binary_outputs: dict[str, bool] | None = None
+    # The classification extension: output name -> how many top classes to return.
+    classification: dict[str, int] | None = None
 
 
 def parse_binary_request(body: bytes, header: bytes, max_values: int) -> InferRequest:
@@ -278,7 +280,7 @@ def parse_infer_request(
         inputs = _binary_inputs(raw_inputs, sizes, max_values, binary_data)
     request = InferRequest(request_id, inputs, outputs, timeout_s)
     if parameters is not _ABSENT or raw_outputs is not _ABSENT:
-        _binary_outputs(request, parameters, raw_outputs)
+        _output_options(request, parameters, raw_outputs)
     return request
 
 
@@ -297,9 +299,10 @@ def _binary_inputs(
     return inputs
 
 
-def _binary_outputs(request: InferRequest, parameters: Any, raw_outputs: Any) -> None:
-    """Which outputs go back as binary data: ``parameters.binary_data_output`` for all,
-    overridden by an output's own ``parameters.binary_data`` (structure already checked)."""
+def _output_options(request: InferRequest, parameters: Any, raw_outputs: Any) -> None:
+    """Which outputs go back as binary data (``parameters.binary_data_output`` for all,
+    overridden by an output's own ``parameters.binary_data``) and which as classifications
+    (an output's ``parameters.classification``); structure already checked."""
     default = False
     if parameters is not _ABSENT:
         value = parameters.get("binary_data_output", False)
@@ -309,9 +312,14 @@ def _binary_outputs(request: InferRequest, parameters: Any, raw_outputs: Any) ->
             )
         default = value
     overrides: dict[str, bool] = {}
+    counts: dict[str, int] = {}
     if raw_outputs is not _ABSENT:
         for item in raw_outputs:
-            value = item.get("parameters", {}).get("binary_data")
+            options = item.get("parameters", {})
+            count = classification.requested_count(item["name"], options)
+            if count is not None:
+                counts[item["name"]] = count
+            value = options.get("binary_data")
             if value is None:
                 continue
             if type(value) is not bool:
@@ -322,6 +330,7 @@ def _binary_outputs(request: InferRequest, parameters: Any, raw_outputs: Any) ->
             overrides[item["name"]] = value
     request.binary_default = default
     request.binary_outputs = overrides or None
+    request.classification = counts or None
 
 
 def _json_type(value: object) -> str:
@@ -391,7 +400,7 @@ def encode_response(
     outputs: its own ``id`` (else ``request_id``), the outputs it names (else all).
 
     ``Framed`` (the binary tensor data form) when the request asked for binary outputs."""
-    if request.binary_default or request.binary_outputs:
+    if request.binary_default or request.binary_outputs or request.classification:
         return _encode_binary(model_name, model_version, request, request_id, outputs, start, stop)
     tensors = []
     for name in request.outputs or outputs:
@@ -425,10 +434,13 @@ def _encode_binary(
     stop: int,
 ) -> bytes | Framed:
     default, overrides = request.binary_default, request.binary_outputs or {}
+    counts = request.classification or {}
     tensors = []
     chunks = []
     for name in request.outputs or outputs:
         values = outputs[name][start:stop]
+        if name in counts:
+            values = classification.classify(values, counts[name], name)
         tensor: dict[str, Any] = {
             "name": name,
             "datatype": datatype_of(values.dtype),
