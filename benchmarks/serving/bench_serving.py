@@ -121,6 +121,7 @@ class Prepared:
     oip_body: bytes
     bentoml_body: bytes
     mlflow_body: bytes
+    held_out: np.ndarray  # 2,000 rows the forest never saw (the soak sends them in turn)
 
 
 def prepare(out: Path) -> Prepared:
@@ -167,6 +168,7 @@ def prepare(out: Path) -> Prepared:
         oip_body=orjson.dumps(oip),
         bentoml_body=orjson.dumps({"input": [values]}),
         mlflow_body=orjson.dumps({"inputs": [values]}),
+        held_out=test,
     )
 
 

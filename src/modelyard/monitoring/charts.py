@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -148,8 +148,13 @@ class Series:
     marks: Sequence[bool] = ()
 
 
-def line_chart(series: Sequence[Series], fmt: str = "{:.3g}") -> str:
-    """Lines over a shared time axis from 0 to the largest value; gaps where a value is None."""
+def line_chart(
+    series: Sequence[Series], fmt: str = "{:.3g}", time_label: Callable[[float], str] = when
+) -> str:
+    """Lines over a shared time axis from 0 to the largest value; gaps where a value is None.
+
+    ``time_label`` writes the axis's two ends (a date by default; a benchmark passes
+    elapsed minutes)."""
     known = [
         (t, v)
         for one in series
@@ -185,7 +190,10 @@ def line_chart(series: Sequence[Series], fmt: str = "{:.3g}") -> str:
             parts.append(f'<text x="{W - PAD}" y="{PAD - 6 + 11 * number}" text-anchor="end" '
                          f'style="fill:{one.colour}">{html.escape(one.label)}</text>')  # fmt: skip
     parts.append(f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#999"/>')
-    parts += [label(PAD, H - PAD + 12, when(t0)), label(W - PAD, H - PAD + 12, when(t1), "end")]
+    parts += [
+        label(PAD, H - PAD + 12, time_label(t0)),
+        label(W - PAD, H - PAD + 12, time_label(t1), "end"),
+    ]
     parts += [label(PAD, PAD - 6, "max " + fmt.format(top)), label(PAD - 4, H - PAD, "0", "end")]
     return svg("".join(parts))
 
