@@ -2,14 +2,16 @@
 
 ``Yard`` (the full library: tracking, registry writes) resolves on first use;
 ``load_model`` is imported eagerly and stays light, so a fresh process that
-only predicts does not pay for SQLAlchemy.
+only predicts does not pay for SQLAlchemy. Every exception of ``modelyard.errors``
+is exported here too (``except modelyard.IntegrityError``).
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from modelyard import errors
 from modelyard.config import Settings, load_settings
-from modelyard.errors import ModelyardError
+from modelyard.errors import *  # noqa: F403  # the exception tree, as ``modelyard.XError``
 from modelyard.registry import LoadedModel, Predictor, Signature, load_model
 
 if TYPE_CHECKING:
@@ -18,8 +20,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    *errors.__all__,
     "LoadedModel",
-    "ModelyardError",
     "Predictor",
     "Settings",
     "Signature",

@@ -41,6 +41,41 @@ endpoint serves. ``serving.http.status`` maps each code to its HTTP status.
 
 from __future__ import annotations
 
+__all__ = [
+    "AliasNotFoundError",
+    "ArtifactNotFoundError",
+    "ConfigurationError",
+    "ConflictError",
+    "DeadlineExceededError",
+    "FeatureViewNotFoundError",
+    "HostNotAllowedError",
+    "IntegrityError",
+    "MalformedRequestError",
+    "MethodNotAllowedError",
+    "ModelFailedError",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "ModelyardError",
+    "NotFoundError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "PipelineError",
+    "RegistryError",
+    "RejectedWriteError",
+    "RouteNotFoundError",
+    "RunNotFoundError",
+    "ServingError",
+    "StepFailedError",
+    "StoreError",
+    "UnauthorizedError",
+    "UnsafePathError",
+    "UnsupportedMediaTypeError",
+    "UnsupportedModelError",
+    "UntrustedFormatError",
+    "ValidationError",
+    "VersionNotFoundError",
+]
+
 
 class ModelyardError(Exception):
     """Root of every error modelyard raises on purpose."""

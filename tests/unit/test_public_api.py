@@ -1,13 +1,16 @@
 """The public API changes only on purpose."""
 
+import inspect
+
 import modelyard
+import modelyard.errors
 
 
 def test_top_level_names() -> None:
     assert sorted(modelyard.__all__) == sorted(
         [
+            *modelyard.errors.__all__,
             "LoadedModel",
-            "ModelyardError",
             "Predictor",
             "Settings",
             "Signature",
@@ -19,3 +22,16 @@ def test_top_level_names() -> None:
     )
     for name in modelyard.__all__:
         assert getattr(modelyard, name) is not None
+
+
+def test_the_whole_exception_tree_is_exported_at_the_top() -> None:
+    classes = [
+        value
+        for value in vars(modelyard.errors).values()
+        if inspect.isclass(value) and issubclass(value, modelyard.ModelyardError)
+    ]
+    assert len(classes) == 32
+    assert sorted(c.__name__ for c in classes) == sorted(modelyard.errors.__all__)
+    for error in classes:
+        assert getattr(modelyard, error.__name__) is error
+    assert modelyard.IntegrityError.code == "artifact_integrity"
