@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ def requests_counted(metrics: str) -> int:
 
 
 def test_alias_move_under_load_fails_nothing(
-    fresh_home: Path, launch_server: Any, start_load: Any, fraud_body: bytes
+    fresh_home: Path,
+    launch_server: Any,
+    start_load: Any,
+    fraud_body: bytes,
+    wait_until: Callable[..., Any],
 ) -> None:
     server = launch_server(fresh_home, ["fraud@champion"], workers=2)
     load = start_load(server.url, "/v2/models/fraud/infer", fraud_body)
@@ -40,7 +45,6 @@ def test_alias_move_under_load_fails_nothing(
         return len(tail) == 100 and all(o.version == "2" for o in tail)
 
     assert load.wait_for(all_on_two, timeout=30), "the new version did not take over"
-    time.sleep(0.3)
     outcomes = load.stop()
 
     failures = [o for o in outcomes if o.status != 200]
@@ -50,17 +54,25 @@ def test_alias_move_under_load_fails_nothing(
     assert versions[-1] == "2"
     assert set(versions) == {"1", "2"}
 
-    # Both workers swapped (one model_swapped line each) and unloaded version 1.
-    time.sleep(0.5)
-    lines = server.log_path.read_bytes().splitlines()
-    swaps = search(lines, LogQuery(event="model_swapped"), None)
+    # Both workers swapped (one model_swapped line each) and unloaded version 1; the
+    # workers flush their JSON logs every 0.2 s.
+    def logged(event: str) -> list[dict[str, Any]]:
+        return search(server.log_path.read_bytes().splitlines(), LogQuery(event=event), None)
+
+    unloaded = wait_until(lambda: len(logged("model_unloaded")) >= 2, 10)
+    assert unloaded, logged("model_unloaded")
+    swaps = logged("model_swapped")
     assert len({s["worker"] for s in swaps}) == 2
     assert all((s["from_version"], s["version"]) == (1, 2) for s in swaps)
-    assert len(search(lines, LogQuery(event="model_unloaded"), None)) == 2
+    assert len(logged("model_unloaded")) == 2
 
     # Each worker publishes its counts within a second; any worker's /metrics has them all.
-    time.sleep(1.5)
-    metrics = httpx.get(f"{server.url}/metrics").text
+    def scrape() -> str:
+        return httpx.get(f"{server.url}/metrics").text
+
+    counted = wait_until(lambda: requests_counted(scrape()) >= len(outcomes), 10)
+    assert counted, f"{requests_counted(scrape())} counted of {len(outcomes)} answered"
+    metrics = scrape()
     assert requests_counted(metrics) == len(outcomes)
     assert re.search(r"^modelyard_workers 2\.0$", metrics, re.MULTILINE)
     assert 'modelyard_model_version{model="fraud",ref="fraud@champion"} 2.0' in metrics

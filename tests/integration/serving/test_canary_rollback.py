@@ -112,7 +112,7 @@ def test_failing_canary_is_rolled_back_under_load(
     ]
     load = VariedLoad(server.url, "/v2/models/risky/infer", bodies)
     started = time.monotonic()
-    time.sleep(1.0)
+    assert wait_until(lambda: len(load.answers) >= 200, 30), "no traffic before the rollout"
 
     policy = RolloutPolicy(step_weights=(CANARY_WEIGHT, 50, 100), interval_s=2.0, min_requests=20)
     with Yard(load_settings(home=home, environ={})) as yard:
@@ -123,7 +123,9 @@ def test_failing_canary_is_rolled_back_under_load(
         assert rolled_back, "the controller did not roll the canary back in 30 s"
         rollback = store.events("risky", "rollout.rollback")[0]
         final = store.get("risky")
-    time.sleep(3.0)  # traffic after the rollback
+    settled = rollback.at + 1.0  # a poll interval and an answer's time, generously
+    # traffic after the rollback: enough answers sent once every worker has seen it
+    assert wait_until(lambda: sum(a.sent > settled for a in load.answers) > 150, 30)
     answers = load.stop()
     assert time.monotonic() - started < 45
 
@@ -148,7 +150,6 @@ def test_failing_canary_is_rolled_back_under_load(
     assert len(failed) <= on_canary
     assert len(failed) / len(during) <= on_canary / len(during) < (CANARY_WEIGHT + 8) / 100
 
-    settled = rollback.at + 1.0  # a poll interval and an answer's time, generously
     after = [a for a in answers if a.sent > settled]
     assert len(after) > 100
     assert {(a.status, a.version) for a in after} == {(200, "1")}
