@@ -1,4 +1,4 @@
-"""``modelyard deploy``, ``deployments``, ``rollout ...``, ``shadow`` and ``ab ...``.
+"""``modelyard deploy``, ``deployments``, ``rollout ...``, ``shadow``; ``ab ...`` is ``cli.ab``.
 
 Each command calls the routing library, then prints what changed (before ->
 after) and the deployment's state as tables. Mounted on the main app with
@@ -8,102 +8,35 @@ after) and the deployment's state as tables. Mounted on the main app with
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from typing import Annotated, Any
 
 import typer
 
+from modelyard.cli.ab import ab_app
 from modelyard.cli.context import CliContext, cli_context
+from modelyard.cli.deployment_tables import (
+    Reason,
+    deployment_fields,
+    show_change,
+    show_deployment,
+)
 from modelyard.cli.output import AsJson, print_json, print_table, when
 from modelyard.errors import NotFoundError, ValidationError
-from modelyard.monitoring.feedback_join import request_outcomes
-from modelyard.routing.abtest import FixedHorizon, Sequential
 from modelyard.routing.canary import RolloutPolicy
 from modelyard.routing.deployment import (
     Change,
     Deployment,
-    DeploymentConfig,
     Event,
     FeatureInputs,
     RoutingKey,
 )
-from modelyard.routing.experiment_reports import ExperimentReporter
-from modelyard.routing.experiments import LoggedOutcomes, OutcomeKind
-from modelyard.routing.sql import SqlDeploymentRepository
 
 __all__ = ["deploy", "deploy_app"]
 
 deploy_app = typer.Typer(help="Deployments: canary rollouts, shadows and A/B tests.")
 rollout_app = typer.Typer(help="Canary rollouts of a deployment.", no_args_is_help=True)
-ab_app = typer.Typer(help="A/B experiments on a deployment.", no_args_is_help=True)
 deploy_app.add_typer(rollout_app, name="rollout")
 deploy_app.add_typer(ab_app, name="ab")
-
-Reason = Annotated[str, typer.Option(help="Why; kept in the deployment's history.")]
-
-
-def _log_policy_text(config: DeploymentConfig) -> str:
-    rate = "server default" if config.log_sample_rate is None else f"{config.log_sample_rate:.0%}"
-    ttl = "server default" if config.log_ttl_days is None else f"{config.log_ttl_days:g} days"
-    return f"sample {rate}, keep {ttl}"
-
-
-def _fields(deployment: Deployment | None) -> dict[str, str]:
-    """The deployment as field -> text, the rows of both the state and the change tables."""
-    if deployment is None:
-        return {}
-    config = deployment.config
-    rows = {
-        "model": config.model,
-        "champion": f"v{config.champion}",
-        "canary": "-"
-        if config.canary is None
-        else f"v{config.canary} at {config.canary_weight:g}%",
-        "shadows": ", ".join(f"v{s.version} ({s.share:.0%})" for s in config.shadows) or "-",
-        "experiment": "-",
-        "routing key": str(config.routing_key or "-"),
-        "features": "-" if config.features is None else ", ".join(config.features.refs),
-        "event time": "-"
-        if config.features is None or config.features.event_time is None
-        else f"field {config.features.event_time}",
-        "follows alias": config.follow_alias or "-",
-        "inference log": _log_policy_text(config),
-        "rollout": "-",
-    }
-    if config.canary is not None:
-        rows["canary"] = f"v{config.canary} at {config.canary_weight:g}%"
-    if config.experiment is not None:
-        arms = ", ".join(f"{a.name}=v{a.version}:{a.weight:g}%" for a in config.experiment.arms)
-        rows["experiment"] = f"{arms} (control {config.experiment.control})"
-    record = deployment.rollout
-    if record is not None:
-        state, steps = record.state, record.policy.step_weights
-        due = max(state.window_started_at, record.checked_at) + record.policy.interval_s
-        rows["rollout"] = (
-            f"v{record.canary} {state.phase} at {state.weight:g}% "
-            f"(step {state.step_index + 1}/{len(steps)}, failed checks {state.failed_checks}"
-            + (f", next analysis {when(due)})" if state.active else ")")
-        )
-    return rows
-
-
-def _show(deployment: Deployment) -> None:
-    """Print the deployment's current state."""
-    rows: list[list[Any]] = [[k, v] for k, v in _fields(deployment).items()]
-    rows += [["revision", deployment.revision], ["updated", when(deployment.updated_at)]]
-    print_table(f"deployment {deployment.name}", ["field", "value"], rows)
-
-
-def _changed(before: Deployment | None, after: Deployment) -> None:
-    """Print what changed (before -> after), then the current state."""
-    old, new = _fields(before), _fields(after)
-    rows = [[k, old.get(k, "-"), v] for k, v in new.items() if old.get(k, "-") != v]
-    start = "new" if before is None else f"revision {before.revision}"
-    title = f"{after.name}: {start} -> revision {after.revision}"
-    if before is not None and before.revision == after.revision:
-        title = f"{after.name}: nothing to change"
-    print_table(title, ["field", "before", "after"], rows)
-    _show(after)
 
 
 @deploy_app.command("deploy")
@@ -172,7 +105,7 @@ def deploy(
             log_ttl_days=log_ttl_days,
             features=inputs,
         )
-        _changed(None, made)
+        show_change(None, made)
         return
     number = cli.deployments.resolve_version(model, champion)
     key = RoutingKey.parse(routing_key) if routing_key else existing.config.routing_key
@@ -196,7 +129,7 @@ def deploy(
         return Change(config, current.rollout, why)
 
     done = cli.deployments.mutate(name, change, actor=cli.actor, kind="deployment.update")
-    _changed(existing, done)
+    show_change(existing, done)
 
 
 def _feature_inputs(
@@ -246,7 +179,7 @@ def deployments(
             [
                 d.name,
                 d.config.model,
-                *list(_fields(d).values())[1:4],
+                *list(deployment_fields(d).values())[1:4],
                 d.revision,
                 when(d.updated_at),
             ]
@@ -255,7 +188,7 @@ def deployments(
         columns = ["name", "model", "champion", "canary", "shadows", "revision", "updated"]
         print_table(f"{len(rows)} deployment(s)", columns, rows)
         return
-    _show(store.get(name))
+    show_deployment(store.get(name))
     print_table(
         f"{name}: history",
         ["revision", "when", "by", "why"],
@@ -352,7 +285,7 @@ def rollout_start(
     )
     cli = cli_context(ctx)
     before = cli.deployments.get(name)
-    _changed(before, cli.controller.start(name, canary, policy, actor=cli.actor, reason=reason))
+    show_change(before, cli.controller.start(name, canary, policy, actor=cli.actor, reason=reason))
 
 
 # How each check's figures read: a share, milliseconds, or a plain number.
@@ -418,7 +351,7 @@ def rollout_status(
             }
         )
         return
-    _show(deployment)
+    show_deployment(deployment)
     if record is not None:
         policy = record.policy.to_dict()
         policy["step_weights"] = ", ".join(f"{w:g}" for w in record.policy.step_weights)
@@ -453,7 +386,7 @@ def _manual(ctx: typer.Context, action: str, name: str, note: str) -> None:
     cli = cli_context(ctx)
     before = cli.deployments.get(name)
     operation = getattr(cli.controller, action)
-    _changed(before, operation(name, actor=cli.actor, note=note or None))
+    show_change(before, operation(name, actor=cli.actor, note=note or None))
 
 
 @rollout_app.command("pause")
@@ -500,114 +433,4 @@ def shadow(
     done = cli.deployments.set_shadow(
         name, version, None if off else share, actor=cli.actor, reason=reason
     )
-    _changed(before, done)
-
-
-# -- A/B experiments ------------------------------------------------------------------------
-
-
-def _arm(text: str) -> tuple[str, str, float]:
-    arm, _, rest = text.partition("=")
-    ref, _, weight = rest.rpartition(":")
-    try:
-        return arm, ref, float(weight)
-    except ValueError as error:
-        raise ValidationError(
-            f"--arm must look like a=3:50 (name=version:weight), got {text!r}"
-        ) from error
-
-
-@ab_app.command("start")
-def ab_start(
-    ctx: typer.Context,
-    name: str,
-    arm: Annotated[list[str], typer.Option(help="name=version:weight, e.g. a=3:50. Repeat.")],
-    control: Annotated[str, typer.Option(help="Control arm (default: the first).")] = "",
-    sequential: Annotated[
-        bool, typer.Option("--sequential/--fixed", help="Always-valid mSPRT, or fixed horizon.")
-    ] = True,
-    tau: Annotated[float | None, typer.Option(help="Sequential: plausible effect size.")] = None,
-    n_per_arm: Annotated[int | None, typer.Option(min=1, help="Fixed: samples per arm.")] = None,
-    baseline: Annotated[float | None, typer.Option(help="Fixed: control rate, to size n.")] = None,
-    mde: Annotated[float | None, typer.Option(help="Fixed: smallest effect worth finding.")] = None,
-    alpha: Annotated[float, typer.Option()] = 0.05,
-    metric: Annotated[str, typer.Option(help="'label' or a field of the outcome event.")] = "label",
-    kind: Annotated[str, typer.Option(help="'conversion' (0/1) or 'mean'.")] = "conversion",
-    lower_is_better: Annotated[bool, typer.Option("--lower-is-better")] = False,
-    reason: Reason = "",
-) -> None:
-    """Split traffic over arms (sticky by routing key) and compare their outcomes."""
-    arms = [_arm(text) for text in arm]
-    design: FixedHorizon | Sequential
-    if sequential:
-        if tau is None:
-            raise ValidationError("--sequential needs --tau, a plausible effect size (e.g. 0.02)")
-        design = Sequential(tau, alpha)
-    elif n_per_arm is not None:
-        design = FixedHorizon(n_per_arm, alpha)
-    elif baseline is not None and mde is not None:
-        design = FixedHorizon.for_conversions(baseline, mde, alpha, treatments=len(arms) - 1)
-    else:
-        raise ValidationError("--fixed needs --n-per-arm, or --baseline and --mde to size it")
-    if kind not in ("conversion", "mean"):
-        raise ValidationError(f"--kind must be 'conversion' or 'mean', got {kind!r}")
-    outcome: OutcomeKind = "conversion" if kind == "conversion" else "mean"
-    cli = cli_context(ctx)
-    before = cli.deployments.get(name)
-    done = cli.deployments.start_experiment(
-        name,
-        arms,
-        design,
-        control=control,
-        metric=metric,
-        kind=outcome,
-        higher_is_better=not lower_is_better,
-        actor=cli.actor,
-        reason=reason,
-    )
-    _changed(before, done)
-
-
-@ab_app.command("report")
-def ab_report(ctx: typer.Context, name: str) -> None:
-    """Each arm's estimate and lift over control, and whether a winner is declared."""
-    cli = cli_context(ctx)
-    found = cli.deployments.get(name)
-    experiment = found.config.experiment
-    if experiment is None:
-        raise ValidationError(f"deployment {name!r} runs no experiment; start one with `ab start`")
-    outcomes = LoggedOutcomes(partial(request_outcomes, cli.inference_log))
-    reporter = ExperimentReporter(SqlDeploymentRepository(cli.yard.db), outcomes)
-    report = reporter.report(name, experiment, actor=cli.actor)
-    _show(found)
-    print_table(
-        f"{name}: {report.verdict} ({report.design}): {report.reason}",
-        ["arm", "n", "estimate", "lift", "CI", "p"],
-        [
-            [
-                a.name,
-                a.n,
-                f"{a.estimate:.4g}",
-                None if a.lift is None else f"{a.lift:+.4g}",
-                None if a.ci_low is None else f"{a.ci_low:+.4g} to {a.ci_high:+.4g}",
-                None if a.p_value is None else f"{a.p_value:.3g}",
-            ]
-            for a in report.arms
-        ],
-    )
-
-
-@ab_app.command("stop")
-def ab_stop(
-    ctx: typer.Context,
-    name: str,
-    promote: Annotated[str | None, typer.Option(help="Arm whose version becomes champion.")] = None,
-    reason: Reason = "",
-) -> None:
-    """End the experiment; optionally make one arm's version the champion."""
-    cli = cli_context(ctx)
-    before = cli.deployments.get(name)
-    _changed(
-        before,
-        cli.deployments.stop_experiment(name, promote=promote, actor=cli.actor, reason=reason),
-    )
+    show_change(before, done)

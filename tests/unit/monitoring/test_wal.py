@@ -284,6 +284,25 @@ def test_an_append_past_the_cap_is_refused_whole_until_space_is_freed(tmp_path: 
         assert log.size_bytes == 2 * len(frame(batch))
 
 
+def test_a_cap_below_the_segment_size_keeps_taking_appends_while_a_reader_keeps_up(
+    tmp_path: Path,
+) -> None:
+    # Spent bytes are freed a segment at a time: were a segment as large as the cap, a log
+    # read as fast as it is written would still fill once and refuse every append after.
+    directory = tmp_path / "w"
+    batch = payloads(10, size=100)
+    cap = 8 * len(frame(batch))
+    with WriteAheadLog(directory, max_bytes=cap, segment_bytes=100 * cap) as log:
+        assert log.segment_bytes == cap // 4
+        tail = LogTail(directory)
+        for _ in range(50):  # 6x the cap in all
+            log.append_many(batch)
+            records, position = tail.read(tail.checkpoint)
+            tail.advance(position)
+            assert records == batch
+            assert sum(p.stat().st_size for p in directory.glob("*.log")) <= cap
+
+
 def test_fsync_runs_when_the_interval_has_passed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,15 @@ _MIN_BACKOFF_S = 0.05
 _MAX_BACKOFF_S = 5.0
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds before the next pass after ``failures`` failed passes in a row: doubling
+    from 50 ms up to 5 s, so a store that is down sees one attempt every 5 s and one
+    that returns is written to within 5 s."""
+    if failures <= 0:
+        return 0.0
+    return min(_MIN_BACKOFF_S * 2.0 ** min(failures - 1, 32), _MAX_BACKOFF_S)
+
+
 class LogIngester:
     """Stores the logs under ``root``: those named by ``follow()`` while their processes
     write them, and any other once its process is gone."""
@@ -71,6 +80,7 @@ class LogIngester:
         self.undecodable = 0
         self.rejected_rows = 0
         self.store_errors = 0
+        self.failures_in_a_row = 0  # passes the store failed since its last success
         self.corrupt_records = 0
         self.last_error: str | None = None
 
@@ -119,19 +129,26 @@ class LogIngester:
         except StoreError as error:
             self._failed(error)
 
+    def step(self) -> float:
+        """One pass as the thread makes it; the seconds to wait before the next.
+
+        0 while more waits; ``interval_s`` once caught up, so that records gather
+        (one transaction, fewer checkpoint renames: ~60 us each here); after a
+        store error, ``retry_delay`` of the failures in a row. The thread waits
+        on a clock; tests call this on simulated time.
+        """
+        try:
+            self.ingest_once()
+        except Exception as error:  # the store is down or locked: keep spilling to disk
+            self._failed(error)
+            self.failures_in_a_row += 1
+            return retry_delay(self.failures_in_a_row)
+        self.failures_in_a_row = 0
+        return 0.0 if self._behind else self._interval_s
+
     def _run(self) -> None:
-        backoff = _MIN_BACKOFF_S
         while not self._stop.is_set():
-            try:
-                self.ingest_once()
-            except Exception as error:  # the store is down or locked: keep spilling to disk
-                self._failed(error)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                continue
-            backoff = _MIN_BACKOFF_S
-            if not self._behind:  # caught up: let records gather (one transaction, fewer
-                self._stop.wait(self._interval_s)  # checkpoint renames: ~60 us each here)
+            self._stop.wait(self.step())
 
     # -- one log ----------------------------------------------------------------------------
 

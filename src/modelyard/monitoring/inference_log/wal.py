@@ -101,7 +101,8 @@ class WriteAheadLog:
     ``append_many`` is for one thread (the serving loop); ``read`` and
     ``advance`` may run on another (the store writer). ``max_bytes`` caps the
     log on disk: an append that would pass it raises ``OverloadedError`` and
-    writes nothing (the caller's policy decides what that means).
+    writes nothing (the caller's policy decides what that means); segments are
+    at most a quarter of it.
     """
 
     def __init__(
@@ -116,7 +117,12 @@ class WriteAheadLog:
         _lock_fd: int | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.segment_bytes = segment_bytes
+        # Spent bytes are freed a whole segment at a time, and the cap counts the segment
+        # being read: with segments as large as the cap, a log the reader kept up with
+        # would fill and refuse every append. A quarter of the cap wastes at most that.
+        self.segment_bytes = (
+            segment_bytes if max_bytes is None else max(1, min(segment_bytes, max_bytes // 4))
+        )
         self.max_bytes = max_bytes
         self.fsync_interval_s = fsync_interval_s
         self._clock = clock
@@ -428,7 +434,9 @@ def _read_span(
     try:
         with open(path, "rb") as file:
             file.seek(offset)
-            data = file.read(min(limit - offset, max(budget, _READ_CHUNK)))
+            # At most the budget: what one pass holds in memory (and stores in one
+            # transaction) is bounded by it, however large the backlog on disk.
+            data = file.read(min(limit - offset, budget))
             payloads, used, needed, corrupt = parse_frames(data, records)
             if not payloads and needed and offset + needed <= limit:
                 file.seek(offset)  # one record bigger than the chunk
