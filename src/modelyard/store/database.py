@@ -28,6 +28,7 @@ from modelyard.errors import ConfigurationError, RejectedWriteError, StoreError
 
 HEAD_REVISION = "0008"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 _LOCK_RETRIES = 20
 
@@ -164,6 +165,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
+    # The -wal file otherwise keeps its largest size for good; this truncates it back
+    # after each checkpoint that empties it, so disk stays bounded on a long-running server.
+    cursor.execute(f"PRAGMA journal_size_limit = {_SQLITE_WAL_LIMIT_BYTES}")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
 
