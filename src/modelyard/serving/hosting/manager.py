@@ -287,7 +287,7 @@ class ModelManager:
 
     def retire_idle(self) -> None:
         """Unload replaced versions whose last queued requests have been answered."""
-        for runtime in [r for r in self.table.retiring if r.batcher.idle and not r.active]:
+        for runtime in [r for r in self.table.retiring if r.idle]:
             self.table.retiring.remove(runtime)
             runtime.close()
             self._metrics.model_load(runtime.name, runtime.version_text, "unloaded")
