@@ -279,10 +279,14 @@ class ModelManager:
         return None
 
     def calls_running(self) -> bool:
-        """Whether any model call is still running on a thread (stuck ones included)."""
+        """Whether any model call is still running on a thread (stuck ones included, and a
+        shadow lane's: a hung shadow never makes the worker unhealthy, but it keeps a
+        thread the interpreter would wait for at exit)."""
         return any(
-            runtime.batcher.oldest_call_started() is not None
+            batcher.oldest_call_started() is not None
             for runtime in self.table.runtimes() + self.table.retiring
+            for batcher in (runtime.batcher, runtime.shadow_batcher)
+            if batcher is not None
         )
 
     def retire_idle(self) -> None:
