@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .conftest import workers
+
 INFER = "/v2/models/fraud/infer"
 
 
@@ -92,7 +94,7 @@ def test_pipelined_megabyte_bodies_are_answered_in_order_in_bounded_memory(
         b"X-Request-ID: piped-%d\r\nContent-Length: %d\r\n\r\n" % (INFER.encode(), i, size) + padded
         for i in range(count)
     )
-    pid = server.process.pid  # one worker: the server process serves (``launch.serve``)
+    (pid,) = workers(server.process.pid)  # the one worker, under its supervisor
     before = peak = rss_bytes(pid)
     with connect(server) as sock:
         sender = send_in_background(sock, requests)

@@ -2,13 +2,14 @@
 
 ``HangsAbove`` never returns from a batch whose feature 0 is above 100 (warm-up and
 registration use data far below it): on a thread (5 ms a call at warm-up) or on the
-event loop (fast at warm-up). Two workers, so that the supervisor watches them.
+event loop (fast at warm-up). Two workers, and one: the supervisor watches either.
 """
 
 from __future__ import annotations
 
 import importlib
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ import pytest
 
 from modelyard.config import load_settings
 from modelyard.yard import Yard
+
+from .conftest import workers
 
 PICKLED = Path(__file__).parent / "pickled"
 FIELDS = ["f0", "f1", "f2", "f3"]
@@ -142,3 +145,62 @@ def test_a_model_hung_on_the_event_loop_gets_its_worker_replaced(
     assert wait_until(lambda: len(events(server.log_path, "worker_ready")) >= 3, timeout=30)
     assert [post(server.url, "fine", body(0.1)) for _ in range(8)] == [200] * 8
     assert "event loop has not run for" in server.stderr()
+
+
+def test_one_worker_is_supervised_too_hung_on_its_thread(
+    model_home: Path,
+    tmp_path: Path,
+    launch_server: Any,
+    pickled_models: Any,
+    wait_until: Callable[..., Any],
+) -> None:
+    home = hanging_home(model_home, tmp_path, pickled_models, seconds=0.005)
+    server = launch_server(
+        home,
+        ["stuck/1", "fine/1"],
+        workers=1,
+        trusted=True,
+        settings={"request_timeout_s": str(TIMEOUT_S), "model_hang_limit_s": "3"},
+    )
+    assert post(server.url, "stuck", body(500.0)) == 504
+    assert post(server.url, "fine", body(0.1)) == 200  # its other model answers meanwhile
+    replaced = wait_until(lambda: events(server.log_path, "worker_replaced"), timeout=15)
+    assert [e["reason"] for e in replaced] == ["hung"]
+    assert wait_until(lambda: len(events(server.log_path, "worker_ready")) >= 2, timeout=30)
+    assert [post(server.url, "fine", body(0.1)) for _ in range(6)] == [200] * 6
+    assert post(server.url, "stuck", body(0.1)) == 200  # a fresh worker, a fresh thread
+
+
+def test_one_worker_is_supervised_too_frozen_on_its_loop(
+    model_home: Path,
+    tmp_path: Path,
+    launch_server: Any,
+    pickled_models: Any,
+    wait_until: Callable[..., Any],
+) -> None:
+    home = hanging_home(model_home, tmp_path, pickled_models, seconds=0.0)
+    server = launch_server(
+        home,
+        ["stuck/1", "fine/1"],
+        workers=1,
+        trusted=True,
+        settings={"request_timeout_s": str(TIMEOUT_S), "loop_stall_limit_s": "1"},
+    )
+    assert post(server.url, "stuck", body(500.0), timeout=0.5) == "ReadTimeout"
+    replaced = wait_until(lambda: events(server.log_path, "worker_replaced"), timeout=15)
+    assert [e["reason"] for e in replaced] == ["frozen"]
+    # the new worker listens on the same socket: the server answers again, unattended
+    assert wait_until(lambda: post(server.url, "fine", body(0.1), timeout=2) == 200, timeout=30)
+    assert [post(server.url, "fine", body(0.1)) for _ in range(6)] == [200] * 6
+    assert "event loop has not run for" in server.stderr()
+
+
+def test_a_worker_stops_when_its_supervisor_is_killed(
+    model_home: Path, tmp_path: Path, launch_server: Any, pickled_models: Any, wait_until: Any
+) -> None:
+    home = hanging_home(model_home, tmp_path, pickled_models, seconds=0.0)
+    server = launch_server(home, ["fine/1"], workers=1, trusted=True)
+    (worker,) = workers(server.process.pid)
+    server.stop(signal.SIGKILL)
+    assert wait_until(lambda: not Path(f"/proc/{worker}").exists(), timeout=15)
+    assert events(server.log_path, "supervisor_gone")

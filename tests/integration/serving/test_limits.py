@@ -217,4 +217,9 @@ def test_at_3x_capacity_excess_is_shed_and_admitted_p99_stays_under_2x(
         # (6,889/s admitted, 35,915 shed). The one worker's event loop reads, parses and
         # answers every shed request too, so the admitted ones wait behind them; and the
         # generator, saturating the other core, adds its own delay to each service time.
+        # benchmarks/serving/bench_overload.py separates the two (RESULTS.md): the
+        # generator's own loop runs late by about as much as the admitted p99 while it
+        # overloads. Bounding the admitted p99 here needs a shed far cheaper than a
+        # served request (before the app: no task, no JSON log line per 503) and a
+        # generator that is not saturated.
         pytest.xfail(f"admitted p99 is not under 2x the unloaded p99 at 3x capacity: {figures}")

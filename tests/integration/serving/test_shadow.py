@@ -130,18 +130,9 @@ def test_sleeping_shadow_leaves_primary_p99_alone(
 FAULT_RATE = 150.0
 FAULT_RUN_S = 3.0
 FAULT_ROUNDS = 3
-HANGS_INLINE = (
-    "a version that is fast on its warm-up example runs inline on the worker's event loop "
-    "(hosting/runtime.py run_mode), so a shadow that hangs on live inputs stalls the worker "
-    "and the primary with it: measured 2026-12, every request of the primary timed out "
-    "(8 of 8 connections, the generator's 5 s grace)"
-)
 
 
-@pytest.mark.parametrize(
-    "fault",
-    ["raising", pytest.param("hanging", marks=pytest.mark.xfail(reason=HANGS_INLINE, strict=True))],
-)
+@pytest.mark.parametrize("fault", ["raising", "hanging"])
 def test_a_raising_or_hanging_shadow_leaves_the_primary_alone(
     fault: str, model_home: Path, tmp_path: Path, launch_server: Any, pickled_models: Any
 ) -> None:

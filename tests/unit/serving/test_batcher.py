@@ -408,11 +408,14 @@ def test_a_call_stuck_past_its_deadline_is_abandoned_for_a_fresh_thread(
     async def scenario() -> None:
         stuck = batcher.submit(rows(500.0), loop.now + 0.05, record())
         await turns()
-        loop.now += 0.06
+        loop.now += 0.03
+        assert batcher.running_for(loop.now) == pytest.approx(0.03)
+        loop.now += 0.03
         await turns()
         with pytest.raises(DeadlineExceededError):
             await stuck
         assert len(executors.made) == 2  # the stuck thread is not used again
+        assert batcher.running_for(loop.now) == 0.0  # the abandoned call is not "running"
         fine = batcher.submit(rows(2.0), loop.now + 0.05, record())
         await answered(fine)
         outputs, start, stop = fine.result()

@@ -236,6 +236,9 @@ class FakeBatcher:
         self.queued_rows = 0
         self.futures: list[asyncio.Future[Any]] = []
 
+    def running_for(self, now: float) -> float:
+        return 0.0
+
     def submit(
         self, prepared: Prepared, deadline: float, record: RequestRecord
     ) -> asyncio.Future[Any]:
@@ -250,7 +253,7 @@ def test_mirror_is_bounded_and_counts_every_outcome(tmp_path: Any) -> None:
         loop = asyncio.get_running_loop()
         entry = served(shadows=(Shadow(2, 1.0),))
         batcher = FakeBatcher(loop)
-        entry.runtimes[2].batcher = batcher  # type: ignore[assignment]
+        entry.runtimes[2].shadow_lane = lambda: batcher  # type: ignore[method-assign]
         # Batches of 2 rows that take 2 s: within a 5 s timeout, one batch may wait.
         entry.runtimes[2].batch_size = 2
         entry.runtimes[2].full_batch_s = 2.0

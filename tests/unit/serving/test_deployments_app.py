@@ -156,8 +156,18 @@ def test_shadow_answers_are_compared_and_never_returned(
     for _ in range(5):
         status, headers, _ = client.post(f"/v2/models/{name}/infer", infer_body(4))
         assert (status, headers["x-model-version"]) == (200, "1")
-    client.run(asyncio.sleep(0.05))  # let the shadow's batches run
+
+    async def shadows_answered() -> None:  # they run on the shadow lane's thread
+        for _ in range(500):
+            if len(shadowed) >= 5:
+                return
+            await asyncio.sleep(0.01)
+
+    client.run(shadows_answered())
     assert len(shadowed) == 5
+    lane = client.app.table.deployments[name].runtimes[3].shadow_batcher
+    assert lane is not None
+    assert lane.threaded  # never on the event loop
     assert {(e.version, e.primary_version, e.status, e.rows) for e in shadowed} == {(3, 1, 200, 4)}
     agreed = sum(e.agreed_rows or 0 for e in shadowed)
     assert agreed < 20  # version 3 learned the flipped labels

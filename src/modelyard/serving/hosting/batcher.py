@@ -151,6 +151,12 @@ class Batcher:
         (abandoned ones included); None when none is."""
         return min(self._calls.values(), default=None)
 
+    def running_for(self, now: float) -> float:
+        """Seconds the call running now (not an abandoned one) has run at ``now``; 0.0 when
+        none is running on a thread."""
+        started = self._calls.get(self._call_count) if self.running_rows else None
+        return 0.0 if started is None else now - started
+
     def close(self) -> None:
         """Release the model's thread, if it has one (a stuck one is left to itself)."""
         if self._executor is not None:

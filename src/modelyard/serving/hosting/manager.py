@@ -279,15 +279,19 @@ class ModelManager:
         return None
 
     def calls_running(self) -> bool:
-        """Whether any model call is still running on a thread (stuck ones included)."""
+        """Whether any model call is still running on a thread (stuck ones included, and a
+        shadow lane's: a hung shadow never makes the worker unhealthy, but it keeps a
+        thread the interpreter would wait for at exit)."""
         return any(
-            runtime.batcher.oldest_call_started() is not None
+            batcher.oldest_call_started() is not None
             for runtime in self.table.runtimes() + self.table.retiring
+            for batcher in (runtime.batcher, runtime.shadow_batcher)
+            if batcher is not None
         )
 
     def retire_idle(self) -> None:
         """Unload replaced versions whose last queued requests have been answered."""
-        for runtime in [r for r in self.table.retiring if r.batcher.idle and not r.active]:
+        for runtime in [r for r in self.table.retiring if r.idle]:
             self.table.retiring.remove(runtime)
             runtime.close()
             self._metrics.model_load(runtime.name, runtime.version_text, "unloaded")

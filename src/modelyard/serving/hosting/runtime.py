@@ -196,19 +196,33 @@ class ModelRuntime:
         new_executor = partial(
             ThreadPoolExecutor, 1, thread_name_prefix=f"model-{loaded.name}-{loaded.version}"
         )
-        self.batcher = Batcher(
+        batcher = partial(
+            Batcher,
             loaded.predictor.predict_prepared,
-            label=self.label,
             policy=policy,
             admission=admission,
             loop=loop,
-            executor=new_executor() if run_mode(warmed.full_batch_s) == "thread" else None,
-            new_executor=new_executor,
             request_timeout_s=request_timeout_s,
             observe=observe,
             listen=self._announce if recorder is not None else None,
             lag=lag,
         )
+        self.batcher = batcher(
+            label=self.label,
+            executor=new_executor() if run_mode(warmed.full_batch_s) == "thread" else None,
+            new_executor=new_executor,
+        )
+        # Shadow copies run on a batcher of their own, always on a thread, made on first
+        # use (``shadow_lane``): a version fast at warm-up may hang on live inputs, and
+        # inline on the loop that would stall the primary; its own queue means a slow
+        # shadow never queues ahead of the version's primary traffic either.
+        self._new_shadow_executor = partial(
+            ThreadPoolExecutor, 1, thread_name_prefix=f"shadow-{loaded.name}-{loaded.version}"
+        )
+        self._new_shadow_batcher = partial(
+            batcher, label=f"{self.label} (shadow)", new_executor=self._new_shadow_executor
+        )
+        self.shadow_batcher: Batcher | None = None
         self._recorder = recorder
         self._input_names = tuple(spec.name for spec in self.signature.inputs)
         # The validator's signature: the dtypes the model takes (``served_signature``).
@@ -216,6 +230,19 @@ class ModelRuntime:
         self.example = warmed.example  # one record of the version's own data, for docs
         # Requests between lookup and answer; a replaced version is unloaded only at 0.
         self.active = 0
+
+    def shadow_lane(self) -> Batcher:
+        """The batcher that runs shadow copies of this version's requests: on a thread of
+        its own, whatever ``mode`` is, with its own queue."""
+        if self.shadow_batcher is None:
+            self.shadow_batcher = self._new_shadow_batcher(executor=self._new_shadow_executor())
+        return self.shadow_batcher
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or running, for requests or shadow copies: safe to unload."""
+        lane = self.shadow_batcher
+        return self.batcher.idle and (lane is None or lane.idle) and not self.active
 
     @property
     def mode(self) -> str:
@@ -237,5 +264,7 @@ class ModelRuntime:
         )
 
     def close(self) -> None:
-        """Release the model's thread, if it has one (the session goes with the object)."""
+        """Release the model's threads, if it has any (the session goes with the object)."""
         self.batcher.close()
+        if self.shadow_batcher is not None:
+            self.shadow_batcher.close()

@@ -3,20 +3,26 @@ nobody sees, and compare them with the primary's.
 
 Once the primary's answer is ready, ``ShadowMirror.mirror`` schedules the copy for
 the next turn of the event loop, after the answer has been sent: on that turn a
-copy of the request's validated input is queued on each shadow version's batcher.
-The primary request never waits for a shadow, not even for the queueing. The shadow's
-answer arrives on a future callback that compares it with the primary's rows
-(``agreement``), records the outcome, agreement and both latencies in
-``/metrics`` and hands a ``ShadowEvent`` to the ``on_shadow`` hooks (the
-inference log records it with ``arm="shadow"``).
+copy of the request's validated input is queued on each shadow version's shadow
+lane (``ModelRuntime.shadow_lane``), a batcher of its own that always runs the model
+on a thread. The primary request never waits for a shadow, not even for the
+queueing, and a shadow's model never runs on the event loop: a version that was fast
+at warm-up and hangs on live inputs stalls only its lane. The shadow's answer arrives
+on a future callback that compares it with the primary's rows (``agreement``),
+records the outcome, agreement and both latencies in ``/metrics`` and hands a
+``ShadowEvent`` to the ``on_shadow`` hooks (the inference log records it with
+``arm="shadow"``).
 
-Bounded: a shadow version's queue holds at most the rows it can still answer
-within ``request_timeout_s`` behind the batch it is running (``room``), and a
-worker at most ``max_inflight`` shadow requests; a request that finds no room is
-dropped and counted at the cost of a counter, never queued. A shadow slower than
-its traffic thus answers what it can and burns no CPU on copies it would abandon.
-A shadow that raises or times out is counted too; nothing a shadow does can fail
-the primary.
+Bounded (``admits``): a lane's queue holds at most the rows it can still answer
+within ``request_timeout_s`` behind the batch it is running (``room``, from the
+slower of the warm-up batch time and the call running now), and a worker at most
+``max_inflight`` shadow requests; while a lane's call has run past the timeout
+(hung) the lane takes nothing. A copy that finds no room is dropped and counted
+(``modelyard_shadow_requests_total{outcome="dropped"}``) at the cost of a counter,
+never queued. A hung shadow call is abandoned once its copies are answered 504
+(``batcher``), at most ``_SPARE_THREADS`` at a time, and it never gets the worker
+replaced: that would cost the primary its requests. A shadow that raises or times
+out is counted too; nothing a shadow does can fail the primary.
 """
 
 from __future__ import annotations
@@ -104,6 +110,29 @@ def room(timeout_s: float, full_batch_s: float, batch_size: int) -> int:
     return max(1, batches) * batch_size
 
 
+def admits(
+    *,
+    rows: int,
+    queued_rows: int,
+    saturated: bool,
+    running_s: float,
+    inflight: int,
+    max_inflight: int,
+    full_batch_s: float,
+    batch_size: int,
+    timeout_s: float,
+) -> bool:
+    """Whether a shadow lane takes a copy of ``rows`` rows now, or it is dropped: the
+    worker has room for another shadow request, the lane's call has not run past the
+    timeout (``running_s``; anything queued behind a hung call would only expire), and
+    the rows fit what the lane can answer in time at the slower of its warm-up batch
+    time and the running call's."""
+    if inflight >= max_inflight or saturated or running_s >= timeout_s:
+        return False
+    limit = room(timeout_s, max(full_batch_s, running_s), batch_size)
+    return queued_rows + rows <= limit
+
+
 @dataclass(frozen=True, slots=True)
 class _Copy:
     deployment: str
@@ -188,18 +217,24 @@ class ShadowMirror:
         for runtime in targets:
             runtime.active -= 1
             label = runtime.version_text
-            limit = room(self._timeout_s, runtime.full_batch_s, runtime.batch_size)
-            if (
-                self.inflight >= self._max_inflight
-                or runtime.batcher.queued_rows + prepared.rows > limit
-                or runtime.batcher.saturated
+            lane = runtime.shadow_lane()
+            if not admits(
+                rows=prepared.rows,
+                queued_rows=lane.queued_rows,
+                saturated=lane.saturated,
+                running_s=lane.running_for(now),
+                inflight=self.inflight,
+                max_inflight=self._max_inflight,
+                full_batch_s=runtime.full_batch_s,
+                batch_size=runtime.batch_size,
+                timeout_s=self._timeout_s,
             ):
                 self._metrics.shadow(deployment, label, "dropped")
                 continue
             copy_record = RequestRecord(request_id, ts, deployment, SHADOW_ARM)
             try:
-                future = runtime.batcher.submit(prepared, now + self._timeout_s, copy_record)
-            except ModelyardError:  # refused by the shadow's admission policy
+                future = lane.submit(prepared, now + self._timeout_s, copy_record)
+            except ModelyardError:  # refused by the lane's admission policy
                 self._metrics.shadow(deployment, label, "dropped")
                 continue
             except Exception as error:  # a bug: count it, never let it reach the loop

@@ -1,16 +1,16 @@
 """Starting a server: ``serve()``, behind ``modelyard serve`` and ``python -m modelyard.serving``.
 
 Checks the references before any worker starts, so a typo is one clear error
-rather than N crashing workers; then runs one worker in this process or a
-``Supervisor`` of several. Either way the server hosts one runner (``runner.host``:
-the rollout controller, the retention sweep and the monitoring pass): on threads
-here for one worker, else in the supervisor.
+rather than N crashing workers; then runs a ``Supervisor`` of the workers, one worker
+included: a worker whose model hung or whose event loop stalled is replaced only by a
+process that watches it from outside. The supervisor also hosts the server's one
+runner (``runner.host``: the rollout controller, the retention sweep and the
+monitoring pass). What one worker pays for it, measured with
+``benchmarks/serving/bench_supervised_startup.py``, is in benchmarks/serving/RESULTS.md.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +20,7 @@ from modelyard.errors import ConfigurationError
 from modelyard.registry import Catalog, ModelRef, Registry, parse_ref
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.serving.http.hosts import is_loopback
-from modelyard.serving.process.supervisor import (
-    Supervisor,
-    metrics_directory,
-    start_server_runner,
-)
-from modelyard.serving.process.worker import run_worker
+from modelyard.serving.process.supervisor import Supervisor
 from modelyard.store.artifacts import open_artifact_store
 from modelyard.store.database import Database
 
@@ -95,23 +90,4 @@ def serve(
         f"modelyard: serving {names} on http://{serving.host}:{serving.port} "
         f"with {serving.workers} worker(s); JSON logs in {settings.resolved_log_path}\n"
     )
-    if serving.workers <= 1:
-        metrics_dir = metrics_directory(settings)
-        runner = start_server_runner(settings, metrics_dir, trusted=trusted)
-        try:
-            run_worker(
-                settings,
-                [str(r) for r in refs],
-                trusted=trusted,
-                worker=str(os.getpid()),
-                metrics_dir=metrics_dir,
-            )
-        except SystemExit as stop:
-            return int(stop.code or 0) if isinstance(stop.code, int | None) else 1
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            runner.stop()
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-        return 0
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()

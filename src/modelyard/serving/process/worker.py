@@ -16,11 +16,12 @@ readiness turns false the moment a stop signal arrives, and with
 ``serving.drain_delay_s`` > 0 a SIGTERM keeps serving that long first, so a load
 balancer has time to see the readiness change (the Kubernetes pattern).
 
-Every uvicorn tick (0.1 s) the worker beats its ``watchdog.Heartbeat`` and checks for a
-model call stuck past ``model_hang_limit_s``: it logs ``model_hung`` once and reports it
-through the heartbeat, for the supervisor to replace this worker. A worker whose
-threads are stuck in a model could not exit normally (the interpreter joins them), so
-it ends with ``os._exit`` once it has stopped serving and closed its stores.
+Every uvicorn tick (0.1 s) the worker beats its ``watchdog.Heartbeat``, stops (gracefully)
+if its supervisor is gone, and checks for a model call stuck past
+``model_hang_limit_s``: it logs ``model_hung`` once and reports it through the heartbeat,
+for the supervisor to replace this worker. A worker whose threads are stuck in a model
+could not exit normally (the interpreter joins them), so it ends with ``os._exit`` once
+it has stopped serving and closed its stores.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class DrainingServer(uvicorn.Server):
         self._drain_delay_s = drain_delay_s
         self._drain_until: float | None = None
         self._heartbeat = heartbeat
+        # A supervised worker stops when its supervisor is gone (SIGKILLed, say): else it
+        # would serve on, unwatched, holding the port against the next server.
+        self._supervisor = os.getppid() if heartbeat is not None else None
         self.hung = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -135,6 +139,9 @@ class DrainingServer(uvicorn.Server):
         self.hung = hung is not None
         if self._heartbeat is not None:
             self._heartbeat.beat(now, hung=self.hung)
+            if os.getppid() != self._supervisor and not self.should_exit:
+                self._app.log.emit("error", "supervisor_gone", {"supervisor": self._supervisor})
+                super().handle_exit(signal.SIGTERM, None)
         if self._drain_until is not None and time.monotonic() >= self._drain_until:
             self._drain_until = None
             super().handle_exit(signal.SIGTERM, None)
