@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
 
 from modelyard.errors import ValidationError
 from modelyard.monitoring.live_metrics import (
@@ -62,11 +63,30 @@ _AUC_BINS = int(2 * _AUC_LIMIT / AUC_BIN) + 1
 _TOP_CLASSES = 20
 
 
+_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)  # DDSketch's own, for its bucket keys
+
+
 def _sketch(values: npt.NDArray[np.float64], sketch: DDSketch | None) -> DDSketch:
+    """``sketch`` (a new one if None) with ``values`` added.
+
+    One ``DDSketch.add`` per value costs ~3 us; instead the values are bucketed with
+    numpy by the sketch's own mapping (bucket ``k`` holds ``(gamma^(k-1), gamma^k]``)
+    and each bucket is added once, weighted by its count, at the value the sketch
+    represents it by (``mapping.value(k)``, inside the bucket, away from its edges).
+    """
     sketch = sketch or DDSketch(RELATIVE_ACCURACY)
-    add = sketch.add
-    for value in values.tolist():
-        add(value)
+    tiny = _MAPPING.min_possible
+    log_gamma = math.log(_MAPPING.gamma)
+    for sign in (1.0, -1.0):
+        magnitudes = values[values * sign > tiny] * sign
+        if not magnitudes.size:
+            continue
+        keys, counts = np.unique(np.ceil(np.log(magnitudes) / log_gamma), return_counts=True)
+        for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+            sketch.add(sign * _MAPPING.value(int(key)), float(count))
+    zeros = int(np.count_nonzero(np.abs(values) <= tiny))
+    if zeros:
+        sketch.add(0.0, float(zeros))
     return sketch
 
 
@@ -132,7 +152,12 @@ class _Predictions:
             if column.dtype.kind in "fiub":
                 self.numeric.add(column.astype(np.float64))
         elif self.classes is not None:
-            self.classes.update(_class_keys(column).tolist())
+            if column.dtype.kind in "biu":  # a class label: count each value once
+                names, counts = np.unique(column, return_counts=True)
+                keys = _class_keys(names).tolist()
+                self.classes.update(dict(zip(keys, counts.tolist(), strict=True)))
+            else:
+                self.classes.update(_class_keys(column).tolist())
 
     def describe(self) -> dict[str, Any]:
         if self.numeric is not None:

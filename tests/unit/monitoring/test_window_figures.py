@@ -220,3 +220,14 @@ def test_the_sample_is_bounded_per_version_and_uniform_over_the_whole_window() -
 def test_a_sample_needs_room_for_a_row() -> None:
     with pytest.raises(ValueError, match="at least 1 row"):
         RowSample(size=0)
+
+
+def test_output_quantiles_hold_their_bound_with_negative_and_zero_values() -> None:
+    rng = np.random.default_rng(10)
+    window = traffic(rng, 20_000, task="regression")
+    prediction = rng.normal(0.0, 5.0, window.rows)
+    prediction[::50] = 0.0
+    window = Window(**{**window.__dict__, "outputs": {"prediction": prediction}})
+    described = fold(window, 9, by=None).overall.traffic.predictions["prediction"]
+    for name, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95)):
+        assert within_sketch(described[name], prediction, q), name
