@@ -157,7 +157,7 @@ def make_monitor_app(
                 found = snapshot(window_reader(log, deployment, start, end), by=grouped)
             else:
                 parts = window_parts(log, deployment, start, end)
-                found = measure(parts, deployment, start, end, by=grouped).metrics
+                found = measure(parts, deployment, start, end, by=grouped, sample_rows=0).metrics
         rows = []
         for key, group in [*sorted(found.groups.items()), ("all", found.overall)]:
             t, q = group.traffic, group.quality

@@ -408,7 +408,8 @@ def measure(
 
     A window that comes in one part is measured exactly as ``snapshot`` measures it
     and is its own sample; a longer one is folded by ``WindowFigures`` (bounds in the
-    module's docstring) and sampled by ``RowSample`` (``sample_rows`` per version).
+    module's docstring) and sampled by ``RowSample`` (``sample_rows`` per version; 0:
+    no sample, for a caller that needs only the metrics).
     """
     found = iter(parts)
     first = next(found, None)
@@ -419,8 +420,11 @@ def measure(
     if second is None:
         return MeasuredWindow(snapshot(first, by, task), first)
     figures = WindowFigures(deployment, first.start, first.end, by, task)
-    sample = RowSample(sample_rows, rng)
+    sample = RowSample(sample_rows, rng) if sample_rows else None
     for part in itertools.chain([first, second], found):
         figures.add(part)
-        sample.add(part)
+        if sample is not None:
+            sample.add(part)
+    if sample is None:
+        return MeasuredWindow(figures.metrics(), empty_window(deployment, first.start, first.end))
     return MeasuredWindow(figures.metrics(), sample.window(deployment, first.start, first.end))

@@ -183,6 +183,9 @@ def test_a_short_window_in_parts_keeps_every_row_in_time_order() -> None:
         assert sample.inputs[name].tolist() == column[order].tolist()
     assert sample.version.tolist() == window.version[window.row_request][order].tolist()
     assert measured.metrics.overall.traffic.requests == window.requests
+    figures_only = measure(shuffled, window.deployment, window.start, window.end, sample_rows=0)
+    assert figures_only.metrics == measured.metrics
+    assert figures_only.sample.rows == 0
 
 
 def test_the_sample_is_bounded_per_version_and_uniform_over_the_whole_window() -> None:
