@@ -3,14 +3,16 @@
 Thin: every command calls ``modelyard.monitoring``. Live traffic is read by a
 log reader, ``(inference log, deployment, start, end) -> Window``; ``monitor_app``
 uses the inference log's, with feedback labels joined (``feedback_join.joined``),
-and ``make_monitor_app`` takes another (tests pass synthetic traffic).
+and ``make_monitor_app`` takes another (tests pass synthetic traffic). Without one,
+``metrics`` and ``check`` read the log part by part (``feedback_join.joined_parts``,
+``window_figures.measure``), so their memory does not grow with the window.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -28,14 +30,15 @@ from modelyard.cli.context import CliContext, cli_context
 from modelyard.errors import ModelyardError, ValidationError
 from modelyard.monitoring.alerts import delete_rule, load_rules, recent_alerts, save_rule
 from modelyard.monitoring.drift_job import drift_history, monitor_cycle
-from modelyard.monitoring.feedback_join import joined
+from modelyard.monitoring.feedback_join import joined, joined_parts
 from modelyard.monitoring.inference_log.repository import LabelledLogRepository
-from modelyard.monitoring.live_metrics import snapshot
+from modelyard.monitoring.live_metrics import GroupBy, snapshot
 from modelyard.monitoring.report import gather_report, summary_rows, write_report
 from modelyard.monitoring.repository import MonitoringRepository
 from modelyard.monitoring.rules import AlertRule, Comparison
 from modelyard.monitoring.webhooks import deliver_due
 from modelyard.monitoring.window import Window
+from modelyard.monitoring.window_figures import measure
 from modelyard.serving.telemetry.logsearch import parse_time
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -45,6 +48,7 @@ Since = Annotated[str, typer.Option(help="From: 15m / 2h / 1d ago, ISO 8601 or e
 Until = Annotated[str | None, typer.Option(help="Until (default now), same forms.")]
 Model = Annotated[str | None, typer.Option(help="Model (default: the deployment's).")]
 LogReader = Callable[[LabelledLogRepository, str, float, float], Window]
+LogParts = Callable[[LabelledLogRepository, str, float, float], Iterable[Window]]
 
 
 def parse_duration(text: str) -> float:
@@ -66,12 +70,14 @@ def _num(value: float | None, spec: str = ".3g") -> str:
 
 
 def make_monitor_app(
-    window_reader: LogReader = joined,
+    window_reader: LogReader | None = None,
     open_context: Callable[[typer.Context], CliContext] = cli_context,
     clock: Callable[[], float] = time.time,
+    window_parts: LogParts = joined_parts,
 ) -> typer.Typer:
-    """The ``monitor`` command group, reading traffic with ``window_reader`` from the stores
-    of ``open_context(ctx)``."""
+    """The ``monitor`` command group, reading traffic from the stores of
+    ``open_context(ctx)``: whole with ``window_reader`` if given, else part by part with
+    ``window_parts`` (``report`` reads whole, with ``joined`` by default)."""
     app = typer.Typer(help="Live metrics, drift, alerts and reports.", no_args_is_help=True)
     alerts_app = typer.Typer(help="Alert rules and the alerts they raised.", no_args_is_help=True)
     app.add_typer(alerts_app, name="alerts")
@@ -120,7 +126,7 @@ def make_monitor_app(
             cli = open_context(ctx)
             data = gather_report(
                 cli.monitoring, cli.yard.registry, deployment, start, end,
-                window_reader=partial(window_reader, cli.inference_log), now=clock(),
+                window_reader=partial(window_reader or joined, cli.inference_log), now=clock(),
                 model=model, model_of=cli.model_of,
             )  # fmt: skip
             path = write_report(out or Path(f"{deployment}-report.html"), data)
@@ -145,8 +151,13 @@ def make_monitor_app(
             if by not in ("version", "arm"):
                 raise ValidationError(f"--by must be version or arm, got {by!r}")
             start, end = span(since, until)
-            window = window_reader(open_context(ctx).inference_log, deployment, start, end)
-            found = snapshot(window, by="arm" if by == "arm" else "version")
+            log = open_context(ctx).inference_log
+            grouped: GroupBy = "arm" if by == "arm" else "version"
+            if window_reader is not None:
+                found = snapshot(window_reader(log, deployment, start, end), by=grouped)
+            else:
+                parts = window_parts(log, deployment, start, end)
+                found = measure(parts, deployment, start, end, by=grouped, sample_rows=0).metrics
         rows = []
         for key, group in [*sorted(found.groups.items()), ("all", found.overall)]:
             t, q = group.traffic, group.quality
@@ -204,9 +215,12 @@ def make_monitor_app(
             now = clock()
             start = parse_time(since, now)
             checks = cli.monitoring
+            log = cli.inference_log
+            whole = None if window_reader is None else partial(window_reader, log)
+            parts = None if whole is not None else partial(window_parts, log)
             result = monitor_cycle(
                 checks, cli.yard.registry, deployment, start, now,
-                window_reader=partial(window_reader, cli.inference_log), now=now, model=model,
+                window_reader=whole, window_parts=parts, now=now, model=model,
                 model_of=cli.model_of,
             )  # fmt: skip
             if deliver:

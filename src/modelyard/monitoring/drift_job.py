@@ -8,14 +8,16 @@ live metrics per version, a drift check per version, alert rules over the
 figures, events, webhooks and subscribers.
 
 What comes from elsewhere is passed in: windows from a ``WindowReader``,
-``(deployment, start, end) -> Window`` (the inference log's reader in
-production, a list of synthetic requests in tests), and the model a deployment
-serves from a ``ModelOf`` (routing records it, not monitoring).
+``(deployment, start, end) -> Window`` (a list of synthetic requests in tests), or
+part by part from ``WindowParts`` (``feedback_join.joined_parts`` over the
+inference log: memory bounded whatever the window's length, see
+``window_figures.measure``), and the model a deployment serves from a ``ModelOf``
+(routing records it, not monitoring).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +42,12 @@ from modelyard.monitoring.live_metrics import (
 from modelyard.monitoring.repository import DriftResult, DriftResults, ModelOf, MonitoringRepository
 from modelyard.monitoring.rules import AlertRule, AlertState, Figures, evaluate
 from modelyard.monitoring.window import Window
+from modelyard.monitoring.window_figures import measure
 from modelyard.registry.catalog import Catalog
 from modelyard.registry.profile import load_sample, output_columns
 
 WindowReader = Callable[[str, float, float], Window]
+WindowParts = Callable[[str, float, float], Iterable[Window]]
 # Live logs miss values now and then; a job should test what is there, not stop.
 JOB_DRIFT_CONFIG = DriftConfig(nan_policy="omit")
 _PREDICTION_COLUMNS = ("score", "prediction", "label")
@@ -231,7 +235,8 @@ def monitor_cycle(
     start: float,
     end: float,
     *,
-    window_reader: WindowReader,
+    window_reader: WindowReader | None = None,
+    window_parts: WindowParts | None = None,
     now: float,
     model: str | None = None,
     model_of: ModelOf | None = None,
@@ -249,12 +254,23 @@ def monitor_cycle(
     ``model_of``, nothing is known: NotFoundError). ``rules`` default to the
     deployment's stored rules; ``state`` (streaks and cooldowns) to the last
     firings found in the events of the past day. Pass the returned ``state`` to
-    the next cycle so that ``for_windows`` streaks carry over.
+    the next cycle so that ``for_windows`` streaks carry over. The window comes from
+    ``window_parts`` (part by part: drift then reads a uniform sample of each
+    version's rows, ``window_sample.SAMPLE_ROWS``) or ``window_reader`` (whole).
     """
+    if (window_reader is None) == (window_parts is None):
+        raise ValueError("monitor_cycle reads with one of window_reader or window_parts")
     model = model or deployment_model(model_of, deployment)
-    window = window_reader(deployment, start, end)
-    metrics = snapshot(window, by="version")
     generator = np.random.default_rng(rng)
+    if window_parts is not None:
+        # The sample draws from its own generator, so the drift tests see the same
+        # stream of random numbers as a window read whole.
+        measured = measure(window_parts(deployment, start, end), deployment, start, end)
+        window, metrics = measured.sample, measured.metrics
+    else:
+        assert window_reader is not None
+        window = window_reader(deployment, start, end)
+        metrics = snapshot(window, by="version")
     drift: dict[int, DriftResult] = {}
     figures: list[Figures] = []
     for key, group in metrics.groups.items():
@@ -282,7 +298,7 @@ def monitor_cycle(
             None if result is None else result.report,
             reference_metrics,
         )
-        figures.append(Figures(deployment, version, values, window.start, window.end))
+        figures.append(Figures(deployment, version, values, metrics.start, metrics.end))
     if exporter is not None:
         exporter.update(metrics)
     rules = load_rules(repository, deployment) if rules is None else rules

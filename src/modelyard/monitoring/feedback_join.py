@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +31,7 @@ import orjson
 
 from modelyard.errors import ValidationError
 from modelyard.monitoring.inference_log.repository import LabelledLogRepository
-from modelyard.monitoring.inference_log.storage import read_window, row_numbers
+from modelyard.monitoring.inference_log.storage import read_window, row_numbers, scan_window
 from modelyard.monitoring.window import Window
 
 DAY_S = 86_400.0
@@ -64,6 +65,16 @@ def joined(
         _by_entity(log, deployment, start, end, window, entity_field, entity_horizon_s, labels)
     labelled = replace(window, labels=labels)
     return labelled if version is None else labelled.select(window.version == version)
+
+
+def joined_parts(
+    log: LabelledLogRepository, deployment: str, start: float, end: float, *, page: int = 500
+) -> Iterator[Window]:
+    """``joined``'s window (labels joined by request id; no entity join, which needs the
+    whole window's history) part by part, ``page`` stored batches each: see
+    ``storage.scan_window``."""
+    for part in scan_window(log, deployment, start, end, page=page):
+        yield with_request_labels(log, part)
 
 
 def with_request_labels(log: LabelledLogRepository, window: Window) -> Window:

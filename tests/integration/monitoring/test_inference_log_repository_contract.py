@@ -120,6 +120,44 @@ def test_payloads_of_a_deployment_over_a_first_time_range_in_order(
     assert log.batch_payloads("nobody", 0.0, 100.0) == []
 
 
+def test_last_from_leaves_out_batches_that_ended_before_the_window(
+    log: LabelledLogRepository,
+) -> None:
+    log.add_batches(
+        [
+            batch("ended", 10.0, ts_last=19.9),
+            batch("reaches", 10.0, ts_last=20.0),
+            batch("straddles", 15.0, ts_last=25.0),
+            batch("inside", 21.0, ts_last=22.0),
+        ]
+    )
+    assert log.batch_payloads("fraud", 0.0, 30.0, last_from=20.0) == [
+        b"reaches",
+        b"straddles",
+        b"inside",
+    ]
+    pages = log.batch_pages("fraud", 0.0, 30.0, last_from=20.0, page=2)
+    assert list(pages) == [[b"reaches", b"straddles"], [b"inside"]]
+
+
+def test_pages_hold_what_one_read_holds_in_the_same_order(log: LabelledLogRepository) -> None:
+    # ties on the first time cross page boundaries: the cursor is (ts_first, id)
+    log.add_batches(
+        [batch(f"b{i:02d}", float(i // 3), version=1 + i % 2) for i in range(20)]
+        + [batch("other", 1.0, deployment="other")]
+    )
+    whole = log.batch_payloads("fraud", 0.0, 100.0)
+    for size in (1, 2, 3, 7, 20, 500):
+        pages = list(log.batch_pages("fraud", 0.0, 100.0, page=size))
+        assert [len(p) for p in pages[:-1]] == [size] * (len(pages) - 1)
+        assert [data for page in pages for data in page] == whole
+    versioned = list(log.batch_pages("fraud", 1.0, 5.0, version=2, page=2))
+    assert [data for page in versioned for data in page] == log.batch_payloads(
+        "fraud", 1.0, 5.0, version=2
+    )
+    assert list(log.batch_pages("nobody", 0.0, 100.0)) == []
+
+
 def test_newest_keeps_the_latest_batches_that_hold_that_many_requests(
     log: LabelledLogRepository,
 ) -> None:

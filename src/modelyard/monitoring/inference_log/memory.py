@@ -10,7 +10,7 @@ same assertions against it and ``sql.SqlInferenceLogRepository``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
 
@@ -36,6 +36,7 @@ class InMemoryInferenceLogRepository:
         first_from: float,
         first_to: float,
         *,
+        last_from: float | None = None,
         version: int | None = None,
         newest: int | None = None,
     ) -> list[bytes]:
@@ -45,6 +46,7 @@ class InMemoryInferenceLogRepository:
                 for batch in self._batches.values()
                 if batch.summary.deployment == deployment
                 and first_from <= batch.summary.ts_first < first_to
+                and (last_from is None or batch.summary.ts_last >= last_from)
                 and (version is None or batch.summary.version == version)
             ]
         if newest is not None:
@@ -57,6 +59,22 @@ class InMemoryInferenceLogRepository:
                     break
         found.sort(key=lambda b: (b.summary.ts_first, b.summary.id))
         return [batch.payload for batch in found]
+
+    def batch_pages(
+        self,
+        deployment: str,
+        first_from: float,
+        first_to: float,
+        *,
+        last_from: float | None = None,
+        version: int | None = None,
+        page: int = 500,
+    ) -> Iterator[list[bytes]]:
+        found = self.batch_payloads(
+            deployment, first_from, first_to, last_from=last_from, version=version
+        )
+        for at in range(0, len(found), page):
+            yield found[at : at + page]
 
     def delete_batches(self, deployment: str, older_than: float, *, chunk: int = 500) -> int:
         with self._lock:

@@ -16,7 +16,7 @@ metadata database; ``memory.InMemoryInferenceLogRepository`` is the fake for tes
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -68,14 +68,31 @@ class InferenceLogRepository(Protocol):
         first_from: float,
         first_to: float,
         *,
+        last_from: float | None = None,
         version: int | None = None,
         newest: int | None = None,
     ) -> list[bytes]:
         """The payloads of ``deployment``'s batches whose first record's time lies in
-        ``[first_from, first_to)`` (of one version, if given), in the order of that time
-        and then of their ids. With ``newest``, only the latest of them: counting from the
-        latest first time down, those from the first time at which the batches passed
-        hold ``newest`` requests or more (every batch, if they never do)."""
+        ``[first_from, first_to)`` and, with ``last_from``, whose last record's time is at
+        or after it (of one version, if given), in the order of the first time and then of
+        their ids. With ``newest``, only the latest of them: counting from the latest
+        first time down, those from the first time at which the batches passed hold
+        ``newest`` requests or more (every batch, if they never do)."""
+        ...
+
+    def batch_pages(
+        self,
+        deployment: str,
+        first_from: float,
+        first_to: float,
+        *,
+        last_from: float | None = None,
+        version: int | None = None,
+        page: int = 500,
+    ) -> Iterator[list[bytes]]:
+        """The payloads ``batch_payloads`` would return (without ``newest``), in the same
+        order, ``page`` batches at a time: a pass over a long window holds one page in
+        memory, and the SQL adapter reads each page in its own short transaction."""
         ...
 
     def delete_batches(self, deployment: str, older_than: float, *, chunk: int = 500) -> int:

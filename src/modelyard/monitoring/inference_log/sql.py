@@ -19,9 +19,9 @@ SQLAlchemy's errors become ``RejectedWriteError`` / ``StoreError`` inside ``Data
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
-from sqlalchemy import delete, desc, select
+from sqlalchemy import ColumnElement, and_, delete, desc, or_, select
 
 from modelyard.monitoring.inference_log.record import Summary
 from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
@@ -60,17 +60,12 @@ class SqlInferenceLogRepository:
         first_from: float,
         first_to: float,
         *,
+        last_from: float | None = None,
         version: int | None = None,
         newest: int | None = None,
     ) -> list[bytes]:
         batch = inference_batches.c
-        where = [
-            batch.deployment == deployment,
-            batch.ts_first >= first_from,
-            batch.ts_first < first_to,
-        ]
-        if version is not None:
-            where.append(batch.version == version)
+        where = _window(deployment, first_from, first_to, last_from, version)
         with self._db.read() as conn:
             if newest is not None:
                 # Counted from the small columns first, so the payloads are read only once.
@@ -84,6 +79,37 @@ class SqlInferenceLogRepository:
             query = select(batch.payload).where(*where).order_by(batch.ts_first, batch.id)
             stored = conn.execute(query).scalars().all()
         return [bytes(data) for data in stored]
+
+    def batch_pages(
+        self,
+        deployment: str,
+        first_from: float,
+        first_to: float,
+        *,
+        last_from: float | None = None,
+        version: int | None = None,
+        page: int = 500,
+    ) -> Iterator[list[bytes]]:
+        batch = inference_batches.c
+        where = _window(deployment, first_from, first_to, last_from, version)
+        query = select(batch.ts_first, batch.id, batch.payload).order_by(batch.ts_first, batch.id)
+        after: tuple[float, str] | None = None
+        while True:
+            # Keyset paging on (ts_first, id): each page is one short read, so a long pass
+            # holds no read transaction open (SQLite's WAL could not checkpoint past it).
+            paged = query.where(*where)
+            if after is not None:
+                ts, key = after
+                paged = paged.where(
+                    or_(batch.ts_first > ts, and_(batch.ts_first == ts, batch.id > key))
+                )
+            with self._db.read() as conn:
+                rows = conn.execute(paged.limit(page)).all()
+            if rows:
+                yield [bytes(row.payload) for row in rows]
+            if len(rows) < page:
+                return
+            after = (rows[-1].ts_first, rows[-1].id)
 
     def delete_batches(self, deployment: str, older_than: float, *, chunk: int = 500) -> int:
         batch = inference_batches.c
@@ -185,3 +211,22 @@ class SqlInferenceLogRepository:
         )
         with self._db.read() as conn:
             return [EntityLabel(*row) for row in conn.execute(query)]
+
+
+def _window(
+    deployment: str,
+    first_from: float,
+    first_to: float,
+    last_from: float | None,
+    version: int | None,
+) -> list[ColumnElement[bool]]:
+    """The conditions of a window read: the index on (deployment, ts_first) bounds the scan,
+    and ``ts_last`` leaves out the batches that ended before the window began."""
+    batch = inference_batches.c
+    where = [batch.deployment == deployment, batch.ts_first >= first_from]
+    where.append(batch.ts_first < first_to)
+    if last_from is not None:
+        where.append(batch.ts_last >= last_from)
+    if version is not None:
+        where.append(batch.version == version)
+    return where

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,13 +130,42 @@ def read_payloads(
     (one that cannot be read is skipped: it was checked when stored, so that is a bug).
     With ``newest``, only the latest payloads that hold at least that many requests."""
     stored = log.batch_payloads(
-        deployment, start - BATCH_SPAN_S, end, version=version, newest=newest
+        deployment, start - BATCH_SPAN_S, end, last_from=start, version=version, newest=newest
     )
+    return _decoded(stored)
+
+
+def _decoded(stored: Iterable[bytes]) -> list[Payload]:
     payloads = []
     for data in stored:
         with contextlib.suppress(ValueError):
             payloads.append(Payload(data))
     return payloads
+
+
+def scan_window(
+    log: InferenceLogRepository,
+    deployment: str,
+    start: float,
+    end: float,
+    *,
+    version: int | None = None,
+    page: int = 500,
+) -> Iterator[Window]:
+    """The window ``read_window`` would read (without ``newest``), as consecutive parts of
+    at most ``page`` stored batches each, so a pass over it holds one part in memory.
+
+    Each part is a ``Window`` with the whole window's ``start`` and ``end`` and its own
+    requests in time order; a request is in exactly one part. Two workers' batches
+    overlap in time, so a later part may hold requests older than an earlier one's.
+    """
+    pages = log.batch_pages(
+        deployment, start - BATCH_SPAN_S, end, last_from=start, version=version, page=page
+    )
+    for stored in pages:
+        part = assemble_window(_decoded(stored), deployment, start, end, version=version)
+        if part.requests:
+            yield part
 
 
 def read_window(
@@ -155,10 +184,25 @@ def read_window(
     column), int64 or bool, others object arrays (see ``column_array``).
     ``labels`` is None: ``feedback_join.joined`` fills it. With ``newest`` (a
     bound on what one read holds in memory), about the latest that many requests,
-    and the window then starts at the first of them, so rates stay true.
+    and the window then starts at the first of them, so rates stay true. The whole
+    window is in memory: ``scan_window`` reads a long one part by part.
     """
-    chosen: list[tuple[Payload, int]] = []
     payloads = read_payloads(log, deployment, start, end, version=version, newest=newest)
+    return assemble_window(payloads, deployment, start, end, version=version, newest=newest)
+
+
+def assemble_window(
+    payloads: Sequence[Payload],
+    deployment: str,
+    start: float,
+    end: float,
+    *,
+    version: int | None = None,
+    newest: int | None = None,
+) -> Window:
+    """The records of ``payloads`` with ``start <= ts < end`` as a ``Window`` (see
+    ``read_window``)."""
+    chosen: list[tuple[Payload, int]] = []
     for payload in payloads:
         versions = payload.versions
         for number, at in enumerate(payload.ts):
