@@ -104,6 +104,12 @@ class ServingSettings(_Checked):
     # empty: no CORS headers, no preflight answered.
     cors_origins: tuple[str, ...] = ()
     log_path: Path | None = None
+    # The JSON log's active file is rotated past this size (by the writer that passes it)
+    # or once its first line is this old (by the retention sweep); rotated segments are
+    # deleted after ``monitoring.log_ttl_days``. 64 MiB is about 250,000 requests, and
+    # bounds what a request-id lookup scans beyond the index (serving.telemetry.logindex).
+    log_rotate_bytes: int = _bounded(64 * 1024 * 1024, ge=64 * 1024)
+    log_rotate_s: float = _bounded(86400.0, ge=0.0)
     drain_delay_s: float = _bounded(0.0, ge=0.0)  # readiness off this long before draining
     poll_interval_s: float = _bounded(0.5, ge=0.01)  # how often workers look for changes
     machine_price_per_hour: float = _bounded(0.10, ge=0)
