@@ -45,7 +45,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Runs inside the measured process: time the second call, peak RSS over the baseline.
 DRIVER = r"""
-import io, json, os, resource, sys, time, contextlib
+import io, json, os, sys, time, contextlib
 from modelyard.cli.main import main
 argv = json.loads(sys.argv[1])
 def rss_kb():
@@ -67,7 +67,10 @@ argv = measured
 start = time.perf_counter()
 text = call()
 wall = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its
+# parent's peak (this script's, after building 100k rows).
+with open("/proc/self/status") as f:
+    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 print(json.dumps({"wall_s": wall, "peak_growth_mb": (peak - before) / 1024, "out": len(text)}))
 """
 

@@ -185,6 +185,7 @@ def _index_rows(
                     rows.append((request_key(request_id), segment_id, position))
                 position += len(line) + 1
             offset += last + 1
+            rows.sort()  # inserted in key order: the B-tree fills from one end, not at random
             yield rows, offset
 
 
