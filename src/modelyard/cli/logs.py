@@ -1,6 +1,7 @@
 """``modelyard logs``: search the server's JSON logs (by request id, status, model, time).
 
-A thin wrapper over ``modelyard.serving.telemetry.logsearch``; ``--stats`` groups the
+A thin wrapper over ``modelyard.serving.telemetry.logsearch``, across the log's rotated
+files (``logfiles``), with ``--request-id`` through the index (``logindex``); ``--stats`` groups the
 matches by model, version, status and error code with their latencies, which is
 usually the quickest way from "something is wrong" to "this version, this error".
 """
@@ -19,11 +20,12 @@ from rich.table import Table
 
 from modelyard.cli.context import cli_context
 from modelyard.errors import NotFoundError
+from modelyard.serving.telemetry.logfiles import log_files
+from modelyard.serving.telemetry.logindex import search_log
 from modelyard.serving.telemetry.logsearch import (
     LogQuery,
     format_record,
     parse_time,
-    search,
     summarize,
 )
 
@@ -49,7 +51,11 @@ def logs(
     ] = None,
     grep: Annotated[str | None, typer.Option(help="Text the error message contains.")] = None,
     file: Annotated[
-        Path | None, typer.Option(help="Log file (default: the server's, from the settings).")
+        Path | None,
+        typer.Option(
+            help="Log file (default: the server's, from the settings); its rotated "
+            "segments are read too."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Show the last N matches.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print matching lines as JSON.")] = False,
@@ -60,7 +66,7 @@ def logs(
     """Search the serving logs: by request id, status, model, time or error."""
     settings = cli_context(ctx).settings
     path = Path(file) if file is not None else Path(settings.resolved_log_path)
-    if not path.is_file():
+    if not log_files(path):
         raise NotFoundError(
             f"no log file at {path}; pass --file, or check serving.log_path in the settings"
         )
@@ -76,8 +82,7 @@ def logs(
         text=grep,
     )
     console = Console(highlight=False, soft_wrap=True)
-    with path.open("rb") as lines:
-        found = search(lines, query, None if stats else limit)
+    found = search_log(path, query, None if stats else limit)
     if stats:
         table = Table(title=f"{len(found)} matching line(s) in {path}", title_justify="left")
         for column in ("model", "version", "status", "code", "count", "p50 ms", "p99 ms"):

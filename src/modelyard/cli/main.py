@@ -22,11 +22,13 @@ from modelyard.cli.deploy import deploy_app
 from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
-from modelyard.cli.output import console, print_table, when
+from modelyard.cli.output import AsJson, console, print_json, print_table, when
 from modelyard.cli.retrain import history, retrain, retraining_app, worker
 from modelyard.cli.serve import serve
 from modelyard.errors import ModelyardError
+from modelyard.registry import ModelVersion
 from modelyard.registry.bundle import export_bundle
+from modelyard.tracking import RunInfo
 
 app = typer.Typer(
     help="modelyard: track, register, serve and watch models on one machine.",
@@ -68,6 +70,12 @@ def init(ctx: typer.Context) -> None:
     )
 
 
+PageToken = Annotated[
+    str | None,
+    typer.Option(help="Where to continue: the next page token the previous page printed."),
+]
+
+
 @runs_app.command("list")
 def runs_list(
     ctx: typer.Context,
@@ -75,12 +83,24 @@ def runs_list(
         str, typer.Option(help="e.g. \"metrics.auc > 0.9 and params.model = 'rf'\"")
     ] = "",
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Runs per page.")] = 50,
+    page_token: PageToken = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Runs, newest first."""
-    found = cli_context(ctx).yard.tracking.search_runs(filter, experiment=experiment, limit=limit)
+    """Runs, newest first, a page at a time."""
+    page = cli_context(ctx).yard.tracking.search_runs_page(
+        filter, experiment=experiment, limit=limit, page_token=page_token
+    )
+    if as_json:
+        print_json(
+            {
+                "runs": [_run_json(r) for r in page.runs],
+                "next_page_token": page.next_page_token,
+            }
+        )
+        return
     print_table(
-        f"{len(found)} run(s)",
+        f"{len(page.runs)} run(s)",
         ["id", "name", "experiment", "status", "started", "metrics"],
         [
             [
@@ -91,9 +111,28 @@ def runs_list(
                 when(r.start_time),
                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:4]),
             ]
-            for r in found
+            for r in page.runs
         ],
     )
+    _print_next(page.next_page_token)
+
+
+def _run_json(run: RunInfo) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "experiment": run.experiment,
+        "status": run.status,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "params": run.params,
+        "metrics": run.metrics,
+    }
+
+
+def _print_next(token: str | None) -> None:
+    if token is not None:
+        console.print(f"more: --page-token {token}", highlight=False)
 
 
 @runs_app.command("show")
@@ -166,11 +205,25 @@ def models_show(ctx: typer.Context, name: str) -> None:
 
 
 @app.command()
-def versions(ctx: typer.Context, name: str) -> None:
-    """All versions of a model."""
-    found = cli_context(ctx).yard.registry.list_versions(name)
+def versions(
+    ctx: typer.Context,
+    name: str,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Versions per page.")] = 50,
+    page_token: PageToken = None,
+    as_json: AsJson = False,
+) -> None:
+    """A model's versions, newest first, a page at a time."""
+    page = cli_context(ctx).yard.registry.versions_page(name, limit=limit, page_token=page_token)
+    if as_json:
+        print_json(
+            {
+                "versions": [_version_json(v) for v in page.versions],
+                "next_page_token": page.next_page_token,
+            }
+        )
+        return
     print_table(
-        f"{name}: {len(found)} version(s)",
+        f"{name}: {len(page.versions)} version(s)",
         ["version", "flavour", "aliases", "created", "run", "sha256", "inputs", "metrics"],
         [
             [
@@ -183,9 +236,25 @@ def versions(ctx: typer.Context, name: str) -> None:
                 f"{len(v.signature.inputs)} ({v.signature.layout})",
                 ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())[:3]),
             ]
-            for v in found
+            for v in page.versions
         ],
     )
+    _print_next(page.next_page_token)
+
+
+def _version_json(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "flavour": version.flavour,
+        "aliases": list(version.aliases),
+        "created_at": version.created_at,
+        "created_by": version.created_by,
+        "run_id": version.run_id,
+        "artifact_digest": version.artifact_digest,
+        "metrics": version.metrics,
+        "tags": version.tags,
+        "description": version.description,
+    }
 
 
 @alias_app.command("set")

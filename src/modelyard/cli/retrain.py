@@ -232,7 +232,11 @@ def worker(
     log_path = settings.serving.log_path
 
     running = RetrainingWorker(
-        settings, open_log=lambda name: JsonLog(log_path, worker=name), trusted=trusted
+        settings,
+        open_log=lambda name: JsonLog(
+            log_path, worker=name, rotate_bytes=settings.serving.log_rotate_bytes
+        ),
+        trusted=trusted,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

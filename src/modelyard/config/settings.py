@@ -175,6 +175,19 @@ class ServingSettings(_Checked):
     log_path: Path | None = _setting(
         None, help="The server's JSON-lines log; none: `<home>/logs/serving.jsonl`."
     )
+    # The JSON log's active file is rotated past this size (by the writer that passes it)
+    # or once its first line is this old (by the retention sweep); rotated segments are
+    # deleted after ``monitoring.log_ttl_days``. 64 MiB is about 250,000 requests, and
+    # bounds what a request-id lookup scans beyond the index (serving.telemetry.logindex).
+    log_rotate_bytes: int = _setting(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        help="The JSON log's file is rotated past this size (rotated files expire with "
+        "`monitoring.log_ttl_days`).",
+    )
+    log_rotate_s: float = _setting(
+        86400.0, ge=0.0, help="...or once its first line is this old (0: by size only)."
+    )
     # readiness off this long before draining
     drain_delay_s: float = _setting(
         0.0, ge=0.0, help="On SIGTERM, seconds a worker keeps serving (not ready) before it drains."

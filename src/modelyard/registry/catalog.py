@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.errors import UntrustedFormatError, VersionNotFoundError
+from modelyard.errors import UntrustedFormatError, ValidationError, VersionNotFoundError
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Outputs, Predictor
 from modelyard.registry.records import (
     AliasMove,
     ModelVersion,
     RegisteredModel,
+    VersionPage,
     alias_not_found,
     model_not_found,
     version_not_found,
@@ -62,8 +63,23 @@ class Catalog:
         return found
 
     def list_versions(self, name: str) -> list[ModelVersion]:
-        model = self.get_model(name)
-        return [self.get_version(name, v) for v in range(1, (model.latest_version or 0) + 1)]
+        """Every version of the model, oldest first (``versions_page`` for a page)."""
+        self.get_model(name)
+        return self._models.versions(name, limit=None, before=None)[::-1]
+
+    def versions_page(
+        self, name: str, *, limit: int = 50, page_token: str | None = None
+    ) -> VersionPage:
+        """At most ``limit`` versions, newest first, below ``page_token`` (the
+        ``next_page_token`` of the page before; None: from the latest). Each page is one
+        range of the (model, version) index, whatever its number."""
+        if limit < 1:
+            raise ValidationError(f"limit must be at least 1, got {limit}")
+        before = None if page_token is None else _version_token(page_token)
+        self.get_model(name)
+        found = self._models.versions(name, limit=limit + 1, before=before)
+        more = len(found) > limit
+        return VersionPage(found[:limit], str(found[limit - 1].version) if more else None)
 
     def resolve(self, ref: str | ModelRef) -> tuple[str, int]:
         """The ``(model, version)`` a reference points at now (a version, an alias, or latest)."""
@@ -131,3 +147,12 @@ class Catalog:
             LoadOptions(trusted=trusted, intra_op_threads=intra_op_threads),
         )
         return LoadedModel(name, number, predictor, found.profile_digest)
+
+
+def _version_token(token: str) -> int:
+    if not token.isdigit() or int(token) < 2:
+        raise ValidationError(
+            f"page_token {token!r} is not one this command printed: pass the "
+            "next_page_token of the previous page as it was"
+        )
+    return int(token)

@@ -90,6 +90,15 @@ class InMemoryRegistryRepository:
             model = self._models.get(name)
             return None if model is None else model.version(version)
 
+    def versions(self, name: str, *, limit: int | None, before: int | None) -> list[ModelVersion]:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                return []
+            top = len(model.versions) if before is None else min(before - 1, len(model.versions))
+            bottom = 0 if limit is None else max(0, top - limit)
+            return [found for n in range(top, bottom, -1) if (found := model.version(n))]
+
     def alias_history(self, name: str, alias: str | None) -> list[AliasMove]:
         with self._lock:
             model = self._models.get(name)

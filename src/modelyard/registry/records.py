@@ -47,6 +47,15 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class VersionPage:
+    """One page of a model's versions, newest first, and the token of the next page
+    (None on the last)."""
+
+    versions: list[ModelVersion]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
 class RegisteredModel:
     name: str
     description: str

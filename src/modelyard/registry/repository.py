@@ -39,6 +39,11 @@ class CatalogRepository(Protocol):
 
     def find_version(self, name: str, version: int) -> ModelVersion | None: ...
 
+    def versions(self, name: str, *, limit: int | None, before: int | None) -> list[ModelVersion]:
+        """The model's versions numbered below ``before`` (None: all), newest first, at
+        most ``limit`` (None: every one); none for an unknown model."""
+        ...
+
     def alias_history(self, name: str, alias: str | None) -> list[AliasMove]:
         """Every move of the model's aliases (or of one alias), oldest first."""
         ...

@@ -28,12 +28,20 @@ WHERE m.name = :name AND a.alias = :alias"""
 _RESOLVE_LATEST = """
 SELECT MAX(v.version) FROM model_versions v JOIN registered_models m ON m.id = v.model_id
 WHERE m.name = :name"""
-_VERSION = """
+_VERSIONS = """
 SELECT v.id, v.model_id, v.version, v.flavour, v.artifact_digest, v.artifact_size, v.signature,
        v.profile_digest, v.metrics, v.lineage, v.run_id, v.parent_version, v.description,
        v.created_at, v.created_by
 FROM model_versions v JOIN registered_models m ON m.id = v.model_id
-WHERE m.name = :name AND v.version = :version"""
+WHERE m.name = :name AND v.version < :before ORDER BY v.version DESC LIMIT :limit"""
+_VERSION_TAGS = """
+SELECT v.version, t.key, t.value
+FROM model_version_tags t JOIN model_versions v ON v.id = t.version_id
+WHERE v.model_id = :id AND v.version BETWEEN :low AND :high"""
+_ALIASES_BETWEEN = """
+SELECT alias, version FROM model_aliases WHERE model_id = :id AND version BETWEEN :low AND :high
+ORDER BY alias"""
+_NO_BOUND = 2**62
 _ALIAS_HISTORY = """
 SELECT h.alias, h.from_version, h.to_version, h.actor, h.reason, h.at
 FROM alias_history h JOIN registered_models m ON m.id = h.model_id WHERE m.name = :name"""
@@ -85,39 +93,60 @@ class SqlCatalogRepository:
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def find_version(self, name: str, version: int) -> ModelVersion | None:
-        rows = self._rows(_VERSION, name=name, version=version)
-        if not rows:
+        if not 1 <= version < _NO_BOUND:  # beyond any stored number (and SQLite's integers)
             return None
-        (vid, model_id, number, flavour, digest, size, signature, profile, metrics, lineage,
-         run_id, parent, description, created_at, created_by) = rows[0]  # fmt: skip
-        tags = self._rows(
-            "SELECT key, value FROM model_version_tags WHERE version_id = :id", id=vid
+        found = self.versions(name, limit=1, before=version + 1)
+        return found[0] if found and found[0].version == version else None
+
+    def versions(self, name: str, *, limit: int | None, before: int | None) -> list[ModelVersion]:
+        # Three queries a page, each a range of the (model_id, version) index: the
+        # versions, then the tags and aliases of the numbers the page spans.
+        rows = self._rows(
+            _VERSIONS,
+            name=name,
+            before=_NO_BOUND if before is None else before,
+            limit=_NO_BOUND if limit is None else limit,
         )
-        aliases = self._rows(
-            "SELECT alias FROM model_aliases WHERE model_id = :id AND version = :v ORDER BY alias",
-            id=model_id,
-            v=number,
-        )
-        return ModelVersion(
-            model=name,
-            version=number,
-            flavour=flavour,
-            artifact_digest=digest,
-            artifact_size=size,
-            signature=Signature.from_dict(json.loads(signature)),
-            profile_digest=profile,
-            metrics=json.loads(metrics),
-            lineage=json.loads(lineage),
-            run_id=run_id,
-            parent_version=parent,
-            description=description,
-            created_at=created_at,
-            created_by=created_by,
-            tags=dict(tags),
-            aliases=tuple(a for (a,) in aliases),
-        )
+        if not rows:
+            return []
+        model_id, low, high = rows[0][1], rows[-1][2], rows[0][2]
+        tags: dict[int, dict[str, str]] = {}
+        for number, key, value in self._rows(_VERSION_TAGS, id=model_id, low=low, high=high):
+            tags.setdefault(number, {})[key] = value
+        aliases: dict[int, list[str]] = {}
+        for alias, number in self._rows(_ALIASES_BETWEEN, id=model_id, low=low, high=high):
+            aliases.setdefault(number, []).append(alias)
+        return [_version(name, row, tags, aliases) for row in rows]
 
     def alias_history(self, name: str, alias: str | None) -> list[AliasMove]:
         sql = _ALIAS_HISTORY if alias is None else _ALIAS_HISTORY + " AND h.alias = :alias"
         rows = self._rows(sql + " ORDER BY h.id", name=name, alias=alias)
         return [AliasMove(*row) for row in rows]
+
+
+def _version(
+    name: str,
+    row: tuple[Any, ...],
+    tags: dict[int, dict[str, str]],
+    aliases: dict[int, list[str]],
+) -> ModelVersion:
+    (_, _, number, flavour, digest, size, signature, profile, metrics, lineage,
+     run_id, parent, description, created_at, created_by) = row  # fmt: skip
+    return ModelVersion(
+        model=name,
+        version=number,
+        flavour=flavour,
+        artifact_digest=digest,
+        artifact_size=size,
+        signature=Signature.from_dict(json.loads(signature)),
+        profile_digest=profile,
+        metrics=json.loads(metrics),
+        lineage=json.loads(lineage),
+        run_id=run_id,
+        parent_version=parent,
+        description=description,
+        created_at=created_at,
+        created_by=created_by,
+        tags=tags.get(number, {}),
+        aliases=tuple(aliases.get(number, ())),
+    )

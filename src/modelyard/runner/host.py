@@ -5,7 +5,8 @@ use: the deployments (routing), the inference log and monitoring's tables, track
 the registry, the feature definitions and the online store, the retraining plans. ``start_runner``
 starts one thread per job (``PeriodicLoop``): the rollout controller and the trimming
 of the online store's events always; with inference logging, the retention sweep
-and, unless ``monitoring.check_interval_s`` is 0, the monitoring pass; unless
+and, unless ``monitoring.check_interval_s`` is 0, the monitoring pass; the JSON log's
+retention when the server hands in its sweep; unless
 ``features.materialize_interval_s`` is 0, the materialization of the views; with
 ``features.stream_url``, a consumer per stream. A server hosts
 exactly one runner, in the process that answers no requests (its supervisor), or
@@ -39,7 +40,7 @@ from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.features import MaterializeJob, StreamJob, TrimEventsJob
 from modelyard.runner.monitoring import MonitorJob
 from modelyard.runner.periodic import Job, OpenLog, PeriodicLoop
-from modelyard.runner.retention import RetentionJob
+from modelyard.runner.retention import FileRetentionJob, FileSweep, RetentionJob
 from modelyard.runner.rollouts import InferenceLogMetrics, RolloutJob
 from modelyard.runner.served import served_model
 from modelyard.store.artifacts import open_artifact_store
@@ -79,10 +80,12 @@ def runner_jobs(
     publish_to: Path | None = None,
     clock: Callable[[], float] = time.time,
     trusted: bool = False,
+    file_sweep: FileSweep | None = None,
 ) -> list[Job]:
     """The jobs a server runs (see the module docstring); ``trusted``: whether the rollout
     controller may load pickle-based versions to compare their decisions (as the server
-    was told)."""
+    was told); ``file_sweep``: the retention of the server's JSON log, beside the
+    inference log's."""
     metrics = InferenceLogMetrics(
         stores.inference_log, lambda ref: stores.registry.load(ref, trusted=trusted).predictor
     )
@@ -101,6 +104,12 @@ def runner_jobs(
         )
         if monitoring.check_interval_s > 0:
             jobs.append(monitor_job(settings, stores, publish_to=publish_to, clock=clock))
+    if file_sweep is not None:
+        jobs.append(
+            FileRetentionJob(
+                file_sweep, interval_s=monitoring.retention_sweep_interval_s, clock=clock
+            )
+        )
     features = settings.features
     jobs.append(
         TrimEventsJob(
@@ -189,9 +198,12 @@ def start_runner(
     open_log: OpenLog,
     publish_to: Path | None = None,
     trusted: bool = False,
+    file_sweep: FileSweep | None = None,
 ) -> Runner:
     """Build the runner's stores once and start its jobs, each logging to ``open_log(name)``;
     the monitoring pass writes its Prometheus text to ``publish_to``."""
     stores = RunnerStores(settings)
-    jobs = runner_jobs(settings, stores, publish_to=publish_to, trusted=trusted)
+    jobs = runner_jobs(
+        settings, stores, publish_to=publish_to, trusted=trusted, file_sweep=file_sweep
+    )
     return Runner(stores, [PeriodicLoop(job, open_log).start() for job in jobs])

@@ -4,13 +4,16 @@ no longer covers.
 
 The deletes are short transactions (``storage.purge``); each deployment's time to
 live is its own ``log_ttl_days`` where it sets one, else ``monitoring.log_ttl_days``
-(0: keep forever).
+(0: keep forever). ``FileRetentionJob`` applies the same time to live to the files of
+the server's JSON log, through a sweep the server hands in (the runner does not know
+serving's files).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from modelyard.monitoring.inference_log.policy import LogPolicy, deployment_policy
 from modelyard.monitoring.inference_log.repository import InferenceLogRepository
@@ -59,3 +62,28 @@ class RetentionJob:
         deleted = sweep_once(self._deployments(), self._inference_log, self._default, self._clock())
         if any(deleted.values()):
             log.emit("info", "retention_sweep", {"deleted": deleted})
+
+
+FileSweep = Callable[[float], Mapping[str, Any]]
+
+
+class FileRetentionJob:
+    """A file log's retention beside the inference log's (the server's JSON log: rotation
+    by age, expiry after ``monitoring.log_ttl_days``, its request-id index), every
+    ``interval_s``; ``sweep(now)`` is given by the process that owns those files."""
+
+    name = "file-retention"
+    failure_event = "file_retention_failed"
+    wait_first = False
+
+    def __init__(
+        self, sweep: FileSweep, *, interval_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._sweep = sweep
+        self.interval_s = interval_s
+        self._clock = clock
+
+    def tick(self, log: EventLog) -> None:
+        done = self._sweep(self._clock())
+        if done.get("rotated") or done.get("deleted"):
+            log.emit("info", "log_files_swept", dict(done))

@@ -39,6 +39,7 @@ runs = Table(
     Column("git_commit", String(64)),
     Column("environment", Text),  # JSON: python, platform, package versions
     Index("ix_runs_experiment_start", "experiment", "start_time"),
+    Index("ix_runs_start_id", "start_time", "id"),  # runs list: newest first, paged
 )
 
 run_params = Table(

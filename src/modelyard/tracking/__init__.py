@@ -6,7 +6,7 @@ metadata database, ``InMemoryRunRepository`` in memory for tests.
 
 from modelyard.tracking.fingerprint import DataFingerprint, fingerprint
 from modelyard.tracking.memory import InMemoryRunRepository
-from modelyard.tracking.records import MetricPoint, RunInfo
+from modelyard.tracking.records import MetricPoint, RunInfo, RunPage
 from modelyard.tracking.repository import RunRepository
 from modelyard.tracking.run import Run
 from modelyard.tracking.search import Condition, RunQuery, parse_filter
@@ -20,6 +20,7 @@ __all__ = [
     "MetricPoint",
     "Run",
     "RunInfo",
+    "RunPage",
     "RunQuery",
     "RunRepository",
     "Tracker",

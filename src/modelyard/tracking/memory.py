@@ -18,13 +18,12 @@ from modelyard.errors import RejectedWriteError
 from modelyard.store.artifacts import ArtifactRef
 from modelyard.tracking.fingerprint import DataFingerprint
 from modelyard.tracking.records import MetricPoint, RunInfo
-from modelyard.tracking.search import RunQuery
+from modelyard.tracking.search import RunQuery, run_key
 
 
 @dataclass
 class _StoredRun:
     info: RunInfo
-    order: int  # creation order: newest first among equal start times
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     points: list[MetricPoint] = field(default_factory=list)
@@ -80,7 +79,7 @@ class InMemoryRunRepository:
                 artifacts={},
                 datasets={},
             )
-            self._runs[run.id] = _StoredRun(stored, len(self._runs))
+            self._runs[run.id] = _StoredRun(stored)
 
     def write_batch(
         self,
@@ -139,9 +138,7 @@ class InMemoryRunRepository:
 
     def search(self, query: RunQuery) -> list[RunInfo]:
         with self._lock:
-            newest_first = sorted(
-                self._runs.values(), key=lambda r: (r.info.start_time, r.order), reverse=True
-            )
+            newest_first = sorted(self._runs.values(), key=lambda r: run_key(r.info), reverse=True)
             found = [run for run in newest_first if query.matches(run.logged())]
             return [run.searched() for run in found[: query.limit]]
 

@@ -29,3 +29,11 @@ class RunInfo:
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of a run search, and the token of the next (None on the last page)."""
+
+    runs: list[RunInfo]
+    next_page_token: str | None

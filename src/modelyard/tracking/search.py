@@ -1,9 +1,11 @@
 """The ``search_runs`` filter language, parsed into plain conditions.
 
 ``metrics.auc > 0.9 and params.model = 'rf'`` becomes a tuple of ``Condition``;
-a ``RunQuery`` adds the experiment, status and limit. Parsing is pure and shared:
-the SQL adapter compiles a query to SQL, the in-memory fake evaluates it with
-``RunQuery.matches``, and both compare with the same ``COMPARISONS``.
+a ``RunQuery`` adds the experiment, status, limit and where a page starts (``after``:
+the start time and id of the last run of the page before, an index range rather than
+an offset, so page 1,000 costs what page 1 does; ``page_token`` is its text form).
+Parsing is pure and shared: the SQL adapter compiles a query to SQL, the in-memory
+fake evaluates it with ``RunQuery.matches``, and both compare with the same ``COMPARISONS``.
 """
 
 from __future__ import annotations
@@ -50,21 +52,52 @@ class Condition:
         return self.key in logged and bool(COMPARISONS[self.op](logged[self.key], self.value))
 
 
+RunKey = tuple[float, str]  # (start time, id): the order runs are listed in, newest first
+
+
 @dataclass(frozen=True)
 class RunQuery:
-    """Which runs ``search_runs`` returns: all conditions hold, newest first, at most ``limit``."""
+    """Which runs ``search_runs`` returns: all conditions hold, newest first (by start time,
+    then id), at most ``limit``, only those after ``after`` in that order."""
 
     conditions: tuple[Condition, ...] = ()
     experiment: str | None = None
     status: str | None = None
     limit: int = 1000
+    after: RunKey | None = None
 
     def matches(self, run: RunInfo) -> bool:
         return (
             (self.experiment is None or run.experiment == self.experiment)
             and (self.status is None or run.status == self.status)
+            and (self.after is None or run_key(run) < self.after)
             and all(condition.holds(run) for condition in self.conditions)
         )
+
+
+def run_key(run: RunInfo) -> RunKey:
+    """Where a run sorts: larger is newer."""
+    return (run.start_time, run.id)
+
+
+def page_token(key: RunKey) -> str:
+    """The text of a page's end, for ``--page-token`` (the float in hex: exact)."""
+    return f"{key[0].hex()}_{key[1]}"
+
+
+def parse_page_token(token: str) -> RunKey:
+    """The ``RunKey`` of a ``page_token``; ``ValidationError`` naming it if it is not one."""
+    start, _, run_id = token.partition("_")
+    try:
+        key = (float.fromhex(start), run_id)
+    except ValueError:
+        key = None
+    if key is None or not run_id.isalnum():
+        raise ValidationError(
+            f"page_token {token!r} is not one this command printed: pass the "
+            "next_page_token of the previous page as it was"
+        )
+    return key
 
 
 def parse_filter(text: str) -> tuple[Condition, ...]:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, Select, delete, insert, or_, select, update
 
 from modelyard.store.artifacts import ArtifactRef
 from modelyard.store.database import Database
@@ -190,7 +190,16 @@ class SqlRunRepository:
             }
 
     def search(self, query: RunQuery) -> list[RunInfo]:
-        statement = select(runs).order_by(runs.c.start_time.desc()).limit(query.limit)
+        statement = (
+            select(runs).order_by(runs.c.start_time.desc(), runs.c.id.desc()).limit(query.limit)
+        )
+        if query.after is not None:
+            # The bound first, alone, so that the index on (start_time, id) gives the range.
+            at, run_id = query.after
+            statement = statement.where(
+                runs.c.start_time <= at,
+                or_(runs.c.start_time < at, runs.c.id < run_id),
+            )
         if query.experiment is not None:
             statement = statement.where(runs.c.experiment == query.experiment)
         if query.status is not None:

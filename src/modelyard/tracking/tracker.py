@@ -10,10 +10,16 @@ from modelyard.errors import RunNotFoundError, ValidationError
 from modelyard.store.artifacts import ArtifactStore
 from modelyard.tracking.environment import capture_environment, git_commit
 from modelyard.tracking.fingerprint import DataFingerprint
-from modelyard.tracking.records import RunInfo
+from modelyard.tracking.records import RunInfo, RunPage
 from modelyard.tracking.repository import RunRepository
 from modelyard.tracking.run import Run
-from modelyard.tracking.search import RunQuery, parse_filter
+from modelyard.tracking.search import (
+    RunQuery,
+    parse_filter,
+    parse_page_token,
+    run_key,
+)
+from modelyard.tracking.search import page_token as token_after
 from modelyard.tracking.seeding import seed_everything
 
 _ID_LENGTH = 32
@@ -127,3 +133,28 @@ class Tracker:
         return self._runs.search(query)
 
     list_runs = search_runs
+
+    def search_runs_page(
+        self,
+        filter: str = "",
+        *,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """One page of ``search_runs``: at most ``limit`` runs after ``page_token`` (the
+        ``next_page_token`` of the page before; None: the newest), and the token of the next
+        page, None on the last. Each page is one index range, whatever its number."""
+        if limit < 1:
+            raise ValidationError(f"limit must be at least 1, got {limit}")
+        query = RunQuery(
+            parse_filter(filter),
+            experiment=experiment,
+            status=None if status is None else status.upper(),
+            limit=limit + 1,  # one more than shown tells whether a next page exists
+            after=None if page_token is None else parse_page_token(page_token),
+        )
+        found = self._runs.search(query)
+        more = len(found) > limit
+        return RunPage(found[:limit], token_after(run_key(found[limit - 1])) if more else None)

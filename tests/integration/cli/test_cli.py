@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,42 @@ def test_runs_models_versions_and_aliases(
     assert "first" in out
 
 
+def test_runs_and_versions_come_a_page_at_a_time_as_json(
+    home: Settings,
+    forest: RandomForestClassifier,
+    classification_data: tuple[np.ndarray, np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Yard(home) as yard:
+        for i in range(4):
+            with yard.start_run(f"more-{i}") as run:
+                run.log_metric("auc", 0.5 + i / 10)
+        yard.register_model("fraud", forest, classification_data[0])
+        yard.register_model("fraud", forest, classification_data[0])
+    names: list[str] = []
+    token: str | None = None
+    while True:
+        args = ["runs", "list", "--limit", "2", "--json"]
+        code, out, _ = run_cli(args + (["--page-token", token] if token else []), capsys)
+        assert code == 0
+        page = json.loads(out)
+        names += [r["name"] for r in page["runs"]]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    assert names == ["more-3", "more-2", "more-1", "more-0", "train"]
+    code, out, _ = run_cli(["runs", "list", "--filter", "metrics.auc > 0.65", "--json"], capsys)
+    assert [r["name"] for r in json.loads(out)["runs"]] == ["more-3", "more-2", "train"]
+    code, out, _ = run_cli(["versions", "fraud", "--limit", "2"], capsys)
+    assert "fraud: 2 version(s)" in out
+    assert "more: --page-token 2" in out
+    code, out, _ = run_cli(
+        ["versions", "fraud", "--limit", "2", "--page-token", "2", "--json"], capsys
+    )
+    page = json.loads(out)
+    assert ([v["version"] for v in page["versions"]], page["next_page_token"]) == ([1], None)
+
+
 def test_export_writes_the_bundle(
     home: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -87,6 +124,8 @@ def test_export_writes_the_bundle(
         (["alias", "set", "fraud", "Champion!", "1"], "alias 'Champion!' is not allowed"),
         (["export", "fraud@missing"], "model 'fraud' has no alias 'missing'"),
         (["runs", "show", "deadbeef"], "no run with id 'deadbeef'"),
+        (["runs", "list", "--page-token", "nope"], "page_token 'nope' is not one"),
+        (["versions", "fraud", "--page-token", "v2"], "page_token 'v2' is not one"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_non_zero(

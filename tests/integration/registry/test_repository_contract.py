@@ -232,3 +232,29 @@ def test_empty_fields_read_back_empty(models: RegistryRepository) -> None:
     found = models.find_version("fraud", 1)
     assert found is not None
     assert (found.metrics, found.lineage, found.tags, found.created_by) == ({}, {}, {}, None)
+
+
+def test_versions_come_newest_first_in_pages_with_their_tags_and_aliases(
+    models: RegistryRepository,
+) -> None:
+    for i in range(7):
+        models.add_version("fraud", draft(T0 + i, tags={"i": str(i + 1)}))
+    models.add_version("other", draft(T0))
+    models.move_alias("fraud", "champion", 3, "ana", "", T0 + 10)
+    models.move_alias("fraud", "canary", 3, "ana", "", T0 + 11)
+
+    def numbers(limit: int | None, before: int | None) -> list[int]:
+        return [v.version for v in models.versions("fraud", limit=limit, before=before)]
+
+    assert numbers(None, None) == [7, 6, 5, 4, 3, 2, 1]
+    assert numbers(3, None) == [7, 6, 5]
+    assert numbers(3, 5) == [4, 3, 2]
+    assert numbers(3, 2) == [1]
+    assert numbers(3, 1) == []
+    assert models.versions("ghost", limit=3, before=None) == []
+    page = models.versions("fraud", limit=2, before=4)
+    assert [(v.version, v.tags, v.aliases) for v in page] == [
+        (3, {"i": "3"}, ("canary", "champion")),
+        (2, {"i": "2"}, ()),
+    ]
+    assert page[0] == models.find_version("fraud", 3)

@@ -200,3 +200,26 @@ def test_search_filters_newest_first_with_params_and_latest_metrics(
     assert [(r.params, r.metrics, r.tags, r.status) for r in found] == [
         ({"model": "rf"}, {"auc": pytest.approx(0.7)}, {}, "FINISHED")
     ]
+
+
+def test_pages_after_a_key_cover_every_run_once_equal_start_times_included(
+    runs: RunRepository,
+) -> None:
+    # Three runs share a start time: the id orders them, so no page repeats or skips one.
+    starts = [T0, T0 + 1, T0 + 1, T0 + 1, T0 + 2, T0 + 3]
+    for i, start in enumerate(starts):
+        runs.create_run(new_run(run_id(i), start=start))
+        runs.write_batch(run_id(i), [(run_id(i), "auc", i / 10, 0, T0)], {}, {})
+    seen: list[str] = []
+    after = None
+    while True:
+        page = runs.search(RunQuery(limit=2, after=after))
+        if not page:
+            break
+        seen += [r.id for r in page]
+        after = (page[-1].start_time, page[-1].id)
+    expected = sorted(range(6), key=lambda i: (starts[i], run_id(i)), reverse=True)
+    assert seen == [run_id(i) for i in expected]
+    # a filter and a page bound together
+    query = RunQuery(parse_filter("metrics.auc >= 0.2"), limit=2, after=(T0 + 2, run_id(4)))
+    assert [r.id for r in runs.search(query)] == [run_id(3), run_id(2)]

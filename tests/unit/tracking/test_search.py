@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from modelyard.errors import ValidationError
 from modelyard.tracking import Condition, RunInfo, RunQuery, parse_filter
+from modelyard.tracking.search import page_token, parse_page_token
 
 RUN = RunInfo(
     id="0" * 32,
@@ -92,3 +93,14 @@ def test_a_query_matches_experiment_and_status() -> None:
     assert RunQuery(experiment="fraud", status="FINISHED").matches(RUN)
     assert not RunQuery(experiment="other").matches(RUN)
     assert not RunQuery(status="RUNNING").matches(RUN)
+
+
+def test_a_page_token_reads_back_as_the_exact_key() -> None:
+    key = (1_800_000_000.123456789, "0" * 31 + "a")
+    assert parse_page_token(page_token(key)) == key
+
+
+@pytest.mark.parametrize("token", ["", "nope", "0x1.0p+0_", "0x1.0p+0_a'b", "zz_ab"])
+def test_a_token_that_was_not_printed_is_refused_naming_it(token: str) -> None:
+    with pytest.raises(ValidationError, match="page_token .* is not one this command printed"):
+        parse_page_token(token)

@@ -39,6 +39,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
@@ -52,6 +53,7 @@ from modelyard.serving.process.watchdog import Heartbeat, Verdict, verdict
 from modelyard.serving.process.worker import STARTUP_FAILURE, drain_delay, run_worker
 from modelyard.serving.recording import open_log_ingester
 from modelyard.serving.telemetry.jsonlog import JsonLog
+from modelyard.serving.telemetry.logindex import maintain
 from modelyard.serving.telemetry.metrics import MONITORING_TEXT
 from modelyard.store.database import Database
 
@@ -93,9 +95,27 @@ def start_server_runner(settings: Settings, metrics_dir: Path, *, trusted: bool)
     and the monitoring pass publishes where every worker's /metrics reads it."""
     return start_runner(
         settings,
-        open_log=lambda name: JsonLog(settings.resolved_log_path, worker=name),
+        open_log=lambda name: JsonLog(
+            settings.resolved_log_path,
+            worker=name,
+            rotate_bytes=settings.serving.log_rotate_bytes,
+        ),
         publish_to=metrics_dir / MONITORING_TEXT,
         trusted=trusted,
+        file_sweep=json_log_sweep(settings),
+    )
+
+
+def json_log_sweep(settings: Settings) -> Callable[[float], dict[str, Any]] | None:
+    """The JSON log's retention for the runner's sweep (None when it goes to stderr)."""
+    path = settings.resolved_log_path
+    if str(path) == "-":
+        return None
+    active = Path(path)
+    ttl_s = settings.monitoring.log_ttl_days * 86400.0
+    serving = settings.serving
+    return lambda now: maintain(
+        active, now, ttl_s=ttl_s, max_bytes=serving.log_rotate_bytes, max_age_s=serving.log_rotate_s
     )
 
 
@@ -162,7 +182,11 @@ class Supervisor:
         }
         processes: list[BaseProcess] = []
         status = 0
-        log = JsonLog(self._settings.resolved_log_path, worker="supervisor")
+        log = JsonLog(
+            self._settings.resolved_log_path,
+            worker="supervisor",
+            rotate_bytes=self._settings.serving.log_rotate_bytes,
+        )
         db = Database(self._settings.resolved_database_url)
         ingester = None
         runner: Runner | None = None

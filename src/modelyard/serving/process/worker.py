@@ -178,7 +178,11 @@ def worker_app(
     registry = Registry(
         SqlRegistryRepository(db), open_artifact_store(settings.resolved_artifacts_url)
     )
-    log = JsonLog(settings.resolved_log_path, worker=worker)
+    log = JsonLog(
+        settings.resolved_log_path,
+        worker=worker,
+        rotate_bytes=settings.serving.log_rotate_bytes,
+    )
     features = FeatureStore(
         FeatureRegistry(SqlDefinitionRepository(db)), open_online_store(settings), settings
     )
