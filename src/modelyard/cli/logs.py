@@ -58,6 +58,8 @@ def logs(
     ] = False,
 ) -> None:
     """Search the serving logs: by request id, status, model, time or error."""
+    if model is not None and file is None:  # another home's log may name other models
+        cli_context(ctx).log_subject(model)
     settings = cli_context(ctx).settings
     path = Path(file) if file is not None else Path(settings.resolved_log_path)
     if not path.is_file():
