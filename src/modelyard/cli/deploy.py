@@ -21,7 +21,7 @@ from modelyard.cli.deployment_tables import (
     show_change,
     show_deployment,
 )
-from modelyard.cli.output import AsJson, print_json, print_table, when
+from modelyard.cli.output import AsJson, print_json, print_note, print_table, when
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.routing.canary import RolloutPolicy
 from modelyard.routing.deployment import (
@@ -186,6 +186,9 @@ def deployments(
             for h in store.history(name)
         ]
         print_json({"deployment": deployment_json(store.get(name)), "history": history})
+        return
+    if name is None and not store.list():
+        print_note("no deployments yet: `modelyard deploy NAME --model M --alias champion`")
         return
     if name is None:
         rows = [

@@ -28,6 +28,7 @@ from modelyard.cli.output import (
     output_options,
     print_error,
     print_json,
+    print_note,
     print_table,
     when,
 )
@@ -172,6 +173,9 @@ def models_list(ctx: typer.Context, as_json: AsJson = False) -> None:
     found = cli_context(ctx).yard.registry.list_models()
     if as_json:
         print_json(found)
+        return
+    if not found:
+        print_note("no models registered yet: Yard.register_model(...) registers one")
         return
     print_table(
         f"{len(found)} model(s)",

@@ -209,6 +209,8 @@ def test_empty_results_say_why(
     forest: RandomForestClassifier,
     classification_data: tuple[np.ndarray, np.ndarray],
 ) -> None:
+    code, out, _ = run_cli(["deployments"], capsys)
+    assert (code, out.startswith("no deployments yet: `modelyard deploy")) == (0, True)
     assert run_cli(["deploy", "api", "--model", "fraud", "--version", "1"], capsys)[0] == 0
     code, out, _ = run_cli(["monitor", "metrics", "api"], capsys)
     assert (code, out.strip()) == (0, "no traffic logged for 'api' yet")
