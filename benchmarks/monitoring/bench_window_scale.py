@@ -14,7 +14,7 @@ and evaluates alert rules but runs no drift test.
 
 Each command then runs in a child process, over the whole window (``--since`` the
 first request) and, for ``metrics``, over the last 10 s only (what the window's 60 s
-early start cost). A child's peak memory is its ``ru_maxrss`` (``os.wait4``). With
+early start cost). A child's peak memory is its own ``VmHWM``, which it prints at exit. With
 ``--compare-src`` the same commands also run with that ``src`` first on the path
 (the code before this change), on the same home (``--compare-up-to``: only for sizes
 up to N, as the code before needs memory in proportion). Prints one table, and the growth of
@@ -46,9 +46,13 @@ from modelyard.yard import Yard
 BATCH = 64
 FEATURES = [f"f{i}" for i in range(10)]
 DEPLOYMENT = "fraud"
+# The child reports its own high-water mark (VmHWM) as its last stderr line: a spawned
+# child's ``ru_maxrss`` starts at its parent's, which holds the filled window's batches.
 _CHILD = (
-    "import sys; sys.path.insert(0, sys.argv[1]); import modelyard; "
+    "import atexit, sys; sys.path.insert(0, sys.argv[1]); import modelyard; "
     "assert modelyard.__file__.startswith(sys.argv[1]), modelyard.__file__; "
+    "atexit.register(lambda: sys.stderr.write(next(l for l in open('/proc/self/status') "
+    "if l.startswith('VmHWM:')))); "
     "from modelyard.cli.main import main; sys.argv = ['modelyard', *sys.argv[2:]]; main()"
 )
 
@@ -103,13 +107,13 @@ def run(src: Path, home: Path, args: list[str]) -> tuple[float, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _, status, usage = os.wait4(child.pid, 0)
+    _, error_bytes = child.communicate()
     wall = time.perf_counter() - started
-    error = child.stderr.read().decode() if child.stderr else ""
-    child.returncode = os.waitstatus_to_exitcode(status)
+    error = error_bytes.decode()
     if child.returncode:
         raise SystemExit(f"modelyard {' '.join(args)} failed ({child.returncode}):\n{error}")
-    return wall, usage.ru_maxrss / 1024  # KiB on Linux
+    peak_kib = int(error.rsplit("VmHWM:", 1)[1].split()[0])
+    return wall, peak_kib / 1024
 
 
 def growth(points: list[tuple[int, float, float]]) -> str:

@@ -11,8 +11,13 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.context import cli_context
-from modelyard.cli.deployment_tables import Reason, show_change, show_deployment
-from modelyard.cli.output import print_table
+from modelyard.cli.deployment_tables import (
+    Reason,
+    deployment_json,
+    show_change,
+    show_deployment,
+)
+from modelyard.cli.output import AsJson, print_json, print_table
 from modelyard.errors import ValidationError
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.routing.abtest import FixedHorizon, Sequential
@@ -54,6 +59,7 @@ def ab_start(
     kind: Annotated[str, typer.Option(help="'conversion' (0/1) or 'mean'.")] = "conversion",
     lower_is_better: Annotated[bool, typer.Option("--lower-is-better")] = False,
     reason: Reason = "",
+    as_json: AsJson = False,
 ) -> None:
     """Split traffic over arms (sticky by routing key) and compare their outcomes."""
     arms = [_arm(text) for text in arm]
@@ -84,11 +90,11 @@ def ab_start(
         actor=cli.actor,
         reason=reason,
     )
-    show_change(before, done)
+    show_change(before, done, as_json)
 
 
 @ab_app.command("report")
-def ab_report(ctx: typer.Context, name: str) -> None:
+def ab_report(ctx: typer.Context, name: str, as_json: AsJson = False) -> None:
     """Each arm's estimate and lift over control, and whether a winner is declared."""
     cli = cli_context(ctx)
     found = cli.deployments.get(name)
@@ -98,6 +104,9 @@ def ab_report(ctx: typer.Context, name: str) -> None:
     outcomes = LoggedOutcomes(partial(request_outcomes, cli.inference_log))
     reporter = ExperimentReporter(SqlDeploymentRepository(cli.yard.db), outcomes)
     report = reporter.report(name, experiment, actor=cli.actor)
+    if as_json:
+        print_json({"deployment": deployment_json(found), "report": report})
+        return
     show_deployment(found)
     print_table(
         f"{name}: {report.verdict} ({report.design}): {report.reason}",
@@ -122,6 +131,7 @@ def ab_stop(
     name: str,
     promote: Annotated[str | None, typer.Option(help="Arm whose version becomes champion.")] = None,
     reason: Reason = "",
+    as_json: AsJson = False,
 ) -> None:
     """End the experiment; optionally make one arm's version the champion."""
     cli = cli_context(ctx)
@@ -129,4 +139,5 @@ def ab_stop(
     show_change(
         before,
         cli.deployments.stop_experiment(name, promote=promote, actor=cli.actor, reason=reason),
+        as_json,
     )

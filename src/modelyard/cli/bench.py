@@ -21,10 +21,10 @@ import httpx
 import numpy as np
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from modelyard.cli.context import cli_context
+from modelyard.cli.output import AsJson, current_output, print_json
 from modelyard.config import ServingSettings
 from modelyard.errors import ConfigurationError, ValidationError
 from modelyard.loadtest.generator import (
@@ -279,6 +279,7 @@ def bench(
         str | None, typer.Option(help="Bearer token (default: setting serving.token).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random request.")] = 0,
+    as_json: AsJson = False,
 ) -> None:
     """Load a local server with one model's requests; print throughput, latency and cost."""
     serving = cli_context(ctx).settings.serving
@@ -295,6 +296,7 @@ def bench(
         body=body,
         token=token if token is not None else serving.token,
         seed=seed,
+        as_json=as_json,
     )
 
 
@@ -312,6 +314,7 @@ def run_benchmark(
     body: Path | None = None,
     token: str | None = None,
     seed: int = 0,
+    as_json: bool = False,
 ) -> LoadResult:
     """``modelyard bench`` with every default resolved: check the target and the request,
     run the load, print the table; returns what was measured."""
@@ -331,12 +334,29 @@ def run_benchmark(
         headers=headers,
     )
     plan.check()
-    console = Console()
-    console.print(
-        f"loading {base}{path} for {duration:g} s (after {warmup:g} s warm-up)...",
-        highlight=False,
+    out = current_output()
+    # With --json the document is all that stdout carries.
+    (out.stderr if as_json else out.stdout).print(
+        f"loading {base}{path} for {duration:g} s (after {warmup:g} s warm-up)..."
     )
     result = run_load(plan)
+    if as_json:
+        print_json(
+            {
+                "url": base,
+                "path": path,
+                "model": name,
+                "rows_per_request": request_rows,
+                "throughput": result.throughput,
+                "cost_per_1000": _finite(
+                    cost_per_1000(result.throughput * request_rows, price_per_hour)
+                ),
+                "price_per_hour": price_per_hour,
+                **{k: v for k, v in result.__dict__.items() if k != "responses"},
+            }
+        )
+        return result
+    console = out.stdout
     console.print(
         result_table(result, url=base, model=name, rows=request_rows, price_per_hour=price_per_hour)
     )
@@ -347,3 +367,7 @@ def run_benchmark(
             highlight=False,
         )
     return result
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isinf(value) else value

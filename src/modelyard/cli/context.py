@@ -6,6 +6,11 @@ command ends; whichever command (or sub-app, as the tests invoke them) asks firs
 builds it. The stores are built when a command first needs them, all over the one
 database of ``yard``, so ``runs list`` never opens the deployments and ``serve``
 never opens the database here.
+
+Every command names models, versions, aliases and deployments through the lookups
+here (``model_ref``, ``deployment_model``), so an unknown one is the same mistake
+everywhere: a ``NotFoundError``, which the root command prints as one line on stderr
+with exit status 2.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from functools import cached_property
 import typer
 
 from modelyard.config import Settings, load_settings
+from modelyard.errors import NotFoundError
 from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import open_online_store
 from modelyard.features.registry import FeatureRegistry
 from modelyard.features.sql import SqlDefinitionRepository
+from modelyard.monitoring.drift_job import deployment_model
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.repository import ModelOf
 from modelyard.monitoring.sql import SqlMonitoringRepository
@@ -99,6 +106,27 @@ class CliContext:
     @cached_property
     def model_of(self) -> ModelOf:
         return served_model(self.deployments, self.inference_log)
+
+    def model_ref(self, text: str) -> tuple[str, int]:
+        """``name``, ``name/3`` or ``name@alias`` as (model, version); NotFoundError when
+        this home's registry has no such model, version or alias."""
+        return self.yard.registry.resolve(text)
+
+    def deployment_model(self, deployment: str) -> str:
+        """The model ``deployment`` serves: its record, else its logged traffic (``serve
+        --model bc`` logs under ``bc``); NotFoundError when neither knows it."""
+        return deployment_model(self.model_of, deployment)
+
+    def log_subject(self, text: str) -> None:
+        """``--model`` of a log search, ``name`` or ``name/3``: a deployment (served under
+        its own name) or a registered model, and a version its model has; NotFoundError
+        otherwise, so a typo is a mistake and not an empty result."""
+        name, _, version = text.partition("/")
+        try:
+            model = self.deployment_model(name)
+        except NotFoundError:
+            model = name
+        self.yard.registry.resolve(f"{model}/{version}" if version else model)
 
     @property
     def actor(self) -> str | None:

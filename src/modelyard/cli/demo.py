@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from modelyard.cli.context import cli_context
-from modelyard.cli.output import console, print_json, print_table
+from modelyard.cli.output import console, current_output, print_json, print_table
 
 demo_app = typer.Typer(
     help="Demos that run on this machine, nothing else needed.", no_args_is_help=True
@@ -50,7 +50,7 @@ def fraud(
         scenario = dataclasses.replace(scenario, price_per_hour=price_per_hour)
     stop = threading.Event()
     try:
-        with DemoView(console) as view:
+        with DemoView(current_output().stdout) as view:
             result = run_demo(out, scenario, stop=stop, show=view.show)
     except KeyboardInterrupt:
         _stopped(out / "home")
@@ -99,4 +99,4 @@ def quickstart(
     # scikit-learn costs ~1.5 s to import: only the demo pays for it.
     from modelyard.demos.quickstart import run_quickstart
 
-    run_quickstart(cli_context(ctx).yard, rows=rows, console=console)
+    run_quickstart(cli_context(ctx).yard, rows=rows, console=current_output().stdout)

@@ -17,10 +17,11 @@ from modelyard.cli.context import CliContext, cli_context
 from modelyard.cli.deployment_tables import (
     Reason,
     deployment_fields,
+    deployment_json,
     show_change,
     show_deployment,
 )
-from modelyard.cli.output import AsJson, print_json, print_table, when
+from modelyard.cli.output import AsJson, print_json, print_note, print_table, when
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.routing.canary import RolloutPolicy
 from modelyard.routing.deployment import (
@@ -79,6 +80,7 @@ def deploy(
         ),
     ] = None,
     reason: Reason = "",
+    as_json: AsJson = False,
 ) -> None:
     """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere."""
     if (version is None) == (alias is None):
@@ -105,7 +107,7 @@ def deploy(
             log_ttl_days=log_ttl_days,
             features=inputs,
         )
-        show_change(None, made)
+        show_change(None, made, as_json)
         return
     number = cli.deployments.resolve_version(model, champion)
     key = RoutingKey.parse(routing_key) if routing_key else existing.config.routing_key
@@ -129,7 +131,7 @@ def deploy(
         return Change(config, current.rollout, why)
 
     done = cli.deployments.mutate(name, change, actor=cli.actor, kind="deployment.update")
-    show_change(existing, done)
+    show_change(existing, done, as_json)
 
 
 def _feature_inputs(
@@ -171,9 +173,23 @@ def deployments(
     name: Annotated[
         str | None, typer.Argument(help="One deployment: its state and history.")
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """All deployments, or one deployment's state and history (who, when, why)."""
     store = cli_context(ctx).deployments
+    if as_json:
+        if name is None:
+            print_json([deployment_json(d) for d in store.list()])
+            return
+        history = [
+            {"revision": h.revision, "at": h.at, "by": h.actor, "reason": h.reason}
+            for h in store.history(name)
+        ]
+        print_json({"deployment": deployment_json(store.get(name)), "history": history})
+        return
+    if name is None and not store.list():
+        print_note("no deployments yet: `modelyard deploy NAME --model M --alias champion`")
+        return
     if name is None:
         rows = [
             [
@@ -251,6 +267,7 @@ def rollout_start(
         float | None, typer.Option(help="Significance of a clear breach: rollback at once (1e-5).")
     ] = None,
     reason: Reason = "",
+    as_json: AsJson = False,
 ) -> None:
     """Start walking a canary version through traffic steps, judged at every interval.
 
@@ -285,7 +302,8 @@ def rollout_start(
     )
     cli = cli_context(ctx)
     before = cli.deployments.get(name)
-    show_change(before, cli.controller.start(name, canary, policy, actor=cli.actor, reason=reason))
+    started = cli.controller.start(name, canary, policy, actor=cli.actor, reason=reason)
+    show_change(before, started, as_json)
 
 
 # How each check's figures read: a share, milliseconds, or a plain number.
@@ -382,35 +400,43 @@ def rollout_status(
     )
 
 
-def _manual(ctx: typer.Context, action: str, name: str, note: str) -> None:
+def _manual(ctx: typer.Context, action: str, name: str, note: str, as_json: bool) -> None:
     cli = cli_context(ctx)
     before = cli.deployments.get(name)
     operation = getattr(cli.controller, action)
-    show_change(before, operation(name, actor=cli.actor, note=note or None))
+    show_change(before, operation(name, actor=cli.actor, note=note or None), as_json)
 
 
 @rollout_app.command("pause")
-def rollout_pause(ctx: typer.Context, name: str, reason: Reason = "") -> None:
+def rollout_pause(
+    ctx: typer.Context, name: str, reason: Reason = "", as_json: AsJson = False
+) -> None:
     """Freeze the canary at its current weight."""
-    _manual(ctx, "pause", name, reason)
+    _manual(ctx, "pause", name, reason, as_json)
 
 
 @rollout_app.command("resume")
-def rollout_resume(ctx: typer.Context, name: str, reason: Reason = "") -> None:
+def rollout_resume(
+    ctx: typer.Context, name: str, reason: Reason = "", as_json: AsJson = False
+) -> None:
     """Continue a paused rollout."""
-    _manual(ctx, "resume", name, reason)
+    _manual(ctx, "resume", name, reason, as_json)
 
 
 @rollout_app.command("promote")
-def rollout_promote(ctx: typer.Context, name: str, reason: Reason = "") -> None:
+def rollout_promote(
+    ctx: typer.Context, name: str, reason: Reason = "", as_json: AsJson = False
+) -> None:
     """Skip the remaining steps: the canary becomes the champion."""
-    _manual(ctx, "promote", name, reason)
+    _manual(ctx, "promote", name, reason, as_json)
 
 
 @rollout_app.command("abort")
-def rollout_abort(ctx: typer.Context, name: str, reason: Reason = "") -> None:
+def rollout_abort(
+    ctx: typer.Context, name: str, reason: Reason = "", as_json: AsJson = False
+) -> None:
     """Stop the rollout and send all traffic back to the champion."""
-    _manual(ctx, "abort", name, reason)
+    _manual(ctx, "abort", name, reason, as_json)
 
 
 # -- shadows --------------------------------------------------------------------------------
@@ -426,6 +452,7 @@ def shadow(
         bool, typer.Option("--off", help="Stop mirroring (this version, or all).")
     ] = False,
     reason: Reason = "",
+    as_json: AsJson = False,
 ) -> None:
     """Mirror a share of traffic to a version whose answers are never returned."""
     cli = cli_context(ctx)
@@ -433,4 +460,4 @@ def shadow(
     done = cli.deployments.set_shadow(
         name, version, None if off else share, actor=cli.actor, reason=reason
     )
-    show_change(before, done)
+    show_change(before, done, as_json)

@@ -9,10 +9,24 @@ from typing import Annotated, Any
 
 import typer
 
-from modelyard.cli.output import print_table, when
+from modelyard.cli.output import print_json, print_table, when
 from modelyard.routing.deployment import Deployment, DeploymentConfig
 
 Reason = Annotated[str, typer.Option(help="Why; kept in the deployment's history.")]
+
+
+def deployment_json(deployment: Deployment | None) -> dict[str, Any] | None:
+    """The deployment as stored, for ``--json``."""
+    if deployment is None:
+        return None
+    return {
+        "name": deployment.name,
+        "config": deployment.config.to_dict(),
+        "rollout": None if deployment.rollout is None else deployment.rollout.to_dict(),
+        "revision": deployment.revision,
+        "created_at": deployment.created_at,
+        "updated_at": deployment.updated_at,
+    }
 
 
 def log_policy_text(config: DeploymentConfig) -> str:
@@ -67,8 +81,12 @@ def show_deployment(deployment: Deployment) -> None:
     print_table(f"deployment {deployment.name}", ["field", "value"], rows)
 
 
-def show_change(before: Deployment | None, after: Deployment) -> None:
-    """Print what changed (before -> after), then the current state."""
+def show_change(before: Deployment | None, after: Deployment, as_json: bool = False) -> None:
+    """Print what changed (before -> after), then the current state; with ``as_json``, one
+    document ``{"before": ..., "after": ...}``."""
+    if as_json:
+        print_json({"before": deployment_json(before), "after": deployment_json(after)})
+        return
     old, new = deployment_fields(before), deployment_fields(after)
     rows = [[k, old.get(k, "-"), v] for k, v in new.items() if old.get(k, "-") != v]
     start = "new" if before is None else f"revision {before.revision}"

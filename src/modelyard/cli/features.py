@@ -18,12 +18,10 @@ from typing import Annotated, Any
 import duckdb
 import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from modelyard.cli.context import cli_context
-from modelyard.cli.output import AsJson, console, print_json, print_table, when
+from modelyard.cli.output import AsJson, console, current_output, print_json, print_table, when
 from modelyard.errors import ValidationError
 from modelyard.features.apply import ApplyPlan, Change
 from modelyard.features.definitions import FeatureView, duration_label
@@ -44,8 +42,8 @@ features_app = typer.Typer(
 
 
 def _text(value: object) -> str:
-    """A table cell: rich markup in user text (``[x]``) is shown, not interpreted."""
-    return "-" if value is None else escape(str(value))
+    """A table cell (``print_table`` shows markup in it, ``[x]``, as it is)."""
+    return "-" if value is None else str(value)
 
 
 # -- definitions: apply, list, show ---------------------------------------------------
@@ -443,7 +441,7 @@ def materialize_views(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=current_output().stderr,
     ) as bar:
         tasks: dict[str, Any] = {}
 

@@ -14,11 +14,11 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from modelyard.cli.context import cli_context
+from modelyard.cli.output import current_output
 from modelyard.errors import NotFoundError
 from modelyard.serving.telemetry.logfiles import log_files
 from modelyard.serving.telemetry.logindex import search_log
@@ -64,6 +64,8 @@ def logs(
     ] = False,
 ) -> None:
     """Search the serving logs: by request id, status, model, time or error."""
+    if model is not None and file is None:  # another home's log may name other models
+        cli_context(ctx).log_subject(model)
     settings = cli_context(ctx).settings
     path = Path(file) if file is not None else Path(settings.resolved_log_path)
     if not log_files(path):
@@ -81,7 +83,7 @@ def logs(
         event=event,
         text=grep,
     )
-    console = Console(highlight=False, soft_wrap=True)
+    console = current_output().stdout  # full width when piped, --no-color
     found = search_log(path, query, None if stats else limit)
     if stats:
         table = Table(title=f"{len(found)} matching line(s) in {path}", title_justify="left")

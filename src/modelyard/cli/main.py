@@ -1,7 +1,9 @@
-"""The ``modelyard`` command: thin, every command calls the library and prints a table.
+"""The ``modelyard`` command: thin, every command calls the library and prints a table
+(or, with ``--json``, one JSON document).
 
-A user error (unknown model, bad alias, tampered artifact) prints one line and
-exits with status 2; tracebacks are left for bugs.
+A user error (unknown model, bad alias, tampered artifact) prints one line on stderr
+and exits with status 2, whichever command met it (``Commands.invoke``); tracebacks are
+left for bugs. ``--no-color`` before the command (or ``NO_COLOR``) turns colour off.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
-from rich.console import Console
-from rich.markup import escape
+from typer.core import TyperGroup
 
 from modelyard.cli.bench import bench
 from modelyard.cli.context import cli_context
@@ -22,7 +22,16 @@ from modelyard.cli.deploy import deploy_app
 from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
-from modelyard.cli.output import AsJson, console, print_json, print_table, when
+from modelyard.cli.output import (
+    AsJson,
+    console,
+    output_options,
+    print_error,
+    print_json,
+    print_note,
+    print_table,
+    when,
+)
 from modelyard.cli.retrain import history, retrain, retraining_app, worker
 from modelyard.cli.serve import serve
 from modelyard.errors import ModelyardError
@@ -30,7 +39,22 @@ from modelyard.registry import ModelVersion
 from modelyard.registry.bundle import export_bundle
 from modelyard.tracking import RunInfo
 
+
+class Commands(TyperGroup):
+    """The root command: a ``ModelyardError`` from any command below it is one line on
+    stderr and exit status 2, printed while the invocation's ``--no-color`` still holds."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with output_options(no_color=bool(ctx.params.get("no_color"))):
+            try:
+                return super().invoke(ctx)
+            except ModelyardError as error:
+                print_error(error.message)
+                raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=Commands,
     help="modelyard: track, register, serve and watch models on one machine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -54,19 +78,33 @@ app.add_typer(retraining_app, name="retraining")
 app.add_typer(demo_app, name="demo")
 
 
+@app.callback()
+def options(
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colours (as NO_COLOR=1 in the environment).")
+    ] = False,
+) -> None:
+    """modelyard: track, register, serve and watch models on one machine."""
+    # Commands.invoke reads the options, so they hold for the whole command.
+
+
 @app.command()
-def init(ctx: typer.Context) -> None:
+def init(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Create (or upgrade in place) the modelyard home: database and artifact store."""
     yard = cli_context(ctx).yard
+    home = {
+        "home": str(yard.settings.home),
+        "database": yard.settings.resolved_database_url,
+        "artifacts": yard.settings.resolved_artifacts_url,
+        "schema_revision": yard.db.current_revision(),
+    }
+    if as_json:
+        print_json(home)
+        return
     print_table(
         "modelyard home",
         ["setting", "value"],
-        [
-            ["home", yard.settings.home],
-            ["database", yard.settings.resolved_database_url],
-            ["artifacts", yard.settings.resolved_artifacts_url],
-            ["schema revision", yard.db.current_revision()],
-        ],
+        [[key.replace("_", " "), value] for key, value in home.items()],
     )
 
 
@@ -137,10 +175,15 @@ def _print_next(token: str | None) -> None:
 
 @runs_app.command("show")
 def runs_show(
-    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")]
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    as_json: AsJson = False,
 ) -> None:
     """Everything recorded about one run."""
     run = cli_context(ctx).yard.tracking.get_run(run_id)
+    if as_json:
+        print_json(run)
+        return
     rows: list[list[Any]] = [
         ["id", run.id],
         ["name", run.name],
@@ -164,9 +207,15 @@ def runs_show(
 
 
 @models_app.command("list")
-def models_list(ctx: typer.Context) -> None:
+def models_list(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Registered models with their latest version and aliases."""
     found = cli_context(ctx).yard.registry.list_models()
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        print_note("no models registered yet: Yard.register_model(...) registers one")
+        return
     print_table(
         f"{len(found)} model(s)",
         ["name", "latest", "aliases", "updated", "description"],
@@ -184,10 +233,13 @@ def models_list(ctx: typer.Context) -> None:
 
 
 @models_app.command("show")
-def models_show(ctx: typer.Context, name: str) -> None:
+def models_show(ctx: typer.Context, name: str, as_json: AsJson = False) -> None:
     """One model: description, tags, aliases and the history of alias moves."""
     registry = cli_context(ctx).yard.registry
     model = registry.get_model(name)
+    if as_json:
+        print_json({"model": model, "alias_moves": registry.alias_history(name)})
+        return
     rows: list[list[Any]] = [
         ["description", model.description],
         ["latest version", model.latest_version],
@@ -264,19 +316,29 @@ def alias_set(
     alias: str,
     version: Annotated[int, typer.Argument(min=1)],
     reason: Annotated[str, typer.Option(help="Why; kept in the alias history.")] = "",
+    as_json: AsJson = False,
 ) -> None:
     """Point ALIAS of model NAME at VERSION (atomically, recorded with who/when/why)."""
     move = cli_context(ctx).yard.registry.set_alias(name, alias, version, reason=reason)
+    if as_json:
+        print_json(move)
+        return
     before = f"v{move.from_version}" if move.from_version else "(unset)"
     console.print(f"{name}@{alias}: {before} -> v{move.to_version}")
 
 
 @alias_app.command("history")
 def alias_history(
-    ctx: typer.Context, name: str, alias: Annotated[str | None, typer.Argument()] = None
+    ctx: typer.Context,
+    name: str,
+    alias: Annotated[str | None, typer.Argument()] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Who moved which alias, when and why."""
     moves = cli_context(ctx).yard.registry.alias_history(name, alias)
+    if as_json:
+        print_json(moves)
+        return
     print_table(
         f"{name}: alias moves",
         ["when", "alias", "from", "to", "by", "why"],
@@ -289,25 +351,22 @@ def export(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="name, name/3 or name@alias")],
     out: Annotated[Path, typer.Option(help="Directory to write the bundle into.")] = Path("."),
+    as_json: AsJson = False,
 ) -> None:
     """Write a self-contained bundle (model, signature, profile, manifest with hashes)."""
     path = export_bundle(cli_context(ctx).yard.registry, ref, out)
+    if as_json:
+        print_json({"path": str(path), "bytes": path.stat().st_size})
+        return
     console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one line and exit status 2 for a user error, never a traceback."""
+    """Entry point: one line and exit status 2 for a user error, never a traceback; usage
+    mistakes (a missing argument, an unknown option) are typer's message and status 2."""
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="modelyard", standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except ModelyardError as error:
-        Console(stderr=True).print(
-            f"[red]error:[/red] {escape(error.message)}", highlight=False, soft_wrap=True
-        )
+        command.main(args=argv, prog_name="modelyard")
+    except ModelyardError as error:  # raised outside a command (Commands.invoke prints the rest)
+        print_error(error.message)
         sys.exit(2)
-    sys.exit(result if isinstance(result, int) else 0)

@@ -51,6 +51,8 @@ WindowParts = Callable[[str, float, float], Iterable[Window]]
 # Live logs miss values now and then; a job should test what is there, not stop.
 JOB_DRIFT_CONFIG = DriftConfig(nan_policy="omit")
 _PREDICTION_COLUMNS = ("score", "prediction", "label")
+# Fewer rows of a version than this say nothing either way: its drift is not checked.
+MIN_DRIFT_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def check_drift(
     *,
     config: DriftConfig | None = None,
     rng: np.random.Generator | int = 0,
-    min_rows: int = 20,
+    min_rows: int = MIN_DRIFT_ROWS,
 ) -> DriftResult | None:
     """Check the rows of ``reference.version`` in ``window`` and store the verdict.
 
@@ -246,7 +248,7 @@ def monitor_cycle(
     exporter: LiveMetricsExporter | None = None,
     config: DriftConfig | None = None,
     rng: np.random.Generator | int = 0,
-    min_rows: int = 20,
+    min_rows: int = MIN_DRIFT_ROWS,
 ) -> CycleResult:
     """One pass over ``[start, end)`` of a deployment: measure, check drift, alert.
 

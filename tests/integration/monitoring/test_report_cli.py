@@ -62,6 +62,8 @@ def app(
     monkeypatch.setenv("COLUMNS", "250")
     yard.register_model("fraud", forest, classification_data[0], metrics={"accuracy": 0.97})
     yard.register_model("fraud", forest, classification_data[0], metrics={"accuracy": 0.97})
+    # A deployment the alert rules can name before any traffic is logged.
+    yard.deployments.create("fraud-api", "fraud", 1)
     traffic = live_traffic(forest, classification_data)
 
     def read_window(log: object, deployment: str, start: float, end: float) -> Window:
