@@ -23,6 +23,7 @@ from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
 from modelyard.cli.output import console, print_table, when
+from modelyard.cli.requests import requests
 from modelyard.cli.retrain import history, retrain, retraining_app, worker
 from modelyard.cli.serve import serve
 from modelyard.errors import ModelyardError
@@ -44,6 +45,7 @@ app.add_typer(monitor_app, name="monitor")
 app.add_typer(features_app, name="features")
 app.command()(serve)
 app.command()(logs)
+app.command()(requests)
 app.command()(bench)
 app.command()(retrain)
 app.command()(history)
