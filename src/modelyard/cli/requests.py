@@ -12,9 +12,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from modelyard.cli.context import cli_context
-from modelyard.cli.output import AsJson, console, print_json, print_table, when
+from modelyard.cli.output import AsJson, console, print_json, when
 from modelyard.errors import ValidationError
 from modelyard.monitoring.inference_log.browse import MAX_LIMIT, RequestDetail
 from modelyard.serving.telemetry.logsearch import parse_time
@@ -32,7 +35,10 @@ def requests(
     until: Annotated[str | None, typer.Option(help="Until (exclusive), as --since.")] = None,
     version: Annotated[int | None, typer.Option(help="Only this model version.")] = None,
     arm: Annotated[
-        str | None, typer.Option(help="Only this arm: primary, canary, shadow, an A/B arm.")
+        str | None,
+        typer.Option(
+            help="Only this arm: champion, canary, shadow, an A/B arm (no deployment: primary)."
+        ),
     ] = None,
     status: Annotated[
         str | None, typer.Option(help="An HTTP status (200, 422), or ok (< 400) / error.")
@@ -91,6 +97,17 @@ def requests(
             for r in found
         ],
     )
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A titled table, never cut: request ids and errors stay whole when piped."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if cell is None else escape(str(cell)) for cell in row))
+    wide = console if console.is_terminal else Console(width=100_000, highlight=False)
+    wide.print(table)
 
 
 def _status(text: str | None) -> int | str | None:

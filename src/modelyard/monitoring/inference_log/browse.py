@@ -129,7 +129,7 @@ class RequestDetail:
 
 
 def list_requests(
-    log: LabelledLogRepository, query: RequestQuery, *, page: int = 200
+    log: LabelledLogRepository, query: RequestQuery, *, page: int = 32
 ) -> list[LoggedRequest]:
     """The ``query.limit`` newest logged requests that match ``query``, newest first."""
     start = -_FAR if query.since is None else query.since
@@ -196,7 +196,7 @@ def show_request(
                     _record(payload, number), inputs, fetched, _lists(payload.outputs(number))
                 )
             )
-    details.sort(key=lambda d: (d.request.ts, d.request.arm != "primary", d.request.arm))
+    details.sort(key=lambda d: (d.request.arm == "shadow", d.request.ts, d.request.arm))
     labelled = _with_labels(log, [d.request for d in details])
     return [
         RequestDetail(request, d.inputs, d.features, d.outputs)
