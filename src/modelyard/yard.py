@@ -6,10 +6,19 @@ from functools import cached_property
 from typing import Any
 
 from modelyard.config import Settings, load_settings
+from modelyard.errors import NotFoundError
 from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import open_online_store
 from modelyard.features.registry import FeatureRegistry
 from modelyard.features.sql import SqlDefinitionRepository
+from modelyard.monitoring.inference_log.browse import (
+    LoggedRequest,
+    RequestDetail,
+    RequestQuery,
+    list_requests,
+    show_request,
+)
+from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.registry import LoadedModel, ModelVersion
 from modelyard.registry.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
@@ -51,6 +60,68 @@ class Yard:
     def deployments(self) -> DeploymentStore:
         """The deployments of this home: ``create``, ``update``, ``get``, ``events``."""
         return DeploymentStore(SqlDeploymentRepository(self.db), self.registry)
+
+    @cached_property
+    def inference_log(self) -> SqlInferenceLogRepository:
+        """The inference log and its feedback labels, as stored in this home's database."""
+        return SqlInferenceLogRepository(self.db)
+
+    def requests(
+        self,
+        deployment: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        version: int | None = None,
+        arm: str | None = None,
+        status: int | str | None = None,
+        labelled: bool | None = None,
+        request_id_prefix: str | None = None,
+        limit: int = 50,
+    ) -> list[LoggedRequest]:
+        """``deployment``'s logged requests, newest first, with their labels: ``since <= ts
+        < until`` (UNIX seconds), one ``version``/``arm``, ``status`` (a code, ``"ok"`` or
+        ``"error"``), ``labelled`` or not, ids starting with ``request_id_prefix``; the
+        ``limit`` newest. Raises ``NotFoundError`` for a deployment with no traffic."""
+        self._logged_features(deployment)
+        query = RequestQuery(
+            deployment,
+            since=since,
+            until=until,
+            version=version,
+            arm=arm,
+            status=status,
+            labelled=labelled,
+            request_id_prefix=request_id_prefix,
+            limit=limit,
+        )
+        return list_requests(self.inference_log, query)
+
+    def request(self, deployment: str, request_id: str) -> list[RequestDetail]:
+        """Every logged record of ``request_id`` in ``deployment`` (its answer, then any
+        shadow's) with inputs, fetched features, outputs and labels. Raises
+        ``NotFoundError`` when the log holds none."""
+        features = self._logged_features(deployment)
+        found = show_request(self.inference_log, deployment, request_id, features=features)
+        if not found:
+            raise NotFoundError(
+                f"no request {request_id!r} in the inference log of {deployment!r} (the log "
+                "runs about a second behind the answers; sampled-out requests are not logged)"
+            )
+        return found
+
+    def _logged_features(self, deployment: str) -> tuple[str, ...]:
+        """The inputs ``deployment`` fetches from the feature store; raises ``NotFoundError``
+        when it is neither a deployment nor a name traffic was logged under."""
+        try:
+            inputs = self.deployments.get(deployment).config.features
+        except NotFoundError:
+            if not any(self.inference_log.batch_pages(deployment, -1e300, 1e300, page=1)):
+                raise NotFoundError(
+                    f"no deployment named {deployment!r}, and no traffic logged for it"
+                ) from None
+            return ()
+        return () if inputs is None else tuple(ref.split(":")[1] for ref in inputs.refs)
 
     def start_run(self, name: str, **kwargs: Any) -> Run:
         """Start a tracked run; see ``Tracker.start_run``."""

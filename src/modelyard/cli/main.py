@@ -32,6 +32,7 @@ from modelyard.cli.output import (
     print_table,
     when,
 )
+from modelyard.cli.requests import requests
 from modelyard.cli.retrain import history, retrain, retraining_app, worker
 from modelyard.cli.serve import serve
 from modelyard.errors import ModelyardError
@@ -70,6 +71,7 @@ app.add_typer(monitor_app, name="monitor")
 app.add_typer(features_app, name="features")
 app.command()(serve)
 app.command()(logs)
+app.command()(requests)
 app.command()(bench)
 app.command()(retrain)
 app.command()(history)

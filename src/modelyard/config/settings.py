@@ -263,6 +263,14 @@ class MonitoringSettings(_Checked):
         3600.0, ge=1.0, help="How often the server deletes inference log rows past their TTL."
     )
     feedback_max_items: int = _setting(10_000, ge=1, help="Most labels in one `POST /v1/feedback`.")
+    # Labels can arrive before their prediction reaches the database (about a second
+    # behind the answers, longer through a database outage).
+    feedback_pending_s: float = _setting(
+        60.0,
+        ge=0.0,
+        help="Seconds a label whose request id is not in the inference log yet is waited for "
+        "before it counts as expired on /metrics (it stays stored).",
+    )
     # The server's monitoring pass (live metrics, drift, alerts, webhooks) per deployment:
     # how often, over how much recent traffic; 0 turns it off.
     check_interval_s: float = _setting(

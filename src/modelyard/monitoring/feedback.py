@@ -17,6 +17,13 @@ than target + label, lets the database's unique index enforce "one label per
 target" even when two workers post at once, where a delete-then-insert would
 race. Labels are joined to predictions at query time by key, with no window on
 when they arrived, so a label posted 7 days (or months) late still joins.
+
+A post also says what each label matched (``feedback_outcomes``): ``joined`` (its
+request id is in the inference log, one index lookup), ``pending`` (not yet: stored,
+and waited for), ``refused`` (not stored: a row the request never had, or a request
+answered with an error) or ``deferred`` (an entity label). With ``require_known`` a
+label for a request id the log does not hold fails the whole post with
+``NotFoundError`` naming it, and nothing is stored.
 """
 
 from __future__ import annotations
@@ -31,8 +38,14 @@ from typing import Any
 
 import orjson
 
-from modelyard.errors import PayloadTooLargeError, ValidationError
-from modelyard.monitoring.inference_log.repository import FeedbackRepository, StoredLabel
+from modelyard.errors import NotFoundError, PayloadTooLargeError, ValidationError
+from modelyard.monitoring.feedback_outcomes import (
+    DEFAULT_WAIT_S,
+    LabelOutcome,
+    LabelTarget,
+    judge,
+)
+from modelyard.monitoring.inference_log.repository import LabelledLogRepository, StoredLabel
 
 MAX_ITEMS = 10_000
 MAX_LABEL_BYTES = 64 * 1024
@@ -71,12 +84,71 @@ class FeedbackItem:
 @dataclass(frozen=True)
 class FeedbackResult:
     """What a post did: items ``received``, new labels ``stored``, labels ``replaced``,
-    and items that changed nothing (``unchanged``: the same label again)."""
+    and items that changed nothing (``unchanged``: the same label again); then how many
+    labels ``joined``, are ``pending``, were ``refused`` (not stored) or ``deferred``, and
+    each label's ``LabelOutcome`` in the order posted."""
 
     received: int
     stored: int
     replaced: int
     unchanged: int
+    joined: int = 0
+    pending: int = 0
+    refused: int = 0
+    deferred: int = 0
+    labels: tuple[LabelOutcome, ...] = ()
+
+    def document(self) -> dict[str, Any]:
+        """The JSON answer of ``POST /v1/feedback`` (a label's empty fields left out)."""
+        counts = {
+            name: getattr(self, name)
+            for name in (
+                "received",
+                "stored",
+                "replaced",
+                "unchanged",
+                "joined",
+                "pending",
+                "refused",
+                "deferred",
+            )
+        }
+        labels = [
+            {
+                key: value
+                for key, value in (
+                    ("outcome", label.outcome),
+                    ("request_id", label.request_id),
+                    ("row", None if label.request_id is None else label.row),
+                    ("entity_key", label.entity_key),
+                    ("reason", label.reason),
+                    ("expires_at", label.expires_at),
+                )
+                if value is not None
+            }
+            for label in self.labels
+        ]
+        return {**counts, "labels": labels}
+
+
+@dataclass(frozen=True)
+class FeedbackPost:
+    """A parsed feedback body: its items, and whether every request id must be known."""
+
+    items: list[FeedbackItem]
+    require_known: bool = False
+
+
+def parse_feedback_post(body: Any, *, max_items: int = MAX_ITEMS) -> FeedbackPost:
+    """A feedback POST body: ``{"labels": [item, ...], "require_known": false}`` or a
+    single item (which may carry ``require_known`` too); see ``parse_feedback_body``."""
+    if not isinstance(body, Mapping) or "require_known" not in body:
+        return FeedbackPost(parse_feedback_body(body, max_items=max_items))
+    require = body["require_known"]
+    if not isinstance(require, bool):
+        raise ValidationError(f"require_known must be true or false, got {_kind(require)}")
+    rest = {key: value for key, value in body.items() if key != "require_known"}
+    return FeedbackPost(parse_feedback_body(rest, max_items=max_items), require)
 
 
 def parse_feedback_body(body: Any, *, max_items: int = MAX_ITEMS) -> list[FeedbackItem]:
@@ -170,20 +242,36 @@ def validate_items(items: Sequence[FeedbackItem]) -> list[FeedbackItem]:
 
 
 class FeedbackStore:
-    """Labels in a ``FeedbackRepository`` (the metadata store's ``feedback`` table:
-    ``SqlInferenceLogRepository(db)``)."""
+    """Labels in the metadata store's ``feedback`` table, checked against the inference
+    log's request index (``SqlInferenceLogRepository(db)`` holds both). A pending label
+    is reported with ``expires_at``, ``wait_s`` after it was received."""
 
-    def __init__(self, labels: FeedbackRepository) -> None:
-        self._labels = labels
+    def __init__(self, log: LabelledLogRepository, *, wait_s: float = DEFAULT_WAIT_S) -> None:
+        self._log = log
+        self.wait_s = wait_s
 
     def post(
-        self, items: Sequence[FeedbackItem], *, received_at: float | None = None
+        self,
+        items: Sequence[FeedbackItem],
+        *,
+        received_at: float | None = None,
+        require_known: bool = False,
     ) -> FeedbackResult:
-        """Store labels idempotently (see the module's docstring); one transaction."""
+        """Store labels idempotently (see the module's docstring); one transaction. Raises
+        ``NotFoundError`` with ``require_known`` when a request id is not in the log."""
         validate_items(items)
         now = time.time() if received_at is None else received_at
+        ids = {item.request_id for item in items if item.request_id is not None}
+        known = self._log.known_requests(ids) if ids else {}
+        if require_known:
+            _check_known(items, known)
+        targets = [LabelTarget(item.request_id, item.row, item.entity_key) for item in items]
+        outcomes = judge(targets, known, now, self.wait_s)
         rows: dict[str, StoredLabel] = {}
-        for item in items:  # the same target twice in one post: the later item wins
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome.outcome == "refused":
+                continue
+            # the same target twice in one post: the later item wins
             rows[item.dedupe_key] = StoredLabel(
                 dedupe_key=item.dedupe_key,
                 label=item.label_json,
@@ -193,15 +281,42 @@ class FeedbackStore:
                 entity_key=item.entity_key,
                 event_time=None if item.event_time is None else float(item.event_time),
             )
-        if not rows:
-            return FeedbackResult(0, 0, 0, 0)
-        stored = self._labels.put_labels(list(rows.values()))
+        stored = self._log.put_labels(list(rows.values())) if rows else {}
         new = sum(1 for key in rows if key not in stored)
         replaced = sum(1 for key, row in rows.items() if key in stored and stored[key] != row.label)
-        return FeedbackResult(len(items), new, replaced, len(items) - new - replaced)
+        counted = {name: 0 for name in ("joined", "pending", "refused", "deferred")}
+        for outcome in outcomes:
+            counted[outcome.outcome] += 1
+        accepted = len(items) - counted["refused"]
+        return FeedbackResult(
+            len(items),
+            new,
+            replaced,
+            accepted - new - replaced,
+            labels=tuple(outcomes),
+            **counted,
+        )
 
-    def post_one(self, item: FeedbackItem, *, received_at: float | None = None) -> FeedbackResult:
-        return self.post([item], received_at=received_at)
+    def post_one(
+        self, item: FeedbackItem, *, received_at: float | None = None, require_known: bool = False
+    ) -> FeedbackResult:
+        return self.post([item], received_at=received_at, require_known=require_known)
+
+
+def _check_known(items: Sequence[FeedbackItem], known: Mapping[str, object]) -> None:
+    unknown = [
+        (index, item.request_id)
+        for index, item in enumerate(items)
+        if item.request_id is not None and item.request_id not in known
+    ]
+    if unknown:
+        index, request_id = unknown[0]
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise NotFoundError(
+            f"labels[{index}].request_id: no prediction with request id {request_id!r} in the "
+            f"inference log{more}; with require_known every request id must be logged "
+            "(the log runs about a second behind the answers); nothing was stored"
+        )
 
 
 def _check_text(value: Any, limit: int, where: str) -> None:

@@ -15,17 +15,28 @@ carries no prediction to lose.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
 from modelyard.config import Settings
-from modelyard.monitoring.feedback import FeedbackResult, FeedbackStore, parse_feedback_body
+from modelyard.monitoring.feedback import FeedbackResult, FeedbackStore, parse_feedback_post
+from modelyard.monitoring.feedback_outcomes import (
+    DEFAULT_WAIT_S,
+    OUTCOMES,
+    PendingLabels,
+    Waited,
+    settle,
+)
 from modelyard.monitoring.inference_log.ingest import LogIngester
 from modelyard.monitoring.inference_log.logger import InferenceLogger
 from modelyard.monitoring.inference_log.policy import LogPolicy, default_policy, deployment_policy
-from modelyard.monitoring.inference_log.repository import FeedbackRepository, InferenceLogRepository
+from modelyard.monitoring.inference_log.repository import (
+    InferenceLogRepository,
+    LabelledLogRepository,
+)
 from modelyard.serving.hosting.outcomes import Answered, Failed
 from modelyard.serving.hosting.served_deployment import ServedDeployment
 
@@ -159,11 +170,69 @@ class InferenceLogRecorder:
 
 
 class FeedbackReceiver:
-    """``POST /v1/feedback``: parse, then store labels idempotently (a blocking DB write)."""
+    """``POST /v1/feedback``: parse, then store labels idempotently (a blocking DB write),
+    each reported as joined, pending, refused or deferred (``monitoring.feedback_outcomes``).
 
-    def __init__(self, labels: FeedbackRepository, max_items: int) -> None:
-        self._store = FeedbackStore(labels)
+    Pending labels are waited for in this worker: ``check_pending`` (the app calls it off
+    the event loop about five times a second) looks their request ids up again once
+    their wait ends, and counts them ``joined_late`` or ``expired``. A worker that
+    restarts forgets what it waited for; the labels themselves stay stored.
+    """
+
+    def __init__(
+        self,
+        log: LabelledLogRepository,
+        max_items: int,
+        *,
+        wait_s: float = DEFAULT_WAIT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = FeedbackStore(log, wait_s=wait_s)
+        self._log = log
         self._max_items = max_items
+        self._clock = clock
+        self._pending = PendingLabels(wait_s)
+        self._lock = threading.Lock()  # posts and checks run on executor threads
+        self._counts = dict.fromkeys(OUTCOMES, 0)
 
     def __call__(self, document: object) -> FeedbackResult:
-        return self._store.post(parse_feedback_body(document, max_items=self._max_items))
+        post = parse_feedback_post(document, max_items=self._max_items)
+        now = self._clock()
+        result = self._store.post(post.items, received_at=now, require_known=post.require_known)
+        waiting = [
+            label.request_id
+            for label in result.labels
+            if label.outcome == "pending" and label.request_id is not None
+        ]
+        with self._lock:
+            for label in result.labels:
+                self._counts[label.outcome] += 1
+            early = self._pending.add(waiting, now)
+        if early:
+            self._settle(early)
+        return result
+
+    @property
+    def waiting(self) -> int:
+        """Request ids of pending labels still waited for."""
+        with self._lock:
+            return len(self._pending)
+
+    def check_pending(self) -> None:
+        """Settle the pending labels whose wait has ended (a blocking index lookup)."""
+        with self._lock:
+            ended = self._pending.due(self._clock())
+        if ended:
+            self._settle(ended)
+
+    def _settle(self, ended: list[Waited]) -> None:
+        known = self._log.known_requests({waited.request_id for waited in ended})
+        joined, expired = settle(ended, known)
+        with self._lock:
+            self._counts["joined_late"] += joined
+            self._counts["expired"] += expired
+
+    def counts(self) -> dict[tuple[str], int]:
+        """Labels by outcome, for ``modelyard_feedback_labels_total``."""
+        with self._lock:
+            return {(outcome,): count for outcome, count in self._counts.items()}

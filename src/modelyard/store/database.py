@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.errors import ConfigurationError, RejectedWriteError, StoreError
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 _SQLITE_BUSY_TIMEOUT_MS = 60_000

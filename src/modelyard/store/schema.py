@@ -227,6 +227,22 @@ inference_batches = Table(
     Index("ix_inference_batches_deployment_ts", "deployment", "ts_first"),
 )
 
+# Which stored batch holds each logged request (migration 0010): a label's request id is
+# checked with one index lookup instead of reading payloads, and ``requests show`` finds a
+# request's batches the same way. One row per (request id, batch): a shadow's record of a
+# request is in another batch. ``rows`` and ``status`` let feedback refuse a row the
+# request never had, or a request answered with an error.
+inference_requests = Table(
+    "inference_requests",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("batch_id", String(32), primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    Index("ix_inference_requests_batch", "batch_id"),  # the retention sweep deletes by batch
+    sqlite_with_rowid=False,  # the primary key is the table: one B-tree, not two
+)
+
 feedback = Table(
     "feedback",
     metadata,

@@ -21,7 +21,12 @@ from modelyard.monitoring import (
     write_records,
 )
 from modelyard.monitoring.inference_log.record import Summary
-from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
+from modelyard.monitoring.inference_log.repository import (
+    EntityLabel,
+    KnownRequest,
+    StoredBatch,
+    StoredLabel,
+)
 from modelyard.store.database import Database
 
 
@@ -236,6 +241,60 @@ def test_threads_storing_the_same_batches_store_each_once(log: LabelledLogReposi
         thread.join()
     payloads = log.batch_payloads("fraud", 0.0, 100.0)
     assert len(payloads) == len(set(payloads)) == 20 + 4 * 4
+
+
+def _served(request_id: str, ts: float, **fields: object) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "ts": ts,
+        "deployment": "fraud",
+        "model": "m",
+        "version": 1,
+        "status": 200,
+        "latency_ms": 1.0,
+        "rows": 1,
+        **fields,
+    }
+
+
+def test_logged_request_ids_are_known_by_an_index_lookup(log: LabelledLogRepository) -> None:
+    write_records(
+        log,
+        [
+            _served("r1", 10.0, rows=3),
+            _served("r1", 10.0, rows=3, arm="shadow", version=2),
+            _served("bad", 11.0, status=422),
+            _served("elsewhere", 12.0, deployment="other"),
+        ],
+    )
+    known = log.known_requests(["r1", "bad", "elsewhere", "never"])
+    assert known == {
+        "r1": KnownRequest(3, 200),
+        "bad": KnownRequest(1, 422),
+        "elsewhere": KnownRequest(1, 200),
+    }
+    assert log.known_requests([]) == {}
+    assert len(log.request_payloads("fraud", "r1")) == 2  # the answer's batch and the shadow's
+    assert log.request_payloads("other", "r1") == []
+    assert len(log.request_payloads("other", "elsewhere")) == 1
+
+
+def test_the_retention_sweep_forgets_the_request_ids_it_deletes(
+    log: LabelledLogRepository,
+) -> None:
+    write_records(log, [_served("old", 10.0)])
+    write_records(log, [_served("new", 500.0)])
+    assert log.delete_batches("fraud", 100.0) == 1
+    assert set(log.known_requests(["old", "new"])) == {"new"}
+    assert log.request_payloads("fraud", "old") == []
+
+
+def test_pages_newest_first_are_the_reverse_order(log: LabelledLogRepository) -> None:
+    log.add_batches([batch(f"b{n}", float(n % 4)) for n in range(10)])
+    forward = [p for page in log.batch_pages("fraud", 0.0, 10.0, page=3) for p in page]
+    backward = list(log.batch_pages("fraud", 0.0, 10.0, page=3, newest_first=True))
+    assert [len(page) for page in backward] == [3, 3, 3, 1]
+    assert [p for page in backward for p in page] == forward[::-1]
 
 
 def test_records_written_read_back_as_a_window(log: LabelledLogRepository) -> None:

@@ -74,7 +74,14 @@ def test_predictions_are_logged_and_feedback_joins(
         for _ in range(3):
             posted = client.post("/v1/feedback", json=labels)
             assert posted.status_code == 200, posted.text
-        assert posted.json() == {"received": 15, "stored": 0, "replaced": 0, "unchanged": 15}
+        answer = posted.json()
+        assert {k: answer[k] for k in ("received", "stored", "replaced", "unchanged")} == {
+            "received": 15,
+            "stored": 0,
+            "replaced": 0,
+            "unchanged": 15,
+        }
+        assert len(answer["labels"]) == 15
         bad = client.post(
             "/v1/feedback", json={"labels": [{"request_id": "x", "row": -1, "label": 1}]}
         )
@@ -94,6 +101,94 @@ def test_predictions_are_logged_and_feedback_joins(
     assert window.labels is not None
     np.testing.assert_array_equal(window.labels.astype(float), [0, 1, 0] * 5)
     assert set(window.outputs) >= {"label"}
+
+
+def _infer(client: httpx.Client, request_id: str, rows: int = 2) -> None:
+    data = fraud_features()[:rows]
+    body = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": [rows, 30],
+                "datatype": "FP32",
+                "data": data.ravel().tolist(),
+            }
+        ]
+    }
+    reply = client.post("/v2/models/fraud/infer", json=body, headers={"x-request-id": request_id})
+    assert reply.status_code == 200, reply.text
+
+
+def _feedback_counts(client: httpx.Client) -> dict[str, float]:
+    counts = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("modelyard_feedback_labels_total{"):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            counts[outcome] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_feedback_says_what_each_label_matched_and_pending_labels_expire(
+    fresh_home: Path, launch_server: Callable[..., object], wait_until: Callable[..., Any]
+) -> None:
+    server = launch_server(
+        fresh_home,
+        ["fraud@champion"],
+        environ={"MODELYARD_MONITORING__FEEDBACK_PENDING_S": "1.5"},
+    )
+    with httpx.Client(base_url=server.url, timeout=30) as client:  # type: ignore[attr-defined]
+        _infer(client, "known-1")
+        assert wait_until(lambda: "known-1" in logged_request_ids(fresh_home), 20)
+        posted = client.post(
+            "/v1/feedback",
+            json={
+                "labels": [
+                    {"request_id": "known-1", "row": 1, "label": 1},
+                    {"request_id": "known-1", "row": 2, "label": 1},
+                    {"request_id": "typo-1", "label": 0},
+                    {"entity_key": "u1", "event_time": 1.0, "label": 1},
+                ]
+            },
+        )
+        assert posted.status_code == 200, posted.text
+        answer = posted.json()
+        assert [label["outcome"] for label in answer["labels"]] == [
+            "joined",
+            "refused",
+            "pending",
+            "deferred",
+        ]
+        assert "row 2 is out of range" in answer["labels"][1]["reason"]
+        assert answer["labels"][2]["expires_at"] > time.time()
+        assert (answer["stored"], answer["refused"]) == (3, 1)
+
+        # A label may come before its prediction is stored: it waits, then joins late.
+        _infer(client, "early-1")
+        early = client.post("/v1/feedback", json={"request_id": "early-1", "label": 1})
+        assert early.json()["labels"][0]["outcome"] in ("pending", "joined")
+
+        assert wait_until(lambda: _feedback_counts(client).get("expired") == 1.0, 20)
+        counts = _feedback_counts(client)
+        assert counts["refused"] == 1.0
+        assert counts["deferred"] == 1.0
+        assert counts["joined"] + counts["joined_late"] == 2.0
+
+        required = client.post(
+            "/v1/feedback",
+            json={"labels": [{"request_id": "typo-2", "label": 1}], "require_known": True},
+        )
+        assert required.status_code == 404
+        assert "'typo-2'" in required.json()["error"]
+        assert "labels[0].request_id" in required.json()["error"]
+        ok = client.post(
+            "/v1/feedback",
+            json={"labels": [{"request_id": "known-1", "label": 0}], "require_known": True},
+        )
+        assert ok.status_code == 200
+        assert ok.json()["joined"] == 1
+        bad = client.post("/v1/feedback", json={"request_id": "x", "label": 1, "require_known": 1})
+        assert bad.status_code == 422
+        assert "require_known must be true or false" in bad.json()["error"]
 
 
 def _kill_tree(pid: int) -> None:

@@ -12,7 +12,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterator, Sequence
 
-from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
+from modelyard.monitoring.inference_log.payload import RequestEntry, request_entries
+from modelyard.monitoring.inference_log.repository import (
+    EntityLabel,
+    KnownRequest,
+    StoredBatch,
+    StoredLabel,
+)
 
 
 class InMemoryInferenceLogRepository:
@@ -69,10 +75,13 @@ class InMemoryInferenceLogRepository:
         last_from: float | None = None,
         version: int | None = None,
         page: int = 500,
+        newest_first: bool = False,
     ) -> Iterator[list[bytes]]:
         found = self.batch_payloads(
             deployment, first_from, first_to, last_from=last_from, version=version
         )
+        if newest_first:
+            found.reverse()
         for at in range(0, len(found), page):
             yield found[at : at + page]
 
@@ -88,6 +97,33 @@ class InMemoryInferenceLogRepository:
             for batch in doomed:
                 del self._batches[batch.summary.id]
         return sum(batch.summary.requests for batch in doomed)
+
+    def known_requests(self, request_ids: Collection[str]) -> dict[str, KnownRequest]:
+        wanted = set(request_ids)
+        found: dict[str, KnownRequest] = {}
+        for batch in self._stored():
+            for entry in _entries(batch.payload):
+                if entry.request_id in wanted:
+                    before = found.get(entry.request_id)
+                    rows, status = entry.rows, entry.status
+                    if before is not None:
+                        rows, status = max(rows, before.rows), min(status, before.status)
+                    found[entry.request_id] = KnownRequest(rows, status)
+        return found
+
+    def request_payloads(self, deployment: str, request_id: str) -> list[bytes]:
+        found = [
+            batch
+            for batch in self._stored()
+            if batch.summary.deployment == deployment
+            and any(e.request_id == request_id for e in _entries(batch.payload))
+        ]
+        found.sort(key=lambda b: (b.summary.ts_first, b.summary.id))
+        return [batch.payload for batch in found]
+
+    def _stored(self) -> list[StoredBatch]:
+        with self._lock:
+            return list(self._batches.values())
 
     def deployments(self) -> list[str]:
         with self._lock:
@@ -140,3 +176,10 @@ class InMemoryInferenceLogRepository:
                 and start <= label.event_time < end
             ]
         return sorted(found, key=lambda e: e.event_time)  # stable: storage order on a tie
+
+
+def _entries(payload: bytes) -> list[RequestEntry]:
+    try:
+        return request_entries(payload)
+    except ValueError:  # a test's placeholder bytes, as the SQL adapter skips them
+        return []

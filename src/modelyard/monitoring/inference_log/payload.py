@@ -8,6 +8,7 @@ from before, and what migration 0006 wrote).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -225,6 +226,44 @@ class Payload:
             return None
         block, start, stop = ref
         return {name: column[start:stop] for name, column in self.blocks[block].items()}
+
+
+class RequestEntry(NamedTuple):
+    """What the store indexes of one logged request: its id, rows and status."""
+
+    request_id: str
+    rows: int
+    status: int
+
+
+def request_entries(data: bytes) -> list[RequestEntry]:
+    """Each record's ``RequestEntry``, from the payload's header alone (the store writer's
+    request index: no block is decoded, no record checked beyond these three fields).
+    Raises ``ValueError`` for a payload that cannot be read."""
+    at = 0
+    if data[:1] == SUMMARISED:
+        at = 1 + LENGTH.size + LENGTH.unpack_from(data, 1)[0]
+    kind = data[at : at + 1]
+    try:
+        (length,) = LENGTH.unpack_from(data, at + 1)
+        header = orjson.loads(data[at + 1 + LENGTH.size : at + 1 + LENGTH.size + length])
+        if kind == COLUMNAR:
+            ids = header["request_id"]
+            count = len(ids)
+            rows = _each(header["rows"], count, many=True)
+            statuses = _each(header["status"], count)
+            return [
+                RequestEntry(_text(i, "request_id"), int(r or 0), int(s))
+                for i, r, s in zip(ids, rows, statuses, strict=True)
+            ]
+        if kind == LEGACY:
+            return [
+                RequestEntry(_text(r[1], "request_id"), int(r[9] or 0), int(r[7]))
+                for r in header["records"]
+            ]
+    except (TypeError, KeyError, IndexError, struct.error) as error:
+        raise ValueError(f"a malformed inference log payload: {error!r}") from error
+    raise ValueError(f"unknown inference log format {kind!r}")
 
 
 def _text(value: Any, name: str) -> str:

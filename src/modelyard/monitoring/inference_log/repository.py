@@ -45,6 +45,14 @@ class StoredLabel:
     event_time: float | None = None
 
 
+class KnownRequest(NamedTuple):
+    """A logged request as the request index knows it: its most rows over its records and
+    its lowest status (below 400: some record of it carries a prediction)."""
+
+    rows: int
+    status: int
+
+
 class EntityLabel(NamedTuple):
     """A label of an entity at a time, as the entity join reads it."""
 
@@ -89,10 +97,22 @@ class InferenceLogRepository(Protocol):
         last_from: float | None = None,
         version: int | None = None,
         page: int = 500,
+        newest_first: bool = False,
     ) -> Iterator[list[bytes]]:
         """The payloads ``batch_payloads`` would return (without ``newest``), in the same
-        order, ``page`` batches at a time: a pass over a long window holds one page in
-        memory, and the SQL adapter reads each page in its own short transaction."""
+        order (the reverse with ``newest_first``), ``page`` batches at a time: a pass over a
+        long window holds one page in memory, and the SQL adapter reads each page in its
+        own short transaction."""
+        ...
+
+    def known_requests(self, request_ids: Collection[str]) -> dict[str, KnownRequest]:
+        """The logged requests among ``request_ids`` (of any deployment), by id: an index
+        lookup, never a read of the payloads."""
+        ...
+
+    def request_payloads(self, deployment: str, request_id: str) -> list[bytes]:
+        """The payloads of ``deployment``'s batches that hold a record of ``request_id``
+        (its answer and any shadow's), in the order of their first time."""
         ...
 
     def delete_batches(self, deployment: str, older_than: float, *, chunk: int = 500) -> int:

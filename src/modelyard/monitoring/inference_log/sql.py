@@ -21,17 +21,27 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, desc, or_, select
+from sqlalchemy import ColumnElement, and_, delete, desc, func, or_, select
 
+from modelyard.monitoring.inference_log.payload import RequestEntry, request_entries
 from modelyard.monitoring.inference_log.record import Summary
-from modelyard.monitoring.inference_log.repository import EntityLabel, StoredBatch, StoredLabel
+from modelyard.monitoring.inference_log.repository import (
+    EntityLabel,
+    KnownRequest,
+    StoredBatch,
+    StoredLabel,
+)
 from modelyard.store.database import Database, upsert
-from modelyard.store.schema import feedback, inference_batches
+from modelyard.store.schema import feedback, inference_batches, inference_requests
 
 _BATCH_COLUMNS = (*Summary._fields, "payload")  # the table's columns, in this order
 _INSERT = (
     f"INSERT INTO {inference_batches.name} ({', '.join(_BATCH_COLUMNS)}) VALUES ({{marks}}) "
     "ON CONFLICT (id) DO NOTHING"
+)
+_INDEX = (
+    f'INSERT INTO {inference_requests.name} (request_id, batch_id, "rows", status) '
+    "VALUES ({marks}) ON CONFLICT (request_id, batch_id) DO NOTHING"
 )
 _LOOKUP_CHUNK = 500  # keys per IN (...) query
 
@@ -49,10 +59,19 @@ class SqlInferenceLogRepository:
         if not batches:
             return
         rows = [(*batch.summary, batch.payload) for batch in batches]
+        # Each request's (id, batch) in the same transaction: a request is in the index
+        # exactly when its batch is stored. Read from the header alone (no block decoded).
+        entries = [
+            (entry.request_id, batch.summary.id, entry.rows, entry.status)
+            for batch in batches
+            for entry in _entries(batch.payload)
+        ]
         with self._db.write() as conn:
             mark = "%s" if conn.dialect.name == "postgresql" else "?"
             marks = ", ".join([mark] * len(_BATCH_COLUMNS))
             conn.exec_driver_sql(_INSERT.format(marks=marks), rows)
+            if entries:
+                conn.exec_driver_sql(_INDEX.format(marks=", ".join([mark] * 4)), entries)
 
     def batch_payloads(
         self,
@@ -89,10 +108,15 @@ class SqlInferenceLogRepository:
         last_from: float | None = None,
         version: int | None = None,
         page: int = 500,
+        newest_first: bool = False,
     ) -> Iterator[list[bytes]]:
         batch = inference_batches.c
         where = _window(deployment, first_from, first_to, last_from, version)
-        query = select(batch.ts_first, batch.id, batch.payload).order_by(batch.ts_first, batch.id)
+        query = select(batch.ts_first, batch.id, batch.payload)
+        if newest_first:
+            query = query.order_by(desc(batch.ts_first), desc(batch.id))
+        else:
+            query = query.order_by(batch.ts_first, batch.id)
         after: tuple[float, str] | None = None
         while True:
             # Keyset paging on (ts_first, id): each page is one short read, so a long pass
@@ -100,9 +124,11 @@ class SqlInferenceLogRepository:
             paged = query.where(*where)
             if after is not None:
                 ts, key = after
-                paged = paged.where(
-                    or_(batch.ts_first > ts, and_(batch.ts_first == ts, batch.id > key))
-                )
+                if newest_first:
+                    later = or_(batch.ts_first < ts, and_(batch.ts_first == ts, batch.id < key))
+                else:
+                    later = or_(batch.ts_first > ts, and_(batch.ts_first == ts, batch.id > key))
+                paged = paged.where(later)
             with self._db.read() as conn:
                 rows = conn.execute(paged.limit(page)).all()
             if rows:
@@ -131,9 +157,40 @@ class SqlInferenceLogRepository:
                 if found:
                     ids = [row.id for row in found]
                     conn.execute(delete(inference_batches).where(batch.id.in_(ids)))
+                    conn.execute(
+                        delete(inference_requests).where(inference_requests.c.batch_id.in_(ids))
+                    )
             total += sum(int(row.requests) for row in found)
             if len(found) < chunk:
                 return total
+
+    def known_requests(self, request_ids: Collection[str]) -> dict[str, KnownRequest]:
+        index = inference_requests.c
+        wanted = sorted(set(request_ids))
+        found: dict[str, KnownRequest] = {}
+        with self._db.read() as conn:
+            for at in range(0, len(wanted), _LOOKUP_CHUNK):
+                query = (
+                    select(index.request_id, func.max(index.rows), func.min(index.status))
+                    .where(index.request_id.in_(wanted[at : at + _LOOKUP_CHUNK]))
+                    .group_by(index.request_id)
+                )
+                found.update(
+                    (request_id, KnownRequest(int(rows), int(status)))
+                    for request_id, rows, status in conn.execute(query)
+                )
+        return found
+
+    def request_payloads(self, deployment: str, request_id: str) -> list[bytes]:
+        batch, index = inference_batches.c, inference_requests.c
+        query = (
+            select(batch.payload)
+            .join(inference_requests, index.batch_id == batch.id)
+            .where(index.request_id == request_id, batch.deployment == deployment)
+            .order_by(batch.ts_first, batch.id)
+        )
+        with self._db.read() as conn:
+            return [bytes(data) for data in conn.execute(query).scalars()]
 
     def deployments(self) -> list[str]:
         with self._db.read() as conn:
@@ -211,6 +268,15 @@ class SqlInferenceLogRepository:
         )
         with self._db.read() as conn:
             return [EntityLabel(*row) for row in conn.execute(query)]
+
+
+def _entries(payload: bytes) -> list[RequestEntry]:
+    """The requests of a payload to index; none for one that cannot be read (``storable``
+    checked it, so only a test's placeholder bytes get here)."""
+    try:
+        return request_entries(payload)
+    except ValueError:
+        return []
 
 
 def _window(

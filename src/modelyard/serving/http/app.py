@@ -35,7 +35,6 @@ import orjson
 
 from modelyard.config.settings import ServingSettings
 from modelyard.errors import ModelyardError
-from modelyard.monitoring.feedback import FeedbackResult
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.serving.hosting.manager import ModelManager
 from modelyard.serving.hosting.outcomes import InferenceRecorder
@@ -48,7 +47,7 @@ from modelyard.serving.hosting.served_deployment import (
 )
 from modelyard.serving.hosting.shadow import ShadowHook, ShadowMirror
 from modelyard.serving.http.cors import CorsPolicy
-from modelyard.serving.http.endpoints import Endpoints
+from modelyard.serving.http.endpoints import Endpoints, FeedbackPort
 from modelyard.serving.http.hosts import HostAllowList
 from modelyard.serving.http.intake import (
     Disconnected,
@@ -129,7 +128,7 @@ class ServingApp:
         deployments: DeploymentSource | None = None,
         features: FeatureSource | None = None,
         inference_log: InferenceLog | None = None,
-        feedback: Callable[[object], FeedbackResult] | None = None,
+        feedback: FeedbackPort | None = None,
         feature_push: Callable[[object], dict[str, Any]] | None = None,
         trusted: bool = False,
         metrics_dir: Path | None = None,
@@ -229,6 +228,8 @@ class ServingApp:
         logger = self.inference_log
         if logger is not None:
             self.metrics.log_records = logger.counts()
+        if self.feedback is not None:
+            self.metrics.feedback_labels = self.feedback.counts()
         return {
             "modelyard_inference_log_backlog_bytes": (
                 [((), float(logger.backlog_bytes()))] if logger is not None else []
@@ -478,6 +479,8 @@ class ServingApp:
         self.manager.retire_idle()
         if self.inference_log is not None:
             self.inference_log.follow(self.table.deployments)
+        if self.feedback is not None and self.feedback.waiting:
+            await asyncio.get_running_loop().run_in_executor(None, self.feedback.check_pending)
         now = time.time()
         if self._exchange.directory is not None and now - self._published >= _PUBLISH_S:
             self._published = now

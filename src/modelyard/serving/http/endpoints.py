@@ -8,7 +8,6 @@ hand their request to the ``InferencePipeline`` with their wire format.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
@@ -28,13 +27,30 @@ from modelyard.serving.wire.oip import PLATFORMS
 Handler = Callable[[Endpoint, Call, bytes], Awaitable[Reply]]
 
 
+class FeedbackPort(Protocol):
+    """What the app asks of feedback (``recording.FeedbackReceiver``)."""
+
+    def __call__(self, document: object) -> FeedbackResult:
+        """Store a parsed body's labels (blocking: run off the event loop)."""
+        ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    def check_pending(self) -> None:
+        """Settle pending labels whose wait ended (blocking)."""
+        ...
+
+    def counts(self) -> dict[tuple[str], int]: ...
+
+
 class ServerView(Protocol):
     """What the endpoints read from the app."""
 
     table: ModelTable
     pipeline: InferencePipeline
     # Stores posted labels (a blocking write; run off the event loop). None: disabled.
-    feedback: Callable[[object], FeedbackResult] | None
+    feedback: FeedbackPort | None
     # Applies pushed feature events (blocking, like feedback). None: no feature store.
     feature_push: Callable[[object], dict[str, Any]] | None
 
@@ -147,7 +163,7 @@ class Endpoints:
             raise RouteNotFoundError("this server does not accept feedback (no inference log)")
         document = decode_json(body)
         result = await asyncio.get_running_loop().run_in_executor(None, receiver, document)
-        return _json(200, dataclasses.asdict(result))
+        return _json(200, result.document())
 
     async def features_push(self, route: Endpoint, call: Call, body: bytes) -> Reply:
         pusher = self._view.feature_push

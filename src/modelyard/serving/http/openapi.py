@@ -166,19 +166,52 @@ _FEEDBACK_ITEM: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+_REQUIRE_KNOWN = {
+    "type": "boolean",
+    "default": False,
+    "description": "Refuse the whole post (404, nothing stored) when a request id is not in "
+    "the inference log yet; it runs about a second behind the answers",
+}
+_LABEL_OUTCOME: dict[str, Any] = {
+    "type": "object",
+    "required": ["outcome"],
+    "properties": {
+        "outcome": {
+            "type": "string",
+            "enum": ["joined", "pending", "refused", "deferred"],
+            "description": "joined: its prediction is in the inference log; pending: not yet "
+            "(stored, and counted expired on /metrics if it does not join within "
+            "monitoring.feedback_pending_s); refused: not stored, see reason; deferred: an "
+            "entity label, matched when monitoring reads a window",
+        },
+        "request_id": {"type": "string"},
+        "row": {"type": "integer"},
+        "entity_key": {"type": "string"},
+        "reason": {"type": "string"},
+        "expires_at": {"type": "number", "description": "UNIX seconds; pending labels only"},
+    },
+}
+
 _SCHEMAS: dict[str, Any] = {
     "FeedbackItem": _FEEDBACK_ITEM,
     "FeedbackRequest": {
         "oneOf": [
             {
                 "type": "object",
-                "properties": {"labels": {"type": "array", "items": _FEEDBACK_ITEM}},
+                "properties": {
+                    "labels": {"type": "array", "items": _FEEDBACK_ITEM},
+                    "require_known": _REQUIRE_KNOWN,
+                },
                 "required": ["labels"],
                 "additionalProperties": False,
             },
-            _FEEDBACK_ITEM,
+            {
+                **_FEEDBACK_ITEM,
+                "properties": {**_FEEDBACK_ITEM["properties"], "require_known": _REQUIRE_KNOWN},
+            },
         ]
     },
+    "LabelOutcome": _LABEL_OUTCOME,
     "FeaturePush": {
         "type": "object",
         "required": ["stream", "events"],
@@ -199,7 +232,24 @@ _SCHEMAS: dict[str, Any] = {
     "FeedbackResult": {
         "type": "object",
         "properties": {
-            name: {"type": "integer"} for name in ("received", "stored", "replaced", "unchanged")
+            **{
+                name: {"type": "integer"}
+                for name in (
+                    "received",
+                    "stored",
+                    "replaced",
+                    "unchanged",
+                    "joined",
+                    "pending",
+                    "refused",
+                    "deferred",
+                )
+            },
+            "labels": {
+                "type": "array",
+                "items": _ref("LabelOutcome"),
+                "description": "What each label matched, in the order posted",
+            },
         },
     },
     "Error": {
@@ -392,8 +442,15 @@ def build_openapi(
                     "content": {_JSON: {"schema": _ref("FeedbackRequest")}},
                 },
                 "responses": {
-                    "200": _response("What the post changed", "FeedbackResult"),
-                    **_errors("400", "401", "404", "413", "415", "422"),
+                    "200": _response(
+                        "What the post changed and each label matched", "FeedbackResult"
+                    ),
+                    **_errors("400", "401", "413", "415", "422"),
+                    "404": _response(
+                        "With require_known, a request id not in the inference log (the message "
+                        "names it; nothing was stored); or no feedback route on this server",
+                        "Error",
+                    ),
                 },
             }
         },

@@ -199,7 +199,11 @@ def worker_app(
                 ingest=ingest_log,
             )
             recorder = InferenceLogRecorder(logger, default_policy(settings.monitoring))
-            feedback = FeedbackReceiver(labelled_log, settings.monitoring.feedback_max_items)
+            feedback = FeedbackReceiver(
+                labelled_log,
+                settings.monitoring.feedback_max_items,
+                wait_s=settings.monitoring.feedback_pending_s,
+            )
         yield ServingApp(
             settings.serving,
             refs,

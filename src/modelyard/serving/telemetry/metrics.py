@@ -57,7 +57,7 @@ GAUGES: dict[str, tuple[str, tuple[str, ...], str]] = {
 GaugeSample = tuple[tuple[str, ...], float]
 # What a snapshot holds besides gauges: histograms and counters, each summed over workers.
 _HISTOGRAMS = ("requests", "batches", "shadow_latency")
-_COUNTERS = ("errors", "loads", "shadow_requests", "shadow_rows", "log_records")
+_COUNTERS = ("errors", "loads", "shadow_requests", "shadow_rows", "log_records", "feedback_labels")
 
 
 class Histogram:
@@ -91,6 +91,9 @@ class ServingMetrics:
         # The inference log's counts by (deployment, outcome): logged, dropped_by_sampling,
         # dropped_when_full; the logger keeps them, ``ServingApp`` copies them in here.
         self.log_records: dict[tuple[str, str], int] = {}
+        # Feedback labels by outcome (``monitoring.feedback_outcomes.OUTCOMES``); the
+        # receiver keeps them, ``ServingApp`` copies them in here.
+        self.feedback_labels: dict[tuple[str], int] = {}
 
     def request(
         self, model: str, version: str, status: int, seconds: float, code: str | None
@@ -145,6 +148,7 @@ class ServingMetrics:
             "shadow_rows": [[*k, n] for k, n in self.shadow_rows.items()],
             "shadow_latency": [[*k, h.counts, h.total] for k, h in self.shadow_latency.items()],
             "log_records": [[*k, n] for k, n in self.log_records.items()],
+            "feedback_labels": [[*k, n] for k, n in self.feedback_labels.items()],
             "gauges": {
                 name: [[list(labels), value] for labels, value in samples]
                 for name, samples in gauges.items()
@@ -237,6 +241,15 @@ class _Collector(Collector):
         for labels, count in sorted(merged["log_records"].items()):
             logged.add_metric(list(labels), count)
         yield logged
+        labels = CounterMetricFamily(
+            "modelyard_feedback_labels",
+            "Feedback labels by outcome: joined, pending, refused or deferred when posted; "
+            "then each pending one joined_late or expired once its wait ended",
+            labels=["outcome"],
+        )
+        for key, count in sorted(merged["feedback_labels"].items()):
+            labels.add_metric(list(key), count)
+        yield labels
         yield from _shadow_families(merged)
         for name, (doc, label_names, _) in GAUGES.items():
             gauge = GaugeMetricFamily(name, doc, labels=list(label_names))
