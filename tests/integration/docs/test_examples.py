@@ -1,4 +1,5 @@
-"""Every code example in ``docs/`` runs, as a reader would paste it, so the pages cannot rot.
+"""Every code example in ``docs/`` and README runs, as a reader would paste it, so the
+pages cannot rot.
 
 Each page runs on its own: a fresh working directory, a fresh modelyard home
 (``MODELYARD_HOME``), its blocks in order.
@@ -40,8 +41,10 @@ from markdown_it import MarkdownIt
 from modelyard.config import load_settings
 from modelyard.errors import ConfigurationError
 
-DOCS = Path(__file__).resolve().parents[3] / "docs"
-PAGES = sorted(p.name for p in DOCS.glob("*.md"))
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = ROOT / "docs"
+# README is the first page a new user reads: its steps run like the site's.
+PAGES = [*sorted(p.name for p in DOCS.glob("*.md")), "../README.md"]
 RUN = ("python", "bash")
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\b(?P<reason>[^>]*)-->")
 DEFAULT_ADDRESS = "127.0.0.1:8000"
