@@ -461,6 +461,8 @@ def soak(args: argparse.Namespace, prep: serving.Prepared, out: Path, record: Re
         record.capacity_rps = capacity.throughput
         record.capacity_p99_ms = capacity.latency.p99_s * 1e3
         record.rate = args.rate or round(capacity.throughput * args.fraction, -1)
+        # Once traffic is logged: a model served without a deployment is known by it.
+        add_alert_rules(prep.home)
         print(
             f"capacity (closed loop, {args.connections} connections): "
             f"{capacity.throughput:,.0f} req/s, p99 {record.capacity_p99_ms:.2f} ms; "
@@ -519,7 +521,6 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     try:
         prep = serving.prepare(scratch)
-        add_alert_rules(prep.home)
         soak(args, prep, scratch, record)  # the server has stopped when this returns
         record.after_stop = after_stop(prep.home)
         record.summary, record.figures = summarise(record.samples, record.rate)

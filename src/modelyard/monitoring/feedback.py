@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -98,21 +98,21 @@ class FeedbackResult:
     deferred: int = 0
     labels: tuple[LabelOutcome, ...] = ()
 
+    # the counts of the JSON answer, in order (its OpenAPI schema lists the same)
+    COUNTS: ClassVar[tuple[str, ...]] = (
+        "received",
+        "stored",
+        "replaced",
+        "unchanged",
+        "joined",
+        "pending",
+        "refused",
+        "deferred",
+    )
+
     def document(self) -> dict[str, Any]:
         """The JSON answer of ``POST /v1/feedback`` (a label's empty fields left out)."""
-        counts = {
-            name: getattr(self, name)
-            for name in (
-                "received",
-                "stored",
-                "replaced",
-                "unchanged",
-                "joined",
-                "pending",
-                "refused",
-                "deferred",
-            )
-        }
+        counts = {name: getattr(self, name) for name in self.COUNTS}
         labels = [
             {
                 key: value

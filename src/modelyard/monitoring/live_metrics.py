@@ -381,6 +381,18 @@ def quality_metrics(window: Window, task: Task | None = None) -> QualityMetrics 
     return score_outputs(window.outputs, window.labels, task)
 
 
+def scored_columns(outputs: Mapping[str, Any], task: Task) -> dict[str, Any]:
+    """The output columns, refusing outputs that hold none a ``task``'s metrics can use."""
+    columns = output_columns(dict(outputs))
+    needed = ("prediction",) if task == "regression" else ("label", "score", "prediction")
+    if not any(name in columns for name in needed):
+        raise ValidationError(
+            f"{task} metrics need an output named {' or '.join(needed)}, "
+            f"got {sorted(columns) or 'none'}"
+        )
+    return columns
+
+
 def score_outputs(
     outputs: Mapping[str, Any], labels: npt.NDArray[Any], task: Task | None = None
 ) -> QualityMetrics | None:
@@ -390,13 +402,7 @@ def score_outputs(
     task = task or infer_task(outputs)
     if task is None:
         return None
-    columns = output_columns(dict(outputs))
-    needed = ("prediction",) if task == "regression" else ("label", "score", "prediction")
-    if not any(name in columns for name in needed):
-        raise ValidationError(
-            f"{task} metrics need an output named {' or '.join(needed)}, "
-            f"got {sorted(columns) or 'none'}"
-        )
+    columns = scored_columns(outputs, task)
     labelled = _labelled(labels, task)
     rows = len(labels)
     count = int(labelled.sum())

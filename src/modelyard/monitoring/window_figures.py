@@ -36,7 +36,6 @@ import numpy.typing as npt
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
-from modelyard.errors import ValidationError
 from modelyard.monitoring.live_metrics import (
     GroupBy,
     GroupMetrics,
@@ -50,6 +49,7 @@ from modelyard.monitoring.live_metrics import (
     _predicted,
     _ratio,
     infer_task,
+    scored_columns,
     snapshot,
 )
 from modelyard.monitoring.window import Window, empty_window
@@ -232,13 +232,7 @@ class _Quality:
         self.rows += len(labels)
         if task is None:
             return
-        columns = output_columns(dict(outputs))
-        needed = ("prediction",) if task == "regression" else ("label", "score", "prediction")
-        if not any(name in columns for name in needed):
-            raise ValidationError(
-                f"{task} metrics need an output named {' or '.join(needed)}, "
-                f"got {sorted(columns) or 'none'}"
-            )
+        columns = scored_columns(outputs, task)
         labelled = _labelled(labels, task)
         count = int(labelled.sum())
         if not count:

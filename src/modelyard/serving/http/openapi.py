@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelyard.monitoring.feedback import FeedbackResult
 from modelyard.serving.wire.oip import DATATYPES
 
 _JSON = "application/json"
@@ -232,19 +233,7 @@ _SCHEMAS: dict[str, Any] = {
     "FeedbackResult": {
         "type": "object",
         "properties": {
-            **{
-                name: {"type": "integer"}
-                for name in (
-                    "received",
-                    "stored",
-                    "replaced",
-                    "unchanged",
-                    "joined",
-                    "pending",
-                    "refused",
-                    "deferred",
-                )
-            },
+            **{name: {"type": "integer"} for name in FeedbackResult.COUNTS},
             "labels": {
                 "type": "array",
                 "items": _ref("LabelOutcome"),
