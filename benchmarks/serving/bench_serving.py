@@ -124,14 +124,10 @@ class Prepared:
     held_out: np.ndarray  # 2,000 rows the forest never saw (the soak sends them in turn)
 
 
-def prepare(out: Path) -> Prepared:
-    """Train the forest, export ONNX once, register it in a fresh modelyard home."""
-    from skl2onnx import to_onnx
+def _forest() -> tuple[Any, np.ndarray, np.ndarray]:
+    """The seeded forest, its training rows and 2,000 held-out rows."""
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
-
-    from modelyard.config import load_settings
-    from modelyard.yard import Yard
 
     features, labels = make_classification(
         n_samples=20_000, n_features=30, n_informative=12, random_state=42
@@ -140,6 +136,43 @@ def prepare(out: Path) -> Prepared:
     train, test = features[:18_000], features[18_000:]
     forest = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0)
     forest.fit(train, labels[:18_000])
+    return forest, train, test
+
+
+def register_home(home: Path, forest: Any = None, train: np.ndarray | None = None) -> None:
+    """A fresh ``home`` with the forest registered as ``fraud@champion``, by whichever
+    modelyard is first on the path (``home_for`` runs it with an older one)."""
+    from modelyard.config import load_settings
+    from modelyard.yard import Yard
+
+    if forest is None or train is None:
+        forest, train, _ = _forest()
+    shutil.rmtree(home, ignore_errors=True)
+    with Yard(load_settings(home=home, environ={})) as yard:
+        version = yard.registry.register("fraud", forest, train, feature_names=FIELDS)
+        yard.registry.set_alias("fraud", "champion", version.version)
+
+
+def home_for(source: Path, out: Path) -> Path:
+    """A home made by the modelyard in ``source`` (``--compare-src``): an older version
+    cannot open a home whose schema a newer one has migrated past it."""
+    home = out / "home-compare"
+    if home.exists():  # made in an earlier round
+        return home
+    script = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "import bench_serving; bench_serving.register_home(Path(sys.argv[2]))"
+    )
+    env = {**base_env(), "PYTHONPATH": str(source)}
+    subprocess.run([str(MAIN_PY), "-c", script, str(HERE), str(home)], env=env, check=True)
+    return home
+
+
+def prepare(out: Path) -> Prepared:
+    """Train the forest, export ONNX once, register it in a fresh modelyard home."""
+    from skl2onnx import to_onnx
+
+    forest, train, test = _forest()
 
     onnx_path = out / "model.onnx"
     onnx_model = to_onnx(forest, train[:1], options={id(forest): {"zipmap": False}})
@@ -150,10 +183,7 @@ def prepare(out: Path) -> Prepared:
     np.save(sample_path, train[:100])
 
     home = out / "home"
-    shutil.rmtree(home, ignore_errors=True)
-    with Yard(load_settings(home=home, environ={})) as yard:
-        version = yard.registry.register("fraud", forest, train, feature_names=FIELDS)
-        yard.registry.set_alias("fraud", "champion", version.version)
+    register_home(home, forest, train)
 
     row = test[0]
     values = row.tolist()
@@ -257,7 +287,7 @@ def modelyard_spec(
             "-m",
             "modelyard.serving",
             "--home",
-            str(prep.home),
+            str(prep.home if source is None else home_for(source, out)),
             "--host",
             "127.0.0.1",
             "--port",
