@@ -113,16 +113,17 @@ def start_server(
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(args, env=env, stdout=stderr, stderr=stderr)
     server = ServerProcess(f"http://127.0.0.1:{port}", process, home, log_path, stderr_path)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{server.stderr()}")
         try:
-            if httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200:
-                return server
+            return httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+            return False
+
+    if poll_until(ready, READY_TIMEOUT_S):
+        return server
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"the server was not ready in {READY_TIMEOUT_S} s:\n{server.stderr()}")
 

@@ -449,6 +449,13 @@ def override(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
     return dataclasses.replace(settings, **changed)
 
 
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment without its ``MODELYARD_*`` settings: for a child process
+    (``modelyard serve`` started by the demo) that must take its settings from its caller,
+    not from whatever pointed this process elsewhere."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+
+
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in environ.items():

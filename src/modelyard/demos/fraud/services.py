@@ -9,7 +9,6 @@ terminal also reaches them (same process group) and they stop the same way.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from modelyard.config.settings import environment_without_settings
 from modelyard.errors import ModelyardError
 
 __all__ = ["Services", "free_port"]
@@ -58,8 +58,7 @@ class Services:
         self._children: list[_Child] = []
 
     def _environment(self) -> dict[str, str]:
-        # The parent's MODELYARD_* settings would point the children elsewhere.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+        env = environment_without_settings()
         env["MODELYARD_HOME"] = str(self.home)
         env.update(self._settings)
         return env
