@@ -17,16 +17,7 @@ Reason = Annotated[str, typer.Option(help="Why; kept in the deployment's history
 
 def deployment_json(deployment: Deployment | None) -> dict[str, Any] | None:
     """The deployment as stored, for ``--json``."""
-    if deployment is None:
-        return None
-    return {
-        "name": deployment.name,
-        "config": deployment.config.to_dict(),
-        "rollout": None if deployment.rollout is None else deployment.rollout.to_dict(),
-        "revision": deployment.revision,
-        "created_at": deployment.created_at,
-        "updated_at": deployment.updated_at,
-    }
+    return None if deployment is None else deployment.to_dict()
 
 
 def log_policy_text(config: DeploymentConfig) -> str:

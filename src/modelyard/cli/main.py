@@ -35,6 +35,7 @@ from modelyard.cli.output import (
 from modelyard.cli.requests import requests
 from modelyard.cli.retrain import history, retrain, retraining_app, worker
 from modelyard.cli.serve import serve
+from modelyard.cli.ui import ui
 from modelyard.errors import ModelyardError
 from modelyard.registry import ModelVersion
 from modelyard.registry.bundle import export_bundle
@@ -70,6 +71,7 @@ app.add_typer(deploy_app)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(features_app, name="features")
 app.command()(serve)
+app.command()(ui)
 app.command()(logs)
 app.command()(requests)
 app.command()(bench)

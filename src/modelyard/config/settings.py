@@ -148,6 +148,15 @@ class ServingSettings(_Checked):
         ge=1,
         help="Rows queued for one version before new requests are refused as overloaded (503).",
     )
+    # Off by default: the request's own deadline bounds its wait. A deployment that would
+    # rather refuse than answer late sets a target near one model call (Triton's queue
+    # policy rejects after such a wait; this refuses at the door, before any work).
+    max_queue_wait_ms: float | None = _setting(
+        None,
+        ge=0.001,
+        help="Refuse (503) a request whose estimated wait for the model, the call running "
+        "included, exceeds this many ms; unset: only the request's deadline limits the wait.",
+    )
     intra_op_threads: int = _setting(
         1,
         ge=0,
@@ -171,6 +180,10 @@ class ServingSettings(_Checked):
         (),
         help="Browser origins allowed to call the API, comma-separated (`*`: any); empty: CORS "
         "off.",
+    )
+    ui: bool = _setting(
+        True,
+        help="Serve the dashboard under `/ui` (behind the token's sign-in when one is set).",
     )
     log_path: Path | None = _setting(
         None, help="The server's JSON-lines log; none: `<home>/logs/serving.jsonl`."
@@ -538,6 +551,8 @@ def _string_tuple(raw: Any) -> tuple[str, ...]:
 
 def _check_bounds(value: Any, label: str, limits: Mapping[str, Any]) -> None:
     low, high = limits.get("ge"), limits.get("le")
+    if value is None:  # an optional setting left unset
+        return
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         raise ConfigurationError(f"setting {label!r} must be {bounds}, got {value!r}")

@@ -351,6 +351,17 @@ class Deployment:
     created_at: float
     updated_at: float
 
+    def to_dict(self) -> dict[str, Any]:
+        """The deployment as stored, as JSON-ready data (``--json``, the dashboard)."""
+        return {
+            "name": self.name,
+            "config": self.config.to_dict(),
+            "rollout": None if self.rollout is None else self.rollout.to_dict(),
+            "revision": self.revision,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
     @property
     def rollout_active(self) -> bool:
         return self.rollout is not None and self.rollout.state.active

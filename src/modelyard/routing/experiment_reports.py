@@ -64,10 +64,17 @@ class ExperimentReporter:
 
     def last_report(self, deployment: str, experiment: Experiment) -> ExperimentReport | None:
         """The latest stored report of this run of the experiment, if any."""
-        for event in self._events.events(deployment, _KIND, limit=_LOOKBACK):
-            if event.kind == _KIND and event.payload.get("started_at") == experiment.started_at:
-                return report_from_dict(event.payload["report"])
-        return None
+        return last_report(self._events, deployment, experiment)
+
+
+def last_report(
+    events: EventLog, deployment: str, experiment: Experiment
+) -> ExperimentReport | None:
+    """The latest report of this run of ``deployment``'s experiment stored in ``events``."""
+    for event in events.events(deployment, _KIND, limit=_LOOKBACK):
+        if event.kind == _KIND and event.payload.get("started_at") == experiment.started_at:
+            return report_from_dict(event.payload["report"])
+    return None
 
 
 def report_to_dict(report: ExperimentReport) -> dict[str, Any]:

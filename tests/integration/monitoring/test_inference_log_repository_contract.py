@@ -49,11 +49,12 @@ def batch(
     model: str = "m",
     version: int = 1,
     requests: int = 1,
+    errors: int = 0,
     payload: bytes | None = None,
 ) -> StoredBatch:
     """A stored batch whose payload names it (the store keeps payloads as opaque bytes)."""
     last = ts_first if ts_last is None else ts_last
-    summary = Summary(batch_id, deployment, model, version, ts_first, last, requests, 0)
+    summary = Summary(batch_id, deployment, model, version, ts_first, last, requests, errors)
     return StoredBatch(summary, payload if payload is not None else batch_id.encode())
 
 
@@ -123,6 +124,29 @@ def test_payloads_of_a_deployment_over_a_first_time_range_in_order(
     assert log.batch_payloads("fraud", 0.0, 40.0, version=3) == []
     assert log.batch_payloads("other", 0.0, 100.0) == [b"other"]
     assert log.batch_payloads("nobody", 0.0, 100.0) == []
+
+
+def test_traffic_sums_the_batches_counts_per_bucket_and_version(
+    log: LabelledLogRepository,
+) -> None:
+    minute = 1_000_000_020.0  # a multiple of 60: buckets are aligned on them
+    log.add_batches(
+        [
+            batch("a", minute + 0.5, requests=3, errors=1),
+            batch("b", minute + 59.9, requests=2),
+            batch("c", minute + 30.0, version=2, requests=5, errors=5),
+            batch("d", minute + 60.0, requests=7),
+            batch("other", minute + 1.0, deployment="other", requests=100),
+            batch("later", minute + 300.0, requests=100),
+            batch("earlier", minute - 0.5, requests=100),
+        ]
+    )
+    assert log.traffic("fraud", minute, minute + 120.0, 60.0) == [
+        (minute, 1, 5, 1),
+        (minute, 2, 5, 5),
+        (minute + 60.0, 1, 7, 0),
+    ]
+    assert log.traffic("nobody", minute, minute + 120.0, 60.0) == []
 
 
 def test_last_from_leaves_out_batches_that_ended_before_the_window(

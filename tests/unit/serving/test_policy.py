@@ -80,6 +80,26 @@ class TestAdmission:
         assert "200 ms" in reason
         assert "100 ms" in reason
 
+    def test_the_deadline_counts_the_event_loop_lag(self) -> None:
+        admitted = self.policy.refuse(rows=1, queued_rows=0, estimated_wait_s=0.05, budget_s=0.1)
+        assert admitted is None
+        reason = self.policy.refuse(
+            rows=1, queued_rows=0, estimated_wait_s=0.05, budget_s=0.1, lag_s=0.06
+        )
+        assert reason is not None
+        assert "110 ms" in reason
+
+    def test_a_wait_target_refuses_a_long_wait_but_not_the_lag(self) -> None:
+        policy = AdmissionPolicy(max_queue_rows=10, max_wait_s=0.001)
+        assert policy.refuse(rows=1, queued_rows=0, estimated_wait_s=0.0009, budget_s=5) is None
+        assert (
+            policy.refuse(rows=1, queued_rows=0, estimated_wait_s=0.0, budget_s=5, lag_s=0.01)
+            is None
+        )
+        reason = policy.refuse(rows=1, queued_rows=0, estimated_wait_s=0.0015, budget_s=5)
+        assert reason is not None
+        assert "about 1.5 ms, more than the 1.0 ms a request may wait" in reason
+
 
 def test_row_cost_moves_towards_new_samples() -> None:
     assert updated_row_cost(0.0, 10, 0.001) == pytest.approx(0.0001)
@@ -87,10 +107,15 @@ def test_row_cost_moves_towards_new_samples() -> None:
     assert updated_row_cost(0.0001, 0, 1.0) == 0.0001
 
 
-def test_estimated_wait() -> None:
+def test_estimated_wait_counts_what_the_running_call_has_left() -> None:
+    assert estimated_wait(queued_rows=10, running_rows=5, row_cost_s=0.001) == pytest.approx(0.015)
     assert estimated_wait(
-        queued_rows=10, running_rows=5, row_cost_s=0.001, lag_s=0.01
-    ) == pytest.approx(0.025)
+        queued_rows=0, running_rows=2, row_cost_s=0.001, running_for_s=0.0015
+    ) == pytest.approx(0.0005)
+    # a call running past its estimate adds nothing, rather than a negative wait
+    assert estimated_wait(queued_rows=1, running_rows=1, row_cost_s=0.001, running_for_s=0.01) == (
+        pytest.approx(0.001)
+    )
 
 
 def test_lag_rises_at_once_and_decays() -> None:

@@ -9,6 +9,7 @@ same assertions against it and ``sql.SqlInferenceLogRepository``.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Collection, Iterator, Sequence
 
@@ -18,6 +19,7 @@ from modelyard.monitoring.inference_log.repository import (
     KnownRequest,
     StoredBatch,
     StoredLabel,
+    TrafficBucket,
 )
 
 
@@ -65,6 +67,23 @@ class InMemoryInferenceLogRepository:
                     break
         found.sort(key=lambda b: (b.summary.ts_first, b.summary.id))
         return [batch.payload for batch in found]
+
+    def traffic(
+        self, deployment: str, start: float, end: float, bucket_s: float
+    ) -> list[TrafficBucket]:
+        sums: dict[tuple[int, int], list[int]] = {}
+        with self._lock:
+            for batch in self._batches.values():
+                summary = batch.summary
+                if summary.deployment == deployment and start <= summary.ts_first < end:
+                    key = (math.floor(summary.ts_first / bucket_s), summary.version)
+                    counts = sums.setdefault(key, [0, 0])
+                    counts[0] += summary.requests
+                    counts[1] += summary.errors
+        return [
+            TrafficBucket(number * bucket_s, version, requests, errors)
+            for (number, version), (requests, errors) in sorted(sums.items())
+        ]
 
     def batch_pages(
         self,

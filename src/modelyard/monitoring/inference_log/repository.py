@@ -61,6 +61,15 @@ class EntityLabel(NamedTuple):
     label: str
 
 
+class TrafficBucket(NamedTuple):
+    """The requests and errors of one version's batches that began in one time bucket."""
+
+    start: float
+    version: int
+    requests: int
+    errors: int
+
+
 class InferenceLogRepository(Protocol):
     """The inference log's stored micro-batches."""
 
@@ -103,6 +112,15 @@ class InferenceLogRepository(Protocol):
         order (the reverse with ``newest_first``), ``page`` batches at a time: a pass over a
         long window holds one page in memory, and the SQL adapter reads each page in its
         own short transaction."""
+        ...
+
+    def traffic(
+        self, deployment: str, start: float, end: float, bucket_s: float
+    ) -> list[TrafficBucket]:
+        """``deployment``'s requests and errors per version and per ``bucket_s`` bucket
+        (aligned on multiples of it) of the batches that began in ``[start, end)``, in the
+        order of the bucket and then the version: summed from the batches' counts, never
+        from their payloads."""
         ...
 
     def known_requests(self, request_ids: Collection[str]) -> dict[str, KnownRequest]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, desc, func, or_, select
+from sqlalchemy import ColumnElement, Integer, and_, cast, delete, desc, func, or_, select
 
 from modelyard.monitoring.inference_log.payload import RequestEntry, request_entries
 from modelyard.monitoring.inference_log.record import Summary
@@ -30,6 +30,7 @@ from modelyard.monitoring.inference_log.repository import (
     KnownRequest,
     StoredBatch,
     StoredLabel,
+    TrafficBucket,
 )
 from modelyard.store.database import Database, upsert
 from modelyard.store.schema import feedback, inference_batches, inference_requests
@@ -163,6 +164,27 @@ class SqlInferenceLogRepository:
             total += sum(int(row.requests) for row in found)
             if len(found) < chunk:
                 return total
+
+    def traffic(
+        self, deployment: str, start: float, end: float, bucket_s: float
+    ) -> list[TrafficBucket]:
+        batch = inference_batches.c
+        scaled = batch.ts_first / bucket_s
+        # floor(): SQLite's CAST truncates (the times are positive), PostgreSQL's rounds.
+        number = cast(scaled, Integer) if self._db.is_sqlite else func.floor(scaled)
+        bucket = number.label("bucket")
+        query = (
+            select(bucket, batch.version, func.sum(batch.requests), func.sum(batch.errors))
+            .where(*_window(deployment, start, end, None, None))
+            .group_by(bucket, batch.version)
+            .order_by(bucket, batch.version)
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            TrafficBucket(int(number) * bucket_s, int(version), int(requests), int(errors))
+            for number, version, requests, errors in rows
+        ]
 
     def known_requests(self, request_ids: Collection[str]) -> dict[str, KnownRequest]:
         index = inference_requests.c

@@ -192,9 +192,10 @@ class Batcher:
                 queued_rows=self.queued_rows,
                 running_rows=self.running_rows,
                 row_cost_s=self.row_cost_s,
-                lag_s=self._lag(),
+                running_for_s=self.running_for(now),
             ),
             budget_s=deadline - now,
+            lag_s=self._lag(),
         )
         if reason is not None:
             raise OverloadedError(f"{self._label} is overloaded: {reason}; retry shortly")

@@ -206,7 +206,10 @@ class ModelManager:
         self._max_wait_s = serving.max_batch_wait_us / 1e6
         self._request_timeout_s = serving.request_timeout_s
         self._hang_limit_s = serving.model_hang_limit_s
-        self._admission = AdmissionPolicy(serving.max_queue_rows)
+        self._admission = AdmissionPolicy(
+            serving.max_queue_rows,
+            None if serving.max_queue_wait_ms is None else serving.max_queue_wait_ms / 1000,
+        )
         self._failed: dict[tuple[str, int], float] = {}
         self._unresolved: dict[str, str] = {}
         self.follower = (

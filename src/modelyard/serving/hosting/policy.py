@@ -91,24 +91,42 @@ class AdmissionPolicy:
 
     A request is refused when the rows already waiting plus its own exceed
     ``max_queue_rows`` (an empty queue always admits, so one big request is never
-    refused for its size alone), or when the queue ahead of it is estimated to
-    take longer than the time left before its deadline.
+    refused for its size alone), when the work ahead of it is estimated to take
+    longer than ``max_wait_s`` (if set), or longer than the time left before its
+    deadline.
     """
 
     max_queue_rows: int
+    max_wait_s: float | None = None
 
     def refuse(
-        self, *, rows: int, queued_rows: int, estimated_wait_s: float, budget_s: float
+        self,
+        *,
+        rows: int,
+        queued_rows: int,
+        estimated_wait_s: float,
+        budget_s: float,
+        lag_s: float = 0.0,
     ) -> str | None:
-        """Why the request must be refused, or ``None`` to admit it."""
+        """Why the request must be refused, or ``None`` to admit it.
+
+        ``estimated_wait_s`` is the wait for the model (``estimated_wait``), ``lag_s`` how
+        far behind the event loop runs. Only the deadline counts the lag: the request has
+        already waited it, and refusing an idle model's request would not shorten it."""
         if queued_rows and queued_rows + rows > self.max_queue_rows:
             return (
                 f"{queued_rows} rows are already waiting and this request adds {rows} "
                 f"(the limit is {self.max_queue_rows})"
             )
-        if estimated_wait_s > budget_s:
+        if self.max_wait_s is not None and estimated_wait_s > self.max_wait_s:
             return (
-                f"the work ahead would take about {estimated_wait_s * 1000:.0f} ms, more than the "
+                f"the work ahead would take about {estimated_wait_s * 1000:.1f} ms, more than "
+                f"the {self.max_wait_s * 1000:.1f} ms a request may wait"
+            )
+        if estimated_wait_s + lag_s > budget_s:
+            return (
+                f"the work ahead would take about {(estimated_wait_s + lag_s) * 1000:.0f} ms, "
+                "more than the "
                 f"{max(budget_s, 0.0) * 1000:.0f} ms left before the request's deadline"
             )
         return None
@@ -125,11 +143,12 @@ def updated_row_cost(previous_s: float, rows: int, seconds: float) -> float:
 
 
 def estimated_wait(
-    *, queued_rows: int, running_rows: int, row_cost_s: float, lag_s: float
+    *, queued_rows: int, running_rows: int, row_cost_s: float, running_for_s: float = 0.0
 ) -> float:
-    """Seconds before a newly queued request could start: the rows ahead at the measured
-    per-row cost, plus how far behind the event loop is running."""
-    return (queued_rows + running_rows) * row_cost_s + lag_s
+    """Seconds before a newly queued request could start on the model: the rows ahead at
+    the measured per-row cost, less what the call running has already run."""
+    running_left = max(running_rows * row_cost_s - running_for_s, 0.0)
+    return queued_rows * row_cost_s + running_left
 
 
 def lag_average(previous_s: float, observed_s: float) -> float:

@@ -56,6 +56,7 @@ from modelyard.serving.http.intake import (
     check_media_type,
     read_json_body,
 )
+from modelyard.serving.http.mount import Asgi, MountedApp
 from modelyard.serving.http.openapi import build_openapi
 from modelyard.serving.http.requestids import RequestIds
 from modelyard.serving.http.routes import ANY_HOST, GUARDED, QUIET, WRITE, Router
@@ -114,6 +115,7 @@ class ServingApp:
     posted labels (a blocking call, run off the event loop; None: no feedback route);
     ``features`` reads the features deployments fetch, ``feature_push`` applies pushed
     events (None: no feature store).
+    ``ui`` builds the dashboard's ASGI app, answering ``/ui`` (None: no dashboard).
     ``on_shadow`` hooks see each shadow comparison (see ``hosting.shadow``).
     ``start_draining()`` turns readiness off (the server calls it on SIGTERM).
     """
@@ -130,6 +132,7 @@ class ServingApp:
         inference_log: InferenceLog | None = None,
         feedback: FeedbackPort | None = None,
         feature_push: Callable[[object], dict[str, Any]] | None = None,
+        ui: Callable[[], Asgi] | None = None,
         trusted: bool = False,
         metrics_dir: Path | None = None,
     ) -> None:
@@ -140,6 +143,7 @@ class ServingApp:
         self.on_shadow: list[ShadowHook] = []
         self.feedback = feedback
         self.feature_push = feature_push
+        self.ui = None if ui is None else MountedApp(ui, (serving.host, serving.port))
         self.inference_log = inference_log
         self.manager = ModelManager(
             versions,
@@ -264,7 +268,10 @@ class ServingApp:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answer = await self.handle(scope["method"], scope["path"], scope["headers"], receive)
+        path = scope["path"]
+        if scope.get("query_string") and path.startswith("/ui"):  # the dashboard reads queries
+            path = f"{path}?{scope['query_string'].decode('latin-1')}"
+        answer = await self.handle(scope["method"], path, scope["headers"], receive)
         if answer is None:
             return
         reply, headers = answer[2], answer[3]
@@ -331,7 +338,7 @@ class ServingApp:
                 if self._token is not None and endpoint in GUARDED:
                     check_bearer(authorization, self._token)
                 binary = binary_header is not None
-                if route.methods != WRITE:
+                if method not in WRITE:
                     body = b""
                 elif isinstance(body, bytes):
                     if content_type != JSON:  # the usual type, exactly, needs no parsing

@@ -285,13 +285,18 @@ class HttpConnection(asyncio.Protocol):
             if size > self._max_header_bytes:
                 self._refuse_head(431, _too_large_headers(self._max_header_bytes))
         parser = self._parser
+        query = None
         try:
-            path = httptools.parse_url(self._url).path.decode("latin-1")
+            url = httptools.parse_url(self._url)
+            path = url.path.decode("latin-1")
+            if url.query and path.startswith("/ui"):  # only the dashboard reads queries
+                query = url.query.decode("latin-1")
         except httptools.HttpParserInvalidURLError:
             path = None
+        target = unquote(path) if path and "%" in path else path or ""
         request = _Request(
             parser.get_method().decode("ascii"),
-            unquote(path) if path and "%" in path else path or "",
+            target if query is None else f"{target}?{query}",
             self._headers,
             parser.should_keep_alive(),
         )

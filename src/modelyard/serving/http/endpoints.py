@@ -17,6 +17,7 @@ import orjson
 from modelyard.errors import ModelNotReadyError, RouteNotFoundError
 from modelyard.monitoring.feedback import FeedbackResult
 from modelyard.serving.hosting.manager import ModelTable
+from modelyard.serving.http.mount import MountedApp
 from modelyard.serving.http.routes import Endpoint
 from modelyard.serving.pipeline import OIP, RECORDS, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -53,6 +54,8 @@ class ServerView(Protocol):
     feedback: FeedbackPort | None
     # Applies pushed feature events (blocking, like feedback). None: no feature store.
     feature_push: Callable[[object], dict[str, Any]] | None
+    # The dashboard, answering /ui (None: not served).
+    ui: MountedApp | None
 
     @property
     def ready(self) -> bool: ...
@@ -88,7 +91,14 @@ class Endpoints:
             "openapi": self.openapi,
             "feedback": self.feedback,
             "features_push": self.features_push,
+            "ui": self.ui,
         }
+
+    async def ui(self, route: Endpoint, call: Call, body: bytes) -> Reply:
+        mounted = self._view.ui
+        if mounted is None:
+            raise RouteNotFoundError("this server does not serve the dashboard (serving.ui)")
+        return await mounted.answer(call, body)
 
     # -- metadata and health ------------------------------------------------------------
 

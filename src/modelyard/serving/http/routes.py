@@ -25,6 +25,9 @@ class Endpoint:
     version: str | None = None
 
 
+# The dashboard (``mount``): pages, data and actions under /ui, behind its own sign-in.
+UI = Endpoint("ui", (*READ, *WRITE))
+
 STATIC: dict[str, Endpoint] = {
     "/v2": Endpoint("server_metadata", READ),
     "/v2/health/live": Endpoint("live", READ),
@@ -36,7 +39,7 @@ STATIC: dict[str, Endpoint] = {
     "/openapi.json": Endpoint("openapi", READ),
 }
 # Endpoints whose successful answers are not worth a log line (probes, scrapes).
-QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi"})
+QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi", "ui"})
 # Endpoints that need the bearer token when one is configured (health and metrics stay open).
 GUARDED = frozenset(
     {"infer", "predict", "model_metadata", "repository_index", "feedback", "features_push"}
@@ -92,6 +95,8 @@ def match(path: str) -> Endpoint | None:
     route = STATIC.get(path)
     if route is not None:
         return route
+    if path == "/ui" or path.startswith(("/ui/", "/ui?")):
+        return UI
     parts = path.split("/")
     if len(parts) >= 4 and parts[0] == "" and parts[2] == "models":
         if parts[1] == "v2":

@@ -214,6 +214,7 @@ def worker_app(
             inference_log=recorder,
             feedback=feedback,
             feature_push=FeaturePush(features),
+            ui=partial(_dashboard, settings) if settings.serving.ui else None,
             trusted=trusted,
             metrics_dir=metrics_dir,
         )
@@ -252,3 +253,11 @@ def run_worker(
         server.run(sockets=sockets)
     if app.manager.calls_running():
         os._exit(0)  # why: the module docstring (threads stuck in a model)
+
+
+def _dashboard(settings: Settings) -> Any:
+    """The dashboard's ASGI app, imported here, on its first request: a worker nobody opens
+    the dashboard on never loads Starlette and the pages' modules."""
+    from modelyard.ui import create_app
+
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""What each dashboard page shows (JSON-ready documents) and the actions it offers."""
