@@ -108,7 +108,7 @@ export function splitBar(weights, labels = {}) {
 
 // chart(title, xs (unix seconds), [{label, values}], {unit}): a line chart (uPlot) with
 // a text summary for screen readers.
-export function chart(title, xs, lines, { unit = "", height = 220 } = {}) {
+export function chart(title, xs, lines, { unit = "", height = 220, points = false } = {}) {
   const box = el("figure", { class: "card chart" });
   const summary = lines.map((l) => {
     const last = [...l.values].reverse().find((v) => v !== null && v !== undefined);
@@ -127,10 +127,11 @@ export function chart(title, xs, lines, { unit = "", height = 220 } = {}) {
       width, height,
       series: [{}, ...lines.map((l, i) => ({
         label: l.label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
-        points: { show: true, size: 4 },
+        points: { show: points, size: 5 },
       }))],
       axes: [{}, { size: 70, values: (u, ticks) => ticks.map((t) => num(t) + unit) }],
-      scales: { x: { time: true } },
+      // from zero, so a flat line of zeros sits at the bottom rather than mid-chart
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       legend: { live: true },
     };
     // uPlot is a classic script (vendored), loaded with defer before this module runs
@@ -190,9 +191,10 @@ export function askReason(title, extra = []) {
   });
 }
 
-export function notice(main, text, kind = "error") {
+// A message that outlives the page's redraws: in the #notices live region.
+export function notice(_main, text, kind = "error") {
   const node = el("p", { class: kind, role: kind === "error" ? "alert" : "status" }, text);
-  main.prepend(node);
+  document.getElementById("notices").append(node);
   setTimeout(() => node.remove(), 8000);
 }
 
