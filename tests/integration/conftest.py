@@ -135,6 +135,12 @@ def wait_until() -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="session")
+def unused_port() -> Callable[[], int]:
+    """``free_port``: a TCP port on loopback nobody listens on (for a process a test starts)."""
+    return free_port
+
+
+@pytest.fixture(scope="session")
 def server_starter() -> Callable[..., ServerProcess]:
     """``start_server`` itself, for session-scoped server fixtures (the caller stops them)."""
     return start_server

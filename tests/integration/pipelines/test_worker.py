@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,20 +14,14 @@ import httpx
 from .conftest import Project
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_worker_runs_a_schedule_beats_and_stops_on_sigterm(
-    project: Project, wait_until: Callable[..., Any]
+    project: Project, wait_until: Callable[..., Any], unused_port: Callable[[], int]
 ) -> None:
     project.cli(
         "retraining", "set", "scoring", "--pipeline", "concept:from_file",
         "--schedule", "* * * * *", "--min-delta", "0.02",
     )  # fmt: skip
-    port = free_port()
+    port = unused_port()
     worker = project.popen(
         "worker", "--metrics-port", str(port), "--check-interval", "0.5",
         MODELYARD_RETRAINING__HEARTBEAT_INTERVAL_S="0.2",

@@ -3,8 +3,11 @@ through in headless Chromium."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -178,3 +181,53 @@ def test_a_rollout_promoted_in_the_browser(
     assert promoted
     assert promoted[0]["actor"] == "ada"
     assert "looks good in the browser" in promoted[0]["reason"]
+
+
+def test_modelyard_ui_runs_the_dashboard_alone(
+    dashboard_home: Path,
+    tmp_path: Path,
+    wait_until: Callable[..., Any],
+    unused_port: Callable[[], int],
+) -> None:
+    home = Path(shutil.copytree(dashboard_home, tmp_path / "home"))
+    port = unused_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["MODELYARD_HOME"] = str(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelyard", "ui", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/ui/api/overview"
+
+        def answers() -> bool:
+            try:
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        assert wait_until(answers, 60)
+        assert [d["name"] for d in httpx.get(url).json()["deployments"]] == ["fraud", "quiet"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.stderr is not None
+    assert f"http://127.0.0.1:{port}/ui/" in process.stderr.read().decode()
+
+
+def test_modelyard_ui_refuses_to_listen_beyond_loopback_without_a_token(
+    dashboard_home: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["MODELYARD_HOME"] = str(dashboard_home)
+    done = subprocess.run(
+        [sys.executable, "-m", "modelyard", "ui", "--host", "0.0.0.0", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "without a token" in done.stderr
+    assert "Traceback" not in done.stderr
