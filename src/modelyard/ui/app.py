@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from modelyard.config import Settings
 from modelyard.errors import (
@@ -65,8 +65,9 @@ class Caller:
     name: str
 
 
-def create_app(settings: Settings, ui: UiContext | None = None) -> Starlette:
-    """The dashboard over ``settings``' home (``ui``: stores already built, for tests)."""
+def create_app(settings: Settings, ui: UiContext | None = None) -> Guard:
+    """The dashboard over ``settings``' home, behind its door (``Guard``; the Starlette app
+    is its ``app``). ``ui``: stores already built, for tests."""
     context = ui if ui is not None else UiContext(settings)
     token = settings.serving.token
 
@@ -182,15 +183,14 @@ def create_app(settings: Settings, ui: UiContext | None = None) -> Starlette:
         },
     )
     app.state.ui = context
-    guarded = Guard(app, token, settings)
-    return guarded  # type: ignore[return-value]  # an ASGI app, as Starlette's
+    return Guard(app, token, settings)
 
 
 class Guard:
     """The dashboard's door (ASGI middleware): a session or the bearer token on every
     page and data route when a token is set, and writes only from this server's pages."""
 
-    def __init__(self, app: ASGIApp, token: str | None, settings: Settings) -> None:
+    def __init__(self, app: Starlette, token: str | None, settings: Settings) -> None:
         self.app = app
         self.token = token
         self.default = _default_actor(settings)

@@ -44,7 +44,7 @@ def _guarded_routes(home: Path) -> list[tuple[str, str]]:
     later is checked too."""
     app = create_app(load_settings(home=home, environ={}))
     found = []
-    for route in app.app.routes:  # type: ignore[attr-defined]
+    for route in app.app.routes:
         if not isinstance(route, Route) or route.path in ("/ui", "/ui/api/session"):
             continue
         if route.path in ("/ui/api/login",):
