@@ -65,9 +65,16 @@ class Caller:
     name: str
 
 
-def create_app(settings: Settings, ui: UiContext | None = None) -> Guard:
+def create_app(
+    settings: Settings,
+    ui: UiContext | None = None,
+    *,
+    metrics: Callable[[], bytes] | None = None,
+) -> Guard:
     """The dashboard over ``settings``' home, behind its door (``Guard``; the Starlette app
-    is its ``app``). ``ui``: stores already built, for tests."""
+    is its ``app``). ``ui``: stores already built, for tests; ``metrics``: the serving
+    server's ``/metrics`` text, where the dashboard runs inside one (shadow agreement is
+    counted there, not stored)."""
     context = ui if ui is not None else UiContext(settings)
     token = settings.serving.token
 
@@ -123,7 +130,7 @@ def create_app(settings: Settings, ui: UiContext | None = None) -> Guard:
     def deployment(request: Request) -> JSONResponse:
         span = _number(request, "span", 3600.0, 60.0, _SPAN_LIMIT_S)
         name = request.path_params["name"]
-        return _json(deployments.deployment_page(context, name, time.time(), span))
+        return _json(deployments.deployment_page(context, name, time.time(), span, metrics))
 
     async def rollout(request: Request) -> JSONResponse:
         body = await _body(request)

@@ -115,7 +115,8 @@ class ServingApp:
     posted labels (a blocking call, run off the event loop; None: no feedback route);
     ``features`` reads the features deployments fetch, ``feature_push`` applies pushed
     events (None: no feature store).
-    ``ui`` builds the dashboard's ASGI app, answering ``/ui`` (None: no dashboard).
+    ``ui`` builds the dashboard's ASGI app, answering ``/ui``, given this server's
+    ``/metrics`` text (its live figures, shadow agreement); None: no dashboard.
     ``on_shadow`` hooks see each shadow comparison (see ``hosting.shadow``).
     ``start_draining()`` turns readiness off (the server calls it on SIGTERM).
     """
@@ -132,7 +133,7 @@ class ServingApp:
         inference_log: InferenceLog | None = None,
         feedback: FeedbackPort | None = None,
         feature_push: Callable[[object], dict[str, Any]] | None = None,
-        ui: Callable[[], Asgi] | None = None,
+        ui: Callable[[Callable[[], bytes]], Asgi] | None = None,
         trusted: bool = False,
         metrics_dir: Path | None = None,
     ) -> None:
@@ -143,7 +144,11 @@ class ServingApp:
         self.on_shadow: list[ShadowHook] = []
         self.feedback = feedback
         self.feature_push = feature_push
-        self.ui = None if ui is None else MountedApp(ui, (serving.host, serving.port))
+        self.ui = (
+            None
+            if ui is None
+            else MountedApp(lambda: ui(self.metrics_text), (serving.host, serving.port))
+        )
         self.inference_log = inference_log
         self.manager = ModelManager(
             versions,

@@ -31,7 +31,7 @@ import importlib
 import os
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -255,9 +255,9 @@ def run_worker(
         os._exit(0)  # why: the module docstring (threads stuck in a model)
 
 
-def _dashboard(settings: Settings) -> Any:
+def _dashboard(settings: Settings, metrics: Callable[[], bytes]) -> Any:
     """The dashboard's ASGI app, imported here, on its first request: a worker nobody opens
     the dashboard on never loads Starlette and the pages' modules."""
     from modelyard.ui import create_app
 
-    return create_app(settings)
+    return create_app(settings, metrics=metrics)

@@ -6,8 +6,11 @@ event log, ``monitoring.traffic``), so a page and ``modelyard deploy show`` agre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelyard.monitoring.traffic import traffic_series
 from modelyard.routing.deployment import Deployment, Event
@@ -80,9 +83,16 @@ def overview(ui: UiContext, now: float) -> dict[str, Any]:
     }
 
 
-def deployment_page(ui: UiContext, name: str, now: float, span_s: float) -> dict[str, Any]:
+def deployment_page(
+    ui: UiContext,
+    name: str,
+    now: float,
+    span_s: float,
+    metrics: Callable[[], bytes] | None = None,
+) -> dict[str, Any]:
     """One deployment: its state, the split, traffic and latency over ``span_s`` per
-    version, the rollout's steps and verdicts, the experiment's latest report, its events."""
+    version, the rollout's steps and verdicts, the experiment's latest report, the
+    shadows' agreement (from the server's ``metrics``, when it runs in one), its events."""
     deployment = ui.deployments.get(name)
     series = traffic_series(ui.inference_log, name, now - span_s, now)
     experiment = deployment.config.experiment
@@ -100,5 +110,23 @@ def deployment_page(ui: UiContext, name: str, now: float, span_s: float) -> dict
             "versions": {str(v): asdict(figures) for v, figures in series.versions.items()},
         },
         "experiment_report": report,
+        "shadow_agreement": None if metrics is None else shadow_agreement(metrics(), name),
         "events": [event_json(e) for e in ui.deployments.events(name, limit=EVENT_LIMIT)],
     }
+
+
+def shadow_agreement(metrics_text: bytes, deployment: str) -> dict[str, dict[str, float]]:
+    """Per shadow version of ``deployment``: the rows compared with the primary since the
+    server started, those that agreed, and the share (``modelyard_shadow_rows``)."""
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(metrics_text.decode()):
+        if family.name != "modelyard_shadow_rows":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("deployment") == deployment and sample.name.endswith("_total"):
+                figures = found.setdefault(labels["version"], {"compared": 0.0, "agreed": 0.0})
+                figures[labels["result"]] = sample.value
+    for figures in found.values():
+        figures["share"] = figures["agreed"] / figures["compared"] if figures["compared"] else 0.0
+    return found

@@ -79,7 +79,13 @@ export async function render(main, [name], query) {
         facts([
           ["Champion", `v${d.config.champion}`],
           ["Canary", d.config.canary ? `v${d.config.canary}` : "–"],
-          ["Shadows", d.config.shadows.map((x) => `v${x.version} (${percent(x.share)})`).join(", ") || "–"],
+          ["Shadows", d.config.shadows.map((x) => {
+            const agreed = (data.shadow_agreement || {})[String(x.version)];
+            const figures = agreed && agreed.compared
+              ? `: ${percent(agreed.share)} of ${num(agreed.compared)} rows agreed with the primary`
+              : "";
+            return `v${x.version} (${percent(x.share)} mirrored)${figures}`;
+          }).join("; ") || "–"],
           ["Requests (5 min)", num(s.requests_5m)],
           ["Error rate (5 min)", percent(s.error_rate_5m)],
           ["Revision", `${d.revision}, updated ${when(d.updated_at)}`],

@@ -9,7 +9,10 @@ export function eventList(events, now) {
       el("time", { datetime: new Date(e.at * 1000).toISOString(), title: when(e.at) }, ago(e.at, now)),
       el("span", { class: "badge" }, e.kind), " ",
       e.subject ? link(`#/deployments/${enc(e.subject)}`, e.subject) : "", " ",
-      e.reason, e.actor ? el("span", { class: "muted" }, ` — ${e.actor}`) : "")));
+      e.reason, e.actor ? el("span", { class: "muted" }, ` — ${e.actor}`) : "",
+      Object.keys(e.payload || {}).length
+        ? el("details", {}, el("summary", {}, "figures"), el("pre", {}, JSON.stringify(e.payload, null, 2)))
+        : null)));
 }
 
 export async function render(main) {
