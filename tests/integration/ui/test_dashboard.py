@@ -145,6 +145,21 @@ def test_the_pages_pass_automated_accessibility_checks(server: Any, browser: Any
             v for v in results.response["violations"] if v["impact"] in ("serious", "critical")
         ]
         assert serious == [], results.generate_report()
+
+    # the keyboard alone: the skip link, then a rollout control, its dialog, Escape
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_role("button", name="Pause").focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    assert page.evaluate("document.activeElement.name") == "reason"
+    page.keyboard.type("only looking")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    data = httpx.get(f"{server.url}/ui/api/deployments/fraud", headers=headers, timeout=30).json()
+    assert data["summary"]["rollout"]["phase"] == "progressing"  # cancelled: nothing done
     context.close()
 
 
