@@ -88,6 +88,24 @@ def test_sticky_by_field_from_tensors_and_records() -> None:
     assert len(versions) == 1
 
 
+def test_a_server_pinned_to_an_arm_answers_with_it_while_the_deployment_has_it() -> None:
+    # KServe splits a canary's traffic itself and runs one set of pods per arm
+    # (platforms.kserve): each answers with its arm, and says so to the inference log.
+    canary_pod = ServedDeployment(
+        deployment(canary=2, canary_weight=5), {1: runtime(1), 2: runtime(2)}, arm="canary"
+    )
+    routes = [canary_pod.choose([], None)[1] for _ in range(200)]
+    assert {(r.arm, r.version) for r in routes} == {("canary", 2)}
+    champion_pod = ServedDeployment(
+        deployment(canary=2, canary_weight=95), {1: runtime(1), 2: runtime(2)}, arm="champion"
+    )
+    assert {champion_pod.choose([], None)[0].version for _ in range(200)} == {1}
+    # Promoted or rolled back before KServe's spec follows: the canary's pods answer
+    # with the champion, as the store now says.
+    after = ServedDeployment(deployment(2, champion=2), {2: runtime(2)}, arm="canary")
+    assert {after.choose([], None)[1].arm for _ in range(50)} == {"champion"}
+
+
 def test_shadows_follow_their_share() -> None:
     entry = served(shadows=(Shadow(3, 0.25),))
     mirrored = sum(bool(entry.choose([], None)[1].shadows) for _ in range(4000))

@@ -222,6 +222,7 @@ class ModelManager:
                 log,
                 features=features,
                 max_rows=self._max_rows,
+                arm=serving.arm,
             )
         )
 

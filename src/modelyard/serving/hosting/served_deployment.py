@@ -16,6 +16,13 @@ thread, while the old config keeps serving), then installs a new
 flight finish on the runtimes they picked; versions no longer named anywhere
 are unloaded once idle (``ModelManager.retire_idle``), the same zero-failure
 swap that alias moves use.
+
+A server started with ``serving.arm`` (``MODELYARD_SERVING__ARM=canary``) answers every
+deployment that has that arm with it, instead of drawing one by weight: a platform
+that splits traffic itself (KServe's canary, ``platforms.kserve``) runs one set of pods
+per arm, and the inference log still says which arm answered, so the rollout
+controller judges the canary as it does on one machine. A deployment without that arm
+(the canary was promoted or rolled back) is routed by its weights, all to the champion.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class ServedDeployment:
         "max_values",
         "name",
         "runtimes",
+        "_arm",
         "_header",
         "_field",
         "_random",
@@ -68,8 +76,12 @@ class ServedDeployment:
         runtimes: Mapping[int, ModelRuntime],
         rng: random.Random | None = None,
         features: FeatureJoin | None = None,
+        arm: str | None = None,
     ) -> None:
         config = deployment.config
+        # Where a platform splits traffic itself (KServe), each pod answers with one arm
+        # (``serving.arm``); a deployment without that arm is routed as usual.
+        self._arm = arm if arm in deployment.arms else None
         # Fetches the model inputs the deployment takes from the feature store (None: all
         # come with the request).
         self.features = features
@@ -110,6 +122,8 @@ class ServedDeployment:
             key = None if value is None else str(value)
         shadow_draw = self._random() if self.has_shadows else 1.0
         route = self.deployment.route(key, self._random(), shadow_draw)
+        if self._arm is not None:
+            route = Destination(self._arm, self.deployment.arms[self._arm], route.shadows)
         return self.runtimes[route.version], route
 
     def runtime_for(self, version: str | None) -> ModelRuntime:
@@ -183,9 +197,11 @@ class DeploymentFollower:
         *,
         features: FeatureSource | None = None,
         max_rows: int = 10_000,
+        arm: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._arm = arm
         self._features = features
         self._max_rows = max_rows
         self._table = table
@@ -249,7 +265,9 @@ class DeploymentFollower:
                 or await self._load(config.model, version, f"deployment:{name}")
             )
         join = None if config.features is None else await self._join(config.features, runtimes)
-        self._table.install_deployment(ServedDeployment(deployment, runtimes, features=join))
+        self._table.install_deployment(
+            ServedDeployment(deployment, runtimes, features=join, arm=self._arm)
+        )
         fields = describe(deployment)
         fields["from_revision"] = entry.revision if entry else None
         self._log.emit("info", "deployment_updated", fields)
