@@ -170,6 +170,13 @@ class ServingSettings(_Checked):
         help="Answer each deployment with this arm (`champion`, `canary`) when it has one, "
         "instead of drawing by weight: for a platform that splits traffic itself (KServe).",
     )
+    # The pods of one deployment on Kubernetes load that deployment only, not every one
+    # of the shared database.
+    deployments: tuple[str, ...] | None = _setting(
+        None,
+        help="The deployments this server follows, comma-separated; none: every deployment in "
+        "the database.",
+    )
     token: str | None = _setting(
         None,
         help="When set, inference, metadata and feedback need `Authorization: Bearer <token>`.",

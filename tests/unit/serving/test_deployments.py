@@ -183,6 +183,26 @@ def follow(tmp_path: Any, store: FakeStore, loads: Loads) -> tuple[ModelTable, A
     return table, follower
 
 
+def test_a_follower_told_its_deployments_loads_no_other(tmp_path: Any) -> None:
+    # One deployment's pods on Kubernetes share the database with every other deployment.
+    other = Deployment("search", DeploymentConfig("ranker", 7), None, 1, 0.0, 0.0)
+    store = FakeStore({"checkout": deployment(1), "search": other})
+    loads = Loads()
+    table = ModelTable([])
+    log = JsonLog(tmp_path / "log.jsonl", worker="0")
+    follower = DeploymentFollower(
+        store,  # type: ignore[arg-type]
+        table,
+        loads,
+        log,
+        only=("checkout",),
+        clock=lambda: 0.0,
+    )
+    asyncio.run(follower.poll())
+    assert sorted(table.deployments) == ["checkout"]
+    assert loads.loaded == [1]
+
+
 def test_follower_loads_before_installing_and_keeps_serving_on_failure(tmp_path: Any) -> None:
     store = FakeStore({"checkout": deployment(1)})
     loads = Loads()

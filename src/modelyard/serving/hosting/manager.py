@@ -223,6 +223,7 @@ class ModelManager:
                 features=features,
                 max_rows=self._max_rows,
                 arm=serving.arm,
+                only=serving.deployments,
             )
         )
 

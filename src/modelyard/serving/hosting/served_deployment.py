@@ -23,6 +23,8 @@ that splits traffic itself (KServe's canary, ``platforms.kserve``) runs one set 
 per arm, and the inference log still says which arm answered, so the rollout
 controller judges the canary as it does on one machine. A deployment without that arm
 (the canary was promoted or rolled back) is routed by its weights, all to the champion.
+``serving.deployments`` names the deployments a server follows (the pods of one
+deployment on Kubernetes); unset, it follows every deployment of its database.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from modelyard.errors import (
@@ -198,10 +200,12 @@ class DeploymentFollower:
         features: FeatureSource | None = None,
         max_rows: int = 10_000,
         arm: str | None = None,
+        only: Collection[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._arm = arm
+        self._only = None if only is None else frozenset(only)
         self._features = features
         self._max_rows = max_rows
         self._table = table
@@ -222,6 +226,8 @@ class DeploymentFollower:
             self._read_error = error.message
             return
         self._read_error = None
+        if self._only is not None:
+            revisions = {n: r for n, r in revisions.items() if n in self._only}
         for name in [n for n in self._table.deployments if n not in revisions]:
             self._table.remove_deployment(name)
             self._log.emit("info", "deployment_removed", {"deployment": name})
