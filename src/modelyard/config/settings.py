@@ -162,13 +162,14 @@ class ServingSettings(_Checked):
         ge=0,
         help="Threads each model call may use (ONNX Runtime, LightGBM); 0 lets the runtime choose.",
     )
-    # Where a platform splits a canary's traffic itself (KServe), each arm runs its own
-    # pods; each answers with its arm so the inference log still tells the rollout
+    # Where a platform splits a canary's traffic itself (KServe), each version runs its own
+    # pods; each answers with its version so the inference log still tells the rollout
     # controller which arm answered (docs/kubernetes.md).
-    arm: str | None = _setting(
+    pinned_version: int | None = _setting(
         None,
-        help="Answer each deployment with this arm (`champion`, `canary`) when it has one, "
-        "instead of drawing by weight: for a platform that splits traffic itself (KServe).",
+        ge=1,
+        help="Answer each deployment with this version while it is one of its arms, instead of "
+        "drawing by weight: for a platform that splits traffic itself (KServe).",
     )
     # The pods of one deployment on Kubernetes load that deployment only, not every one
     # of the shared database.

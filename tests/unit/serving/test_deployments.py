@@ -88,22 +88,23 @@ def test_sticky_by_field_from_tensors_and_records() -> None:
     assert len(versions) == 1
 
 
-def test_a_server_pinned_to_an_arm_answers_with_it_while_the_deployment_has_it() -> None:
-    # KServe splits a canary's traffic itself and runs one set of pods per arm
-    # (platforms.kserve): each answers with its arm, and says so to the inference log.
-    canary_pod = ServedDeployment(
-        deployment(canary=2, canary_weight=5), {1: runtime(1), 2: runtime(2)}, arm="canary"
-    )
+def test_a_server_pinned_to_a_version_answers_with_it_while_it_is_an_arm() -> None:
+    # KServe splits a canary's traffic itself and runs one set of pods per version
+    # (platforms.kserve): each answers with its version, and logs the arm it plays.
+    both = {1: runtime(1), 2: runtime(2)}
+    canary_pod = ServedDeployment(deployment(canary=2, canary_weight=5), both, pinned_version=2)
     routes = [canary_pod.choose([], None)[1] for _ in range(200)]
     assert {(r.arm, r.version) for r in routes} == {("canary", 2)}
     champion_pod = ServedDeployment(
-        deployment(canary=2, canary_weight=95), {1: runtime(1), 2: runtime(2)}, arm="champion"
+        deployment(canary=2, canary_weight=95), both, pinned_version=1
     )
     assert {champion_pod.choose([], None)[0].version for _ in range(200)} == {1}
-    # Promoted or rolled back before KServe's spec follows: the canary's pods answer
-    # with the champion, as the store now says.
-    after = ServedDeployment(deployment(2, champion=2), {2: runtime(2)}, arm="canary")
-    assert {after.choose([], None)[1].arm for _ in range(50)} == {"champion"}
+    # Promoted before KServe's spec follows: the canary's pods answer as the champion.
+    promoted = ServedDeployment(deployment(2, champion=2), {2: runtime(2)}, pinned_version=2)
+    assert {promoted.choose([], None)[1].arm for _ in range(50)} == {"champion"}
+    # Rolled back: the canary's pods answer with the champion, as the store now says.
+    rolled_back = ServedDeployment(deployment(2), {1: runtime(1)}, pinned_version=2)
+    assert {rolled_back.choose([], None)[1].version for _ in range(50)} == {1}
 
 
 def test_shadows_follow_their_share() -> None:
@@ -201,6 +202,14 @@ def test_a_follower_told_its_deployments_loads_no_other(tmp_path: Any) -> None:
     asyncio.run(follower.poll())
     assert sorted(table.deployments) == ["checkout"]
     assert loads.loaded == [1]
+
+
+def test_a_server_told_its_deployments_is_ready_once_it_serves_them() -> None:
+    table = ModelTable([])
+    table.awaited = frozenset({"checkout"})
+    assert not table.ready
+    table.install_deployment(served())
+    assert table.ready
 
 
 def test_follower_loads_before_installing_and_keeps_serving_on_failure(tmp_path: Any) -> None:

@@ -88,10 +88,13 @@ class ModelTable:
         self.retiring: list[ModelRuntime] = []
         # Replaced whole (one assignment per entry) when a deployment's revision moves.
         self.deployments: dict[str, ServedDeployment] = {}
+        # Deployments that must be served before the server is ready (``serving.deployments``).
+        self.awaited: frozenset[str] = frozenset()
 
     @property
     def ready(self) -> bool:
-        return all(served.runtime is not None for served in self.served)
+        served = all(served.runtime is not None for served in self.served)
+        return served and self.awaited <= self.deployments.keys()
 
     @property
     def names(self) -> list[str]:
@@ -222,10 +225,12 @@ class ModelManager:
                 log,
                 features=features,
                 max_rows=self._max_rows,
-                arm=serving.arm,
+                pinned_version=serving.pinned_version,
                 only=serving.deployments,
             )
         )
+        # A server told its deployments is ready once it serves them (a pod on Kubernetes).
+        self.table.awaited = frozenset(serving.deployments or ())
 
     async def load_all(self) -> None:
         """Resolve and load every reference (raise if any cannot be served), then every

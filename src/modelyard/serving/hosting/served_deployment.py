@@ -17,12 +17,13 @@ flight finish on the runtimes they picked; versions no longer named anywhere
 are unloaded once idle (``ModelManager.retire_idle``), the same zero-failure
 swap that alias moves use.
 
-A server started with ``serving.arm`` (``MODELYARD_SERVING__ARM=canary``) answers every
-deployment that has that arm with it, instead of drawing one by weight: a platform
-that splits traffic itself (KServe's canary, ``platforms.kserve``) runs one set of pods
-per arm, and the inference log still says which arm answered, so the rollout
-controller judges the canary as it does on one machine. A deployment without that arm
-(the canary was promoted or rolled back) is routed by its weights, all to the champion.
+A server started with ``serving.pinned_version`` (``MODELYARD_SERVING__PINNED_VERSION=4``)
+answers a deployment with that version whenever it is one of the deployment's arms,
+instead of drawing one by weight: a platform that splits traffic itself (KServe's
+canary, ``platforms.kserve``) runs one set of pods per version, and the inference log
+still says which arm answered, so the rollout controller judges the canary as it does
+on one machine. Once the version is no arm (the canary was rolled back) the deployment
+is routed by its weights; once it is the champion (promoted) it still answers.
 ``serving.deployments`` names the deployments a server follows (the pods of one
 deployment on Kubernetes); unset, it follows every deployment of its database.
 """
@@ -66,7 +67,7 @@ class ServedDeployment:
         "max_values",
         "name",
         "runtimes",
-        "_arm",
+        "_pinned",
         "_header",
         "_field",
         "_random",
@@ -78,12 +79,13 @@ class ServedDeployment:
         runtimes: Mapping[int, ModelRuntime],
         rng: random.Random | None = None,
         features: FeatureJoin | None = None,
-        arm: str | None = None,
+        pinned_version: int | None = None,
     ) -> None:
         config = deployment.config
-        # Where a platform splits traffic itself (KServe), each pod answers with one arm
-        # (``serving.arm``); a deployment without that arm is routed as usual.
-        self._arm = arm if arm in deployment.arms else None
+        # Where a platform splits traffic itself (KServe), each pod answers with one version
+        # (``serving.pinned_version``) while it is an arm; otherwise routed as usual.
+        arms = [a for a, v in deployment.arms.items() if v == pinned_version]
+        self._pinned = Destination(arms[0], pinned_version) if arms and pinned_version else None
         # Fetches the model inputs the deployment takes from the feature store (None: all
         # come with the request).
         self.features = features
@@ -124,8 +126,8 @@ class ServedDeployment:
             key = None if value is None else str(value)
         shadow_draw = self._random() if self.has_shadows else 1.0
         route = self.deployment.route(key, self._random(), shadow_draw)
-        if self._arm is not None:
-            route = Destination(self._arm, self.deployment.arms[self._arm], route.shadows)
+        if self._pinned is not None:
+            route = Destination(self._pinned.arm, self._pinned.version, route.shadows)
         return self.runtimes[route.version], route
 
     def runtime_for(self, version: str | None) -> ModelRuntime:
@@ -199,12 +201,12 @@ class DeploymentFollower:
         *,
         features: FeatureSource | None = None,
         max_rows: int = 10_000,
-        arm: str | None = None,
+        pinned_version: int | None = None,
         only: Collection[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._arm = arm
+        self._pinned_version = pinned_version
         self._only = None if only is None else frozenset(only)
         self._features = features
         self._max_rows = max_rows
@@ -272,7 +274,9 @@ class DeploymentFollower:
             )
         join = None if config.features is None else await self._join(config.features, runtimes)
         self._table.install_deployment(
-            ServedDeployment(deployment, runtimes, features=join, arm=self._arm)
+            ServedDeployment(
+                deployment, runtimes, features=join, pinned_version=self._pinned_version
+            )
         )
         fields = describe(deployment)
         fields["from_revision"] = entry.revision if entry else None

@@ -81,11 +81,17 @@ def serve(
     db = Database(settings.resolved_database_url)  # created or migrated on first use
     try:
         artifacts = open_artifact_store(settings.resolved_artifacts_url)
-        refs = choose_refs(Registry(SqlRegistryRepository(db), artifacts), models, settings.home)
+        # A server told its deployments (the pods of one deployment) serves those alone.
+        only = settings.serving.deployments
+        refs = (
+            []
+            if only and not models
+            else choose_refs(Registry(SqlRegistryRepository(db), artifacts), models, settings.home)
+        )
     finally:
         db.dispose()
     serving = settings.serving
-    names = ", ".join(str(ref) for ref in refs)
+    names = ", ".join([*(str(ref) for ref in refs), *(settings.serving.deployments or ())])
     sys.stderr.write(
         f"modelyard: serving {names} on http://{serving.host}:{serving.port} "
         f"with {serving.workers} worker(s); JSON logs in {settings.resolved_log_path}\n"
