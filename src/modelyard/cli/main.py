@@ -22,6 +22,7 @@ from modelyard.cli.deploy import deploy_app
 from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
+from modelyard.cli.platforms import containerize, k8s_app
 from modelyard.cli.output import (
     AsJson,
     console,
@@ -70,8 +71,10 @@ app.add_typer(alias_app, name="alias")
 app.add_typer(deploy_app)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(features_app, name="features")
+app.add_typer(k8s_app, name="k8s")
 app.command()(serve)
 app.command()(ui)
+app.command()(containerize)
 app.command()(logs)
 app.command()(requests)
 app.command()(bench)
