@@ -22,7 +22,6 @@ from modelyard.cli.deploy import deploy_app
 from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
-from modelyard.cli.platforms import containerize, k8s_app
 from modelyard.cli.output import (
     AsJson,
     console,
@@ -33,6 +32,7 @@ from modelyard.cli.output import (
     print_table,
     when,
 )
+from modelyard.cli.platforms import containerize, k8s_app
 from modelyard.cli.requests import requests
 from modelyard.cli.retrain import history, retrain, retraining_app, worker
 from modelyard.cli.serve import serve

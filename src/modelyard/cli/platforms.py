@@ -36,7 +36,9 @@ from modelyard.registry import ModelVersion
 
 __all__ = ["containerize", "k8s_app"]
 
-k8s_app = typer.Typer(help="Kubernetes and KServe manifests for a deployment.", no_args_is_help=True)
+k8s_app = typer.Typer(
+    help="Kubernetes and KServe manifests for a deployment.", no_args_is_help=True
+)
 
 TARGETS = ("kubernetes", "kserve")
 
@@ -54,8 +56,7 @@ def render(
     kserve_mode: Annotated[
         str,
         typer.Option(
-            help="KServe's canary: 'standard' (spec.canary) or 'knative' "
-            "(canaryTrafficPercent)."
+            help="KServe's canary: 'standard' (spec.canary) or 'knative' (canaryTrafficPercent)."
         ),
     ] = "standard",
     namespace: Annotated[str | None, typer.Option(help="Namespace of every object.")] = None,
@@ -91,9 +92,7 @@ def render(
     if target not in TARGETS:
         raise ValidationError(f"--target must be one of {list(TARGETS)}, got {target!r}")
     if kserve_mode not in ("standard", "knative"):
-        raise ValidationError(
-            f"--kserve-mode must be 'standard' or 'knative', got {kserve_mode!r}"
-        )
+        raise ValidationError(f"--kserve-mode must be 'standard' or 'knative', got {kserve_mode!r}")
     cli = cli_context(ctx)
     found = cli.deployments.get(deployment)
     options = ClusterOptions(

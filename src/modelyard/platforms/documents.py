@@ -20,17 +20,17 @@ def to_yaml(documents: Sequence[dict[str, Any]]) -> str:
         import yaml
     except ModuleNotFoundError as error:
         raise ConfigurationError(
-            "writing manifests as YAML needs PyYAML: pip install 'modelyard[k8s]' "
-            "(or pass --json)"
+            "writing manifests as YAML needs PyYAML: pip install 'modelyard[k8s]' (or pass --json)"
         ) from error
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]
         def ignore_aliases(self, data: Any) -> bool:
             return True  # a manifest repeats a block rather than pointing at it (&id001)
 
-    return yaml.dump_all(
+    text: str = yaml.dump_all(
         list(documents), Dumper=Dumper, sort_keys=False, default_flow_style=False
     )
+    return text
 
 
 def manifest_file_name(index: int, document: dict[str, Any]) -> str:

@@ -32,7 +32,11 @@ class Pins:
 
 def installed_pins(root: str = "modelyard", extras: tuple[str, ...] = CLUSTER_EXTRAS) -> Pins:
     """Every distribution ``root`` (with ``extras``) needs at run time, at its version here."""
-    environment = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux"}
+    environment: dict[str, str] = {
+        **{key: str(value) for key, value in default_environment().items()},
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+    }
     pinned: dict[str, str] = {}
     missing: set[str] = set()
     pending: list[tuple[str, tuple[str, ...]]] = [(root, extras)]

@@ -86,7 +86,11 @@ class ClusterOptions:
     allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image, str) or not self.image or any(c.isspace() for c in self.image):
+        if (
+            not isinstance(self.image, str)
+            or not self.image
+            or any(c.isspace() for c in self.image)
+        ):
             raise ValidationError(f"image must name a container image, got {self.image!r}")
         for field_name in ("namespace", "name", "secret"):
             value = getattr(self, field_name)
@@ -113,7 +117,8 @@ class ClusterOptions:
             )
         if not isinstance(self.target_cpu_percent, int) or not 1 <= self.target_cpu_percent <= 100:
             raise ValidationError(
-                f"target_cpu_percent must be an integer in [1, 100], got {self.target_cpu_percent!r}"
+                "target_cpu_percent must be an integer in [1, 100], got "
+                f"{self.target_cpu_percent!r}"
             )
 
     def object_name(self, deployment: Deployment) -> str:

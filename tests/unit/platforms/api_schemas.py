@@ -65,8 +65,10 @@ def kserve_crds() -> Path | None:
 
 def validate_against_crd(document: dict[str, Any], folder: Path) -> None:
     """``document`` against the served version's schema of its CRD in ``folder``."""
-    schema = _schema(folder / CRD_FILES[(document["apiVersion"], document["kind"])],
-                     document["apiVersion"].split("/")[1])
+    schema = _schema(
+        folder / CRD_FILES[(document["apiVersion"], document["kind"])],
+        document["apiVersion"].split("/")[1],
+    )
     jsonschema.Draft7Validator(schema).validate(document)
     unknown = unknown_fields(document, schema)
     assert not unknown, f"fields the {document['kind']} schema does not declare: {unknown}"
@@ -103,7 +105,11 @@ def unknown_fields(value: Any, schema: dict[str, Any], where: str = "$") -> list
                 found.append(f"{where}.{key}")
         return found
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [p for i, v in enumerate(value) for p in unknown_fields(v, schema["items"], f"{where}[{i}]")]
+        return [
+            p
+            for i, v in enumerate(value)
+            for p in unknown_fields(v, schema["items"], f"{where}[{i}]")
+        ]
     return []
 
 
@@ -113,9 +119,15 @@ def _diff(sent: Any, back: Any, where: str = "$") -> list[str]:
             problem
             for key in sent
             for problem in (
-                [f"{where}.{key}"] if key not in back else _diff(sent[key], back[key], f"{where}.{key}")
+                [f"{where}.{key}"]
+                if key not in back
+                else _diff(sent[key], back[key], f"{where}.{key}")
             )
         ]
     if isinstance(sent, list) and isinstance(back, list) and len(sent) == len(back):
-        return [p for i, (a, b) in enumerate(zip(sent, back, strict=True)) for p in _diff(a, b, f"{where}[{i}]")]
+        return [
+            p
+            for i, (a, b) in enumerate(zip(sent, back, strict=True))
+            for p in _diff(a, b, f"{where}[{i}]")
+        ]
     return [] if sent == back else [f"{where}: {sent!r} came back as {back!r}"]

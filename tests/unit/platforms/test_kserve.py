@@ -6,16 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from modelyard.errors import ValidationError
-from modelyard.platforms import ClusterOptions, render_kserve
-from modelyard.routing import Experiment, ExperimentArm, FixedHorizon
 from tests.unit.platforms.api_schemas import (
     as_kubernetes_model,
     kserve_crds,
     validate_against_crd,
 )
 from tests.unit.platforms.conftest import deployment
+
+from modelyard.errors import ValidationError
+from modelyard.platforms import ClusterOptions, render_kserve
+from modelyard.routing import Experiment, ExperimentArm, FixedHorizon
 
 OPTIONS = ClusterOptions(
     image="registry.example.com/modelyard:0.1.0",
@@ -158,5 +158,8 @@ def test_every_pod_follows_the_deployment_and_reads_its_secrets_by_reference() -
 
 
 def test_an_unknown_mode_is_named() -> None:
-    with pytest.raises(ValidationError, match=r"KServe mode must be one of \['standard', 'knative'\], got 'serverless'"):
+    with pytest.raises(
+        ValidationError,
+        match=r"KServe mode must be one of \['standard', 'knative'\], got 'serverless'",
+    ):
         render_kserve(STATES["champion only"], OPTIONS, "serverless")  # type: ignore[arg-type]

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError as PydanticValidationError
+from tests.unit.platforms.api_schemas import as_kubernetes_model, validate_kubernetes
+from tests.unit.platforms.conftest import deployment
 
 from modelyard.errors import ValidationError
 from modelyard.platforms import ClusterOptions, kubernetes_name, render_kubernetes, to_yaml
-from tests.unit.platforms.api_schemas import as_kubernetes_model, validate_kubernetes
-from tests.unit.platforms.conftest import deployment
 
 OPTIONS = ClusterOptions(image="registry.example.com/modelyard:0.1.0", namespace="ml")
 
@@ -64,7 +64,10 @@ def test_secrets_are_referenced_by_name_and_never_written() -> None:
     assert config_map["data"]["MODELYARD_SERVING__DEPLOYMENTS"] == "fraud-api"
     named = ClusterOptions(image="modelyard:1", secret="prod-db")
     made = render_kubernetes(deployment(), named)[1]
-    refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in made["spec"]["template"]["spec"]["containers"][0]["env"]]
+    refs = [
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in made["spec"]["template"]["spec"]["containers"][0]["env"]
+    ]
     assert refs == ["prod-db", "prod-db"]
 
 

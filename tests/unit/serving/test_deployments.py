@@ -95,9 +95,7 @@ def test_a_server_pinned_to_a_version_answers_with_it_while_it_is_an_arm() -> No
     canary_pod = ServedDeployment(deployment(canary=2, canary_weight=5), both, pinned_version=2)
     routes = [canary_pod.choose([], None)[1] for _ in range(200)]
     assert {(r.arm, r.version) for r in routes} == {("canary", 2)}
-    champion_pod = ServedDeployment(
-        deployment(canary=2, canary_weight=95), both, pinned_version=1
-    )
+    champion_pod = ServedDeployment(deployment(canary=2, canary_weight=95), both, pinned_version=1)
     assert {champion_pod.choose([], None)[0].version for _ in range(200)} == {1}
     # Promoted before KServe's spec follows: the canary's pods answer as the champion.
     promoted = ServedDeployment(deployment(2, champion=2), {2: runtime(2)}, pinned_version=2)
