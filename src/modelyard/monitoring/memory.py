@@ -97,6 +97,12 @@ class InMemoryMonitoringRepository:
             found = found[:limit]
         return found[::-1]
 
+    def drift_result(self, deployment: str, result_id: int) -> DriftResult | None:
+        with self._lock:
+            return next(
+                (r for r in self._drift if r.id == result_id and r.deployment == deployment), None
+            )
+
     # -- alert rules and alert events -------------------------------------------------
 
     def save_rule(self, rule: AlertRule, now: float) -> None:

@@ -118,6 +118,10 @@ class DriftResults(Protocol):
         ``limit`` of them, oldest first (by window end, then id)."""
         ...
 
+    def drift_result(self, deployment: str, result_id: int) -> DriftResult | None:
+        """The check ``result_id`` of ``deployment``; None when it has no such check."""
+        ...
+
 
 class AlertRepository(Protocol):
     """Alert rules, and the alerts they raised with the webhook deliveries of each."""

@@ -95,20 +95,14 @@ class SqlMonitoringRepository:
             query = query.limit(limit)
         with self._db.read() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            DriftResult(
-                id=int(row["id"]),
-                deployment=row["deployment"],
-                model=row["model"],
-                version=int(row["version"]),
-                window_start=float(row["window_start"]),
-                window_end=float(row["window_end"]),
-                rows=int(row["rows"]),
-                report=DriftReport.from_dict(orjson.loads(row["report"])),
-                computed_at=float(row["computed_at"]),
-            )
-            for row in reversed(rows)
-        ]
+        return [_drift_result(row) for row in reversed(rows)]
+
+    def drift_result(self, deployment: str, result_id: int) -> DriftResult | None:
+        table = drift_results.c
+        query = select(drift_results).where(table.id == result_id, table.deployment == deployment)
+        with self._db.read() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _drift_result(row)
 
     # -- alert rules and alert events -------------------------------------------------
 
@@ -272,6 +266,20 @@ def _enqueue(conn: Connection, event_id: int, urls: Sequence[str], now: float) -
             ).scalar_one()
         )
     return [int(i) for i in ids]
+
+
+def _drift_result(row: RowMapping) -> DriftResult:
+    return DriftResult(
+        id=int(row["id"]),
+        deployment=row["deployment"],
+        model=row["model"],
+        version=int(row["version"]),
+        window_start=float(row["window_start"]),
+        window_end=float(row["window_end"]),
+        rows=int(row["rows"]),
+        report=DriftReport.from_dict(orjson.loads(row["report"])),
+        computed_at=float(row["computed_at"]),
+    )
 
 
 def _event(row: RowMapping) -> StoredEvent:

@@ -40,6 +40,8 @@ from modelyard.errors import (
 from modelyard.ui import session
 from modelyard.ui.context import UiContext
 from modelyard.ui.data import actions, deployments
+from modelyard.ui.data import monitoring as monitoring_data
+from modelyard.ui.data import requests as requests_data
 
 STATIC = Path(__file__).parent / "static"
 _SPAN_LIMIT_S = 30 * 86400.0
@@ -168,7 +170,40 @@ def create_app(
             )
         )
 
+    # -- monitoring and requests pages (ui.data.monitoring, ui.data.requests) --------------
+
+    def monitoring(request: Request) -> JSONResponse:
+        span = _number(request, "span", 86400.0, 60.0, _SPAN_LIMIT_S)
+        name = request.path_params["name"]
+        return _json(monitoring_data.monitoring_page(context, name, time.time(), span))
+
+    def accuracy(request: Request) -> JSONResponse:
+        span = _number(request, "span", 86400.0, 60.0, _SPAN_LIMIT_S)
+        name = request.path_params["name"]
+        return _json(monitoring_data.accuracy_page(context, name, time.time(), span))
+
+    def drift_check(request: Request) -> JSONResponse:
+        top = int(_number(request, "top", monitoring_data.HISTOGRAM_FEATURES, 1, 30, unit=""))
+        name, check = request.path_params["name"], request.path_params["check"]
+        return _json(monitoring_data.drift_check_page(context, name, check, top))
+
+    def logged_requests(request: Request) -> JSONResponse:
+        return _json(requests_data.search(context, request.query_params))
+
+    def logged_request(request: Request) -> JSONResponse:
+        name, request_id = request.path_params["name"], request.path_params["request_id"]
+        return _json(requests_data.request_detail(context, name, request_id))
+
+    watching = [
+        Route("/ui/api/deployments/{name}/monitoring", monitoring),
+        Route("/ui/api/deployments/{name}/accuracy", accuracy),
+        Route("/ui/api/deployments/{name}/drift/{check:int}", drift_check),
+        Route("/ui/api/requests", logged_requests),
+        Route("/ui/api/deployments/{name}/requests/{request_id:path}", logged_request),
+    ]
+
     routes = [
+        *watching,
         Route("/ui", lambda request: RedirectResponse("/ui/", status_code=308)),
         Route("/ui/", page),
         Route("/ui/api/session", who),
@@ -267,16 +302,18 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _number(request: Request, name: str, default: float, low: float, high: float) -> float:
+def _number(
+    request: Request, name: str, default: float, low: float, high: float, unit: str = " seconds"
+) -> float:
     text = request.query_params.get(name)
     if text is None:
         return default
     try:
         value = float(text)
     except ValueError:
-        raise ValidationError(f"{name}: a number of seconds, not {text!r}") from None
+        raise ValidationError(f"{name}: a number{unit and ' of' + unit}, not {text!r}") from None
     if not low <= value <= high:
-        raise ValidationError(f"{name}: between {low:g} and {high:g} seconds, not {value:g}")
+        raise ValidationError(f"{name}: between {low:g} and {high:g}{unit}, not {value:g}")
     return value
 
 

@@ -87,6 +87,16 @@ def test_drift_results_are_a_series_read_back_oldest_first(
     assert repository.drift_results("search-api") == []
 
 
+def test_one_drift_result_is_read_back_by_its_id(
+    repository: MonitoringRepository, report: DriftReport
+) -> None:
+    stored = repository.add_drift_result("fraud-api", "fraud", 2, T0, T0 + 60, report, T0 + 61)
+    found = repository.drift_result("fraud-api", stored.id)
+    assert found == stored
+    assert repository.drift_result("other-api", stored.id) is None
+    assert repository.drift_result("fraud-api", stored.id + 1) is None
+
+
 def test_drift_results_of_the_same_window_end_come_in_the_order_they_were_added(
     repository: MonitoringRepository, report: DriftReport
 ) -> None:

@@ -3,6 +3,7 @@ filters, newest first, the limit, the early stop, and one request with its rows.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,12 @@ import pytest
 
 from modelyard.errors import ValidationError
 from modelyard.monitoring import FeedbackItem, FeedbackStore, InMemoryInferenceLogRepository
-from modelyard.monitoring.inference_log.browse import RequestQuery, list_requests, show_request
+from modelyard.monitoring.inference_log.browse import (
+    RequestQuery,
+    list_requests,
+    search_requests,
+    show_request,
+)
 from modelyard.monitoring.inference_log.storage import write_records
 
 
@@ -85,6 +91,26 @@ def test_the_newest_are_found_across_pages_of_overlapping_batches() -> None:
     for page in (1, 2, 10):
         found = list_requests(log, RequestQuery("bc", limit=2), page=page)
         assert [r.request_id for r in found] == ["w1-1", "w2-1"], page
+
+
+def test_a_search_on_a_budget_says_how_far_back_it_read() -> None:
+    log = InMemoryInferenceLogRepository()
+    for minute in range(10):  # ten batches a minute apart, the only error in the oldest
+        status = 500 if minute == 0 else 200
+        write_records(log, [record(f"m{minute}", minute * 60.0 + 1.0, status=status)])
+    query = RequestQuery("bc", status="error")
+    stopped = search_requests(log, query, page=2, max_records=4)
+    assert stopped.requests == []
+    assert stopped.searched_from is not None
+    # every record from searched_from on was read: minutes 6 to 9 (the floor, minute 6's
+    # batch at 361 s, plus a batch's span)
+    assert 361.0 + 60.0 < stopped.searched_from < 421.0 + 1e-6
+    rest = search_requests(log, replace(query, until=stopped.searched_from), page=2)
+    assert [r.request_id for r in rest.requests] == ["m0"]
+    assert rest.searched_from is None
+    whole = search_requests(log, query, page=2, max_records=1_000)
+    assert [r.request_id for r in whole.requests] == ["m0"]
+    assert whole.searched_from is None
 
 
 def test_a_bad_query_says_what_is_wrong() -> None:

@@ -5,8 +5,11 @@ and one request shown with its inputs, features, outputs and labels.
 keeps the ``limit`` newest matches, so memory holds one page and the matches. A batch's
 records lie within ``BATCH_SPAN_S`` of its first, so once every kept match is newer than
 the first time of the last page read plus that span, no unread batch can hold a newer
-one and the pass stops. ``show_request`` finds a request's batches through the request
-index (``request_payloads``), not by reading the log.
+one and the pass stops. ``search_requests`` does the same within a budget of records
+read, so that a filter matching little (``status="error"`` over a million requests)
+answers in bounded time, saying how far back it searched; the dashboard pages on from
+there. ``show_request`` finds a request's batches through the request index
+(``request_payloads``), not by reading the log.
 
 Labels are the ones posted for the request id (``feedback``); a label posted for an
 entity is matched when monitoring reads a window and is not shown here.
@@ -128,10 +131,34 @@ class RequestDetail:
         }
 
 
+@dataclass(frozen=True)
+class RequestPage:
+    """What ``search_requests`` found: its newest matches, newest first, and
+    ``searched_from``: None when every record of the query's range was read, else the time
+    from which on every one was (older matches may exist: search on with ``until`` at it)."""
+
+    requests: list[LoggedRequest]
+    searched_from: float | None = None
+
+
 def list_requests(
     log: LabelledLogRepository, query: RequestQuery, *, page: int = 32
 ) -> list[LoggedRequest]:
     """The ``query.limit`` newest logged requests that match ``query``, newest first."""
+    return search_requests(log, query, page=page).requests
+
+
+def search_requests(
+    log: LabelledLogRepository,
+    query: RequestQuery,
+    *,
+    page: int = 32,
+    max_records: int | None = None,
+) -> RequestPage:
+    """``list_requests`` reading at most about ``max_records`` logged records (whole pages
+    of ``page`` batches; the first page is always read). A search the budget stopped
+    returns only the matches at or after ``searched_from``: an unread batch may hold
+    records as new as that, but none newer."""
     start = -_FAR if query.since is None else query.since
     end = _FAR if query.until is None else query.until
     pages = log.batch_pages(
@@ -144,12 +171,22 @@ def list_requests(
         newest_first=True,
     )
     kept: list[tuple[float, str, str, LoggedRequest]] = []  # a min-heap of the newest
+    read = 0
+    floor = math.inf
+    searched_from: float | None = None
     for stored in pages:
+        if max_records is not None and read >= max_records and floor < math.inf:
+            # Unread batches start at or before the last page's ``floor``, so every record
+            # after ``floor + BATCH_SPAN_S`` has been read.
+            searched_from = math.nextafter(floor + BATCH_SPAN_S, math.inf)
+            kept = [entry for entry in kept if entry[0] >= searched_from]
+            break
         floor = math.inf
         found: list[LoggedRequest] = []
         for payload in _decoded(stored):
             if payload.ts:
                 floor = min(floor, min(payload.ts))
+            read += len(payload)
             oldest = kept[0][0] if len(kept) == query.limit else -math.inf
             found += [
                 _record(payload, n)
@@ -169,7 +206,10 @@ def list_requests(
         if len(kept) == query.limit and kept[0][0] > floor + BATCH_SPAN_S:
             break
     newest = [entry[3] for entry in sorted(kept, key=lambda e: e[:3], reverse=True)]
-    return newest if query.labelled is not None else _with_labels(log, newest)
+    if searched_from is not None and searched_from <= start:
+        searched_from = None  # nothing of the range was left unread
+    found = newest if query.labelled is not None else _with_labels(log, newest)
+    return RequestPage(found, searched_from)
 
 
 def show_request(
