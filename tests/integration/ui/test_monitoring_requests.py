@@ -320,6 +320,15 @@ def test_bad_input_is_refused_with_the_field_named(
 # -- in a browser -------------------------------------------------------------------------
 
 
+def no_serious_violations(page: Any) -> None:
+    """The page passes axe's automated accessibility checks (labels, contrast, roles)."""
+    axe = pytest.importorskip("axe_playwright_python.sync_playwright").Axe()
+    results = axe.run(page)
+    serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == [], results.generate_report()
+
+
+@pytest.mark.slow
 def test_a_person_finds_a_request_and_opens_the_monitoring_page(
     monitored: tuple[Path, dict[str, Any]],
     tmp_path: Path,
@@ -349,11 +358,14 @@ def test_a_person_finds_a_request_and_opens_the_monitoring_page(
         assert "Inputs (as sent)" in card.inner_text()
         assert card.get_by_role("columnheader", name="f7").count() == 1
         assert "probabilities" in card.inner_text()
+        no_serious_violations(page)
         screenshot(page, "requests-one-request")
 
         page.goto(f"{server.url}/ui/#/deployments/fraud/monitoring?span=7200")
         page.get_by_role("heading", name="Reference vs live, most drifted first").wait_for()
         assert page.get_by_role("img", name=re.compile(r"^f0\b.*reference")).count() == 1
+        page.wait_for_timeout(300)  # charts draw on the next animation frame
+        no_serious_violations(page)
         button = page.get_by_role("button", name="Acknowledge").first
         button.click()
         page.get_by_label("Why (kept in the history)").fill("on it")

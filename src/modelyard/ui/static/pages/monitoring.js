@@ -98,9 +98,10 @@ function driftCharts(drift, start, end) {
   }
   return versions.map(([version, s]) => el("div", { class: "grid" },
     chart(`v${version}: drift score per feature (1 = the effect floor)`,
-      ...framed(start, end, s.at, s.features.map((f) => ({ label: f, values: s.scores[f] })))),
+      ...framed(start, end, s.at, s.features.map((f) => ({ label: f, values: s.scores[f] }))), { points: true }),
     chart(`v${version}: share of features drifted`,
-      ...framed(start, end, s.at, [{ label: "share", values: s.share_drifted.map((x) => x * 100) }]), { unit: "%" })));
+      ...framed(start, end, s.at, [{ label: "share", values: s.share_drifted.map((x) => x * 100) }]),
+      { unit: "%", points: true })));
 }
 
 function accuracySection(accuracy, reference) {
@@ -115,8 +116,8 @@ function accuracySection(accuracy, reference) {
     .map(([v]) => [`v${v} at registration`, num(reference[v][metric])]);
   return [
     el("div", { class: "grid" },
-      chart(`Live ${metric}`, accuracy.starts, versions.map(([v, s]) => ({ label: `v${v}`, values: s.value }))),
-      chart("Labelled rows (in the sample)", accuracy.starts, versions.map(([v, s]) => ({ label: `v${v}`, values: s.labelled })))),
+      chart(`Live ${metric}`, accuracy.starts, versions.map(([v, s]) => ({ label: `v${v}`, values: s.value })), { points: true }),
+      chart("Labelled rows (in the sample)", accuracy.starts, versions.map(([v, s]) => ({ label: `v${v}`, values: s.labelled })), { points: true })),
     el("p", { class: "muted" }, `Buckets of ${num(accuracy.bucket_s / 60)} min; each from its newest ${num(accuracy.sample_per_bucket)} requests and the labels posted for them.`),
     known.length ? facts(known) : null,
   ];
