@@ -129,7 +129,7 @@ export function chart(title, xs, lines, { unit = "", height = 220, points = fals
         label: l.label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
         points: { show: points, size: 5 },
       }))],
-      axes: [{}, { size: 70, values: (u, ticks) => ticks.map((t) => num(t) + unit) }],
+      axes: [{ space: 90 }, { size: 70, values: (u, ticks) => ticks.map((t) => num(t) + unit) }],
       // from zero, so a flat line of zeros sits at the bottom rather than mid-chart
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       legend: { live: true },
