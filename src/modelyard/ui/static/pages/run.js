@@ -23,21 +23,24 @@ function environmentPanel(environment) {
 const pairs = (object) => Object.entries(object).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
 export async function render(main, [id]) {
-  let charted = null; // null: the server's choice; else the keys charted
+  let charted = null; // the keys the server charts (null: its choice, the first few)
+  const added = []; // the keys charted on demand, one history each
   async function draw() {
     const data = await api(`runs/${enc(id)}${charted ? `?charts=${enc(charted.join(","))}` : ""}`);
     const r = data.run;
     charted = data.charts.map((c) => c.key);
     const grid = el("div", { class: "grid" }, data.charts.map(metricChart));
+    const history = (key) => api(`runs/${enc(r.id)}/metric?key=${enc(key)}`);
+    for (const found of await Promise.all(added.map(history))) grid.append(metricChart(found));
     const addChart = async (key, button) => {
       try {
-        const history = await api(`runs/${enc(r.id)}/metric?key=${enc(key)}`);
-        grid.append(metricChart(history));
-        button.remove();
+        grid.append(metricChart(await history(key)));
+        added.push(key);
+        button.replaceWith(el("span", { class: "muted" }, "charted"));
       } catch (error) { notice(main, error.message); }
     };
     const metricRows = pairs(r.metrics).map(([key, value]) => {
-      const button = charted.includes(key) ? null
+      const button = charted.includes(key) || added.includes(key) ? null
         : el("button", { type: "button", "aria-label": `Chart ${key}`, onclick: (e) => addChart(key, e.currentTarget) }, "Chart");
       return [el("code", {}, key), num(value, 6), button || el("span", { class: "muted" }, "charted")];
     });
@@ -54,7 +57,7 @@ export async function render(main, [id]) {
         ["Git commit", r.git_commit ? el("code", {}, r.git_commit) : "–"],
       ]),
       el("h2", {}, "Metrics"),
-      data.charts.length ? grid : null,
+      grid,
       table(["Metric", { label: "Latest", num: true }, ""], metricRows, { empty: "No metrics logged." }),
       el("div", { class: "grid" },
         card("Params",
