@@ -8,14 +8,18 @@ alias moved through the dialog, the runs page and a run with its metric chart.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -291,13 +295,49 @@ def test_every_models_and_runs_route_refuses_a_caller_without_the_token(
 
 @pytest.fixture
 def served(
-    made: dict[str, Any], tmp_path: Path, server_starter: Callable[..., Any]
+    made: dict[str, Any],
+    tmp_path: Path,
+    unused_port: Callable[[], int],
+    wait_until: Callable[..., Any],
 ) -> Iterator[str]:
-    """A real server over a copy of the home (the test moves an alias)."""
+    """``modelyard ui`` (the dashboard's own server: these pages need no model served)
+    over a copy of the home, as the test moves an alias."""
     home = Path(shutil.copytree(made["home"], tmp_path / "home"))
-    server = server_starter(home, [])
-    yield server.url
-    server.stop()
+    port = unused_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["MODELYARD_HOME"] = str(home)
+    args = [sys.executable, "-m", "modelyard", "ui", "--port", str(port)]
+    process = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            assert process.stderr is not None
+            raise RuntimeError(f"modelyard ui exited: {process.stderr.read().decode()}")
+        try:
+            return httpx.get(f"{url}/ui/api/session", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        assert wait_until(answers, 60), "modelyard ui did not answer in 60 s"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page as drawn (labels, contrast,
+    names of controls), each as its rule and the first element it names."""
+    axe = pytest.importorskip("axe_playwright_python.sync_playwright")
+    page.wait_for_timeout(300)  # charts draw on the next animation frame
+    found = axe.Axe().run(page).response["violations"]
+    return [
+        f"{v['id']}: {v['nodes'][0]['target']}"
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def test_models_and_runs_pages_in_a_browser(
@@ -309,6 +349,7 @@ def test_models_and_runs_pages_in_a_browser(
     page.goto(f"{served}/ui/#/models")
     page.get_by_role("link", name="fraud", exact=True).first.click()
     page.get_by_role("heading", name="Model fraud").wait_for()
+    assert serious_violations(page) == []
     screenshot(page, "models-model")
 
     page.get_by_role("button", name="Move alias champion").click()
@@ -326,16 +367,20 @@ def test_models_and_runs_pages_in_a_browser(
     page.get_by_role("link", name="v3", exact=True).first.click()
     page.get_by_role("heading", name="fraud v3").wait_for()
     page.locator("svg[aria-label^='f0']").wait_for()
+    assert serious_violations(page) == []
     screenshot(page, "models-version")
 
     page.get_by_role("link", name="Runs", exact=True).click()
     page.get_by_role("textbox", name="Filter").fill("metrics.loss < 0.5")
     page.get_by_role("button", name="Apply").click()
+    page.get_by_role("link", name="retrain-fraud").wait_for()
+    assert serious_violations(page) == []
     page.get_by_role("link", name="retrain-fraud").click()
     page.get_by_role("heading", name="Run retrain-fraud").wait_for()
     summary = re.compile(r"^loss\. loss: latest 0\.03")  # what a screen reader is told
     chart = page.locator("figure.chart", has=page.get_by_role("img", name=summary))
     chart.locator("canvas").wait_for()  # uPlot drew the history
+    assert serious_violations(page) == []
     screenshot(page, "runs-run")
     assert failures == []
     page.close()

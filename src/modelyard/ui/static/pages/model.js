@@ -28,8 +28,8 @@ async function moveAlias(main, model, alias, current, latest, done) {
   const target = alias || name.value.trim();
   try {
     const move = await post(`models/${enc(model)}/aliases/${enc(target)}`, { version: Number(version.value), reason });
-    await done(); // redraws the page first: a notice shown before would be drawn over
     notice(main, `${move.alias}: v${move.from_version ?? "–"} → v${move.to_version}.`, "good");
+    await done();
   } catch (error) { notice(main, error.message); }
 }
 

@@ -6,7 +6,7 @@ import { card, duration, short } from "./parts.js";
 
 function metricChart(history) {
   const thinned = history.points > history.steps.length ? ` (${num(history.steps.length)} of ${num(history.points)} points)` : "";
-  return chart(`${history.key}${thinned}`, history.steps, [{ label: history.key, values: history.values }], { xLabel: "step" });
+  return chart(`${history.key}${thinned}`, history.steps, [{ label: history.key, values: history.values }], { xLabel: "step", fromZero: false, points: history.steps.length <= 60 });
 }
 
 function environmentPanel(environment) {
