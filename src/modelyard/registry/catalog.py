@@ -16,6 +16,7 @@ from modelyard.errors import UntrustedFormatError, ValidationError, VersionNotFo
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Outputs, Predictor
 from modelyard.registry.records import (
     AliasMove,
+    ModelPage,
     ModelVersion,
     RegisteredModel,
     VersionPage,
@@ -23,7 +24,7 @@ from modelyard.registry.records import (
     model_not_found,
     version_not_found,
 )
-from modelyard.registry.refs import ModelRef, parse_ref
+from modelyard.registry.refs import ModelRef, check_model_name, parse_ref
 from modelyard.registry.repository import CatalogRepository
 from modelyard.registry.signature import Batch, Signature
 from modelyard.store.artifacts import ArtifactStore
@@ -55,6 +56,16 @@ class Catalog:
 
     def list_models(self) -> list[RegisteredModel]:
         return self._models.list_models()
+
+    def models_page(self, *, limit: int = 50, page_token: str | None = None) -> ModelPage:
+        """At most ``limit`` models by name, after ``page_token`` (the ``next_page_token``
+        of the page before; None: from the first). Each page is one range of the name index."""
+        if limit < 1:
+            raise ValidationError(f"limit must be at least 1, got {limit}")
+        after = None if page_token is None else _model_token(page_token)
+        found = self._models.models(after=after, limit=limit + 1)
+        more = len(found) > limit
+        return ModelPage(found[:limit], found[limit - 1].name if more else None)
 
     def get_model(self, name: str) -> RegisteredModel:
         found = self._models.find_model(name)
@@ -147,6 +158,16 @@ class Catalog:
             LoadOptions(trusted=trusted, intra_op_threads=intra_op_threads),
         )
         return LoadedModel(name, number, predictor, found.profile_digest)
+
+
+def _model_token(token: str) -> str:
+    try:
+        return check_model_name(token)
+    except ValidationError:
+        raise ValidationError(
+            f"page_token {token!r} is not one this command printed: pass the "
+            "next_page_token of the previous page as it was"
+        ) from None
 
 
 def _version_token(token: str) -> int:

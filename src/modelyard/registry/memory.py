@@ -69,6 +69,11 @@ class InMemoryRegistryRepository:
         with self._lock:
             return [self._models[name].read() for name in sorted(self._models)]
 
+    def models(self, *, after: str | None, limit: int) -> list[RegisteredModel]:
+        with self._lock:
+            names = [name for name in sorted(self._models) if after is None or name > after]
+            return [self._models[name].read() for name in names[:limit]]
+
     def find_model(self, name: str) -> RegisteredModel | None:
         with self._lock:
             model = self._models.get(name)

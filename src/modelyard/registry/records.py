@@ -56,6 +56,15 @@ class VersionPage:
 
 
 @dataclass(frozen=True)
+class ModelPage:
+    """One page of registered models, by name, and the token of the next page (None on
+    the last)."""
+
+    models: list[RegisteredModel]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
 class RegisteredModel:
     name: str
     description: str

@@ -30,6 +30,10 @@ class CatalogRepository(Protocol):
         """Every registered model, by name."""
         ...
 
+    def models(self, *, after: str | None, limit: int) -> list[RegisteredModel]:
+        """At most ``limit`` models named after ``after`` (None: from the first), by name."""
+        ...
+
     def find_model(self, name: str) -> RegisteredModel | None: ...
 
     def resolve(self, ref: ModelRef) -> int | None:

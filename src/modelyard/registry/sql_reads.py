@@ -59,6 +59,11 @@ class SqlCatalogRepository:
     def list_models(self) -> list[RegisteredModel]:
         return [self._model(row) for row in self._rows(_MODEL + " ORDER BY name")]
 
+    def models(self, *, after: str | None, limit: int) -> list[RegisteredModel]:
+        # A range of the unique index on name: page 100 costs what page 1 does.
+        sql = _MODEL + " WHERE name > :after ORDER BY name LIMIT :limit"
+        return [self._model(row) for row in self._rows(sql, after=after or "", limit=limit)]
+
     def find_model(self, name: str) -> RegisteredModel | None:
         rows = self._rows(_MODEL + " WHERE name = :name", name=name)
         return self._model(rows[0]) if rows else None

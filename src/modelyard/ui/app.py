@@ -39,9 +39,11 @@ from modelyard.errors import (
 )
 from modelyard.ui import session
 from modelyard.ui.context import UiContext
-from modelyard.ui.data import actions, deployments
+from modelyard.ui.data import actions, deployments, paging
+from modelyard.ui.data import models as model_pages
 from modelyard.ui.data import monitoring as monitoring_data
 from modelyard.ui.data import requests as requests_data
+from modelyard.ui.data import runs as run_pages
 
 STATIC = Path(__file__).parent / "static"
 _SPAN_LIMIT_S = 30 * 86400.0
@@ -202,6 +204,66 @@ def create_app(
         Route("/ui/api/deployments/{name}/requests/{request_id:path}", logged_request),
     ]
 
+    # -- models and runs (issue 21, items 1 and 5): each a page of an index -------------
+    def models_list(request: Request) -> JSONResponse:
+        query = request.query_params
+        return _json(
+            model_pages.models_page(
+                context, paging.page_size(query), paging.text(query, "page_token")
+            )
+        )
+
+    def model(request: Request) -> JSONResponse:
+        query = request.query_params
+        return _json(
+            model_pages.model_page(
+                context,
+                request.path_params["model"],
+                paging.page_size(query),
+                paging.text(query, "page_token"),
+            )
+        )
+
+    def version(request: Request) -> JSONResponse:
+        name, number = request.path_params["model"], request.path_params["version"]
+        return _json(model_pages.version_page(context, name, number))
+
+    def retrains(request: Request) -> JSONResponse:
+        return _json(model_pages.retrains(context, request.path_params["model"]))
+
+    def runs_list(request: Request) -> JSONResponse:
+        query = request.query_params
+        return _json(
+            run_pages.runs_page(
+                context,
+                filter=paging.text(query, "filter"),
+                experiment=paging.text(query, "experiment"),
+                status=paging.text(query, "status"),
+                limit=paging.page_size(query),
+                page_token=paging.text(query, "page_token"),
+                columns=paging.names(query, "columns", run_pages.COLUMN_LIMIT),
+            )
+        )
+
+    def run(request: Request) -> JSONResponse:
+        charts = paging.names(request.query_params, "charts", run_pages.CHARTS)
+        return _json(run_pages.run_page(context, request.path_params["run"], charts))
+
+    def run_metric(request: Request) -> JSONResponse:
+        key = paging.text(request.query_params, "key")
+        return _json(run_pages.metric_page(context, request.path_params["run"], key))
+
+    models_and_runs = [
+        Route("/ui/api/models", models_list),
+        Route("/ui/api/models/{model}", model),
+        Route("/ui/api/models/{model}/versions/{version:int}", version),
+        Route("/ui/api/models/{model}/retrains", retrains),
+        Route("/ui/api/runs", runs_list),
+        Route("/ui/api/runs/{run}", run),
+        Route("/ui/api/runs/{run}/metric", run_metric),
+    ]
+    # -- end of models and runs ------------------------------------------------------
+
     routes = [
         *watching,
         Route("/ui", lambda request: RedirectResponse("/ui/", status_code=308)),
@@ -214,6 +276,7 @@ def create_app(
         Route("/ui/api/deployments/{name}/rollout/{action}", rollout, methods=["POST"]),
         Route("/ui/api/deployments/{name}/alerts/{alert:int}/ack", acknowledge, methods=["POST"]),
         Route("/ui/api/models/{model}/aliases/{alias}", alias, methods=["POST"]),
+        *models_and_runs,
         Mount("/ui/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(

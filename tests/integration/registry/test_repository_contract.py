@@ -258,3 +258,20 @@ def test_versions_come_newest_first_in_pages_with_their_tags_and_aliases(
         (2, {"i": "2"}, ()),
     ]
     assert page[0] == models.find_version("fraud", 3)
+
+
+def test_models_come_by_name_in_pages_after_a_name(models: RegistryRepository) -> None:
+    for name in ("fraud", "churn", "ads", "zeta", "b-2"):
+        models.add_version(name, draft(T0))
+    models.move_alias("churn", "champion", 1, "ana", "", T0 + 1)
+
+    def names(after: str | None, limit: int) -> list[str]:
+        return [m.name for m in models.models(after=after, limit=limit)]
+
+    assert names(None, 10) == ["ads", "b-2", "churn", "fraud", "zeta"]
+    assert names(None, 2) == ["ads", "b-2"]
+    assert names("b-2", 2) == ["churn", "fraud"]
+    assert names("fraud", 2) == ["zeta"]
+    assert names("zeta", 2) == []
+    assert names("c", 1) == ["churn"]  # any name is a bound, stored or not
+    assert models.models(after="b-2", limit=1) == [model_of(models, "churn")]

@@ -215,3 +215,16 @@ def test_a_pickle_version_not_marked_trusted_is_refused_even_to_a_trusting_calle
         registry.load("reg/2", trusted=True)
     with pytest.raises(UntrustedFormatError, match="can run arbitrary code"):
         registry.load("reg/1")
+
+
+def test_models_come_a_page_at_a_time_by_name(registry: Registry, model: LinearRegression) -> None:
+    for name in ("b", "a", "c"):
+        registry.register(name, model, FEATURES, flavour="pickle", trusted=True)
+    first = registry.models_page(limit=2)
+    assert ([m.name for m in first.models], first.next_page_token) == (["a", "b"], "b")
+    last = registry.models_page(limit=2, page_token=first.next_page_token)
+    assert ([m.name for m in last.models], last.next_page_token) == (["c"], None)
+    with pytest.raises(ValidationError, match="page_token '!!' is not one this command"):
+        registry.models_page(page_token="!!")
+    with pytest.raises(ValidationError, match="limit must be at least 1"):
+        registry.models_page(limit=0)

@@ -107,8 +107,9 @@ export function splitBar(weights, labels = {}) {
 }
 
 // chart(title, xs (unix seconds), [{label, values}], {unit}): a line chart (uPlot) with
-// a text summary for screen readers.
-export function chart(title, xs, lines, { unit = "", height = 220, points = false } = {}) {
+// a text summary for screen readers. {xLabel: "step"} when xs are not times but steps;
+// {fromZero: false} for values that may be negative or far from zero (a metric's history).
+export function chart(title, xs, lines, { unit = "", height = 220, points = false, xLabel = null, fromZero = true } = {}) {
   const box = el("figure", { class: "card chart" });
   const summary = lines.map((l) => {
     const last = [...l.values].reverse().find((v) => v !== null && v !== undefined);
@@ -125,13 +126,16 @@ export function chart(title, xs, lines, { unit = "", height = 220, points = fals
     const width = Math.max(320, plot.clientWidth || 600);
     const options = {
       width, height,
-      series: [{}, ...lines.map((l, i) => ({
+      series: [xLabel ? { label: xLabel } : {}, ...lines.map((l, i) => ({
         label: l.label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
         points: { show: points, size: 5 },
       }))],
       axes: [{ space: 90 }, { size: 70, values: (u, ticks) => ticks.map((t) => num(t) + unit) }],
       // from zero, so a flat line of zeros sits at the bottom rather than mid-chart
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: {
+        x: { time: !xLabel },
+        y: fromZero ? { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } : {},
+      },
       legend: { live: true },
     };
     // uPlot is a classic script (vendored), loaded with defer before this module runs
