@@ -24,6 +24,7 @@ from modelyard.yard import Yard
 # Commands that print no data (they serve, run, remove or narrate): no --json to add.
 WITHOUT_DATA = {
     "serve",
+    "ui",
     "worker",
     "retraining remove",
     "monitor alerts remove",
