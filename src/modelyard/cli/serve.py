@@ -41,6 +41,13 @@ def serve(
     log_path: Annotated[
         Path | None, typer.Option(help="JSON-lines log file (default <home>/logs/serving.jsonl).")
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="builtin (worker processes here) or ray (Ray Serve replicas; "
+            "pip install 'modelyard[ray]')."
+        ),
+    ] = None,
     trusted: Annotated[
         bool,
         typer.Option(
@@ -65,6 +72,7 @@ def serve(
         "max_batch_wait_us": max_batch_wait_us,
         "request_timeout_s": request_timeout_s,
         "log_path": log_path,
+        "backend": backend,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     settings = override(cli_context(ctx).settings, serving=given)

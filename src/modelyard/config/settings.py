@@ -225,6 +225,33 @@ class ServingSettings(_Checked):
     poll_interval_s: float = _setting(
         0.5, ge=0.01, help="How often workers look for alias moves and deployment changes."
     )
+    # `modelyard serve --backend ray` (serving.process.ray_backend): the same app in Ray
+    # Serve replicas. `workers` is then the number of replicas (the fewest, autoscaling).
+    backend: str = _setting(
+        "builtin",
+        help="`builtin` (worker processes on this machine) or `ray` (Ray Serve replicas; needs "
+        "the `ray` extra).",
+    )
+    ray_address: str | None = _setting(
+        None,
+        help="The Ray cluster the `ray` backend joins (`auto`, `ray://head:10001`); none: start "
+        "a local one.",
+    )
+    ray_max_replicas: int | None = _setting(
+        None,
+        ge=1,
+        le=1024,
+        help="With the `ray` backend, autoscale between `workers` and this many replicas; none: "
+        "`workers` replicas, fixed.",
+    )
+    # Ray Serve's default of 5 collapsed to 13 req/s at 32 connections (BENCHMARKING.md);
+    # a replica here queues in its own batcher, which sheds load past `max_queue_rows`.
+    ray_max_ongoing_requests: int = _setting(
+        256,
+        ge=1,
+        help="With the `ray` backend, requests one replica takes at a time (Ray Serve's "
+        "`max_ongoing_requests`).",
+    )
     machine_price_per_hour: float = _setting(
         0.10,
         ge=0,

@@ -96,6 +96,7 @@ def test_serve_options() -> None:
     single.command()(serve)
     options = {opt for param in typer.main.get_command(single).params for opt in param.opts}
     expected = {"--model", "-m", "--port", "--workers", "--max-batch-wait-us", "--trusted"}
+    expected |= {"--backend"}
     assert expected | {"--insecure"} <= options
 
 
@@ -106,3 +107,13 @@ def test_serve_refuses_an_open_host_without_a_token_in_one_line(tmp_path: Path) 
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigurationError)
     assert "set MODELYARD_SERVING__TOKEN, or pass --insecure" in result.exception.message
+
+
+def test_serve_refuses_an_unknown_backend_naming_the_setting(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app(), ["serve", "--backend", "k8s"], env={"MODELYARD_HOME": str(tmp_path)}
+    )
+    assert isinstance(result.exception, ConfigurationError)
+    assert result.exception.message == (
+        "setting 'serving.backend' must be one of builtin, ray, got 'k8s'"
+    )

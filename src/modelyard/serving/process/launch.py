@@ -7,6 +7,8 @@ process that watches it from outside. The supervisor also hosts the server's one
 runner (``runner.host``: the rollout controller, the retention sweep and the
 monitoring pass). What one worker pays for it, measured with
 ``benchmarks/serving/bench_supervised_startup.py``, is in benchmarks/serving/RESULTS.md.
+With ``serving.backend = "ray"`` the workers are Ray Serve replicas instead
+(``ray_backend``, imported only then: it needs the ``ray`` extra).
 """
 
 from __future__ import annotations
@@ -62,6 +64,19 @@ def check_exposure(serving: ServingSettings, *, insecure: bool) -> str | None:
     )
 
 
+BACKENDS = ("builtin", "ray")
+
+
+def check_backend(serving: ServingSettings) -> str:
+    """``serving.backend``, known to be one this server has."""
+    if serving.backend not in BACKENDS:
+        raise ConfigurationError(
+            f"setting 'serving.backend' must be one of {', '.join(BACKENDS)}, "
+            f"got {serving.backend!r}"
+        )
+    return serving.backend
+
+
 def serve(
     settings: Settings,
     models: Sequence[str] = (),
@@ -75,6 +90,7 @@ def serve(
     ``models`` means every registered model (see ``choose_refs``). A host other than
     loopback needs a token, or ``insecure`` (see ``check_exposure``).
     """
+    backend = check_backend(settings.serving)
     warning = check_exposure(settings.serving, insecure=insecure)
     if warning is not None:
         sys.stderr.write(warning)
@@ -94,6 +110,12 @@ def serve(
     names = ", ".join([*(str(ref) for ref in refs), *(settings.serving.deployments or ())])
     sys.stderr.write(
         f"modelyard: serving {names} on http://{serving.host}:{serving.port} "
-        f"with {serving.workers} worker(s); JSON logs in {settings.resolved_log_path}\n"
+        f"with {serving.workers} {'Ray replica' if backend == 'ray' else 'worker'}(s); "
+        f"JSON logs in {settings.resolved_log_path}\n"
     )
+    if backend == "ray":
+        # An optional extra: imported only when chosen (it raises naming the extra).
+        from modelyard.serving.process.ray_backend import RayServer
+
+        return RayServer(settings, [str(r) for r in refs], trusted=trusted).run()
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()
