@@ -75,9 +75,8 @@ def ray_ort_spec(prep: bench.Prepared, port: int, replicas: int) -> bench.Server
 
 
 def measure(
-    spec: bench.ServerSpec, prep: bench.Prepared, out: Path, duration: float
+    spec: bench.ServerSpec, port: int, prep: bench.Prepared, out: Path, duration: float
 ) -> dict[int, bench.Measurement]:
-    port = bench.free_port()
     script = bench.lua_script(spec.body, out, spec.name)
     with bench.running(spec, port, out) as (url, session):
         bench.check_answer(spec, url, prep.expected)
@@ -100,14 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     prep = bench.prepare(out)
     rounds: list[dict[str, dict[int, bench.Measurement]]] = []
     for number in range(args.repeat):
+        ports = [bench.free_port() for _ in range(3)]
         specs = [
-            builtin_spec(prep, out, bench.free_port(), args.replicas),
-            modelyard_ray_spec(prep, out, bench.free_port(), args.replicas),
-            ray_ort_spec(prep, bench.free_port(), args.replicas),
+            builtin_spec(prep, out, ports[0], args.replicas),
+            modelyard_ray_spec(prep, out, ports[1], args.replicas),
+            ray_ort_spec(prep, ports[2], args.replicas),
         ]
         found = {}
-        for spec in specs:
-            found[spec.name] = measure(spec, prep, out, args.duration)
+        for spec, port in zip(specs, ports, strict=True):
+            found[spec.name] = measure(spec, port, prep, out, args.duration)
             for connections, m in found[spec.name].items():
                 print(
                     f"round {number + 1} {spec.name} c={connections}: {bench.fmt_measurement(m)}",
