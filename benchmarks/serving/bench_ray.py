@@ -74,6 +74,27 @@ def ray_ort_spec(prep: bench.Prepared, port: int, replicas: int) -> bench.Server
     )
 
 
+def process_name(pid: int) -> str:
+    """What a server process is: Ray names its actors' processes (``ray::ProxyActor``)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    first = command[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first
+    return " ".join(Path(part.decode(errors="replace")).name[:24] for part in command[:3])
+
+
+def cpu_by_process(m: bench.Measurement) -> str:
+    """The server's CPU per request, split by process (the four busiest)."""
+    busiest = sorted(m.process_cpu_s.items(), key=lambda item: -item[1])[:4]
+    return ", ".join(
+        f"{process_name(pid)} {seconds / max(m.requests, 1) * 1e6:,.0f} us"
+        for pid, seconds in busiest
+    )
+
+
 def measure(
     spec: bench.ServerSpec, port: int, prep: bench.Prepared, out: Path, duration: float
 ) -> dict[int, bench.Measurement]:
@@ -81,10 +102,12 @@ def measure(
     with bench.running(spec, port, out) as (url, session):
         bench.check_answer(spec, url, prep.expected)
         bench.run_wrk(url + spec.infer_path, script, 32, 2, spec.name, session)  # warm-up
-        return {
+        found = {
             c: bench.run_wrk(url + spec.infer_path, script, c, duration, spec.name, session)
             for c in (32, 1)
         }
+        print(f"  {spec.name} c=32 CPU/request by process: {cpu_by_process(found[32])}")
+        return found
 
 
 def main(argv: list[str] | None = None) -> int:

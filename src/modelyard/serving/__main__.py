@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--backend", help="builtin or ray (Ray Serve replicas)")
     parser.add_argument(
         "--trusted",
         action="store_true",
@@ -40,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        overrides = {"host": args.host, "port": args.port, "workers": args.workers}
+        overrides = {
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+            "backend": args.backend,
+        }
         settings = load_settings(
             home=args.home, serving={k: v for k, v in overrides.items() if v is not None}
         )

@@ -102,6 +102,14 @@ class ReplicaHost:
     def __serve_build_asgi_app__(self) -> ServingApp:
         return self._app
 
+    def check_health(self) -> None:
+        """Ray's periodic health check, standing in for the supervisor's watchdog: a model
+        call stuck past ``model_hang_limit_s`` makes the replica unhealthy, and Ray replaces
+        it (a frozen event loop fails the check by not answering)."""
+        hung = self._app.manager.hung(time.monotonic())
+        if hung is not None:
+            raise RuntimeError(f"a call to {hung.name} version {hung.version} hung")
+
     def __del__(self) -> None:
         # Ray has run the app's lifespan shutdown by now; close the stores and the log.
         self._stack.close()
@@ -224,7 +232,11 @@ class RayServer:
                     try:
                         serve.run(app, name=APPLICATION, route_prefix="/", blocking=False)
                     except RuntimeError as error:  # a replica's constructor or startup failed
-                        sys.stderr.write(f"modelyard: the Ray replicas could not start: {error}\n")
+                        lines = str(error).strip().splitlines() or [""]
+                        sys.stderr.write(
+                            f"modelyard: the Ray replicas could not start ({lines[-1]}); "
+                            "see the JSON log\n"
+                        )
                         return 1
                     runner = start_server_runner(settings, metrics_dir, trusted=self._trusted)
                     sys.stderr.write(f"modelyard: ready on http://{serving.host}:{serving.port}\n")
