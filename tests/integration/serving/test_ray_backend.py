@@ -1,7 +1,7 @@
 """``modelyard serve --backend ray`` on a local single-node Ray cluster (started by the
 server, stopped with it): the same answers as the built-in server, byte for byte but for
 request ids, including a deployment's sticky traffic split, and its requests reach the
-inference log."""
+inference log and its /metrics."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_ray_backend_answers_oip_v2_with_the_same_bodies_as_the_built_in_server(
             assert comparable(got) == comparable(want), user
 
 
-def test_ray_replicas_requests_reach_the_inference_log(
+def test_ray_replicas_requests_reach_the_inference_log_and_metrics(
     both_servers: tuple[Any, Any], wait_until: Any
 ) -> None:
     _, on_ray = both_servers
@@ -135,3 +135,8 @@ def test_ray_replicas_requests_reach_the_inference_log(
     )
     assert response.status_code == 200, response.text
     assert wait_until(lambda: "through-ray-1" in logged_request_ids(on_ray.home), 20)
+    # the replica's own /metrics, as a worker's: its readiness and the request just counted
+    metrics = httpx.get(f"{on_ray.url}/metrics", timeout=30)
+    assert metrics.status_code == 200
+    assert b"modelyard_ready 1" in metrics.content
+    assert b'modelyard_requests_total{model="fraud"' in metrics.content
