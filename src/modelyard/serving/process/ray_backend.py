@@ -14,11 +14,13 @@ first sketched it: the split, the sticky assignment, shadows and rollout steps l
 ``hosting.served_deployment`` and change under a running server (the rollout controller
 moves weights every few seconds); a router deployment would have to re-implement them
 over Ray handles or redeploy Ray applications on every step, and each request would pay
-a second Ray hop (a handle call, about a millisecond) on top of the proxy's for a model
-call of ~7 us. Replicas that each hold every version of the deployments they serve keep
-one hop and the split's decisions in one place; Ray Serve supplies what it is good at:
-replicas across machines, autoscaling (``serving.workers`` to
-``serving.ray_max_replicas``, on ongoing requests) and its HTTP proxy on every node.
+a second Ray task (a handle call) on top of the proxy's, for a model call of ~7 us: the
+replica's side of one Ray task alone took ~4.4 ms of CPU here
+(``benchmarks/serving/bench_ray.py``, RESULTS.md). Replicas that each hold every version
+of the deployments they serve keep one hop and the split's decisions in one place; Ray
+Serve supplies what it is good at: replicas across machines, autoscaling
+(``serving.workers`` to ``serving.ray_max_replicas``, on ongoing requests) and its HTTP
+proxy on every node.
 
 The driver (this process) does what the built-in ``Supervisor`` does besides answering:
 it runs the server's one runner (rollout controller, retention, monitoring pass) and the
