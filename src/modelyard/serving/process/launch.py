@@ -11,6 +11,7 @@ monitoring pass). What one worker pays for it, measured with
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,23 @@ def check_exposure(serving: ServingSettings, *, insecure: bool) -> str | None:
     )
 
 
+def check_grpc(serving: ServingSettings) -> None:
+    """With ``grpc_port`` set, refuse to start without the ``grpc`` extra: one clear error
+    rather than every worker failing to import it."""
+    if not serving.grpc_port:
+        return
+    for module in ("grpc", "google.protobuf"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            found = False
+        if not found:
+            raise ConfigurationError(
+                f"serving.grpc_port is set but {module!r} is not installed; "
+                "pip install 'modelyard[grpc]'"
+            )
+
+
 def serve(
     settings: Settings,
     models: Sequence[str] = (),
@@ -76,6 +94,7 @@ def serve(
     loopback needs a token, or ``insecure`` (see ``check_exposure``).
     """
     warning = check_exposure(settings.serving, insecure=insecure)
+    check_grpc(settings.serving)
     if warning is not None:
         sys.stderr.write(warning)
     db = Database(settings.resolved_database_url)  # created or migrated on first use
@@ -86,8 +105,9 @@ def serve(
         db.dispose()
     serving = settings.serving
     names = ", ".join(str(ref) for ref in refs)
+    grpc = f" and gRPC on {serving.host}:{serving.grpc_port}" if serving.grpc_port else ""
     sys.stderr.write(
-        f"modelyard: serving {names} on http://{serving.host}:{serving.port} "
+        f"modelyard: serving {names} on http://{serving.host}:{serving.port}{grpc} "
         f"with {serving.workers} worker(s); JSON logs in {settings.resolved_log_path}\n"
     )
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()
