@@ -17,11 +17,15 @@ one request in flight, for ``--duration`` seconds (after 1 s of warm-up):
   gRPC one is;
 * ``grpc-python``: a ``grpc.aio`` client (grpcio's C core under asyncio) calling
   ``ModelInfer`` with the row as ``raw_input_contents``, the message serialised once up
-  front, as the REST body is.
+  front, as the REST body is;
+* ``grpc-constant``: the same client against ``servers/constant_grpc.py``, grpcio's
+  asyncio server on uvloop in two processes answering every call with modelyard's
+  answer, unparsed: what a gRPC call costs a Python server before any work is done.
 
 Clients and server share the machine's two cores, so requests/s depend on the
 client's cost as much as on the server's: next to each figure are the CPU time the
-server's processes and the client spent per request. The machine is shared: each
+server's processes and the client spent per request, and for modelyard the rows per
+model call (from ``/metrics``: how far requests shared micro-batches). The machine is shared: each
 round's gRPC figure is divided by the REST figures of the same round, and those ratios
 are reported round by round, with their median.
 """
@@ -30,11 +34,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -109,8 +117,33 @@ async def _grpc_load(
     return latencies, failures, duration_s
 
 
+@contextlib.contextmanager
+def constant_grpc(port: int, answer: bytes) -> Iterator[int]:
+    """``servers/constant_grpc.py`` on ``port`` (two processes) until the block ends; its
+    session id."""
+    env = bench.base_env()
+    env["BENCH_ANSWER"] = answer.hex()
+    command = [sys.executable, str(bench.SERVERS_DIR / "constant_grpc.py"), str(port), "2"]
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(grpc.RpcError):
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    channel.unary_unary(INFER)(b"", timeout=1)
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the constant gRPC server did not start")
+            time.sleep(0.2)
+        yield process.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
 def run_grpc(
-    target: str, body: bytes, clients: int, duration_s: float, session: int
+    target: str, body: bytes, clients: int, duration_s: float, session: int, name: str
 ) -> bench.Measurement:
     load = os.getloadavg()[0]
     server_before, client_before = bench.session_cpu_by_process(session), bench.self_cpu_s()
@@ -125,7 +158,7 @@ def run_grpc(
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
 
     return bench.Measurement(
-        server="grpc-python",
+        server=name,
         connections=clients,
         duration_s=seconds,
         requests=len(latencies),
@@ -145,8 +178,8 @@ def run_grpc(
 
 def check_answers(
     spec: bench.ServerSpec, url: str, target: str, body: bytes, expected: np.ndarray
-) -> None:
-    """Both endpoints must give the forest's probabilities for the row."""
+) -> bytes:
+    """Both endpoints must give the forest's probabilities for the row; the gRPC answer."""
     rest = httpx.post(
         url + spec.infer_path, content=spec.body, headers={"content-type": "application/json"}
     )
@@ -158,16 +191,29 @@ def check_answers(
             answer: bytes = await channel.unary_unary(INFER)(body, timeout=10)
             return answer
 
-    over_grpc = grpc_probabilities(asyncio.run(one()))
+    answer = asyncio.run(one())
     np.testing.assert_allclose(over_rest, expected, atol=1e-5)
-    np.testing.assert_allclose(over_grpc, over_rest, rtol=1e-6)
+    np.testing.assert_allclose(grpc_probabilities(answer), over_rest, rtol=1e-6)
+    return answer
 
 
-def line(m: bench.Measurement) -> str:
+def batch_rows(url: str) -> tuple[float, float]:
+    """The server's rows and model calls so far (``modelyard_batch_rows``, all workers)."""
+    rows = calls = 0.0
+    for text in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if text.startswith("modelyard_batch_rows_sum{"):
+            rows += float(text.rsplit(" ", 1)[1])
+        elif text.startswith("modelyard_batch_rows_count{"):
+            calls += float(text.rsplit(" ", 1)[1])
+    return rows, calls
+
+
+def line(m: bench.Measurement, rows_per_call: float | None) -> str:
+    batching = "" if rows_per_call is None else f"  {rows_per_call:4.1f} rows/call"
     return (
-        f"{m.server:12} {m.rps:8,.0f} req/s  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  "
-        f"server {m.server_cpu_us:5.0f} us/req  client {m.client_cpu_us:5.0f} us/req  "
-        f"errors {m.errors}  load {m.load_before:.2f}"
+        f"{m.server:13} {m.rps:7,.0f} req/s  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  "
+        f"server {m.server_cpu_us:4.0f} us/req  client {m.client_cpu_us:4.0f} us/req"
+        f"{batching}  errors {m.errors}  load {m.load_before:.2f}"
     )
 
 
@@ -182,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(tmp)
         (out / "logs").mkdir()
         prep = bench.prepare(out)
-        port, grpc_port = bench.free_port(), bench.free_port()
+        port, grpc_port, constant_port = bench.free_port(), bench.free_port(), bench.free_port()
         spec = bench.modelyard_spec(
             prep, out, port, label="modelyard", description="modelyard", grpc_port=str(grpc_port)
         )
@@ -190,25 +236,42 @@ def main(argv: list[str] | None = None) -> int:
         body = grpc_body(prep.row)
         script = bench.lua_script(spec.body, out, "oip")
         rounds: list[dict[str, bench.Measurement]] = []
-        with bench.running(spec, port, out) as (url, session):
-            check_answers(spec, url, target, body, prep.expected)
+        batched: list[dict[str, float]] = []
+        with contextlib.ExitStack() as stack:
+            url, session = stack.enter_context(bench.running(spec, port, out))
+            answer = check_answers(spec, url, target, body, prep.expected)
+            constant = stack.enter_context(constant_grpc(constant_port, answer))
             print(f"modelyard, 2 workers, {args.clients} clients, {args.duration:g} s each")
             for number in range(1, args.rounds + 1):
-                figures = {
-                    "rest-wrk": bench.run_wrk(
+                figures: dict[str, bench.Measurement] = {}
+                batching: dict[str, float] = {}
+                measurements = {
+                    "rest-wrk": lambda: bench.run_wrk(
                         url + spec.infer_path, script, args.clients, args.duration,
                         "rest-wrk", session,
                     ),
-                    "rest-python": bench.run_python_loadgen(
+                    "rest-python": lambda: bench.run_python_loadgen(
                         url, spec, args.clients, args.duration, None, session
                     ),
-                    "grpc-python": run_grpc(target, body, args.clients, args.duration, session),
+                    "grpc-python": lambda: run_grpc(
+                        target, body, args.clients, args.duration, session, "grpc-python"
+                    ),
                 }  # fmt: skip
+                for name, measure in measurements.items():
+                    rows, calls = batch_rows(url)
+                    figures[name] = measure()
+                    after_rows, after_calls = batch_rows(url)
+                    batching[name] = (after_rows - rows) / max(after_calls - calls, 1)
+                figures["grpc-constant"] = run_grpc(
+                    f"127.0.0.1:{constant_port}", body, args.clients, args.duration,
+                    constant, "grpc-constant",
+                )  # fmt: skip
                 figures["rest-python"].server = "rest-python"
                 rounds.append(figures)
+                batched.append(batching)
                 print(f"round {number}")
-                for m in figures.values():
-                    print("  " + line(m))
+                for name, m in figures.items():
+                    print("  " + line(m, batching.get(name)))
                 grpc_rps = figures["grpc-python"].rps
                 print(
                     f"  grpc / rest-python {grpc_rps / figures['rest-python'].rps:.2f}"
@@ -221,9 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         server_cpu = statistics.median(r[name].server_cpu_us for r in rounds)
         client_cpu = statistics.median(r[name].client_cpu_us for r in rounds)
         p99 = statistics.median(r[name].p99_ms for r in rounds)
+        rows = [b[name] for b in batched if name in b]
+        batching = f"  {statistics.median(rows):4.1f} rows/call" if rows else ""
         print(
-            f"  {name:12} {rps:8,.0f} req/s  p99 {p99:6.2f} ms  server {server_cpu:5.0f} us/req  "
-            f"client {client_cpu:5.0f} us/req"
+            f"  {name:13} {rps:7,.0f} req/s  p99 {p99:6.2f} ms  server {server_cpu:4.0f} us/req  "
+            f"client {client_cpu:4.0f} us/req{batching}"
         )
     for reference in ("rest-python", "rest-wrk"):
         ratios = [r["grpc-python"].rps / r[reference].rps for r in rounds]

@@ -5,22 +5,22 @@ a stable ``code``; only this module speaks HTTP and gRPC statuses. A code missin
 the table inherits the statuses of the nearest ancestor class that has them, so a new
 subclass elsewhere never turns into a 500 by accident::
 
-    code                                             HTTP   gRPC
-    ValidationError (invalid_input)                  422    INVALID_ARGUMENT
-    ├── MalformedRequestError       malformed_request        400    INVALID_ARGUMENT
-    │   └── HostNotAllowedError     host_not_allowed         400    INVALID_ARGUMENT
-    ├── UnsupportedMediaTypeError   unsupported_media_type   415    INVALID_ARGUMENT
-    └── PayloadTooLargeError        payload_too_large        413    RESOURCE_EXHAUSTED
-    NotFoundError (not_found)                        404    NOT_FOUND
-    └── RouteNotFoundError          route_not_found          404    NOT_FOUND
-    ConflictError (conflict)                         409    ABORTED
-    ServingError (serving_error)                     500    INTERNAL
-    ├── UnauthorizedError           unauthorized             401    UNAUTHENTICATED
-    ├── MethodNotAllowedError       method_not_allowed       405    UNIMPLEMENTED
-    ├── ModelNotReadyError          model_not_ready          503    UNAVAILABLE
-    ├── OverloadedError             overloaded               503    UNAVAILABLE
-    ├── DeadlineExceededError       deadline_exceeded        504    DEADLINE_EXCEEDED
-    └── ModelFailedError            model_failed             500    INTERNAL
+    class (code)                                           HTTP  gRPC
+    ValidationError (invalid_input)                        422   INVALID_ARGUMENT
+    ├── MalformedRequestError (malformed_request)          400   INVALID_ARGUMENT
+    │   └── HostNotAllowedError (host_not_allowed)         400   INVALID_ARGUMENT
+    ├── UnsupportedMediaTypeError (unsupported_media_type) 415   INVALID_ARGUMENT
+    └── PayloadTooLargeError (payload_too_large)           413   RESOURCE_EXHAUSTED
+    NotFoundError (not_found)                              404   NOT_FOUND
+    └── RouteNotFoundError (route_not_found)               404   NOT_FOUND
+    ConflictError (conflict)                               409   ABORTED
+    ServingError (serving_error)                           500   INTERNAL
+    ├── UnauthorizedError (unauthorized)                   401   UNAUTHENTICATED
+    ├── MethodNotAllowedError (method_not_allowed)         405   UNIMPLEMENTED
+    ├── ModelNotReadyError (model_not_ready)               503   UNAVAILABLE
+    ├── OverloadedError (overloaded)                       503   UNAVAILABLE
+    ├── DeadlineExceededError (deadline_exceeded)          504   DEADLINE_EXCEEDED
+    └── ModelFailedError (model_failed)                    500   INTERNAL
 
 gRPC statuses are named as ``grpc.StatusCode`` names them (the ``google.rpc.Code``
 names), so this module needs no gRPC import. The choices that are not one-to-one:
