@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_serving as bench  # noqa: E402
 
-from modelyard.serving.wire.proto.open_inference_grpc_pb2 import (  # noqa: E402
+from modelyard.serving.wire.proto.messages import (  # noqa: E402
     ModelInferRequest,
     ModelInferResponse,
 )

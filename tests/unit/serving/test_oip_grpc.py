@@ -17,7 +17,7 @@ from modelyard.errors import MalformedRequestError, PayloadTooLargeError
 from modelyard.registry.signature import FieldSpec, Signature
 from modelyard.serving.wire import binary, oip_grpc
 from modelyard.serving.wire.oip import InferRequest, tensor_metadata
-from modelyard.serving.wire.proto import open_inference_grpc_pb2 as pb
+from modelyard.serving.wire.proto import messages as pb
 
 PROTO_DIR = Path(oip_grpc.__file__).parent / "proto"
 
@@ -254,15 +254,39 @@ class TestResponses:
         assert list(response.versions) == ["1", "2"]
 
 
-def test_the_committed_module_is_generated_from_the_proto(tmp_path: Path) -> None:
+def semantic(file: Any) -> bytes:
+    """A ``FileDescriptorProto`` without what compilers fill in differently (json_name)."""
+    copy = type(file)()
+    copy.CopyFrom(file)
+
+    def clear(messages: Any) -> None:
+        for message in messages:
+            for field in message.field:
+                field.ClearField("json_name")
+            clear(message.nested_type)
+
+    clear(copy.message_type)
+    return bytes(copy.SerializeToString(deterministic=True))
+
+
+def test_the_committed_descriptor_is_compiled_from_the_proto(tmp_path: Path) -> None:
     protoc = pytest.importorskip("grpc_tools.protoc")
-    args = [f"-I{PROTO_DIR}", f"--python_out={tmp_path}", "open_inference_grpc.proto"]
+    from google.protobuf import descriptor_pb2
+
+    fresh = tmp_path / "fresh.binpb"
+    args = [f"-I{PROTO_DIR}", f"--descriptor_set_out={fresh}", "open_inference_grpc.proto"]
     assert protoc.main(["protoc", *args]) == 0
+    [built] = descriptor_pb2.FileDescriptorSet.FromString(fresh.read_bytes()).file
+    committed = (PROTO_DIR / pb.COMPILED).read_bytes()
+    [stored] = descriptor_pb2.FileDescriptorSet.FromString(committed).file
+    assert semantic(built) == semantic(stored), "regenerate serving/wire/proto (its __init__)"
 
-    def descriptor(module: Path) -> str:  # the compiler's version differs, not this
-        return next(line for line in module.read_text().splitlines() if "AddSerializedFile" in line)
 
-    committed = PROTO_DIR / "open_inference_grpc_pb2.py"
-    assert descriptor(tmp_path / committed.name) == descriptor(committed), (
-        "regenerate serving/wire/proto (see its __init__.py)"
-    )
+def test_the_messages_share_a_process_with_tritonclients() -> None:
+    triton = pytest.importorskip("tritonclient.grpc.service_pb2")  # same names, own pool
+    message = pb.ModelInferRequest(model_name="m", id="1")
+    message.inputs.add(name="input", datatype="FP32", shape=[1])
+    message.raw_input_contents.append(b"\x00\x00\x80?")
+    theirs = triton.ModelInferRequest.FromString(message.SerializeToString())
+    assert (theirs.model_name, theirs.inputs[0].name) == ("m", "input")
+    assert pb.ModelInferRequest.FromString(theirs.SerializeToString()) == message

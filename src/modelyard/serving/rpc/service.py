@@ -47,7 +47,7 @@ from modelyard.serving.pipeline import Call, InferencePipeline, Reply, WireForma
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.wire import classification, oip_grpc
 from modelyard.serving.wire.oip import PLATFORMS
-from modelyard.serving.wire.proto.open_inference_grpc_pb2 import (
+from modelyard.serving.wire.proto.messages import (
     ModelInferRequest,
     ModelMetadataRequest,
     ModelReadyRequest,

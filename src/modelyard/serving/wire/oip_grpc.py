@@ -30,7 +30,7 @@ import orjson
 
 from modelyard.errors import MalformedRequestError
 from modelyard.serving.wire import binary, classification, oip
-from modelyard.serving.wire.proto.open_inference_grpc_pb2 import (
+from modelyard.serving.wire.proto.messages import (
     InferParameter,
     InferTensorContents,
     ModelInferRequest,
