@@ -2,7 +2,8 @@
 
 ``launch_server(home, models, ...)`` starts ``python -m modelyard.serving`` with
 settings passed as ``MODELYARD_*`` environment variables, waits until
-``/v2/health/ready`` answers 200, and stops the server (SIGTERM) at teardown.
+``/v2/health/ready`` answers 200, and stops the server (SIGTERM) at teardown. With
+``grpc=True`` it serves the gRPC service too, on another free port (``grpc_target``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def free_port() -> int:
 
 @dataclass
 class ServerProcess:
-    """A running server: its URL, process, home, JSON log and captured stderr."""
+    """A running server: its URL, process, home, JSON log and captured stderr; its gRPC
+    address (``host:port``) when it serves gRPC."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -57,6 +59,7 @@ class ServerProcess:
     log_path: Path
     stderr_path: Path
     stopped: bool = field(default=False)
+    grpc_target: str | None = None
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -83,12 +86,14 @@ def start_server(
     trusted: bool = False,
     insecure: bool = False,
     environ: dict[str, str] | None = None,
+    grpc: bool = False,
 ) -> ServerProcess:
     """Start a server and wait until it is ready (raise with its stderr if it is not);
     ``settings`` are serving's, ``environ`` any other ``MODELYARD_*`` variables;
     ``trusted`` passes ``--trusted`` (pickle-based models may load), ``insecure``
-    ``--insecure`` (a host beyond loopback without a token)."""
+    ``--insecure`` (a host beyond loopback without a token), ``grpc`` a gRPC port."""
     port = free_port()
+    grpc_port = free_port() if grpc else None
     log_path = home / "logs" / f"serving-{port}.jsonl"
     stderr_path = home / f"server-{port}.stderr"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
@@ -100,6 +105,8 @@ def start_server(
             "MODELYARD_SERVING__LOG_PATH": str(log_path),
         }
     )
+    if grpc_port is not None:
+        env["MODELYARD_SERVING__GRPC_PORT"] = str(grpc_port)
     for key, value in (settings or {}).items():
         env[f"MODELYARD_SERVING__{key.upper()}"] = value
     env.update(environ or {})
@@ -113,6 +120,8 @@ def start_server(
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(args, env=env, stdout=stderr, stderr=stderr)
     server = ServerProcess(f"http://127.0.0.1:{port}", process, home, log_path, stderr_path)
+    if grpc_port is not None:
+        server.grpc_target = f"127.0.0.1:{grpc_port}"
 
     def ready() -> bool:
         if process.poll() is not None:

@@ -54,6 +54,14 @@ class ServingSettings(_Checked):
         "`--insecure`).",
     )
     port: int = _setting(8000, ge=0, le=65535, help="TCP port of the prediction server.")
+    # Off by default: gRPC needs the `grpc` extra (grpcio), and most callers speak REST.
+    grpc_port: int | None = _setting(
+        None,
+        ge=0,
+        le=65535,
+        help="TCP port of the Open Inference Protocol's gRPC service, on `host` (needs the "
+        "`grpc` extra); unset or 0: no gRPC.",
+    )
     workers: int = _setting(
         2,
         ge=1,
@@ -258,6 +266,13 @@ class ServingSettings(_Checked):
         help="Price of the machine, for the cost per million predictions `modelyard bench` "
         "reports.",
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ConfigurationError(
+                f"setting 'serving.grpc_port' must differ from 'serving.port', both are {self.port}"
+            )
 
 
 @dataclass(frozen=True)

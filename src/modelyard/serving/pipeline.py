@@ -1,11 +1,12 @@
 """The inference path as one pipeline: parse -> route -> validate -> submit -> encode.
 
-``InferencePipeline.run`` answers one inference request from what the HTTP layer
+``InferencePipeline.run`` answers one inference request from what its transport
 knows of it (a ``Call``: its id, arrival, deadline and headers), the model and
-version its path names, and its body, in five steps, each a call into the module
-that owns it:
+version it names (the HTTP path, or the gRPC message), and its body, in five steps,
+each a call into the module that owns it:
 
-* parse: the wire format (``wire.oip``, ``wire.records``) checks the envelope;
+* parse: the wire format (``wire.oip``, ``wire.records``, ``wire.oip_grpc``) checks the
+  envelope;
 * route: a deployment picks the arm (``ServedDeployment.choose``), or the path names a
   served reference or a pinned version (``ModelTable.lookup``); the request's
   ``RequestRecord`` is fixed here and travels with it unchanged;
@@ -60,7 +61,8 @@ OCTETS = b"application/octet-stream"  # a binary tensor data answer, as Triton s
 
 
 class Call:
-    """What the HTTP layer knows of a request before it is answered (never changed after).
+    """What the transport knows of a request before it is answered (never changed after):
+    over gRPC, ``method`` is ``GRPC``, ``path`` the RPC's and ``headers`` its metadata.
 
     Slotted classes with ``Final`` attributes, here and in ``Reply``, rather than
     ``NamedTuple``s: building and reading those costs a Python-level ``__new__`` and
@@ -95,9 +97,16 @@ class Call:
 
 
 class Reply:
-    """An endpoint's answer, and what the request log and metrics say about it."""
+    """An endpoint's answer, and what the request log and metrics say about it.
 
-    __slots__ = ("code", "error", "extra", "media", "model", "payload", "rows", "status", "version")
+    ``status`` is the HTTP status of the outcome, over either transport; a refused
+    request carries its error in ``refusal`` too, for a transport with statuses of its
+    own (gRPC: ``wire.status.grpc_status``)."""
+
+    __slots__ = (
+        "code", "error", "extra", "media", "model", "payload", "refusal", "rows", "status",
+        "version",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -110,6 +119,7 @@ class Reply:
         rows: int = 0,
         code: str | None = None,
         error: str | None = None,
+        refusal: ModelyardError | None = None,
     ) -> None:
         self.status: Final = status
         self.payload: Final = payload
@@ -120,6 +130,7 @@ class Reply:
         self.rows: Final = rows
         self.code: Final = code
         self.error: Final = error
+        self.refusal: Final = refusal
 
 
 class Target(Protocol):
@@ -137,6 +148,9 @@ class WireFormat:
     """How one wire format reads an inference request and writes its answer: one function
     per pipeline step, so that a step costs one call."""
 
+    # the body as the transport hands it over -> what ``parse`` reads (JSON over HTTP;
+    # over gRPC the message, which grpcio has already decoded)
+    decode: Callable[[Any], Any]
     # (decoded body, values one request may declare) -> the request
     parse: Callable[[Any, int], Any]
     # (body, its Inference-Header-Content-Length, values one request may declare) -> the
@@ -151,9 +165,12 @@ class WireFormat:
     encode: Callable[[str, str, Any, str, Outputs, int, int], bytes | Framed]
     # whether requests carry their own deadline (``request.timeout_s``)
     timeouts: bool
+    # the media type of an answer ``encode`` wrote as plain bytes
+    media: bytes = JSON
 
 
-def _tensor_reader(request: oip.InferRequest, names: Sequence[str]) -> Callable[[str], Any]:
+def tensor_reader(request: oip.InferRequest, names: Sequence[str]) -> Callable[[str], Any]:
+    """A field reader over an Open Inference Protocol request's tensors (routing keys)."""
     return lambda wanted: oip.tensor_field(request.inputs, names, wanted)
 
 
@@ -170,15 +187,17 @@ def _no_binary(body: bytes, header: bytes, max_values: int) -> Any:
 
 # The Open Inference Protocol (``wire.oip``): tensors in, tensors out.
 OIP = WireFormat(
+    decode_json,
     oip.parse_infer_request,
     oip.parse_binary_request,
-    _tensor_reader,
+    tensor_reader,
     InputValidator.from_oip,
     oip.encode_response,
     True,
 )
 # JSON records (``wire.records``): ``{"instances": [...]}`` in, predictions out.
 RECORDS = WireFormat(
+    decode_json,
     records.parse_records_request,
     _no_binary,
     _record_reader,
@@ -204,9 +223,10 @@ class InferencePipeline:
         self._recorder = recorder
         self._report = report
 
-    async def run(self, fmt: WireFormat, target: Target, call: Call, body: bytes) -> Reply:
-        """Answer ``body``, sent to ``target.model`` (and ``target.version``, if the path
-        names one). ``partial(run, fmt)`` is an endpoint's handler."""
+    async def run(self, fmt: WireFormat, target: Target, call: Call, body: Any) -> Reply:
+        """Answer ``body`` (bytes over HTTP, what ``fmt.decode`` takes), sent to
+        ``target.model`` (and ``target.version``, if the path names one).
+        ``partial(run, fmt)`` is an endpoint's handler."""
         model, version = target.model, target.version
         assert model is not None
         served = self._table.deployment(model, version)
@@ -216,7 +236,7 @@ class InferencePipeline:
             runtime, record = self._lookup(model, version, call)
         elif served.needs_fields:
             request = (
-                fmt.parse(decode_json(body), served.max_values)
+                fmt.parse(fmt.decode(body), served.max_values)
                 if call.binary_header is None
                 else fmt.parse_binary(body, call.binary_header, served.max_values)
             )
@@ -232,7 +252,7 @@ class InferencePipeline:
                 raise OverloadedError(f"{runtime.label} has a full queue; retry shortly")
             if request is None:
                 request = (
-                    fmt.parse(decode_json(body), runtime.max_values)
+                    fmt.parse(fmt.decode(body), runtime.max_values)
                     if call.binary_header is None
                     else fmt.parse_binary(body, call.binary_header, runtime.max_values)
                 )
@@ -257,7 +277,7 @@ class InferencePipeline:
         name, version_text = runtime.name, runtime.version_text
         payload = fmt.encode(name, version_text, request, record.request_id, outputs, start, stop)
         if type(payload) is bytes:
-            return Reply(200, payload, JSON, (), name, version_text, prepared.rows)
+            return Reply(200, payload, fmt.media, (), name, version_text, prepared.rows)
         assert isinstance(payload, Framed)
         extra = ((b"inference-header-content-length", b"%d" % payload.header_length),)
         return Reply(200, payload.payload, OCTETS, extra, name, version_text, prepared.rows)
@@ -322,4 +342,5 @@ class InferencePipeline:
             rows,
             error.code,
             error.detail,
+            error,
         )

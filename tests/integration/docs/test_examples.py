@@ -16,8 +16,9 @@ Each page runs on its own: a fresh working directory, a fresh modelyard home
 - ```` ```toml ````: a ``modelyard.toml``; ``load_settings`` must accept it.
 - A block preceded by ``<!-- docs-test: skip REASON -->`` is not run, and must say why.
 
-Pages say ``127.0.0.1:8000``, the server's default address; here each page gets a free
-port instead, written into its commands and settings.
+Pages say ``127.0.0.1:8000``, the server's default address (and ``127.0.0.1:8001`` for its
+gRPC service, started with ``MODELYARD_SERVING__GRPC_PORT=8001``); here each page gets
+free ports instead, written into its commands and settings.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ PAGES = [*sorted(p.name for p in DOCS.glob("*.md")), "../README.md"]
 RUN = ("python", "bash")
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\b(?P<reason>[^>]*)-->")
 DEFAULT_ADDRESS = "127.0.0.1:8000"
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:8001"
+GRPC_PORT_SETTING = "MODELYARD_SERVING__GRPC_PORT=8001"
 BASH_TIMEOUT_S = 240
 # Values that differ on every run: ids minted per request, clocks.
 VOLATILE = frozenset({"id", "request_id", "received_at", "started_at", "time", "ts"})
@@ -121,6 +124,7 @@ class PageRun:
         self.page = page
         self.workdir = workdir
         self.address = f"127.0.0.1:{_free_port()}"
+        self.grpc_port = _free_port()
         bin_dir = str(Path(sys.executable).parent)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
         self.env.update(
@@ -138,7 +142,11 @@ class PageRun:
         self.last_output: str | None = None
 
     def _code(self, block: Block) -> str:
-        return block.code.replace(DEFAULT_ADDRESS, self.address)
+        return (
+            block.code.replace(DEFAULT_ADDRESS, self.address)
+            .replace(DEFAULT_GRPC_ADDRESS, f"127.0.0.1:{self.grpc_port}")
+            .replace(GRPC_PORT_SETTING, f"MODELYARD_SERVING__GRPC_PORT={self.grpc_port}")
+        )
 
     def python(self, block: Block) -> None:
         # Leading newlines keep tracebacks on the page's own line numbers.

@@ -142,8 +142,9 @@ def fraud_body() -> bytes:
 
 @pytest.fixture(scope="session")
 def server(model_home: Path, server_starter: Callable[..., Any]) -> Iterator[Any]:
-    """One server (one worker) for the protocol, bad-input and schemathesis tests."""
-    running = server_starter(model_home, ["fraud@champion", "price"])
+    """One server (one worker) for the protocol, bad-input and schemathesis tests; it
+    serves the gRPC service too (``server.grpc_target``)."""
+    running = server_starter(model_home, ["fraud@champion", "price"], grpc=True)
     yield running
     running.stop()
 

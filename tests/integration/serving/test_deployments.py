@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import pytest
 from sklearn.datasets import make_classification
 
 from modelyard.config import load_settings
@@ -52,7 +53,7 @@ def test_traffic_split_follows_weight_and_sticks_to_routing_key(
     deploy(fresh_home, "split", canary=2, canary_weight=30)
     deploy(fresh_home, "by-user", canary=2, canary_weight=50, routing_key="header:x-user-id")
     deploy(fresh_home, "by-field", canary=2, canary_weight=50, routing_key="field:f3")
-    server = launch_server(fresh_home, ["fraud@champion"], workers=2)
+    server = launch_server(fresh_home, ["fraud@champion"], workers=2, grpc=True)
 
     # No key: each request draws; 30% +- 4.5 standard deviations (n = 1000): 3 failed
     # one CI run in a few hundred, as chance allows.
@@ -77,6 +78,23 @@ def test_traffic_split_follows_weight_and_sticks_to_routing_key(
         user: str(by_user.route(user, 0.0).version) for user in users
     }
     assert 8 <= sum(v == {"2"} for v in seen.values()) <= 32
+
+    # The same over gRPC, the key in the call's metadata: the same version per user.
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    row = np.asarray(orjson.loads(fraud_body)["inputs"][0]["data"], dtype=np.float32)
+    tensor = grpcclient.InferInput("input", [1, 30], "FP32")
+    tensor.set_data_from_numpy(row.reshape(1, 30))
+    client = grpcclient.InferenceServerClient(server.grpc_target)
+    try:
+        over_grpc = {
+            user: client.infer("by-user", [tensor], headers={"x-user-id": user})
+            .get_response()
+            .model_version
+            for user in users
+        }
+    finally:
+        client.close()
+    assert over_grpc == {user: next(iter(v)) for user, v in seen.items()}
 
     # Keyed by a field of the first record (the records route).
     rows, _ = make_classification(n_samples=40, n_features=30, random_state=7)

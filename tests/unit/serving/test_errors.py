@@ -1,4 +1,4 @@
-"""The one code -> HTTP status table."""
+"""The one code -> status table (HTTP and gRPC)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ from modelyard.errors import (
     ValidationError,
     VersionNotFoundError,
 )
-from modelyard.serving.wire.status import error_body, error_headers, http_status
+from modelyard.serving.wire.status import (
+    STATUSES,
+    error_body,
+    error_headers,
+    grpc_status,
+    http_status,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,11 +55,40 @@ def test_status_of_each_code(error: ModelyardError, status: int) -> None:
     assert http_status(error) == status
 
 
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ValidationError("x"), "INVALID_ARGUMENT"),
+        (MalformedRequestError("x"), "INVALID_ARGUMENT"),
+        (UnsupportedMediaTypeError("x"), "INVALID_ARGUMENT"),
+        (PayloadTooLargeError("x"), "RESOURCE_EXHAUSTED"),
+        (ModelNotFoundError("x"), "NOT_FOUND"),
+        (VersionNotFoundError("x"), "NOT_FOUND"),
+        (UnauthorizedError("x"), "UNAUTHENTICATED"),
+        (MethodNotAllowedError("x", ("GET",)), "UNIMPLEMENTED"),
+        (ModelNotReadyError("x"), "UNAVAILABLE"),
+        (OverloadedError("x"), "UNAVAILABLE"),
+        (DeadlineExceededError("x"), "DEADLINE_EXCEEDED"),
+        (ModelFailedError("x"), "INTERNAL"),
+        (ModelyardError("x"), "INTERNAL"),
+    ],
+)
+def test_grpc_status_of_each_code(error: ModelyardError, status: str) -> None:
+    assert grpc_status(error) == status
+
+
+def test_every_grpc_status_is_one_grpc_has() -> None:
+    grpc = pytest.importorskip("grpc")
+    for row in STATUSES.values():
+        assert grpc.StatusCode[row.grpc]
+
+
 def test_a_new_subclass_inherits_its_parents_status() -> None:
     class OddInput(ValidationError):
         code = "odd_input"
 
     assert http_status(OddInput("x")) == 422
+    assert grpc_status(OddInput("x")) == "INVALID_ARGUMENT"
 
 
 def test_error_body_is_the_protocols_error_object() -> None:

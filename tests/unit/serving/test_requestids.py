@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelyard.serving.http.requestids import RequestIds
+from modelyard.serving.wire.requestids import RequestIds
 
 
 def test_generated_ids_are_unique_and_prefixed() -> None:

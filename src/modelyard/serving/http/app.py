@@ -58,7 +58,6 @@ from modelyard.serving.http.intake import (
 )
 from modelyard.serving.http.mount import Asgi, MountedApp
 from modelyard.serving.http.openapi import build_openapi
-from modelyard.serving.http.requestids import RequestIds
 from modelyard.serving.http.routes import ANY_HOST, GUARDED, QUIET, WRITE, Router
 from modelyard.serving.pipeline import JSON, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.jsonlog import JsonLog
@@ -71,6 +70,7 @@ from modelyard.serving.telemetry.metrics import (
     render,
 )
 from modelyard.serving.wire.oip import example_requests
+from modelyard.serving.wire.requestids import RequestIds
 from modelyard.serving.wire.status import error_body, error_headers, http_status
 
 Scope = MutableMapping[str, Any]
@@ -191,6 +191,10 @@ class ServingApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._openapi: tuple[list[str], bytes] | None = None
         self._published = 0.0
+        # Other listeners on this event loop (the gRPC server, ``serving.rpc``): started
+        # once the models are warm and before HTTP listens, so that a worker that answers
+        # HTTP answers every protocol.
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
 
     # -- state read by the endpoints ------------------------------------------------------
 
@@ -446,6 +450,8 @@ class ServingApp:
         """Load and warm every model, then start following the registry."""
         self._loop = asyncio.get_running_loop()
         await self.manager.load_all()
+        for start in self.on_startup:
+            await start()
         self.started = True
         self._tasks = [
             asyncio.create_task(self._every(self._poll_s, self._poll)),

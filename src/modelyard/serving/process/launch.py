@@ -13,6 +13,7 @@ With ``serving.backend = "ray"`` the workers are Ray Serve replicas instead
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +78,23 @@ def check_backend(serving: ServingSettings) -> str:
     return serving.backend
 
 
+def check_grpc(serving: ServingSettings) -> None:
+    """With ``grpc_port`` set, refuse to start without the ``grpc`` extra: one clear error
+    rather than every worker failing to import it."""
+    if not serving.grpc_port:
+        return
+    for module in ("grpc", "google.protobuf"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            found = False
+        if not found:
+            raise ConfigurationError(
+                f"serving.grpc_port is set but {module!r} is not installed; "
+                "pip install 'modelyard[grpc]'"
+            )
+
+
 def serve(
     settings: Settings,
     models: Sequence[str] = (),
@@ -92,6 +110,7 @@ def serve(
     """
     backend = check_backend(settings.serving)
     warning = check_exposure(settings.serving, insecure=insecure)
+    check_grpc(settings.serving)
     if warning is not None:
         sys.stderr.write(warning)
     db = Database(settings.resolved_database_url)  # created or migrated on first use
@@ -108,8 +127,9 @@ def serve(
         db.dispose()
     serving = settings.serving
     names = ", ".join([*(str(ref) for ref in refs), *(settings.serving.deployments or ())])
+    grpc = f" and gRPC on {serving.host}:{serving.grpc_port}" if serving.grpc_port else ""
     sys.stderr.write(
-        f"modelyard: serving {names} on http://{serving.host}:{serving.port} "
+        f"modelyard: serving {names} on http://{serving.host}:{serving.port}{grpc} "
         f"with {serving.workers} {'Ray replica' if backend == 'ray' else 'worker'}(s); "
         f"JSON logs in {settings.resolved_log_path}\n"
     )

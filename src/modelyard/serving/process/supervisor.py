@@ -175,6 +175,11 @@ class Supervisor:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the workers cannot start."""
         serving = self._settings.serving
+        if serving.grpc_port:  # each worker binds it (SO_REUSEPORT): see rpc.server
+            try:
+                bind_socket(serving.host, serving.grpc_port).close()
+            except ConfigurationError as error:
+                raise ConfigurationError(f"{error.message} (serving.grpc_port)") from None
         metrics_dir = metrics_directory(self._settings)
         sockets = bind_sockets(serving.host, serving.port, serving.workers)
         previous = {

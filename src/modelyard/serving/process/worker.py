@@ -16,6 +16,12 @@ readiness turns false the moment a stop signal arrives, and with
 ``serving.drain_delay_s`` > 0 a SIGTERM keeps serving that long first, so a load
 balancer has time to see the readiness change (the Kubernetes pattern).
 
+With ``serving.grpc_port`` set, the worker also answers the Open Inference Protocol's
+gRPC service (``rpc.server.RpcServer``, the ``grpc`` extra) on the same event loop: it
+starts listening once the models are warm, just before HTTP does (a port it cannot bind
+fails the worker's startup), and on a stop it closes first and answers its calls in
+flight before HTTP drains, so that no call outlives the models.
+
 Every uvicorn tick (0.1 s) the worker beats its ``watchdog.Heartbeat``, stops (gracefully)
 if its supervisor is gone, and checks for a model call stuck past
 ``model_hang_limit_s``: it logs ``model_hung`` once and reports it through the heartbeat,
@@ -36,11 +42,12 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 
 from modelyard.config import Settings
+from modelyard.errors import ConfigurationError
 from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import open_online_store
 from modelyard.features.registry import FeatureRegistry
@@ -52,7 +59,7 @@ from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.feature_store import FeaturePush, StoreFeatures
-from modelyard.serving.http.app import ServingApp
+from modelyard.serving.http.app import ServingApp, server_version
 from modelyard.serving.http.connection import ConnectionLimits, HttpConnection
 from modelyard.serving.process.watchdog import Heartbeat
 from modelyard.serving.recording import (
@@ -64,6 +71,10 @@ from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.store.artifacts import open_artifact_store
 from modelyard.store.database import Database
 
+if TYPE_CHECKING:  # the grpc extra, imported only when serving.grpc_port is set
+    from modelyard.serving.rpc.server import RpcServer
+
+GRPC_EXTRA = "pip install 'modelyard[grpc]'"
 STARTUP_FAILURE = 3  # uvicorn's exit status when the lifespan startup fails
 
 
@@ -102,9 +113,13 @@ class DrainingServer(uvicorn.Server):
         app: ServingApp,
         drain_delay_s: float,
         heartbeat: Heartbeat | None = None,
+        rpc: RpcServer | None = None,
     ) -> None:
         super().__init__(config)
         self._app = app
+        self._rpc = rpc
+        if rpc is not None:
+            app.on_startup.append(rpc.start)
         self._drain_delay_s = drain_delay_s
         self._drain_until: float | None = None
         self._heartbeat = heartbeat
@@ -125,6 +140,11 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         gc.collect()  # what startup left over, so that none of it is frozen
         gc.freeze()  # why: the module docstring
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        if self._rpc is not None:  # why: the module docstring
+            await self._rpc.stop(self.config.timeout_graceful_shutdown or 0)
+        await super().shutdown(sockets=sockets)
 
     async def on_tick(self, counter: int) -> bool:
         now = time.monotonic()
@@ -248,11 +268,28 @@ def run_worker(
         ingest_log=ingest_log,
     ) as app:
         server = DrainingServer(
-            uvicorn_config(app, settings), app, drain_delay(settings), heartbeat
+            uvicorn_config(app, settings),
+            app,
+            drain_delay(settings),
+            heartbeat,
+            rpc_server(app, settings),
         )
         server.run(sockets=sockets)
     if app.manager.calls_running():
         os._exit(0)  # why: the module docstring (threads stuck in a model)
+
+
+def rpc_server(app: ServingApp, settings: Settings) -> RpcServer | None:
+    """The worker's gRPC listener, when ``serving.grpc_port`` is set."""
+    if not settings.serving.grpc_port:
+        return None
+    try:
+        from modelyard.serving.rpc.server import RpcServer
+    except ImportError as error:
+        raise ConfigurationError(
+            f"serving.grpc_port is set but gRPC is not installed ({error}); {GRPC_EXTRA}"
+        ) from error
+    return RpcServer(app, settings.serving, server_version=server_version())
 
 
 def _dashboard(settings: Settings, metrics: Callable[[], bytes]) -> Any:

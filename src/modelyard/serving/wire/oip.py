@@ -156,6 +156,18 @@ def parse_tensor(raw: dict[str, Any], max_values: int, chunk: memoryview | None 
     """
     name: str = raw["name"]
     shape: list[int] = raw["shape"]
+    check_size(name, shape, max_values)
+    datatype: str = raw["datatype"]
+    if chunk is not None:
+        return Tensor(
+            name, datatype, tuple(shape), binary.decode_tensor(name, datatype, shape, chunk)
+        )
+    return Tensor(name, datatype, tuple(shape), flatten(raw["data"], shape, name))
+
+
+def check_size(name: str, shape: list[int], max_values: int) -> int:
+    """The number of values ``shape`` declares; a 413 (``PayloadTooLargeError``) past
+    ``max_values``, so a huge declared shape is refused before any work is done on it."""
     size = math.prod(shape)
     if size > max_values:
         raise PayloadTooLargeError(
@@ -163,12 +175,7 @@ def parse_tensor(raw: dict[str, Any], max_values: int, chunk: memoryview | None 
             f"{max_values} this server accepts in one request (rows x fields, at most "
             "max_rows rows)"
         )
-    datatype: str = raw["datatype"]
-    if chunk is not None:
-        return Tensor(
-            name, datatype, tuple(shape), binary.decode_tensor(name, datatype, shape, chunk)
-        )
-    return Tensor(name, datatype, tuple(shape), flatten(raw["data"], shape, name))
+    return size
 
 
 def flatten(data: object, shape: list[int], name: str) -> list[Any]:
@@ -340,7 +347,11 @@ def _json_type(value: object) -> str:
 def _timeout(parameters: object) -> float | None:
     if parameters is _ABSENT:
         return None
-    timeout = check_parameters(parameters).get("timeout")
+    return check_timeout(check_parameters(parameters).get("timeout"))
+
+
+def check_timeout(timeout: object) -> float | None:
+    """A request's ``parameters.timeout`` (None: not given) in seconds."""
     if timeout is None:
         return None
     # Triton's convention: a per-request deadline in microseconds.
