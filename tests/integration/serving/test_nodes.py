@@ -44,9 +44,9 @@ from .conftest import FRAUD_FIELDS, workers
 ServerProcess = Any  # tests/integration/conftest.py's, started by the launch_server fixture
 Launch = Callable[..., ServerProcess]
 
-TTL_S, RENEW_S = 3.0, 1.0  # the runner's lease, short for the test (defaults: 10 s, 3 s)
+TTL_S, RENEW_S = 4.0, 1.0  # the runner's lease, short for the test (defaults: 10 s, 3 s)
 TICK_S = 1.0  # the rollout controller's tick (runner.rollouts.TICK_INTERVAL_S)
-SLACK_S = 2.0  # this 2-core machine runs three nodes, PostgreSQL and the load at once
+SLACK_S = 3.0  # this 2-core machine runs three nodes, PostgreSQL and the load at once
 POLICY = RolloutPolicy(
     step_weights=(10, 25, 50, 75, 100),
     interval_s=2.0,
@@ -284,9 +284,10 @@ def test_three_nodes_keep_one_truth_when_the_leader_is_killed_under_load(
     assert {k: n for k, n in in_log.items() if n > 1} == {}, "predictions stored twice"
 
     # Another node took over within the lease's time to live plus one renewal.
-    acquired = [line["ts"] for line in log_lines(new_leader, "leadership_acquired")]
-    assert len(acquired) == 1
-    assert acquired[0] - killed_at <= TTL_S + RENEW_S + SLACK_S, acquired[0] - killed_at
+    terms = {n.url: log_lines(n, "leadership_acquired") for n in nodes}
+    acquired = [line["ts"] for line in terms[new_leader.url] if line["generation"] == held_after[1]]
+    assert acquired, terms
+    assert acquired[0] - killed_at <= TTL_S + RENEW_S + SLACK_S, (acquired[0] - killed_at, terms)
 
     # The rollout went on at its interval: each analysis decided once, by the leader.
     assert final.rollout is not None
@@ -302,8 +303,8 @@ def test_three_nodes_keep_one_truth_when_the_leader_is_killed_under_load(
         allowed = POLICY.interval_s + TICK_S + SLACK_S
         if i == across:  # the interval the leader died in
             allowed += TTL_S + RENEW_S
-        assert gap <= allowed, (i, gaps)
+        assert gap <= allowed, (i, gaps, [e.reason for e in taken])
     assert all(line["ts"] < killed_at for line in log_lines(leader, "rollout_decision"))
     assert all(line["ts"] >= acquired[0] for line in log_lines(new_leader, "rollout_decision"))
     others = [n for n in [*survivors, restarted] if n is not None and n is not new_leader]
-    assert [log_lines(n, "rollout_decision") for n in others] == [[]] * len(others)
+    assert [log_lines(n, "rollout_decision") for n in others] == [[]] * len(others), terms
