@@ -80,6 +80,13 @@ def contract_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Data
 
 
 @pytest.fixture
+def postgres_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings on a fresh PostgreSQL schema alone (skipped without the server): for tests
+    of several processes sharing one database."""
+    yield from _postgres_settings(tmp_path / "home")
+
+
+@pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
     return load_settings(home=tmp_path / "home", environ={})
 

@@ -17,6 +17,7 @@ in one table, so domain code never speaks HTTP::
     │   ├── AliasNotFoundError          alias_not_found
     │   └── FeatureViewNotFoundError    feature_view_not_found
     ├── ConflictError                   conflict
+    │   └── LeaseLostError              lease_lost
     ├── RegistryError                   registry_error
     │   ├── UntrustedFormatError        untrusted_format
     │   └── UnsupportedModelError       unsupported_model
@@ -50,6 +51,7 @@ __all__ = [
     "FeatureViewNotFoundError",
     "HostNotAllowedError",
     "IntegrityError",
+    "LeaseLostError",
     "MalformedRequestError",
     "MethodNotAllowedError",
     "ModelFailedError",
@@ -157,6 +159,13 @@ class ConflictError(ModelyardError):
     """The request contradicts the current state (a duplicate, a busy resource)."""
 
     code = "conflict"
+
+
+class LeaseLostError(ConflictError):
+    """A write made under a lease (the runner's leadership) found that this process no
+    longer holds it: another took over, so the write was not made."""
+
+    code = "lease_lost"
 
 
 class RegistryError(ModelyardError):

@@ -430,6 +430,37 @@ class RetrainingSettings(_Checked):
 
 
 @dataclass(frozen=True)
+class RunnerSettings(_Checked):
+    """The periodic decisions of several nodes on one database (rollout steps, monitoring,
+    retention, retraining checks): one node leads them at a time, under a lease in the
+    database (docs/scaling.md)."""
+
+    # A leader that stops renewing (dead, paused, cut off) is replaced within
+    # lease_ttl_s + lease_renew_s; the leader steps down once lease_ttl_s passes without
+    # a renewal it saw succeed.
+    lease_ttl_s: float = _setting(
+        10.0,
+        ge=1.0,
+        help="Seconds the leader's lease lasts unrenewed: another node takes over the "
+        "periodic decisions within this plus `lease_renew_s` of the leader's death.",
+    )
+    lease_renew_s: float = _setting(
+        3.0,
+        ge=0.05,
+        help="How often the leader renews its lease, and every other node tries to take it.",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lease_renew_s * 2 > self.lease_ttl_s:
+            raise ConfigurationError(
+                f"setting 'runner.lease_renew_s' ({self.lease_renew_s:g}) must be at most half of "
+                f"'runner.lease_ttl_s' ({self.lease_ttl_s:g}), so that one late renewal does not "
+                "lose the lease"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything modelyard can be configured with; built once per process."""
 
@@ -453,6 +484,7 @@ class Settings:
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     features: FeaturesSettings = field(default_factory=FeaturesSettings)
     retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from modelyard.errors import NotFoundError
+from modelyard.pipelines.leases import lease_free, taken_lease
 from modelyard.pipelines.plan import RetrainPlan
 from modelyard.pipelines.repository import CachedOutput, Lease, RetrainRecord
 
@@ -86,9 +87,9 @@ class InMemoryPipelineRepository:
     ) -> Lease | None:
         with self._lock:
             current = self._leases.get(name)
-            if current is not None and current.expires_at > now and not stale(current):
+            if not lease_free(current, now, current is not None and stale(current)):
                 return None
-            lease = Lease(name, holder, now, now + ttl_s)
+            lease = taken_lease(current, name, holder, now, ttl_s)
             self._leases[name] = lease
             return lease
 

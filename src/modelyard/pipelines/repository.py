@@ -52,12 +52,15 @@ class RetrainRecord:
 
 @dataclass(frozen=True)
 class Lease:
-    """Who holds ``name`` (one retrain at a time) and until when, unless renewed."""
+    """Who holds ``name`` (one retrain of a deployment at a time, or the runner's
+    leadership) and until when, unless renewed; ``generation`` counts the takeovers of
+    the name's row (1 for a new row): with the holder, the token a fenced write checks."""
 
     name: str
     holder: str
     acquired_at: float
     expires_at: float
+    generation: int = 1
 
 
 @dataclass(frozen=True)
@@ -120,11 +123,14 @@ class PipelineRepository(Protocol):
         self, name: str, holder: str, now: float, ttl_s: float, stale: Callable[[Lease], bool]
     ) -> Lease | None:
         """Take ``name`` for ``holder`` until ``now + ttl_s``, atomically: when nobody holds
-        it, when its lease expired, or when ``stale`` says its holder is gone. None: held."""
+        it, when its lease expired, or when ``stale`` says its holder is gone
+        (``leases.lease_free``); the taken lease's generation is the row's next
+        (``leases.taken_lease``). None: held (by ``holder`` itself too: renew it)."""
         ...
 
     def renew_lease(self, name: str, holder: str, until: float) -> bool:
-        """Extend ``holder``'s lease; False if it no longer holds it."""
+        """Move ``holder``'s lease's expiry to ``until`` (to the past: free it for the next
+        taker, keeping its generation); False if it no longer holds it."""
         ...
 
     def release_lease(self, name: str, holder: str) -> None: ...

@@ -5,6 +5,12 @@ Every change is one ``db.write()`` transaction. Taking a lease inserts its row i
 there is none (``ON CONFLICT DO NOTHING``), else reads it with ``SELECT ... FOR
 UPDATE`` (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers) and
 takes it over only if it lapsed, so of many processes asking at once one gets it.
+
+``lease_fence`` is the guard of a fenced database view (``Database.fenced``): each
+write transaction first reads the lease's row ``FOR SHARE`` and goes on only if it
+still names the caller's holder and generation. The shared row lock holds until the
+write commits, so a takeover (``FOR UPDATE``) waits for it: a write is either before
+the takeover or refused after it, never both sides.
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, desc, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, desc, insert, select, update
 
-from modelyard.errors import NotFoundError
+from modelyard.errors import LeaseLostError, NotFoundError
+from modelyard.pipelines.leases import lease_free, taken_lease
 from modelyard.pipelines.plan import RetrainPlan
 from modelyard.pipelines.repository import CachedOutput, Lease, RetrainRecord
-from modelyard.store.database import Database, upsert
+from modelyard.store.database import Database, WriteGuard, upsert
 from modelyard.store.schema import pipeline_cache, retrain_leases, retrain_plans, retrains
 
-__all__ = ["SqlPipelineRepository"]
+__all__ = ["SqlPipelineRepository", "lease_fence"]
 
 
 class SqlPipelineRepository:
@@ -133,20 +140,19 @@ class SqlPipelineRepository:
     def take_lease(
         self, name: str, holder: str, now: float, ttl_s: float, stale: Callable[[Lease], bool]
     ) -> Lease | None:
-        lease = Lease(name, holder, now, now + ttl_s)
-        values = {"holder": holder, "acquired_at": now, "expires_at": lease.expires_at}
+        first = taken_lease(None, name, holder, now, ttl_s)
         with self._db.write() as conn:
             # Insert first: of two takers of a free name one inserts and the other, on
             # PostgreSQL, waits for it and then finds the row (a SELECT ... FOR UPDATE of
             # a missing row locks nothing).
             inserted = conn.execute(
                 upsert(conn, retrain_leases)
-                .values(name=name, **values)
+                .values(_lease_values(first))
                 .on_conflict_do_nothing(index_elements=["name"])
                 .returning(retrain_leases.c.name)
             ).first()
             if inserted is not None:
-                return lease
+                return first
             row = (
                 conn.execute(
                     select(retrain_leases).where(retrain_leases.c.name == name).with_for_update()
@@ -154,10 +160,15 @@ class SqlPipelineRepository:
                 .mappings()
                 .one()
             )
-            current = Lease(name, row["holder"], row["acquired_at"], row["expires_at"])
-            if current.expires_at > now and not stale(current):
+            current = _lease(row)
+            if not lease_free(current, now, stale(current)):
                 return None
-            conn.execute(update(retrain_leases).where(retrain_leases.c.name == name).values(values))
+            lease = taken_lease(current, name, holder, now, ttl_s)
+            conn.execute(
+                update(retrain_leases)
+                .where(retrain_leases.c.name == name)
+                .values(_lease_values(lease))
+            )
         return lease
 
     def renew_lease(self, name: str, holder: str, until: float) -> bool:
@@ -184,9 +195,7 @@ class SqlPipelineRepository:
                 .mappings()
                 .first()
             )
-        if row is None:
-            return None
-        return Lease(name, row["holder"], row["acquired_at"], row["expires_at"])
+        return None if row is None else _lease(row)
 
     # -- the step cache's index -----------------------------------------------------------
 
@@ -213,6 +222,47 @@ class SqlPipelineRepository:
                 )
                 .on_conflict_do_nothing(index_elements=["key"])
             )
+
+
+def lease_fence(name: str, held: Callable[[], Lease | None]) -> WriteGuard:
+    """A ``Database.fenced`` guard: a write goes through only while ``held()`` (the
+    caller's view of its lease on ``name``, None once it knows it lost it) is the lease
+    the row names, holder and generation; else ``LeaseLostError`` and nothing is written.
+    """
+
+    def guard(conn: Connection) -> None:
+        mine = held()
+        if mine is None:
+            raise LeaseLostError(f"this process does not hold the lease {name!r}")
+        row = conn.execute(
+            select(retrain_leases.c.holder, retrain_leases.c.generation)
+            .where(retrain_leases.c.name == name)
+            .with_for_update(read=True)
+        ).first()
+        if row is None or (row.holder, row.generation) != (mine.holder, mine.generation):
+            who = "nobody" if row is None else f"{row.holder} (generation {row.generation})"
+            raise LeaseLostError(
+                f"the lease {name!r} of generation {mine.generation} was taken over: "
+                f"now held by {who}"
+            )
+
+    return guard
+
+
+def _lease(row: RowMapping) -> Lease:
+    return Lease(
+        row["name"], row["holder"], row["acquired_at"], row["expires_at"], row["generation"]
+    )
+
+
+def _lease_values(lease: Lease) -> dict[str, Any]:
+    return {
+        "name": lease.name,
+        "holder": lease.holder,
+        "acquired_at": lease.acquired_at,
+        "expires_at": lease.expires_at,
+        "generation": lease.generation,
+    }
 
 
 def _retrain(row: RowMapping) -> RetrainRecord:

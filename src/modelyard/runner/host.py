@@ -11,10 +11,19 @@ retention when the server hands in its sweep; unless
 ``features.stream_url``, a consumer per stream. A server hosts
 exactly one runner, in the process that answers no requests (its supervisor), or
 beside its only worker; ``Runner.stop`` stops the threads and closes the database.
+
+Several servers on one database (docs/scaling.md) each host a runner, and one of them
+leads (``runner.leadership``): the jobs that decide for every node (the rollout
+controller, the retention sweep, the monitoring pass; the feature store's
+materialization and trimming when its online store is shared, i.e. Redis) run only
+in the leader, and their ports write through a database fenced by its lease. The
+other jobs serve their own node: its JSON log's files, its own SQLite online store,
+its share of a Redis stream's consumer group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -22,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelyard.config import Settings
-from modelyard.errors import ConfigurationError
+from modelyard.errors import ConfigurationError, ModelyardError
 from modelyard.features.definitions import StreamSource
 from modelyard.features.feature_store import FeatureStore
 from modelyard.features.online import open_online_store
@@ -32,12 +41,15 @@ from modelyard.features.streams import StreamConsumer
 from modelyard.monitoring.inference_log.policy import default_policy
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
 from modelyard.monitoring.sql import SqlMonitoringRepository
-from modelyard.pipelines.sql import SqlPipelineRepository
+from modelyard.pipelines.leases import holder_gone, holder_identity
+from modelyard.pipelines.repository import Lease
+from modelyard.pipelines.sql import SqlPipelineRepository, lease_fence
 from modelyard.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore, RolloutController
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.runner.features import MaterializeJob, StreamJob, TrimEventsJob
+from modelyard.runner.leadership import SERVE_LEASE, LeaderOnly, Leadership, LeaseJob
 from modelyard.runner.monitoring import MonitorJob
 from modelyard.runner.periodic import Job, OpenLog, PeriodicLoop
 from modelyard.runner.retention import FileRetentionJob, FileSweep, RetentionJob
@@ -50,27 +62,59 @@ from modelyard.tracking.sql import SqlRunRepository
 
 
 class RunnerStores:
-    """Every port the runner's jobs read and write, over one database (``close`` it)."""
+    """Every port the runner's jobs read and write, over one database (``close`` it).
 
-    def __init__(self, settings: Settings) -> None:
+    With ``lease``, ``leadership`` is this process's claim on that lease, and the ports
+    decisions are written through (deployments and their events, the registry, the
+    inference log, monitoring, the retraining plans) use a database fenced by it: once
+    another process took the lease over, their writes are refused (``LeaseLostError``).
+    Tracking and the feature definitions are not fenced.
+    """
+
+    def __init__(self, settings: Settings, *, lease: str | None = None) -> None:
         self.db = Database(settings.resolved_database_url)
+        self.leadership = None if lease is None else leadership_of(settings, self.db, lease)
+        decisions = (
+            self.db
+            if self.leadership is None
+            else self.db.fenced(lease_fence(self.leadership.name, self.leadership.current))
+        )
         self.artifacts = open_artifact_store(settings.resolved_artifacts_url)
         self.tracker = Tracker(SqlRunRepository(self.db), self.artifacts, user=settings.user)
         self.registry = Registry(
-            SqlRegistryRepository(self.db), self.artifacts, runs=self.tracker, user=settings.user
+            SqlRegistryRepository(decisions), self.artifacts, runs=self.tracker, user=settings.user
         )
-        self.routing = SqlDeploymentRepository(self.db)
+        self.routing = SqlDeploymentRepository(decisions)
         self.deployments = DeploymentStore(self.routing, self.registry)
-        self.inference_log = SqlInferenceLogRepository(self.db)
-        self.monitoring = SqlMonitoringRepository(self.db)
+        self.inference_log = SqlInferenceLogRepository(decisions)
+        self.monitoring = SqlMonitoringRepository(decisions)
         self.features = FeatureRegistry(SqlDefinitionRepository(self.db))
         self.online = open_online_store(settings)
         self.feature_store = FeatureStore(self.features, self.online, settings)
-        self.pipelines = SqlPipelineRepository(self.db)
+        self.pipelines = SqlPipelineRepository(decisions)
 
     def close(self) -> None:
         self.online.close()
         self.db.dispose()
+
+
+def leadership_of(settings: Settings, db: Database, lease: str) -> Leadership:
+    """This process's claim on ``lease`` in ``db``, timed by ``settings.runner``."""
+
+    def alive(lease: Lease) -> bool:
+        return False
+
+    return Leadership(
+        SqlPipelineRepository(db),
+        lease,
+        holder_identity(),
+        ttl_s=settings.runner.lease_ttl_s,
+        # On SQLite every holder runs on this machine, so a dead pid proves it gone and a
+        # server restarted after a crash leads at once; on PostgreSQL a holder may be
+        # another machine, or a container whose pids mean nothing here: only the
+        # lease's expiry says it is gone.
+        stale=holder_gone if db.is_sqlite else alive,
+    )
 
 
 def runner_jobs(
@@ -89,21 +133,28 @@ def runner_jobs(
     metrics = InferenceLogMetrics(
         stores.inference_log, lambda ref: stores.registry.load(ref, trusted=trusted).predictor
     )
+    leadership = stores.leadership
+
+    def lead(job: Job) -> Job:
+        return job if leadership is None else LeaderOnly(job, leadership)
+
     controller = RolloutController(stores.deployments, metrics, clock=clock)
-    jobs: list[Job] = [RolloutJob(controller, clock=clock)]
+    jobs: list[Job] = [lead(RolloutJob(controller, clock=clock))]
     monitoring = settings.monitoring
     if monitoring.log_inferences:
         jobs.append(
-            RetentionJob(
-                stores.deployments.list,
-                stores.inference_log,
-                default_policy(monitoring),
-                interval_s=monitoring.retention_sweep_interval_s,
-                clock=clock,
+            lead(
+                RetentionJob(
+                    stores.deployments.list,
+                    stores.inference_log,
+                    default_policy(monitoring),
+                    interval_s=monitoring.retention_sweep_interval_s,
+                    clock=clock,
+                )
             )
         )
         if monitoring.check_interval_s > 0:
-            jobs.append(monitor_job(settings, stores, publish_to=publish_to, clock=clock))
+            jobs.append(lead(monitor_job(settings, stores, publish_to=publish_to, clock=clock)))
     if file_sweep is not None:
         jobs.append(
             FileRetentionJob(
@@ -111,17 +162,21 @@ def runner_jobs(
             )
         )
     features = settings.features
+    # A SQLite online store is this node's own file: each node keeps its own up to date.
+    shared = lead if features.online_store != "sqlite" else (lambda job: job)
     jobs.append(
-        TrimEventsJob(
-            stores.features,
-            stores.online,
-            allowed_lateness_s=features.allowed_lateness_s,
-            clock=clock,
+        shared(
+            TrimEventsJob(
+                stores.features,
+                stores.online,
+                allowed_lateness_s=features.allowed_lateness_s,
+                clock=clock,
+            )
         )
     )
     if features.materialize_interval_s > 0:
         jobs.append(
-            MaterializeJob(stores.feature_store, interval_s=features.materialize_interval_s)
+            shared(MaterializeJob(stores.feature_store, interval_s=features.materialize_interval_s))
         )
     jobs += stream_jobs(settings, stores)
     return jobs
@@ -187,8 +242,12 @@ class Runner:
         self.loops = loops
 
     def stop(self) -> None:
+        """Stop the jobs, hand the lease over (the next node leads at once), close."""
         for loop in self.loops:
             loop.stop()
+        if self.stores.leadership is not None:
+            with contextlib.suppress(ModelyardError):  # unreachable: it lapses on its own
+                self.stores.leadership.resign()
         self.stores.close()
 
 
@@ -202,8 +261,16 @@ def start_runner(
 ) -> Runner:
     """Build the runner's stores once and start its jobs, each logging to ``open_log(name)``;
     the monitoring pass writes its Prometheus text to ``publish_to``."""
-    stores = RunnerStores(settings)
+    stores = RunnerStores(settings, lease=SERVE_LEASE)
+    loops = []
+    if stores.leadership is not None:
+        renew_s = settings.runner.lease_renew_s
+        lease = PeriodicLoop(LeaseJob(stores.leadership, interval_s=renew_s), open_log).start()
+        # Whether this node leads is known before the jobs' first ticks (a lone server
+        # sweeps at start, as it always did).
+        lease.wait_first_tick(settings.runner.lease_ttl_s)
+        loops.append(lease)
     jobs = runner_jobs(
         settings, stores, publish_to=publish_to, trusted=trusted, file_sweep=file_sweep
     )
-    return Runner(stores, [PeriodicLoop(job, open_log).start() for job in jobs])
+    return Runner(stores, loops + [PeriodicLoop(job, open_log).start() for job in jobs])

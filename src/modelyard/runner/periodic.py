@@ -50,12 +50,17 @@ class PeriodicLoop:
         self._open_log = open_log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._first = threading.Event()
         self.ticks = 0  # ticks that succeeded
 
     def start(self) -> Self:
         self._thread = threading.Thread(target=self._run, name=self.job.name, daemon=True)
         self._thread.start()
         return self
+
+    def wait_first_tick(self, timeout: float) -> bool:
+        """Wait until the first tick ended (well or not); False if ``timeout`` passed first."""
+        return self._first.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -77,6 +82,7 @@ class PeriodicLoop:
                     text = error.message if isinstance(error, ModelyardError) else repr(error)
                     log.emit("error", job.failure_event, {"error": text})
                 log.flush()
+                self._first.set()
                 if self._stop.wait(job.interval_s):
                     return
         finally:

@@ -12,14 +12,21 @@ persistent job stores would pickle the jobs) and a heartbeat. ``/metrics`` (Prom
 shows the heartbeat, the checks and the retrains by outcome. ``stop`` pauses the
 scheduler, waits up to ``retraining.shutdown_grace_s`` for a running check, then shuts
 down; a retrain cut short is taken over by the next worker (``RetrainingLoop``).
+
+Several workers on one database (on several machines) check the triggers one at a
+time: a third job keeps the lease ``runner:retrain-check`` (``runner.leadership``), and
+only its holder checks; what the check writes goes through a database fenced by the
+lease. The others stand by and take over within ``runner.lease_ttl_s +
+runner.lease_renew_s`` when the holder dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -28,7 +35,9 @@ from prometheus_client import Counter, Gauge, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 from modelyard.config import Settings
+from modelyard.errors import ModelyardError
 from modelyard.runner.host import RunnerStores
+from modelyard.runner.leadership import RETRAIN_CHECK_LEASE, LeaseJob
 from modelyard.runner.periodic import OpenLog
 from modelyard.runner.retraining import RetrainCheckJob, retraining_loop
 
@@ -45,7 +54,12 @@ class RetrainingWorker:
     def __init__(self, settings: Settings, *, open_log: OpenLog, trusted: bool = False) -> None:
         self._settings = settings.retraining
         self._log = open_log("retrain-worker")
-        self._stores = RunnerStores(settings)
+        self._lease_log = open_log("retrain-worker-lease")  # its own thread, its own log
+        self._stores = RunnerStores(settings, lease=RETRAIN_CHECK_LEASE)
+        self._lease_s = settings.runner.lease_renew_s
+        assert self._stores.leadership is not None
+        self._leadership = self._stores.leadership
+        self._lease = LeaseJob(self._leadership, interval_s=self._lease_s)
         self._job = RetrainCheckJob(
             retraining_loop(self._stores, trusted=trusted), self._settings.check_interval_s
         )
@@ -82,7 +96,13 @@ class RetrainingWorker:
             retraining.metrics_port, addr=retraining.metrics_host, registry=self.metrics
         )
         self.port = self._server.server_port
+        self._keep_lease()  # whether this worker checks is known before its first check
         now = datetime.now(UTC)
+        self._scheduler.add_job(
+            self._keep_lease,
+            IntervalTrigger(seconds=self._lease_s),
+            next_run_time=now + timedelta(seconds=self._lease_s),
+        )
         self._scheduler.add_job(
             self._beat, IntervalTrigger(seconds=retraining.heartbeat_interval_s), next_run_time=now
         )
@@ -105,16 +125,31 @@ class RetrainingWorker:
         self._scheduler.shutdown(wait=False)
         if self._server is not None:
             self._server.shutdown()
+        with contextlib.suppress(ModelyardError):  # unreachable: it lapses on its own
+            self._leadership.resign()
         self._log.emit("info", "worker_stopped", {"idle": idle})
         self._log.close()
+        self._lease_log.close()
         if idle:
             self._stores.close()
         return idle
+
+    def _keep_lease(self) -> None:
+        try:
+            self._lease.tick(self._lease_log)
+        except Exception as error:  # the scheduler must keep its job; the lease lapses
+            text = error.message if isinstance(error, ModelyardError) else repr(error)
+            self._lease_log.emit("error", LeaseJob.failure_event, {"error": text})
+        finally:
+            self._lease_log.flush()
 
     def _beat(self) -> None:
         self._heartbeat.set(time.time())
 
     def _check(self) -> None:
+        if not self._leadership.leading():  # another worker checks
+            self._checks.labels("standby").inc()
+            return
         self._idle.clear()
         self._busy.set(1)
         try:

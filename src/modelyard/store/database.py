@@ -7,6 +7,11 @@ transaction failing with "database is locked" when it tries to upgrade its
 lock. PostgreSQL runs the same statements; callers that allocate numbers
 (model versions) lock the parent row with ``SELECT ... FOR UPDATE``.
 
+A fenced view (``fenced(guard)``) shares the engine and runs ``guard`` first in every
+write transaction it opens: a process that writes decisions under a lease hands its
+ports such a view, and the guard (``pipelines.sql.lease_fence``) refuses the write
+inside the transaction if the lease was taken over.
+
 SQLAlchemy's exceptions stop here: inside ``read()`` and ``write()`` a write the
 database refuses for its content (a duplicate key, a value out of range) becomes
 ``RejectedWriteError``, and anything else the driver raises ``StoreError``, so the
@@ -15,8 +20,9 @@ contexts' adapters and their callers only ever catch modelyard's errors.
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,11 +32,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.errors import ConfigurationError, RejectedWriteError, StoreError
 
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 _LOCK_RETRIES = 20
+
+# Runs first in a fenced view's write transactions; raises to refuse the write.
+WriteGuard = Callable[[Connection], None]
 
 
 class Database:
@@ -40,8 +49,16 @@ class Database:
         self.url = url
         self.engine = create_database_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._guard: WriteGuard | None = None
         if migrate:
             self.upgrade()
+
+    def fenced(self, guard: WriteGuard) -> Database:
+        """A view of this database (same engine and pool) whose ``write()`` transactions
+        run ``guard`` before their body; ``dispose`` the original, not the view."""
+        view = copy.copy(self)
+        view._guard = guard
+        return view
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -60,6 +77,8 @@ class Database:
         conn = self._begin_write()
         try:
             with translated_errors():
+                if self._guard is not None:
+                    self._guard(conn)
                 yield conn
                 conn.commit()
         except BaseException:

@@ -394,7 +394,10 @@ retrains = Table(
     Index("ix_retrains_deployment_started", "deployment", "started_at"),
 )
 
-# Who may retrain a deployment now: one row per name while held, until ``expires_at``.
+# Named leases, one row per name while held, until ``expires_at``: who may retrain a
+# deployment now (named after it), and which process leads the runner's periodic
+# decisions (``runner:serve``, ``runner:retrain-check``). ``generation`` grows with each
+# takeover of the row: the fencing token a holder's writes are checked against.
 retrain_leases = Table(
     "retrain_leases",
     metadata,
@@ -402,6 +405,7 @@ retrain_leases = Table(
     Column("holder", String(255), nullable=False),
     Column("acquired_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+    Column("generation", Integer, nullable=False, server_default="1"),
 )
 
 # A pipeline step's stored output, by the step's cache key.

@@ -75,6 +75,24 @@ def test_a_lease_goes_to_one_holder_until_it_expires_or_its_holder_is_gone(
     assert repository.lease("fraud") is None
 
 
+def test_each_takeover_of_a_lease_is_one_generation_later(
+    repository: PipelineRepository,
+) -> None:
+    alive = lambda lease: False  # noqa: E731
+    first = repository.take_lease("runner:serve", "a", T0, 10.0, alive)
+    assert first == Lease("runner:serve", "a", T0, T0 + 10, 1)
+    assert repository.take_lease("runner:serve", "a", T0 + 1, 10.0, alive) is None  # renew it
+    assert repository.renew_lease("runner:serve", "a", T0 + 11) is True
+    assert repository.lease("runner:serve") == Lease("runner:serve", "a", T0, T0 + 11, 1)
+    second = repository.take_lease("runner:serve", "b", T0 + 11, 10.0, alive)  # expired
+    assert second == Lease("runner:serve", "b", T0 + 11, T0 + 21, 2)
+    assert repository.renew_lease("runner:serve", "a", T0 + 30) is False
+    # Expired by its holder (a clean stop): the next taker has it at once, one later.
+    assert repository.renew_lease("runner:serve", "b", T0 + 12) is True
+    third = repository.take_lease("runner:serve", "a", T0 + 12, 10.0, alive)
+    assert third == Lease("runner:serve", "a", T0 + 12, T0 + 22, 3)
+
+
 def test_of_many_holders_asking_at_once_exactly_one_gets_the_lease(
     repository: PipelineRepository,
 ) -> None:

@@ -104,7 +104,7 @@ def test_the_features_tables_arrive_on_an_existing_home_as_the_schema_describes(
     db.dispose()
 
     upgraded = Database(settings.resolved_database_url)
-    assert upgraded.current_revision() == HEAD_REVISION == "0010"
+    assert upgraded.current_revision() == HEAD_REVISION == "0011"
     with upgraded.read() as conn:
         assert conn.execute(select(runs.c.name)).scalars().all() == ["kept"]
         inspector = inspect(conn)

@@ -37,6 +37,11 @@ def test_database_url_switches_backend() -> None:
         ({"MODELYARD_SERVING__PORT": "70000"}, r"'serving.port' must be between 0 and 65535"),
         ({"MODELYARD_SERVNG__PORT": "1"}, r"unknown setting 'servng'"),
         ({"MODELYARD_SERVING__WORKERS": "0"}, r"'serving.workers' must be between 1 and 64"),
+        ({"MODELYARD_RUNNER__LEASE_TTL_S": "0.5"}, r"'runner.lease_ttl_s' must be at least 1"),
+        (
+            {"MODELYARD_RUNNER__LEASE_RENEW_S": "6"},
+            r"'runner.lease_renew_s' \(6\) must be at most half of 'runner.lease_ttl_s' \(10\)",
+        ),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
