@@ -31,7 +31,7 @@ from .conftest import workers
 # deadline estimate (queue wait > request_timeout_s, 5 s) never triggers either; the
 # excess waits in socket buffers instead. A deployment that wants shedding sets the queue
 # to what its model answers in one call.
-OVERLOAD_SETTINGS = {"max_queue_rows": "1", "max_batch_size": "1", "max_queue_wait_ms": "1"}
+OVERLOAD_SETTINGS = {"max_queue_rows": "1", "max_batch_size": "1", "max_queue_wait_ms": "0.5"}
 PICKLED = Path(__file__).parent / "pickled"
 FIELDS = ["f0", "f1", "f2", "f3"]
 
@@ -196,10 +196,10 @@ def test_at_3x_capacity_excess_is_shed_and_admitted_p99_stays_under_2x(
     model_home: Path, tmp_path: Path, launch_server: Any, pickled_models: Any
 ) -> None:
     """A model whose calls take 2 ms, answered one row a call, with a queue of one row and
-    a wait target of half a call (the settings a deployment that would rather refuse than
-    answer late picks). Its capacity is what one client gets back to back; 3x that,
+    a wait target of a quarter of a call (the settings a deployment that would rather refuse
+    than answer late picks). Its capacity is what one client gets back to back; 3x that,
     offered open loop, is shed with 503 + Retry-After while what is admitted waits at
-    most half a call for the call in progress.
+    most a quarter of a call for the call in progress.
 
     Why not the fraud forest: its call takes ~7 us and the HTTP work around it ~80 us, so
     refusing a request costs about as much as answering it and no admission rule can
