@@ -36,7 +36,9 @@ class Yard:
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.settings = settings or load_settings(**overrides)
         self.db = Database(self.settings.resolved_database_url)
-        self.artifacts: ArtifactStore = open_artifact_store(self.settings.resolved_artifacts_url)
+        self.artifacts: ArtifactStore = open_artifact_store(
+            self.settings.resolved_artifacts_url, cache_dir=self.settings.resolved_artifacts_cache
+        )
         self.tracking = Tracker(
             SqlRunRepository(self.db),
             self.artifacts,

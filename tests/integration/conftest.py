@@ -4,16 +4,19 @@
 settings passed as ``MODELYARD_*`` environment variables, waits until
 ``/v2/health/ready`` answers 200, and stops the server (SIGTERM) at teardown. With
 ``grpc=True`` it serves the gRPC service too, on another free port (``grpc_target``).
+``local_s3`` is an S3-compatible server on loopback (moto's) for the artifact store.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,3 +172,48 @@ def launch_server() -> Iterator[Callable[..., ServerProcess]]:
     for server in started:
         if not server.stopped:
             server.stop()
+
+
+@dataclass(frozen=True)
+class LocalS3:
+    """An S3-compatible server on loopback (moto's), with fake credentials: ``environ``
+    points any boto-based client (s3fs included) at it, as a user's ``AWS_*`` variables
+    point it at their object store."""
+
+    endpoint: str
+    environ: dict[str, str]
+
+    def new_bucket(self) -> str:
+        """A fresh, empty bucket's name: each test has its own."""
+        bucket = f"modelyard-{uuid.uuid4().hex[:12]}"
+        httpx.put(f"{self.endpoint}/{bucket}", timeout=10).raise_for_status()
+        return bucket
+
+
+@pytest.fixture(scope="session")
+def local_s3() -> Iterator[LocalS3]:
+    """One S3-compatible server for the session (moto's, in a thread of this process)."""
+    server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    port = free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    environ = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "modelyard-test",
+        "AWS_SECRET_ACCESS_KEY": "modelyard-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        yield LocalS3(endpoint, environ)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_environ(local_s3: LocalS3, monkeypatch: pytest.MonkeyPatch) -> LocalS3:
+    """The local S3 server, with this process's ``AWS_*`` variables pointing at it."""
+    for key, value in local_s3.environ.items():
+        monkeypatch.setenv(key, value)
+    return local_s3

@@ -33,6 +33,7 @@ from modelyard.platforms import (
     to_yaml,
 )
 from modelyard.registry import ModelVersion
+from modelyard.store.artifacts import is_remote_url
 
 __all__ = ["containerize", "k8s_app"]
 
@@ -247,9 +248,7 @@ def _write_context(
 def _remote_artifacts(cli: CliContext) -> str | None:
     """This home's artifact store when pods can reach it too (an object store URL)."""
     configured = cli.settings.artifacts_url
-    if configured and "://" in configured and not configured.startswith("file://"):
-        return configured
-    return None
+    return configured if configured and is_remote_url(configured) else None
 
 
 def _image_name(subject: str) -> str:

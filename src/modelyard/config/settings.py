@@ -476,6 +476,12 @@ class Settings:
     artifacts_url: str | None = _setting(
         None, help="A directory or an fsspec URL (`s3://bucket/prefix`); none: `<home>/artifacts`."
     )
+    artifacts_cache: bool = _setting(
+        True,
+        help="With an fsspec `artifacts_url`: keep each artifact read under "
+        "`<home>/cache/artifacts`, verified by sha256 before each use, so a restart "
+        "does not download it again.",
+    )
     user: str | None = _setting(
         None, help="Who is recorded as the author of runs, versions, alias moves and trust marks."
     )
@@ -520,6 +526,12 @@ class Settings:
     def resolved_artifacts_url(self) -> str:
         """Where artifacts live: the configured URL or directory, else ``home/artifacts``."""
         return self.artifacts_url or str(self.home / "artifacts")
+
+    @property
+    def resolved_artifacts_cache(self) -> Path | None:
+        """Where artifacts read from a remote ``artifacts_url`` are kept (none: not kept);
+        a local store is read in place and has no cache."""
+        return self.home / "cache" / "artifacts" if self.artifacts_cache else None
 
 
 def load_settings(

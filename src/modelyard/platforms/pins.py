@@ -1,7 +1,7 @@
 """The exact versions of modelyard's runtime dependencies installed here, for an image.
 
 Walks modelyard's requirements (with the extras a cluster needs: PostgreSQL for the
-shared database, fsspec for an object store) and theirs, transitively, through
+shared database, fsspec and s3fs for an object store) and theirs, transitively, through
 ``importlib.metadata``, evaluating each requirement's environment markers for the
 image (Linux, this Python), and pins each distribution found at its installed
 version: the image then runs what was tested here. A requirement not installed here
@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 __all__ = ["CLUSTER_EXTRAS", "Pins", "installed_pins"]
 
-CLUSTER_EXTRAS = ("postgres", "fsspec")
+CLUSTER_EXTRAS = ("postgres", "fsspec", "s3")
 
 
 @dataclass(frozen=True)

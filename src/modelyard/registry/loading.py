@@ -24,6 +24,8 @@ def load_model(
     settings = settings or load_settings()
     catalog = Catalog(
         SqlCatalogRepository(open_reader(settings.resolved_database_url)),
-        open_artifact_store(settings.resolved_artifacts_url),
+        open_artifact_store(
+            settings.resolved_artifacts_url, cache_dir=settings.resolved_artifacts_cache
+        ),
     )
     return catalog.load(ref, trusted=trusted, intra_op_threads=intra_op_threads)

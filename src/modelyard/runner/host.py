@@ -79,7 +79,9 @@ class RunnerStores:
             if self.leadership is None
             else self.db.fenced(lease_fence(self.leadership.name, self.leadership.current))
         )
-        self.artifacts = open_artifact_store(settings.resolved_artifacts_url)
+        self.artifacts = open_artifact_store(
+            settings.resolved_artifacts_url, cache_dir=settings.resolved_artifacts_cache
+        )
         self.tracker = Tracker(SqlRunRepository(self.db), self.artifacts, user=settings.user)
         self.registry = Registry(
             SqlRegistryRepository(decisions), self.artifacts, runs=self.tracker, user=settings.user

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.store.artifacts import (
     ArtifactRef,
     ArtifactStore,
+    CachedArtifactStore,
     FsspecArtifactStore,
     LocalArtifactStore,
     open_artifact_store,
@@ -24,6 +25,7 @@ __all__ = [
     "HEAD_REVISION",
     "ArtifactRef",
     "ArtifactStore",
+    "CachedArtifactStore",
     "Database",
     "FsspecArtifactStore",
     "LocalArtifactStore",

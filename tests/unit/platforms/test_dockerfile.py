@@ -111,5 +111,6 @@ def test_the_pins_are_the_versions_installed_here() -> None:
     assert pinned["modelyard"] == metadata.version("modelyard")
     assert pinned["numpy"] == metadata.version("numpy")
     assert pinned["psycopg"] == metadata.version("psycopg")  # the postgres extra
+    assert pinned["s3fs"] == metadata.version("s3fs")  # the s3 extra: pods read s3://
     assert "pytest" not in pinned  # a dev tool, not a runtime dependency
     assert list(pinned) == sorted(pinned)

@@ -6,8 +6,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelyard.errors import ArtifactNotFoundError, IntegrityError, UnsafePathError
-from modelyard.store import FsspecArtifactStore, LocalArtifactStore, safe_relative_name
+from modelyard.errors import (
+    ArtifactNotFoundError,
+    ConfigurationError,
+    IntegrityError,
+    UnsafePathError,
+)
+from modelyard.store import (
+    CachedArtifactStore,
+    FsspecArtifactStore,
+    LocalArtifactStore,
+    open_artifact_store,
+    safe_relative_name,
+)
 
 
 @pytest.fixture
@@ -131,3 +142,94 @@ def test_fsspec_store_has_the_same_contract() -> None:
     store.fs.pipe_file(f"{store.root}/sha256/{ref.digest[:2]}/{ref.digest}", b"abd")
     with pytest.raises(IntegrityError):
         store.get_bytes(ref.digest)
+
+
+def test_a_filesystem_without_atomic_writes_gets_a_temporary_file_and_a_rename(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("fsspec")
+    store = FsspecArtifactStore(f"file://{tmp_path / 'shared'}")
+    ref = store.put_bytes(b"abc")
+    assert store.get_bytes(ref.digest) == b"abc"
+    assert (tmp_path / "shared" / "sha256" / ref.digest[:2] / ref.digest).read_bytes() == b"abc"
+    assert not list((tmp_path / "shared" / "tmp").iterdir()), "renamed into place"
+
+
+def _remote_key(store: FsspecArtifactStore, digest: str) -> str:
+    return f"{store.root}/sha256/{digest[:2]}/{digest}"
+
+
+def _cached(tmp_path: Path) -> CachedArtifactStore:
+    pytest.importorskip("fsspec")
+    store = open_artifact_store(f"memory://modelyard-{tmp_path.name}", cache_dir=tmp_path / "cache")
+    assert isinstance(store, CachedArtifactStore)
+    return store
+
+
+def test_a_remote_read_is_kept_in_the_cache_and_used_next_time(tmp_path: Path) -> None:
+    store = _cached(tmp_path)
+    ref = store.put_bytes(b"weights")
+    assert not store.cache.exists(ref.digest), "writes go to the remote store only"
+
+    assert store.get_bytes(ref.digest) == b"weights"
+    assert store.cache.get_bytes(ref.digest) == b"weights"
+
+    remote = store.remote
+    assert isinstance(remote, FsspecArtifactStore)
+    remote.fs.rm_file(_remote_key(remote, ref.digest))
+    assert store.get_bytes(ref.digest) == b"weights", "read from the cache alone"
+    assert store.exists(ref.digest)
+
+
+def test_a_damaged_cached_copy_is_fetched_again(tmp_path: Path) -> None:
+    store = _cached(tmp_path)
+    ref = store.put_bytes(b"weights")
+    store.get_bytes(ref.digest)
+    cached = store.cache.root / "sha256" / ref.digest[:2] / ref.digest
+    cached.write_bytes(b"tampered")
+
+    assert store.get_bytes(ref.digest) == b"weights"
+    assert cached.read_bytes() == b"weights"
+
+
+def test_a_damaged_remote_copy_is_refused_and_not_cached(tmp_path: Path) -> None:
+    store = _cached(tmp_path)
+    ref = store.put_bytes(b"weights")
+    remote = store.remote
+    assert isinstance(remote, FsspecArtifactStore)
+    remote.fs.pipe_file(_remote_key(remote, ref.digest), b"tampered")
+
+    with pytest.raises(IntegrityError, match=rf"'fraud/3' \({ref.digest}\) is corrupt"):
+        store.get_bytes(ref.digest, name="fraud/3")
+    assert not store.cache.exists(ref.digest)
+
+
+def test_a_local_store_has_no_cache(tmp_path: Path) -> None:
+    store = open_artifact_store(str(tmp_path / "artifacts"), cache_dir=tmp_path / "cache")
+    assert isinstance(store, LocalArtifactStore)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("memory://yard/../elsewhere", "'..' segment"),
+        ("nosuchscheme://bucket/yard", "nosuchscheme"),
+    ],
+)
+def test_an_unusable_artifacts_url_is_a_configuration_error(url: str, problem: str) -> None:
+    pytest.importorskip("fsspec")
+    with pytest.raises(ConfigurationError, match=problem):
+        open_artifact_store(url)
+
+
+def test_a_cached_read_leaves_the_remote_filesystem_unopened(tmp_path: Path) -> None:
+    _cached(tmp_path).put_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    _cached(tmp_path).get_bytes(digest)
+
+    restarted = _cached(tmp_path)  # the next start of the same node
+    assert restarted.get_bytes(digest) == b"weights"
+    remote = restarted.remote
+    assert isinstance(remote, FsspecArtifactStore)
+    assert remote._opened is None, "no client for the object store was needed"

@@ -115,7 +115,9 @@ def serve(
         sys.stderr.write(warning)
     db = Database(settings.resolved_database_url)  # created or migrated on first use
     try:
-        artifacts = open_artifact_store(settings.resolved_artifacts_url)
+        artifacts = open_artifact_store(
+            settings.resolved_artifacts_url, cache_dir=settings.resolved_artifacts_cache
+        )
         # A server told its deployments (the pods of one deployment) serves those alone.
         only = settings.serving.deployments
         refs = (

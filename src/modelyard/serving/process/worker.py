@@ -196,7 +196,10 @@ def worker_app(
     is only written here, for the supervisor to store."""
     db = Database(settings.resolved_database_url)
     registry = Registry(
-        SqlRegistryRepository(db), open_artifact_store(settings.resolved_artifacts_url)
+        SqlRegistryRepository(db),
+        open_artifact_store(
+            settings.resolved_artifacts_url, cache_dir=settings.resolved_artifacts_cache
+        ),
     )
     log = JsonLog(
         settings.resolved_log_path,
