@@ -23,7 +23,8 @@ in turn, and times from the process start to the first 200 from
 It prints the median (and the spread) of each, and how long a fresh process takes to
 open the store (importing s3fs and botocore), fetch the version's blobs and verify them
 (no cache): what a cold start adds to a start from a local directory, measured apart
-from the noise of whole server starts on a shared machine. Loopback S3 has no network latency or
+from the noise of whole server starts on a shared machine; and the transfer alone, with
+the client already open. Loopback S3 has no network latency or
 bandwidth limit: against a real object store add (size / bandwidth) and a
 round trip per blob.
 """
@@ -160,6 +161,22 @@ def fetch_seconds(url: str, digests: list[str], env: dict[str, str]) -> tuple[fl
     return float(seconds), int(size)
 
 
+def transfer_seconds(url: str, digests: list[str], rounds: int) -> float:
+    """Median seconds to fetch and verify the blobs with the client already imported and
+    open: the transfer alone."""
+    from modelyard.store import FsspecArtifactStore
+
+    store = FsspecArtifactStore(url)
+    store.exists(digests[0])  # opens the client
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for digest in digests:
+            store.get_bytes(digest)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -194,6 +211,7 @@ def main() -> None:
             }
             figures: dict[str, list[float]] = {"local dir": [], "s3 cold": [], "s3 warm": []}
             fetches = [fetch_seconds(s3_url, digests, s3_env) for _ in range(args.rounds)]
+            transfer_s = transfer_seconds(s3_url, digests, args.rounds)
             local_dir = str(out / "shared-artifacts")
             local_fetches = [
                 fetch_seconds(local_dir, local_digests, local_env) for _ in range(args.rounds)
@@ -216,6 +234,7 @@ def main() -> None:
         f"{fetch_s:.2f} s (median of {args.rounds}; min {min(s for s, _ in fetches):.2f}); "
         f"from the local directory in {statistics.median(s for s, _ in local_fetches):.2f} s"
     )
+    print(f"the transfer alone (client open, in this process): {transfer_s * 1000:.0f} ms")
     print("artifacts   ready_s(median)  min    max    runs")
     for name, times in figures.items():
         print(
