@@ -9,6 +9,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# torch first, alone: it then resolves to the CPU build that lies on the project's
+# machines (/opt/wheels), which the whole dev set's resolution kept (measured: resolved
+# together, pip backtracked to PyPI's CUDA build, 6 GB of nvidia wheels).
+.venv/bin/python -m pip install --quiet 'torch==2.13.0'
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 # The dashboard's browser tests drive Debian's chromium through Playwright (Playwright's
 # own browser download is not reachable here): install it once if it is missing.
