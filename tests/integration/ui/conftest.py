@@ -78,10 +78,11 @@ def home_copy(dashboard_home: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(dashboard_home, tmp_path / "home"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium, driven by Playwright (its own browsers are not
-    downloadable here)."""
+    downloadable here). One per test: Playwright's sync API runs an event loop in the
+    main thread while it is open, and a later test's ``asyncio.run`` would find it."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path("/usr/bin/chromium").exists():
         pytest.fail("the dashboard's browser tests need Debian's chromium at /usr/bin/chromium")
