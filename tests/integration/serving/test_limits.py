@@ -226,20 +226,27 @@ def test_at_3x_capacity_excess_is_shed_and_admitted_p99_stays_under_2x(
         }
         return LoadPlan(**{**base, **changes})
 
-    # Unloaded: one client back to back, so no request ever waits for another.
-    unloaded = run_load(plan(connections=1, duration_s=2.0, warmup_s=0.3))
-    capacity = unloaded.throughput
-    overloaded = run_load(plan(connections=64, rate=3 * capacity, duration_s=3.0, warmup_s=0.3))
-    shed = [r for r in overloaded.responses if r.status == 503]
-    figures = (
-        f"capacity {capacity:.0f}/s; unloaded p99 {p99_ms(unloaded.responses):.1f} ms; at "
-        f"{3 * capacity:.0f}/s offered: {overloaded.ok / overloaded.duration_s:.0f}/s admitted, "
-        f"{len(shed)} shed, errors {overloaded.errors}, admitted p99 "
-        f"{p99_ms(overloaded.responses):.1f} ms"
-    )
-    print(figures)
-    assert unloaded.errors == {}, figures
-    assert len(shed) > overloaded.ok, f"not the excess was shed: {figures}"
-    assert all(r.header == "1" for r in shed), figures
-    assert set(overloaded.errors) <= {"503"}, figures
-    assert p99_ms(overloaded.responses) < 2 * p99_ms(unloaded.responses), figures
+    # Judged round by round on this shared machine: the p99 ratio of two rounds out of
+    # three (their median) must hold; every round must shed as promised.
+    ratios = []
+    for _ in range(3):
+        # Unloaded: one client back to back, so no request ever waits for another.
+        unloaded = run_load(plan(connections=1, duration_s=2.0, warmup_s=0.3))
+        capacity = unloaded.throughput
+        overloaded = run_load(plan(connections=64, rate=3 * capacity, duration_s=3.0, warmup_s=0.3))
+        shed = [r for r in overloaded.responses if r.status == 503]
+        figures = (
+            f"capacity {capacity:.0f}/s; unloaded p99 {p99_ms(unloaded.responses):.1f} ms; at "
+            f"{3 * capacity:.0f}/s offered: {overloaded.ok / overloaded.duration_s:.0f}/s "
+            f"admitted, {len(shed)} shed, errors {overloaded.errors}, admitted p99 "
+            f"{p99_ms(overloaded.responses):.1f} ms"
+        )
+        print(figures)
+        assert unloaded.errors == {}, figures
+        assert len(shed) > overloaded.ok, f"not the excess was shed: {figures}"
+        assert all(r.header == "1" for r in shed), figures
+        assert set(overloaded.errors) <= {"503"}, figures
+        ratios.append(p99_ms(overloaded.responses) / p99_ms(unloaded.responses))
+        if sum(r < 2 for r in ratios) == 2 or sum(r >= 2 for r in ratios) == 2:
+            break
+    assert sorted(ratios)[len(ratios) // 2] < 2, f"admitted/unloaded p99 by round: {ratios}"
