@@ -9,6 +9,7 @@ always exports to the same bytes.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -65,7 +66,13 @@ def export_bundle(catalog: Catalog, ref: str, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     target = destination / bundle_name(name, number)
     tmp = target.with_suffix(".tmp")
-    with tmp.open("wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+    # The gzip header carries a time and a file name: both fixed, or equal exports
+    # a second apart would differ in one byte.
+    with (
+        tmp.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w") as tar,
+    ):
         for path in sorted(files):
             info = tarfile.TarInfo(f"{name}-v{number}/{path}")
             info.size, info.mtime, info.mode = len(files[path]), 0, 0o644
