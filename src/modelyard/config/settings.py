@@ -449,6 +449,14 @@ class RunnerSettings(_Checked):
         ge=0.05,
         help="How often the leader renews its lease, and every other node tries to take it.",
     )
+    # The leader pushes each change of a deployment whose target is kserve (a rollout step,
+    # a promotion, a rollback) here (runner.platform_sync, docs/kubernetes.md).
+    platform_sink: str | None = _setting(
+        None,
+        help="Where the leader applies the manifests of deployments whose target is `kserve` "
+        "after each change: a folder (GitOps), `kubernetes` or `kubernetes:CONTEXT` (the API "
+        "server); none: not pushed.",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
