@@ -110,8 +110,8 @@ def as_kserve_model(data: Any, type_name: str, models: types.ModuleType, where: 
         return data
     if type_name in _PRIMITIVES:
         allowed = _PRIMITIVES[type_name]
-        wrong = isinstance(data, bool) and bool not in allowed
-        assert isinstance(data, allowed) and not wrong, f"{where}: a {type_name}, got {data!r}"
+        fits = isinstance(data, allowed) and not (isinstance(data, bool) and bool not in allowed)
+        assert fits, f"{where}: a {type_name}, got {data!r}"
         return data
     model = getattr(models, type_name, None)
     if model is None:  # one of Kubernetes' own types
