@@ -30,6 +30,7 @@ from modelyard.cli.targets import (
     Options,
     TargetFlags,
     TargetKind,
+    platform_status,
     target_from_flags,
 )
 from modelyard.errors import NotFoundError, ValidationError
@@ -371,11 +372,13 @@ def rollout_status(
     found = store.events(name, "rollout.", limit=50)
     judged = _analyses(found)[:analyses]
     record = deployment.rollout
+    platform = platform_status(store, deployment)
     if as_json:
         print_json(
             {
                 "deployment": name,
                 "rollout": None if record is None else record.to_dict(),
+                "platform": platform,
                 "analyses": judged,
                 "decisions": [
                     {
@@ -411,6 +414,21 @@ def rollout_status(
                     c["summary"],
                 ]
                 for c in analysis["checks"]
+            ],
+        )
+    if platform is not None:
+        last = platform["last"]
+        print_table(
+            f"{name}: pushed to {platform['target']}",
+            ["revision", "pushed", "last push"],
+            [
+                [
+                    platform["revision"],
+                    platform["pushed_revision"] or "-",
+                    "-"
+                    if last is None
+                    else f"{when(last['at'])} {last['event']}: {last['reason']}",
+                ]
             ],
         )
     print_table(

@@ -9,15 +9,15 @@ with options its push would refuse.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from modelyard.errors import ValidationError
-from modelyard.platforms import OPTION_KEYS, target_options
-from modelyard.routing import TARGETS, Target
+from modelyard.platforms import OPTION_KEYS, PUSHED_TARGETS, target_options
+from modelyard.routing import TARGETS, Deployment, DeploymentStore, Target
 
-__all__ = ["TargetFlags", "target_from_flags"]
+__all__ = ["TargetFlags", "platform_status", "target_from_flags"]
 
 TargetKind = Annotated[
     str | None,
@@ -105,3 +105,21 @@ def _pairs(texts: list[str]) -> dict[str, str]:
             raise ValidationError(f"--option must be KEY=VALUE, got {text!r}")
         found[key.strip()] = value.strip()
     return found
+
+
+def platform_status(store: DeploymentStore, deployment: Deployment) -> dict[str, Any] | None:
+    """Whether the platform has the deployment's current revision: the last push (or
+    failed push) of a deployment whose target is pushed; None for the others."""
+    if deployment.config.target.kind not in PUSHED_TARGETS:
+        return None
+    found = store.events(deployment.name, "platform.", limit=1)
+    last = found[0] if found else None
+    pushed = store.events(deployment.name, "platform.pushed", limit=1)
+    return {
+        "target": deployment.config.target.kind,
+        "revision": deployment.revision,
+        "pushed_revision": pushed[0].payload.get("revision") if pushed else None,
+        "last": None
+        if last is None
+        else {"at": last.at, "event": last.kind, "reason": last.reason, **last.payload},
+    }

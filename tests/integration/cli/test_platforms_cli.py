@@ -192,6 +192,14 @@ def test_a_kserve_target_is_stored_rendered_and_pushed_by_the_runner(
     assert not (tmp_path / "gitops" / "fraud-api").exists()  # builtin: not pushed
     code, out, _ = run_cli(["history", "fraud-ks", "--events", "--json"], capsys)
     assert [e["kind"] for e in json.loads(out)][-1] == "platform.pushed"
+    code, out, _ = run_cli(["rollout", "status", "fraud-ks", "--json"], capsys)
+    platform = json.loads(out)["platform"]
+    assert platform["pushed_revision"] == platform["revision"]
+    assert platform["last"]["event"] == "platform.pushed"
+    assert platform["last"]["canary_weight"] == 5
+    code, out, _ = run_cli(["rollout", "status", "fraud-ks"], capsys)
+    assert code == 0
+    assert "pushed to kserve" in out
 
 
 class Log:
