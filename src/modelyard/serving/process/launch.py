@@ -142,19 +142,22 @@ def serve(
     finally:
         db.dispose()
     backend = choose_backend(settings.serving, targets)
+    if backend != settings.serving.backend:
+        sys.stderr.write("modelyard: every deployment served targets Ray: serving on Ray Serve\n")
     serving = settings.serving
+    ray_targets = [t for t in targets if t.kind == "ray"] if backend == "ray" else []
+    count = max((t.min_replicas or 0 for t in ray_targets), default=0) or serving.workers
     names = ", ".join([*(str(ref) for ref in refs), *(settings.serving.deployments or ())])
     grpc = f" and gRPC on {serving.host}:{serving.grpc_port}" if serving.grpc_port else ""
     sys.stderr.write(
         f"modelyard: serving {names} on http://{serving.host}:{serving.port}{grpc} "
-        f"with {serving.workers} {'Ray replica' if backend == 'ray' else 'worker'}(s); "
+        f"with {count} {'Ray replica' if backend == 'ray' else 'worker'}(s); "
         f"JSON logs in {settings.resolved_log_path}\n"
     )
     if backend == "ray":
         # An optional extra: imported only when chosen (it raises naming the extra).
         from modelyard.serving.process.ray_backend import RayServer
 
-        ray_targets = [t for t in targets if t.kind == "ray"]
         return RayServer(
             settings, [str(r) for r in refs], trusted=trusted, targets=ray_targets
         ).run()
