@@ -107,7 +107,7 @@ def render(
                 f"--image is needed: deployment {deployment!r} stores no kserve target to "
                 "render from"
             )
-        _write(render_target(found), out, as_json)
+        _write(render_target(found, artifacts_url=_remote_artifacts(cli)), out, as_json)
         return
     options = ClusterOptions(
         image=image,

@@ -11,6 +11,7 @@ Pure: a deployment in, documents out.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from modelyard.errors import ValidationError
@@ -55,8 +56,12 @@ def target_options(target: Target) -> tuple[ClusterOptions, KServeMode]:
     return ClusterOptions(**fields), mode  # type: ignore[return-value]
 
 
-def render_target(deployment: Deployment) -> list[dict[str, Any]]:
-    """The manifests that serve ``deployment`` on its target (a kserve one)."""
+def render_target(
+    deployment: Deployment, *, artifacts_url: str | None = None
+) -> list[dict[str, Any]]:
+    """The manifests that serve ``deployment`` on its target (a kserve one);
+    ``artifacts_url``: the store the pods read when the target names none (the server's
+    own, when the pods can reach it: an object store)."""
     target = deployment.config.target
     if target.kind not in PUSHED_TARGETS:
         raise ValidationError(
@@ -64,6 +69,8 @@ def render_target(deployment: Deployment) -> list[dict[str, Any]]:
             f"(pushed targets: {list(PUSHED_TARGETS)})"
         )
     options, mode = target_options(target)
+    if options.artifacts_url is None and artifacts_url is not None:
+        options = replace(options, artifacts_url=artifacts_url)
     return render_kserve(deployment, options, mode)
 
 

@@ -25,6 +25,7 @@ its share of a Redis stream's consumer group.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -58,7 +59,7 @@ from modelyard.runner.platform_sync import PlatformSyncJob
 from modelyard.runner.retention import FileRetentionJob, FileSweep, RetentionJob
 from modelyard.runner.rollouts import InferenceLogMetrics, RolloutJob
 from modelyard.runner.served import served_model
-from modelyard.store.artifacts import open_artifact_store
+from modelyard.store.artifacts import is_remote_url, open_artifact_store
 from modelyard.store.database import Database
 from modelyard.tracking import Tracker
 from modelyard.tracking.sql import SqlRunRepository
@@ -147,7 +148,10 @@ def runner_jobs(
     jobs: list[Job] = [lead(RolloutJob(controller, clock=clock))]
     if settings.runner.platform_sink is not None:
         sink = open_sink(settings.runner.platform_sink)
-        jobs.append(lead(PlatformSyncJob(stores.deployments, stores.routing, render_target, sink)))
+        # the pods read versions from this server's store when they can reach it
+        store = settings.artifacts_url if is_remote_url(settings.artifacts_url or "") else None
+        render = functools.partial(render_target, artifacts_url=store)
+        jobs.append(lead(PlatformSyncJob(stores.deployments, stores.routing, render, sink)))
     monitoring = settings.monitoring
     if monitoring.log_inferences:
         jobs.append(

@@ -47,6 +47,11 @@ def test_render_target_puts_the_canary_at_the_rollouts_step() -> None:
     found = deployment(3, canary=2, canary_weight=25, target=target)
     *_, service = render_target(found)
     assert service["spec"]["canary"][0]["trafficPercent"] == 25
+    config_map, *_ = render_target(found, artifacts_url="s3://models/yard")
+    assert config_map["data"]["MODELYARD_ARTIFACTS_URL"] == "s3://models/yard"
+    own = Target("kserve", options={"image": IMAGE, "artifacts_url": "s3://other"})
+    config_map, *_ = render_target(deployment(target=own), artifacts_url="s3://models/yard")
+    assert config_map["data"]["MODELYARD_ARTIFACTS_URL"] == "s3://other"  # the target's wins
     with pytest.raises(ValidationError, match=r"targets 'builtin': nothing to push"):
         render_target(deployment())
 
