@@ -22,6 +22,7 @@ from modelyard.cli.deploy import deploy_app
 from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
+from modelyard.cli.optimize import optimize_app
 from modelyard.cli.output import (
     AsJson,
     console,
@@ -83,6 +84,7 @@ app.command()(history)
 app.command()(worker)
 app.add_typer(retraining_app, name="retraining")
 app.add_typer(demo_app, name="demo")
+app.add_typer(optimize_app, name="optimize")
 
 
 @app.callback()

@@ -264,6 +264,20 @@ class Optimizer:
         )  # fmt: skip
         return self._decide(parent, config, parent_figures, [candidate], register)
 
+    def consider(self, ref: str, model: bytes, method: str, *, register: bool = True) -> Outcome:
+        """Gate an ONNX candidate built elsewhere (a hand-tuned or external optimisation)
+        against ``ref`` like the ones this class builds."""
+        parent, config, made = self._parent(ref)
+        data = self.held_out(config, config.seed)
+        parent_figures = measure_onnx(
+            self.registry.artifact_bytes(parent), data.pixels, data.labels, data.classes,
+            self.timing,
+        )  # fmt: skip
+        candidate = self._candidate(
+            method, model, parent_figures, data, {}, parameters=parent_figures.parameters
+        )
+        return self._decide(parent, config, parent_figures, [candidate], register)
+
     # -- shared ----------------------------------------------------------------------
 
     def _candidate(

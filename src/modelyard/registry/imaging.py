@@ -13,6 +13,7 @@ problem; the server turns them into 4xx answers.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,10 @@ _CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 class ImageError(ValueError):
     """An image that cannot become the model's input; the message says why."""
+
+
+class ImageTooLarge(ImageError):
+    """An image over the byte or pixel limit (a decompression bomb among them)."""
 
 
 @dataclass(frozen=True)
@@ -73,15 +78,19 @@ class ImageSpec:
 def decode(data: bytes, spec: ImageSpec) -> np.ndarray:
     """Encoded PNG/JPEG bytes -> the model's prepared pixels (``prepare``)."""
     if len(data) > spec.max_bytes:
-        raise ImageError(f"image is {len(data)} bytes; at most {spec.max_bytes} are accepted")
+        raise ImageTooLarge(
+            f"image is {len(data)} bytes; at most {spec.max_bytes} are accepted"
+        )
     if not data:
         raise ImageError("image is empty (0 bytes)")
     try:
         # formats=: anything but PNG and JPEG (TIFF, BMP, PSD, ...) is refused by its
         # magic bytes, before a decoder for it is ever started.
-        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        with warnings.catch_warnings():  # our own limit below decides, and says so
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as error:
-        raise ImageError(f"image refused as a decompression bomb: {error}") from None
+        raise ImageTooLarge(f"image refused as a decompression bomb: {error}") from None
     except Exception:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError...
         raise ImageError(
             f"image is not a readable {' or '.join(FORMATS)} file (first bytes {data[:8]!r})"
@@ -90,7 +99,7 @@ def decode(data: bytes, spec: ImageSpec) -> np.ndarray:
     # The header's size, read before any pixel is decoded: a 20-byte PNG can claim
     # 100k x 100k pixels and would take gigabytes once loaded.
     if width * height > spec.max_pixels:
-        raise ImageError(
+        raise ImageTooLarge(
             f"image is {width}x{height} = {width * height} pixels; at most {spec.max_pixels} "
             "are decoded"
         )
@@ -136,7 +145,7 @@ def from_pixels(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
             f"image has {channels} channel(s); this model takes {spec.channels}"
         )
     if height * width > spec.max_pixels or height < 1 or width < 1:
-        raise ImageError(
+        raise ImageTooLarge(
             f"image is {width}x{height}; it must hold 1 to {spec.max_pixels} pixels"
         )
     if pixels.dtype.kind == "f":

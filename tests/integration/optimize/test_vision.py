@@ -1,0 +1,183 @@
+"""The image model end to end: trained, quantized under the accuracy gate, served with
+images, and a candidate that breaks one class refused. One tiny CNN (16x16 digits) is
+trained once for the module: seconds, not minutes."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from modelyard.config import load_settings
+from modelyard.optimize.cnn import CnnConfig, export_onnx, from_npz
+from modelyard.optimize.measure import Timing, onnx_probabilities, onnx_session
+from modelyard.optimize.optimizer import Optimizer
+from modelyard.registry.imaging import encode_png
+from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.yard import Yard
+
+CONFIG = CnnConfig(size=16, conv1=8, conv2=16, hidden=32, epochs=8, learning_rate=5e-3)
+# Quantized and float agree on at least this share of held-out top-1 answers, and no
+# class probability moves by more than this much.
+AGREEMENT = 0.97
+PROBABILITY_TOLERANCE = 0.15
+
+
+@pytest.fixture(scope="module")
+def vision(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Yard, Optimizer]]:
+    home = tmp_path_factory.mktemp("vision")
+    torch.set_num_threads(1)
+    yard = Yard(load_settings(home=home, environ={}))
+    optimizer = Optimizer(
+        yard.registry, yard.artifacts, SqlDeploymentRepository(yard.db), timing=Timing(30, 5, 2)
+    )
+    optimizer.train_digits("digits", CONFIG)
+    yield yard, optimizer
+    yard.close()
+
+
+@pytest.fixture(scope="module")
+def quantized(vision: tuple[Yard, Optimizer]) -> Any:
+    _, optimizer = vision
+    return optimizer.quantize("digits/1")
+
+
+def test_quantization_registers_a_version_naming_parent_and_method(quantized: Any) -> None:
+    assert [c.method for c in quantized.candidates] == [
+        "int8-static-per-channel", "int8-static-per-tensor",
+        "int8-dynamic-per-channel", "int8-dynamic-per-tensor",
+    ]  # fmt: skip
+    version = quantized.registered
+    assert version is not None and version.parent_version == 1
+    made = version.lineage["vision"]
+    assert made["parent"] == "digits/1" and made["method"].startswith("int8-")
+    assert version.artifact_size * 1.5 < quantized.parent_figures.size_bytes
+    assert version.signature.image is not None and version.signature.image.height == 16
+
+
+def test_quantized_predictions_agree_with_float(vision: tuple[Yard, Optimizer], quantized: Any) -> None:
+    yard, optimizer = vision
+    data = optimizer.held_out(CONFIG, CONFIG.seed)
+    float_model = yard.registry.artifact_bytes(yard.registry.get_version("digits", 1))
+    expected = onnx_probabilities(onnx_session(float_model), data.pixels)
+    for candidate in quantized.candidates:
+        got = onnx_probabilities(onnx_session(candidate.model), data.pixels)
+        agreement = float((got.argmax(1) == expected.argmax(1)).mean())
+        assert agreement >= AGREEMENT, candidate.method
+        assert float(np.abs(got - expected).max()) <= PROBABILITY_TOLERANCE, candidate.method
+
+
+def test_a_candidate_that_breaks_one_class_is_refused_and_recorded(
+    vision: tuple[Yard, Optimizer],
+) -> None:
+    yard, optimizer = vision
+    parent = yard.registry.get_version("digits", 1)
+    net = from_npz(CONFIG, yard.artifacts.get_bytes(parent.lineage["vision"]["weights"]))
+    with torch.no_grad():
+        net.fc2.bias[3] -= 8.0  # digit 3 all but disappears; the rest barely move
+    outcome = optimizer.consider("digits/1", export_onnx(net), "broken-3")
+    assert outcome.registered is None
+    (candidate,) = outcome.candidates
+    assert "class '3'" in candidate.verdict.reason
+    events = SqlDeploymentRepository(yard.db).events("digits", "optimize.rejected")
+    assert events and events[0].payload["method"] == "broken-3"
+    assert events[0].payload["figures"]["class_accuracy"]["3"] < 0.5
+
+
+def test_pruning_removes_channels_for_real(vision: tuple[Yard, Optimizer]) -> None:
+    _, optimizer = vision
+    outcome = optimizer.prune("digits/1", fraction=0.5, epochs=2, register=False)
+    (candidate,) = outcome.candidates
+    assert candidate.detail["channels"] == [4, 8]
+    assert candidate.figures.parameters < outcome.parent_figures.parameters * 0.6
+    assert candidate.figures.size_bytes < outcome.parent_figures.size_bytes * 0.6
+
+
+@pytest.fixture(scope="module")
+def server(vision: tuple[Yard, Optimizer], server_starter: Callable[..., Any]) -> Iterator[Any]:
+    yard, _ = vision
+    started = server_starter(Path(yard.settings.home), ["digits/1"])
+    yield started
+    started.stop()
+
+
+def png_b64(pixels: np.ndarray) -> str:
+    return base64.b64encode(encode_png(pixels)).decode()
+
+
+def test_the_server_answers_images_as_the_model_does(
+    vision: tuple[Yard, Optimizer], server: Any
+) -> None:
+    yard, optimizer = vision
+    data = optimizer.held_out(CONFIG, CONFIG.seed)
+    images = data.pixels[:3].reshape(3, 16, 16).astype(np.uint8)
+    expected = onnx_probabilities(
+        onnx_session(yard.registry.artifact_bytes(yard.registry.get_version("digits", 1))),
+        data.pixels[:3],
+    )
+    records = httpx.post(
+        f"{server.url}/v1/models/digits:predict",
+        json={"instances": [{"b64": png_b64(image)} for image in images]},
+        timeout=30,
+    )
+    assert records.status_code == 200, records.text
+    labels = [p["label"] for p in records.json()["predictions"]]
+    assert labels == expected.argmax(1).tolist()
+    oip = httpx.post(
+        f"{server.url}/v2/models/digits/infer",
+        json={
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [3],
+                        "data": [png_b64(image) for image in images]}],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
+        },  # fmt: skip
+        timeout=30,
+    )
+    assert oip.status_code == 200, oip.text
+    top = oip.json()["outputs"][0]["data"]
+    assert [int(top[2 * i].split(":")[1]) for i in range(3)] == expected.argmax(1).tolist()
+
+
+BOMB_HEADER = 16  # the IHDR width and height start here in a PNG
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "match"),
+    [
+        ({"instances": [{"b64": "not base64!"}]}, 422, "not valid base64"),
+        ({"instances": [{"b64": base64.b64encode(b"GIF89a" + bytes(30)).decode()}]}, 422,
+         "PNG or JPEG"),
+        ({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 2, 2, 3],
+                      "data": [0] * 12}]}, 422, "3 channel"),
+        ({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 2, 2],
+                      "data": [0, 1, 2, 700]}]}, 422, "0, 255"),
+    ],
+)  # fmt: skip
+def test_bad_images_are_4xx_naming_the_problem(
+    server: Any, body: dict[str, Any], status: int, match: str
+) -> None:
+    path = "/v1/models/digits:predict" if "instances" in body else "/v2/models/digits/infer"
+    response = httpx.post(f"{server.url}{path}", json=body, timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+    assert match in response.text
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(server: Any) -> None:
+    import struct
+    import zlib
+
+    png = bytearray(encode_png(np.zeros((1, 1), dtype=np.uint8)))
+    png[16:24] = struct.pack(">II", 60_000, 60_000)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    response = httpx.post(
+        f"{server.url}/v1/models/digits:predict",
+        json={"instances": [{"b64": base64.b64encode(bytes(png)).decode()}]},
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text
+    assert "pixels" in response.text
