@@ -181,3 +181,56 @@ def test_a_decompression_bomb_is_refused_before_decoding(server: Any) -> None:
     )
     assert response.status_code == 413, response.text
     assert "pixels" in response.text
+
+
+@pytest.mark.slow
+def test_the_edge_bundle_runs_in_a_clean_venv_like_the_server(
+    vision: tuple[Yard, Optimizer], server: Any, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from modelyard.registry.edge import export_edge
+
+    yard, optimizer = vision
+    folder = export_edge(yard.registry, "digits/1", tmp_path / "out")
+    assert {"model.onnx", "runner.py", "preprocess.py", "labels.json", "manifest.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    # the device's environment: nothing that would let it find modelyard
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("MODEL")}
+    venv = tmp_path / "device"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "onnxruntime", "numpy", "pillow"],
+        check=True,
+        capture_output=True,
+        timeout=240,
+        env=env,
+    )
+    absent = subprocess.run(
+        [str(python), "-c", "import modelyard"], capture_output=True, env=env, cwd=tmp_path
+    )
+    assert absent.returncode != 0  # the device has no modelyard
+    data = optimizer.held_out(CONFIG, CONFIG.seed)
+    paths = []
+    for i, pixels in enumerate(data.pixels[:5].reshape(5, 16, 16).astype(np.uint8)):
+        paths.append(tmp_path / f"digit{i}.png")
+        paths[-1].write_bytes(encode_png(pixels))
+    run = subprocess.run(
+        [str(python), str(folder / "runner.py"), *map(str, paths), "--top", "2"],
+        capture_output=True, text=True, timeout=60, check=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    edge = [json.loads(line)["top"] for line in run.stdout.splitlines()]
+    served = httpx.post(
+        f"{server.url}/v1/models/digits:predict",
+        json={"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in paths]},
+        timeout=30,
+    ).json()["predictions"]
+    assert [answer[0]["label"] for answer in edge] == [str(p["label"]) for p in served]
+    for answer, prediction in zip(edge, served, strict=True):
+        best = answer[0]
+        assert abs(best["probability"] - prediction["probabilities"][int(best["label"])]) < 1e-5
