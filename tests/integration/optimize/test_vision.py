@@ -234,3 +234,38 @@ def test_the_edge_bundle_runs_in_a_clean_venv_like_the_server(
     for answer, prediction in zip(edge, served, strict=True):
         best = answer[0]
         assert abs(best["probability"] - prediction["probabilities"][int(best["label"])]) < 1e-5
+
+
+def test_the_canary_guard_catches_a_quantization_that_hurts_one_class(
+    vision: tuple[Yard, Optimizer], quantized: Any
+) -> None:
+    """The rollout's decisions check, fed as the runner feeds it (the champion re-run on
+    the canary's inputs): the gated int8 version passes, one that lost digit 3 is rolled
+    back."""
+    from modelyard.routing.analysis import ArmTraffic, Outcome, check_decisions
+    from modelyard.routing.canary import RolloutPolicy
+
+    yard, optimizer = vision
+    data = optimizer.held_out(CONFIG, CONFIG.seed)
+    traffic_pixels = np.concatenate([data.train_pixels, data.pixels])  # all 1,797 digits
+    champion = yard.registry.get_version("digits", 1)
+
+    def decide(model: bytes) -> np.ndarray:
+        return onnx_probabilities(onnx_session(model), traffic_pixels).argmax(1)
+
+    champion_decisions = decide(yard.registry.artifact_bytes(champion))
+    net = from_npz(CONFIG, yard.artifacts.get_bytes(champion.lineage["vision"]["weights"]))
+    with torch.no_grad():
+        net.fc2.bias[3] -= 30.0  # every 3 becomes something else: 10% of digits
+    arms = {
+        "int8": yard.registry.artifact_bytes(quantized.registered),
+        "hurts digit 3": export_onnx(net),
+    }
+    outcomes = {}
+    for name, model in arms.items():
+        changed = int((decide(model) != champion_decisions).sum())
+        n = len(champion_decisions)
+        traffic = ArmTraffic(n, 0, decisions_compared=n, decisions_changed=changed)
+        outcomes[name] = check_decisions(RolloutPolicy(), traffic, traffic).outcome
+    assert outcomes["int8"] == Outcome.PASSED
+    assert outcomes["hurts digit 3"] in (Outcome.FAILED, Outcome.BREACHED)
