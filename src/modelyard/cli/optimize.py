@@ -22,9 +22,7 @@ optimize_app = typer.Typer(
     help="Prune and quantize image models, gated on accuracy.", no_args_is_help=True
 )
 
-MaxDrop = Annotated[
-    float, typer.Option(help="Largest accuracy drop allowed overall, in points.")
-]
+MaxDrop = Annotated[float, typer.Option(help="Largest accuracy drop allowed overall, in points.")]
 MaxClassDrop = Annotated[
     float, typer.Option(help="Largest accuracy drop allowed on any class, in points.")
 ]

@@ -69,7 +69,8 @@ class DigitNet(nn.Module):
         x = (x / 255.0 - MEAN) / STD
         x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
         x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
-        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+        logits: torch.Tensor = self.fc2(torch.relu(self.fc1(x.flatten(1))))
+        return logits
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probabilities = torch.softmax(self.logits(pixels), dim=1)
@@ -85,16 +86,15 @@ class DigitNet(nn.Module):
         net = DigitNet(self.config, conv1=len(keep1), conv2=len(keep2))
         k1 = torch.as_tensor(keep1, dtype=torch.long)
         k2 = torch.as_tensor(keep2, dtype=torch.long)
-        with torch.no_grad():
-            net.conv1.weight.copy_(self.conv1.weight[k1])
-            net.conv1.bias.copy_(self.conv1.bias[k1])
-            net.conv2.weight.copy_(self.conv2.weight[k2][:, k1])
-            net.conv2.bias.copy_(self.conv2.bias[k2])
-            # fc1 reads conv2's channels flattened channel-major: cells columns each
-            columns = (k2[:, None] * self.cells + torch.arange(self.cells)[None, :]).reshape(-1)
-            net.fc1.weight.copy_(self.fc1.weight[:, columns])
-            net.fc1.bias.copy_(self.fc1.bias)
-            net.fc2.load_state_dict(self.fc2.state_dict())
+        old = self.state_dict()
+        # fc1 reads conv2's channels flattened channel-major: ``cells`` columns each
+        columns = (k2[:, None] * self.cells + torch.arange(self.cells)[None, :]).reshape(-1)
+        new = dict(old)
+        new["conv1.weight"], new["conv1.bias"] = old["conv1.weight"][k1], old["conv1.bias"][k1]
+        new["conv2.weight"] = old["conv2.weight"][k2][:, k1]
+        new["conv2.bias"] = old["conv2.bias"][k2]
+        new["fc1.weight"] = old["fc1.weight"][:, columns]
+        net.load_state_dict({k: v.clone() for k, v in new.items()})
         return net
 
 
@@ -110,9 +110,7 @@ def digits_dataset(size: int) -> tuple[np.ndarray, np.ndarray]:
     return pixels, digits.target.astype(np.int64)
 
 
-def fit(
-    net: DigitNet, pixels: np.ndarray, labels: np.ndarray, epochs: int, seed: int
-) -> DigitNet:
+def fit(net: DigitNet, pixels: np.ndarray, labels: np.ndarray, epochs: int, seed: int) -> DigitNet:
     """Train ``net`` in place (Adam, cross-entropy, shuffled mini-batches); returns it."""
     config = net.config
     generator = torch.Generator().manual_seed(seed)
@@ -151,7 +149,7 @@ def export_onnx(net: DigitNet) -> bytes:
     torch.onnx.export(
         net,
         (sample,),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # the exporter writes to any binary file
         input_names=["input"],
         output_names=["probabilities", "label"],
         dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}, "label": {0: "batch"}},
@@ -172,7 +170,9 @@ def from_npz(config: CnnConfig, data: bytes) -> DigitNet:
     """``weights_npz``'s bytes back as a network (channel counts read from the weights)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         state = {k: torch.from_numpy(arrays[k]) for k in arrays.files}
-    net = DigitNet(config, conv1=state["conv1.weight"].shape[0], conv2=state["conv2.weight"].shape[0])
+    net = DigitNet(
+        config, conv1=state["conv1.weight"].shape[0], conv2=state["conv2.weight"].shape[0]
+    )
     net.load_state_dict(state)
     net.eval()
     return net

@@ -58,8 +58,9 @@ def accuracy_by_class(
     return float(correct.mean()), per_class
 
 
-def time_calls(call: Callable[[np.ndarray], object], batch: np.ndarray, timing_calls: int,
-               warmup: int) -> np.ndarray:
+def time_calls(
+    call: Callable[[np.ndarray], object], batch: np.ndarray, timing_calls: int, warmup: int
+) -> np.ndarray:
     """Seconds each of ``timing_calls`` calls of ``call(batch)`` took, after ``warmup``."""
     for _ in range(warmup):
         call(batch)

@@ -103,27 +103,30 @@ class Optimizer:
         artifacts: ArtifactStore,
         events: EventLog,
         *,
-        policy: OptimizePolicy = OptimizePolicy(),
-        timing: Timing = Timing(),
+        policy: OptimizePolicy | None = None,
+        timing: Timing | None = None,
         clock: Callable[[], float] = time.time,
         actor: str | None = None,
     ) -> None:
         self.registry = registry
         self.artifacts = artifacts
         self.events = events
-        self.policy = policy
-        self.timing = timing
+        self.policy = policy or OptimizePolicy()
+        self.timing = timing or Timing()
         self.clock = clock
         self.actor = actor
         self._data: dict[tuple[int, int], HeldOut] = {}
 
     # -- the image model -------------------------------------------------------------
 
-    def train_digits(self, name: str, config: CnnConfig = CnnConfig()) -> ModelVersion:
+    def train_digits(self, name: str, config: CnnConfig | None = None) -> ModelVersion:
         """Train the CNN on the digits and register it as ONNX (the next version)."""
+        config = config or CnnConfig()
         torch.manual_seed(config.seed)
         data = self.held_out(config, config.seed)
-        net = fit(DigitNet(config), data.train_pixels, data.train_labels, config.epochs, config.seed)
+        net = fit(
+            DigitNet(config), data.train_pixels, data.train_labels, config.epochs, config.seed
+        )
         return self._register(name, net, config, parent=None, method="trained", extra={})
 
     def held_out(self, config: CnnConfig, seed: int) -> HeldOut:
@@ -297,7 +300,9 @@ class Optimizer:
         )  # fmt: skip
         if net is not None:
             detail = {**detail, "net": net}
-        return Candidate(method, model, figures, judge(parent_figures, figures, self.policy), detail)
+        return Candidate(
+            method, model, figures, judge(parent_figures, figures, self.policy), detail
+        )
 
     def _decide(
         self,
@@ -335,8 +340,10 @@ class Optimizer:
             f"{candidate.method} of {parent.model}/{parent.version}: {candidate.verdict.reason}"
         )
         if registered is not None:
-            reason = f"{candidate.method} of {parent.model}/{parent.version} registered as " \
+            reason = (
+                f"{candidate.method} of {parent.model}/{parent.version} registered as "
                 f"version {registered.version}"
+            )
         self.events.record(
             Event(
                 at=self.clock(),

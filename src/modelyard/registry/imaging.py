@@ -78,9 +78,7 @@ class ImageSpec:
 def decode(data: bytes, spec: ImageSpec) -> np.ndarray:
     """Encoded PNG/JPEG bytes -> the model's prepared pixels (``prepare``)."""
     if len(data) > spec.max_bytes:
-        raise ImageTooLarge(
-            f"image is {len(data)} bytes; at most {spec.max_bytes} are accepted"
-        )
+        raise ImageTooLarge(f"image is {len(data)} bytes; at most {spec.max_bytes} are accepted")
     if not data:
         raise ImageError("image is empty (0 bytes)")
     try:
@@ -141,9 +139,7 @@ def from_pixels(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
         )
     height, width, channels = pixels.shape
     if channels != spec.channels:
-        raise ImageError(
-            f"image has {channels} channel(s); this model takes {spec.channels}"
-        )
+        raise ImageError(f"image has {channels} channel(s); this model takes {spec.channels}")
     if height * width > spec.max_pixels or height < 1 or width < 1:
         raise ImageTooLarge(
             f"image is {width}x{height}; it must hold 1 to {spec.max_pixels} pixels"

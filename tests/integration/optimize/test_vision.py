@@ -54,14 +54,19 @@ def test_quantization_registers_a_version_naming_parent_and_method(quantized: An
         "int8-dynamic-per-channel", "int8-dynamic-per-tensor",
     ]  # fmt: skip
     version = quantized.registered
-    assert version is not None and version.parent_version == 1
+    assert version is not None
+    assert version.parent_version == 1
     made = version.lineage["vision"]
-    assert made["parent"] == "digits/1" and made["method"].startswith("int8-")
+    assert made["parent"] == "digits/1"
+    assert made["method"].startswith("int8-")
     assert version.artifact_size * 1.5 < quantized.parent_figures.size_bytes
-    assert version.signature.image is not None and version.signature.image.height == 16
+    assert version.signature.image is not None
+    assert version.signature.image.height == 16
 
 
-def test_quantized_predictions_agree_with_float(vision: tuple[Yard, Optimizer], quantized: Any) -> None:
+def test_quantized_predictions_agree_with_float(
+    vision: tuple[Yard, Optimizer], quantized: Any
+) -> None:
     yard, optimizer = vision
     data = optimizer.held_out(CONFIG, CONFIG.seed)
     float_model = yard.registry.artifact_bytes(yard.registry.get_version("digits", 1))
@@ -86,7 +91,8 @@ def test_a_candidate_that_breaks_one_class_is_refused_and_recorded(
     (candidate,) = outcome.candidates
     assert "class '3'" in candidate.verdict.reason
     events = SqlDeploymentRepository(yard.db).events("digits", "optimize.rejected")
-    assert events and events[0].payload["method"] == "broken-3"
+    assert events
+    assert events[0].payload["method"] == "broken-3"
     assert events[0].payload["figures"]["class_accuracy"]["3"] < 0.5
 
 
@@ -132,8 +138,14 @@ def test_the_server_answers_images_as_the_model_does(
     oip = httpx.post(
         f"{server.url}/v2/models/digits/infer",
         json={
-            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [3],
-                        "data": [png_b64(image) for image in images]}],
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "BYTES",
+                    "shape": [3],
+                    "data": [png_b64(image) for image in images],
+                }
+            ],
             "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
         },  # fmt: skip
         timeout=30,

@@ -30,13 +30,15 @@ def test_a_candidate_that_breaks_one_class_is_refused_though_overall_accuracy_ho
     assert not verdict.passed
     failed = [c for c in verdict.checks if not c.passed]
     assert [c.name for c in failed] == ["every class"]
-    assert "class '7'" in failed[0].detail and "drop 8.00 points" in failed[0].detail
+    assert "class '7'" in failed[0].detail
+    assert "drop 8.00 points" in failed[0].detail
 
 
 def test_an_overall_drop_past_the_allowance_is_refused() -> None:
     verdict = judge(PARENT, candidate(accuracy=0.965), OptimizePolicy(max_drop_points=1.0))
     assert not verdict.passed
-    assert "accuracy:" in verdict.reason and "drop 1.50 points" in verdict.reason
+    assert "accuracy:" in verdict.reason
+    assert "drop 1.50 points" in verdict.reason
     assert judge(PARENT, candidate(accuracy=0.965), OptimizePolicy(max_drop_points=2.0)).passed
 
 
@@ -45,7 +47,8 @@ def test_the_goal_decides_whether_size_or_speed_must_improve() -> None:
     assert judge(PARENT, same_speed, OptimizePolicy(goal="smaller")).passed
     assert judge(PARENT, same_speed, OptimizePolicy(goal="either")).passed
     refused = judge(PARENT, same_speed, OptimizePolicy(goal="faster"))
-    assert not refused.passed and "faster" in refused.reason
+    assert not refused.passed
+    assert "faster" in refused.reason
     assert not judge(PARENT, same_speed, OptimizePolicy(goal="both")).passed
     assert not judge(PARENT, candidate(), OptimizePolicy(goal="smaller", min_shrink=4.0)).passed
     unchanged = replace(PARENT)
@@ -55,7 +58,11 @@ def test_the_goal_decides_whether_size_or_speed_must_improve() -> None:
 def test_the_verdict_keeps_every_figure_for_the_event() -> None:
     document = judge(PARENT, candidate(), OptimizePolicy()).to_dict()
     assert document["passed"] is True
-    assert {c["name"] for c in document["checks"]} == {"smaller or faster", "accuracy", "every class"}
+    assert {c["name"] for c in document["checks"]} == {
+        "smaller or faster",
+        "accuracy",
+        "every class",
+    }
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,8 @@ def bomb_png(width: int, height: int) -> bytes:
 def test_a_png_decodes_to_the_models_pixels() -> None:
     image = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     pixels = decode(encode_png(image), SPEC)
-    assert pixels.shape == (256,) and pixels.dtype == np.uint8
+    assert pixels.shape == (256,)
+    assert pixels.dtype == np.uint8
     assert np.array_equal(pixels, from_pixels(image, SPEC))  # one step, whatever the source
 
 
@@ -43,7 +44,8 @@ def test_colour_and_jpeg_become_grey() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 30), (200, 200, 200)).save(buffer, format="JPEG")
     pixels = decode(buffer.getvalue(), SPEC)
-    assert pixels.shape == (256,) and abs(int(pixels.mean()) - 200) <= 2
+    assert pixels.shape == (256,)
+    assert abs(int(pixels.mean()) - 200) <= 2
 
 
 def test_a_decompression_bomb_is_refused_from_its_header() -> None:

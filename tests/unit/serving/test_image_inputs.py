@@ -38,7 +38,8 @@ def test_png_bytes_uint8_pixels_and_records_give_the_same_input() -> None:
     from_bytes = infer(Tensor("image", "BYTES", (2,), [png, png]))
     from_uint8 = infer(Tensor("image", "UINT8", (1, 10, 10), DIGIT.reshape(-1).tolist()))
     records = VALIDATOR.from_records([{"b64": png}]).model_input
-    assert from_bytes.shape == (2, 64) and from_bytes.dtype == np.float32
+    assert from_bytes.shape == (2, 64)
+    assert from_bytes.dtype == np.float32
     for got in (from_bytes[0], from_bytes[1], from_uint8[0], np.asarray(records)[0]):
         assert np.array_equal(got, EXPECTED)
 
@@ -77,7 +78,9 @@ def test_a_record_must_hold_only_b64() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_are_an_answer_or_a_4xx(data: bytes) -> None:
+    status = 200
     try:
         infer(Tensor("image", "BYTES", (1,), [b64(data)]))
     except ModelyardError as error:
-        assert 400 <= http_status(error) < 500
+        status = http_status(error)
+    assert status == 200 or 400 <= status < 500
