@@ -205,7 +205,8 @@ class Optimizer:
         self, ref: str, recipes: Sequence[QuantizeRecipe] = RECIPES, *, register: bool = True
     ) -> Outcome:
         """Every recipe on ``ref`` (each with its measured float fallback); the best that
-        passes the gate (smallest, then fastest) is registered."""
+        passes the gate (faster than the parent if any is, then the smallest) is
+        registered."""
         parent, config, made = self._parent(ref)
         data = self.held_out(config, config.seed)
         model = self.registry.artifact_bytes(parent)
@@ -318,7 +319,11 @@ class Optimizer:
                 self._event("optimize.rejected", parent, candidate, parent_figures)
         registered = None
         if passed and register:
-            best = min(passed, key=lambda c: (c.figures.size_bytes, c.figures.p50_ms_1))
+            # faster than the parent first, then the smallest, then the quickest
+            best = min(passed, key=lambda c: (
+                c.figures.p50_ms_1 >= parent_figures.p50_ms_1, c.figures.size_bytes,
+                c.figures.p50_ms_1,
+            ))  # fmt: skip
             detail = {k: v for k, v in best.detail.items() if k != "net"}
             net = best.detail.get("net")
             registered = self._register(

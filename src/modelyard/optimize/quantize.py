@@ -9,6 +9,7 @@ to one sensitive layer).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,15 @@ def quantizable_nodes(model: bytes) -> list[str]:
 
 def quantize(model: bytes, recipe: QuantizeRecipe, calibration: np.ndarray) -> bytes:
     """``model`` quantized by ``recipe`` (``calibration``: images for static ranges)."""
+    # onnxruntime's tools log "consider pre-processing" on the root logger at every call
+    logging.disable(logging.WARNING)
+    try:
+        return _quantize(model, recipe, calibration)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _quantize(model: bytes, recipe: QuantizeRecipe, calibration: np.ndarray) -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "model.onnx"
         target = Path(folder) / "quantized.onnx"
