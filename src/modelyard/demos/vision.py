@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from modelyard.config import load_settings
-from modelyard.demos.fraud.services import environment_without_settings, free_port
+from modelyard.config.settings import environment_without_settings
+from modelyard.demos.fraud.services import free_port
 from modelyard.errors import ModelyardError
 from modelyard.optimize import comparison_rows
 from modelyard.optimize.cnn import CnnConfig, export_onnx, from_npz
