@@ -53,7 +53,7 @@ def train(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model to register the trained CNN under.")],
     size: Annotated[int, typer.Option(min=8, help="Input height and width (pixels).")] = 32,
-    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    epochs: Annotated[int, typer.Option(min=1)] = 6,
     as_json: AsJson = False,
 ) -> None:
     """Train the CNN on scikit-learn's digits and register it as ONNX."""

@@ -32,13 +32,13 @@ class CnnConfig:
     channel counts, the hidden dense width, and training's epochs, batch and seed."""
 
     size: int = 32
-    conv1: int = 32
-    conv2: int = 64
-    hidden: int = 128
+    conv1: int = 16
+    conv2: int = 32
+    hidden: int = 64
     classes: int = 10
-    epochs: int = 12
+    epochs: int = 6
     batch: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     seed: int = 0
 
     def to_dict(self) -> dict[str, float | int]:
