@@ -33,9 +33,9 @@ import torch
 
 from modelyard.config import load_settings
 from modelyard.loadtest.generator import LoadPlan, run_load
-from modelyard.optimize import Figures, comparison_rows
-from modelyard.optimize.cnn import CnnConfig, export_onnx, fit
-from modelyard.optimize.measure import Timing, latency_figures, measure_onnx
+from modelyard.optimize import Figures, OptimizePolicy, comparison_rows
+from modelyard.optimize.cnn import CnnConfig, from_npz
+from modelyard.optimize.measure import Timing, latency_figures
 from modelyard.optimize.optimizer import Optimizer
 from modelyard.registry.imaging import encode_png
 from modelyard.routing.sql import SqlDeploymentRepository
@@ -64,8 +64,6 @@ def models(home: Path) -> None:
     data = optimizer.held_out(CONFIG, CONFIG.seed)
     _, fp32 = optimizer.figures(ref)
     # torch eager: the same network, before export
-    from modelyard.optimize.cnn import from_npz
-
     net = from_npz(CONFIG, yard.artifacts.get_bytes(parent.lineage["vision"]["weights"]))
 
     def eager(batch: np.ndarray) -> object:
@@ -77,13 +75,23 @@ def models(home: Path) -> None:
         *latency_figures(eager, data.pixels, TIMING), fp32.accuracy, fp32.class_accuracy,
     )  # fmt: skip
     quantized = optimizer.quantize(ref)
-    pruned = optimizer.prune(ref, fraction=0.5, epochs=3)
+    pruned = optimizer.prune(ref, fraction=0.5, epochs=5)
+    if pruned.registered is None:
+        # to measure pruned+int8 at all: the pruned network registered past the per-class
+        # rule (its figures are in the table; the product's gate refused it)
+        print(f"pruned refused by the gate: {pruned.candidates[0].verdict.reason}")
+        relaxed = Optimizer(
+            yard.registry, yard.artifacts, SqlDeploymentRepository(yard.db), timing=TIMING,
+            policy=OptimizePolicy(max_drop_points=100, max_class_drop_points=100),
+        )  # fmt: skip
+        pruned = relaxed.prune(ref, fraction=0.5, epochs=5)
     entries = [("torch eager", "fp32", eager_figures), (ref, "fp32 onnx", fp32)]
     entries += [("int8 candidate", c.method, c.figures) for c in quantized.candidates]
     entries += [("pruned candidate", c.method, c.figures) for c in pruned.candidates]
     if pruned.registered is not None:
         both = optimizer.quantize(f"digits/{pruned.registered.version}")
         entries += [("pruned+int8", c.method, c.figures) for c in both.candidates]
+        print(f"pruned+int8 vs pruned: {[c.verdict.reason for c in both.candidates]}")
     rows = comparison_rows(entries[1:])
     rows.insert(0, comparison_rows([entries[1], entries[0]])[1])
     print(json.dumps(rows, indent=1))
@@ -189,17 +197,22 @@ def serving(home: Path) -> None:
                     LoadPlan(url, path, body.encode(), connections=8, duration_s=8,
                              warmup_s=1, headers={"content-type": "application/json"})
                 )  # fmt: skip
-                runs.append((result.throughput, result.latency.p50_s * 1000, result.latency.p99_s * 1000,
-                             result.error_count))  # fmt: skip
+                latency = result.latency
+                runs.append(
+                    (result.throughput, latency.p50_s * 1000, latency.p99_s * 1000,
+                     result.error_count)
+                )  # fmt: skip
             results[name] = runs
         finally:
             process.terminate()
             process.wait(30)
     for name, runs in results.items():
         rps = sorted(r[0] for r in runs)
-        print(f"{name:>22}: {rps[1]:8.0f} req/s median of {[round(r) for r in rps]}, "
-              f"p50 {np.median([r[1] for r in runs]):.2f} ms, p99 "
-              f"{np.median([r[2] for r in runs]):.2f} ms, errors {sum(r[3] for r in runs)}")
+        print(
+            f"{name:>22}: {rps[1]:8.0f} req/s median of {[round(r) for r in rps]}, "
+            f"p50 {np.median([r[1] for r in runs]):.2f} ms, p99 "
+            f"{np.median([r[2] for r in runs]):.2f} ms, errors {sum(r[3] for r in runs)}"
+        )
     ratio = np.median([r[0] for r in results["modelyard"]]) / np.median(
         [r[0] for r in results["fastapi+onnxruntime"]]
     )
