@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from modelyard.errors import ValidationError
@@ -151,8 +152,6 @@ class Optimizer:
             model, weights = export_onnx(net), self.artifacts.put_bytes(weights_npz(net)).digest
         else:
             model, weights = net, None
-        import onnx  # the registry stores ONNX protos as they are
-
         lineage: dict[str, Any] = {
             LINEAGE_KEY: {
                 "dataset": "digits",
@@ -172,7 +171,7 @@ class Optimizer:
             data.train_pixels[:512],
             feature_names=[f"p{i}" for i in range(data.pixels.shape[1])],
             parent_version=None if parent is None else parent.version,
-            image=replace(config.spec),
+            image=config.spec,
             lineage=lineage,
             metrics=_metrics(figures),
             tags={"optimize.method": method},
@@ -376,8 +375,7 @@ def _strongest(weight: torch.Tensor, fraction: float) -> np.ndarray:
 
 
 def _metrics(figures: Figures) -> dict[str, float]:
-    worst_label, worst = figures.worst_class
-    del worst_label
+    _, worst = figures.worst_class
     return {
         "accuracy": figures.accuracy,
         "worst_class_accuracy": worst,
