@@ -5,20 +5,32 @@ trained once for the module: seconds, not minutes."""
 from __future__ import annotations
 
 import base64
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from modelyard.config import load_settings
+from modelyard.loadtest.generator import LoadPlan, LoadResult, run_load
 from modelyard.optimize.cnn import CnnConfig, export_onnx, from_npz
 from modelyard.optimize.measure import Timing, onnx_probabilities, onnx_session
 from modelyard.optimize.optimizer import Optimizer
+from modelyard.registry.edge import export_edge
 from modelyard.registry.imaging import encode_png
+from modelyard.routing import DeploymentStore, RolloutController, RolloutPolicy
+from modelyard.routing.analysis import ArmTraffic, Outcome, check_decisions
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
@@ -155,9 +167,6 @@ def test_the_server_answers_images_as_the_model_does(
     assert [int(top[2 * i].split(":")[1]) for i in range(3)] == expected.argmax(1).tolist()
 
 
-BOMB_HEADER = 16  # the IHDR width and height start here in a PNG
-
-
 @pytest.mark.parametrize(
     ("body", "status", "match"),
     [
@@ -180,9 +189,6 @@ def test_bad_images_are_4xx_naming_the_problem(
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(server: Any) -> None:
-    import struct
-    import zlib
-
     png = bytearray(encode_png(np.zeros((1, 1), dtype=np.uint8)))
     png[16:24] = struct.pack(">II", 60_000, 60_000)
     png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
@@ -199,13 +205,6 @@ def test_a_decompression_bomb_is_refused_before_decoding(server: Any) -> None:
 def test_the_edge_bundle_runs_in_a_clean_venv_like_the_server(
     vision: tuple[Yard, Optimizer], server: Any, tmp_path: Path
 ) -> None:
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from modelyard.registry.edge import export_edge
-
     yard, optimizer = vision
     folder = export_edge(yard.registry, "digits/1", tmp_path / "out")
     assert {"model.onnx", "runner.py", "preprocess.py", "labels.json", "manifest.json"} <= {
@@ -254,9 +253,6 @@ def test_the_canary_guard_catches_a_quantization_that_hurts_one_class(
     """The rollout's decisions check, fed as the runner feeds it (the champion re-run on
     the canary's inputs): the gated int8 version passes, one that lost digit 3 is rolled
     back."""
-    from modelyard.routing.analysis import ArmTraffic, Outcome, check_decisions
-    from modelyard.routing.canary import RolloutPolicy
-
     yard, optimizer = vision
     data = optimizer.held_out(CONFIG, CONFIG.seed)
     traffic_pixels = np.concatenate([data.train_pixels, data.pixels])  # all 1,797 digits
@@ -281,3 +277,67 @@ def test_the_canary_guard_catches_a_quantization_that_hurts_one_class(
         outcomes[name] = check_decisions(RolloutPolicy(), traffic, traffic).outcome
     assert outcomes["int8"] == Outcome.PASSED
     assert outcomes["hurts digit 3"] in (Outcome.FAILED, Outcome.BREACHED)
+
+
+@pytest.mark.slow
+def test_a_live_canary_that_lost_one_class_is_rolled_back(
+    vision: tuple[Yard, Optimizer], quantized: Any, launch_server: Any, wait_until: Any
+) -> None:
+    """On the real server under load: the rollout's decisions check (the champion re-run
+    on the canary's logged images) stops an int8 build that lost digit 3."""
+    yard, optimizer = vision
+    data = optimizer.held_out(CONFIG, CONFIG.seed)
+    champion = yard.registry.get_version("digits", 1)
+    net = from_npz(CONFIG, yard.artifacts.get_bytes(champion.lineage["vision"]["weights"]))
+    with torch.no_grad():
+        net.fc2.bias[3] -= 30.0
+    broken = yard.registry.register(
+        "digits", onnx.load_from_string(export_onnx(net)), data.train_pixels[:256],
+        feature_names=[f"p{i}" for i in range(data.pixels.shape[1])], image=CONFIG.spec,
+        parent_version=1,
+    )  # fmt: skip
+    store = DeploymentStore(SqlDeploymentRepository(yard.db), yard.registry)
+    store.create("digit-reader", "digits", 1)
+    server = launch_server(
+        Path(yard.settings.home), ["digits/1"], settings={"poll_interval_s": "0.25"}
+    )
+    images = np.concatenate([data.train_pixels, data.pixels]).reshape(-1, 16, 16)
+    variants = tuple(
+        ("/v1/models/digit-reader:predict",
+         json_bytes({"instances": [{"b64": png_b64(image.astype(np.uint8))}]}))
+        for image in images
+    )  # fmt: skip
+    plan = LoadPlan(server.url, "", b"", connections=8, duration_s=4.0, variants=variants,
+                    headers={"content-type": "application/json"})  # fmt: skip
+    results: list[LoadResult] = []
+    stop = threading.Event()
+
+    def drive() -> None:
+        while not stop.is_set():
+            results.append(run_load(plan))
+
+    load = threading.Thread(target=drive, daemon=True)
+    load.start()
+    policy = RolloutPolicy(step_weights=(50, 100), interval_s=2.0, min_requests=100)
+    RolloutController(store).start("digit-reader", broken.version, policy, actor="test")
+
+    def ended() -> bool:
+        record = store.get("digit-reader").rollout
+        return record is not None and not record.state.active
+
+    try:
+        assert wait_until(ended, 90), "the rollout did not end in 90 s"
+    finally:
+        stop.set()
+        load.join(30)
+    final = store.get("digit-reader")
+    events = store.events("digit-reader", "rollout.")
+    assert final.rollout is not None
+    assert final.rollout.state.phase.value == "rolled_back", [e.reason for e in events]
+    assert final.config.champion == 1
+    checks = [c for e in events for c in e.payload.get("checks", []) if c["name"] == "decisions"]
+    assert any(c["outcome"] in ("failed", "breached") for c in checks), checks
+
+
+def json_bytes(document: Any) -> bytes:
+    return json.dumps(document).encode()
