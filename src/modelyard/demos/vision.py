@@ -41,7 +41,7 @@ __all__ = ["VisionResult", "run_vision_demo"]
 
 MODEL = "digits"
 FAST = CnnConfig(size=16, conv1=8, conv2=16, hidden=32, epochs=8, learning_rate=5e-3)
-FULL = CnnConfig(size=32, conv1=16, conv2=32, hidden=64, epochs=6, learning_rate=3e-3)
+FULL = CnnConfig()  # 32x32, conv 16 and 32 channels, dense 128
 
 
 @dataclass(frozen=True)
@@ -77,20 +77,23 @@ def run_vision_demo(out: Path, *, fast: bool = False, say: Any = print) -> Visio
             f"{time.perf_counter() - started:.0f} s: accuracy {champion.metrics['accuracy']:.1%}"
         )
         ref = f"{MODEL}/{champion.version}"
-        for what, outcome in (
-            ("pruned", optimizer.prune(ref, fraction=0.5, epochs=3)),
-            ("quantized", optimizer.quantize(ref)),
-        ):
+        pruned = optimizer.prune(ref, fraction=0.5, epochs=5)
+        steps = [("pruned", ref, pruned), ("quantized", ref, optimizer.quantize(ref))]
+        if pruned.registered is not None:
+            pruned_ref = f"{MODEL}/{pruned.registered.version}"
+            steps.append(("pruned+int8", pruned_ref, optimizer.quantize(pruned_ref)))
+        for what, parent, outcome in steps:
             for candidate in outcome.candidates:
                 verdict = "passed" if candidate.verdict.passed else candidate.verdict.reason
-                tell(f"{what}: {candidate.method}: {verdict}")
+                tell(f"{what}: {candidate.method} of {parent}: {verdict}")
             if outcome.registered is not None:
-                tell(f"registered {MODEL}/{outcome.registered.version} ({what}, parent {ref})")
-        versions = [v for v in yard.registry.list_versions(MODEL)]
+                tell(f"registered {MODEL}/{outcome.registered.version} ({what}, parent {parent})")
+        versions = sorted(yard.registry.list_versions(MODEL), key=lambda v: v.version)
+        # the champion's own int8 version is the canary; the smallest version ships
         int8 = next(
-            (v for v in reversed(versions) if v.tags.get("optimize.method", "").startswith("int8")),
-            None,
+            (v for v in versions if v.tags.get("optimize.method", "").startswith("int8")), None
         )
+        smallest = min(versions, key=lambda v: v.artifact_size)
         measured = [optimizer.figures(f"{MODEL}/{v.version}") for v in versions]
         rows = comparison_rows(
             [(f"{v.model}/{v.version}", v.tags.get("optimize.method", "-"), f) for v, f in measured]
@@ -112,7 +115,7 @@ def run_vision_demo(out: Path, *, fast: bool = False, say: Any = print) -> Visio
             ):
                 check = _canary_check(champion_model, model, traffic)
                 tell(f"canary {name} vs {ref}: {check.outcome.value}: {check.summary}")
-        edge = export_edge(yard.registry, f"{MODEL}/{(int8 or champion).version}", out / "edge")
+        edge = export_edge(yard.registry, f"{MODEL}/{smallest.version}", out / "edge")
         tell(f"edge bundle: {edge} (python {edge / 'runner.py'} image.png)")
     return VisionResult(home, rows, story, edge)
 

@@ -34,7 +34,7 @@ class CnnConfig:
     size: int = 32
     conv1: int = 16
     conv2: int = 32
-    hidden: int = 64
+    hidden: int = 128
     classes: int = 10
     epochs: int = 6
     batch: int = 64

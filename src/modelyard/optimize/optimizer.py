@@ -204,8 +204,8 @@ class Optimizer:
         self, ref: str, recipes: Sequence[QuantizeRecipe] = RECIPES, *, register: bool = True
     ) -> Outcome:
         """Every recipe on ``ref`` (each with its measured float fallback); the best that
-        passes the gate (faster than the parent if any is, then the smallest) is
-        registered."""
+        passes the gate is registered (``_best``: faster than the parent if any is, then
+        small, then quick)."""
         parent, config, made = self._parent(ref)
         data = self.held_out(config, config.seed)
         model = self.registry.artifact_bytes(parent)
@@ -318,11 +318,7 @@ class Optimizer:
                 self._event("optimize.rejected", parent, candidate, parent_figures)
         registered = None
         if passed and register:
-            # faster than the parent first, then the smallest, then the quickest
-            best = min(passed, key=lambda c: (
-                c.figures.p50_ms_1 >= parent_figures.p50_ms_1, c.figures.size_bytes,
-                c.figures.p50_ms_1,
-            ))  # fmt: skip
+            best = _best(passed, parent_figures)
             detail = {k: v for k, v in best.detail.items() if k != "net"}
             net = best.detail.get("net")
             registered = self._register(
@@ -365,6 +361,15 @@ class Optimizer:
                 actor=self.actor,
             )
         )
+
+
+def _best(passed: list[Candidate], parent: Figures) -> Candidate:
+    """The candidate to register: among those faster than the parent (all, if none is),
+    the quickest of those within 10% of the smallest file."""
+    pool = [c for c in passed if c.figures.p50_ms_1 < parent.p50_ms_1] or passed
+    smallest = min(c.figures.size_bytes for c in pool)
+    near = [c for c in pool if c.figures.size_bytes <= smallest * 1.1]
+    return min(near, key=lambda c: c.figures.p50_ms_1)
 
 
 def _strongest(weight: torch.Tensor, fraction: float) -> np.ndarray:
