@@ -47,6 +47,12 @@ class ImageSpec:
     max_pixels: int = 4096 * 4096
     max_bytes: int = 8 * 1024 * 1024
 
+    def __post_init__(self) -> None:
+        if self.channels not in _CHANNEL_MODES:
+            raise ImageError(f"an image model takes 1 or 3 channels, not {self.channels}")
+        if min(self.height, self.width, self.max_pixels, self.max_bytes) < 1:
+            raise ImageError("image height, width, max_pixels and max_bytes must be >= 1")
+
     @property
     def values(self) -> int:
         """Pixel values a prepared image holds (the model's input width)."""

@@ -101,3 +101,8 @@ def test_any_bytes_decode_or_raise_image_error(data: bytes) -> None:
 def test_every_header_past_the_limit_is_refused(width: int, height: int) -> None:
     with pytest.raises(ImageTooLarge, match="pixels"):
         decode(bomb_png(width * 1_000, height * 1_001), SPEC)
+
+
+def test_a_spec_takes_grey_or_colour_only() -> None:
+    with pytest.raises(ImageError, match="1 or 3 channels, not 2"):
+        ImageSpec(8, 8, channels=2)
