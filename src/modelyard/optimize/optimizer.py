@@ -207,6 +207,11 @@ class Optimizer:
         passes the gate is registered (``_best``: faster than the parent if any is, then
         small, then quick)."""
         parent, config, made = self._parent(ref)
+        if str(made.get("method", "")).startswith("int8"):
+            raise ValidationError(
+                f"{parent.model}/{parent.version} is already int8 ({made['method']}); quantize "
+                f"the float version it came from, {made.get('parent')}"
+            )
         data = self.held_out(config, config.seed)
         model = self.registry.artifact_bytes(parent)
         sparsity = float(made.get("sparsity", 0.0))

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from modelyard.config import load_settings
+from modelyard.errors import ValidationError
 from modelyard.loadtest.generator import LoadPlan, LoadResult, run_load
 from modelyard.optimize.cnn import CnnConfig, export_onnx, from_npz
 from modelyard.optimize.measure import Timing, onnx_probabilities, onnx_session
@@ -74,6 +75,14 @@ def test_quantization_registers_a_version_naming_parent_and_method(quantized: An
     assert version.artifact_size * 1.5 < quantized.parent_figures.size_bytes
     assert version.signature.image is not None
     assert version.signature.image.height == 16
+
+
+def test_an_int8_version_is_not_quantized_again(
+    vision: tuple[Yard, Optimizer], quantized: Any
+) -> None:
+    _, optimizer = vision
+    with pytest.raises(ValidationError, match="already int8"):
+        optimizer.quantize(f"digits/{quantized.registered.version}")
 
 
 def test_quantized_predictions_agree_with_float(
