@@ -131,6 +131,7 @@ class Optimizer:
         return self._register(name, net, config, parent=None, method="trained", extra={})
 
     def held_out(self, config: CnnConfig, seed: int) -> HeldOut:
+        """The digits split for ``config``'s image size (computed once per optimizer)."""
         key = (config.size, seed)
         if key not in self._data:
             self._data[key] = digits_split(config, seed)
