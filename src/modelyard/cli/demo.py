@@ -100,3 +100,25 @@ def quickstart(
     from modelyard.demos.quickstart import run_quickstart
 
     run_quickstart(cli_context(ctx).yard, rows=rows, console=current_output().stdout)
+
+
+@demo_app.command("vision")
+def vision(
+    fast: Annotated[bool, typer.Option("--fast", help="16x16 digits, a smaller CNN.")] = False,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the demo's home and edge bundle (replaced each run).")
+    ] = Path("vision-demo"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """An image classifier for devices: train, prune, quantize (accuracy-gated), compare,
+    serve, canary, export the edge bundle."""
+    from modelyard.demos.vision import run_vision_demo  # torch: the demo's alone to import
+
+    say = (lambda line: None) if as_json else console.print
+    result = run_vision_demo(out, fast=fast, say=say)
+    if as_json:
+        print_json({"rows": result.rows, "story": result.story, "edge": str(result.edge)})
+        return
+    columns = list(result.rows[0])
+    print_table("versions on this CPU", columns, [[r[c] for c in columns] for r in result.rows])
+    console.print(f"look around: export MODELYARD_HOME={result.home}; modelyard versions digits")

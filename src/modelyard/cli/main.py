@@ -22,6 +22,7 @@ from modelyard.cli.deploy import deploy_app
 from modelyard.cli.features import features_app
 from modelyard.cli.logs import logs
 from modelyard.cli.monitor import monitor_app
+from modelyard.cli.optimize import optimize_app
 from modelyard.cli.output import (
     AsJson,
     console,
@@ -40,6 +41,7 @@ from modelyard.cli.ui import ui
 from modelyard.errors import ModelyardError
 from modelyard.registry import ModelVersion
 from modelyard.registry.bundle import export_bundle
+from modelyard.registry.edge import export_edge
 from modelyard.tracking import RunInfo
 
 
@@ -83,6 +85,7 @@ app.command()(history)
 app.command()(worker)
 app.add_typer(retraining_app, name="retraining")
 app.add_typer(demo_app, name="demo")
+app.add_typer(optimize_app, name="optimize")
 
 
 @app.callback()
@@ -358,9 +361,19 @@ def export(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="name, name/3 or name@alias")],
     out: Annotated[Path, typer.Option(help="Directory to write the bundle into.")] = Path("."),
+    edge: Annotated[
+        bool, typer.Option("--edge", help="An image model's folder for devices (no modelyard).")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Write a self-contained bundle (model, signature, profile, manifest with hashes)."""
+    if edge:
+        folder = export_edge(cli_context(ctx).yard.registry, ref, out)
+        if as_json:
+            print_json({"path": str(folder), "files": sorted(p.name for p in folder.iterdir())})
+        else:
+            console.print(f"wrote {folder} (run: python {folder}/runner.py image.png)")
+        return
     path = export_bundle(cli_context(ctx).yard.registry, ref, out)
     if as_json:
         print_json({"path": str(path), "bytes": path.stat().st_size})

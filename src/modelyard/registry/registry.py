@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from modelyard.errors import UnsupportedModelError, ValidationError
 from modelyard.registry.catalog import Catalog
 from modelyard.registry.flavours import FLAVOURS, LoadOptions, Predictor
+from modelyard.registry.imaging import ImageSpec
 from modelyard.registry.profile import build_profile
 from modelyard.registry.records import TRUST_KEY, AliasMove, ModelVersion, VersionDraft
 from modelyard.registry.refs import check_alias, check_model_name
@@ -85,6 +87,8 @@ class Registry(Catalog):
         tags: dict[str, str] | None = None,
         description: str = "",
         parent_version: int | None = None,
+        image: ImageSpec | None = None,
+        lineage: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Store ``model`` as the next version of ``name``.
 
@@ -96,14 +100,21 @@ class Registry(Catalog):
         ``trusted=True`` also marks the version trusted, with the registering user and
         ``trusted_reason`` (``ModelVersion.trust``): a pickle-based version loads only if
         it was marked so, whatever the loader's own ``trusted``.
+
+        ``image``: the model takes images, prepared as it says (``data`` holds their
+        pixels, one column each). ``lineage``: entries added to the version's lineage
+        (how it was made from its parent, say).
         """
         check_model_name(name)
         prepared = self.prepare(
             model, data, feature_names=feature_names, flavour=flavour, trusted=trusted
         )
+        if image is not None:
+            prepared = replace(prepared, signature=replace(prepared.signature, image=image))
         return self.register_prepared(
             name, prepared, run=run, metrics=metrics, tags=tags, description=description,
             parent_version=parent_version, trusted=trusted, trusted_reason=trusted_reason,
+            lineage=lineage,
         )  # fmt: skip
 
     def prepare(
@@ -147,6 +158,7 @@ class Registry(Catalog):
         parent_version: int | None = None,
         trusted: bool = False,
         trusted_reason: str = "",
+        lineage: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Store a ``prepare``d model as the next version of ``name``; ``trusted`` marks
         it trusted (see ``register``)."""
@@ -155,16 +167,16 @@ class Registry(Catalog):
         profile["sample_digest"] = self._artifacts.put_bytes(prepared.sample).digest
         profile_ref = self._artifacts.put_bytes(json.dumps(profile, sort_keys=True).encode())
         artifact = self._artifacts.put_bytes(prepared.blob)
-        lineage: dict[str, Any] = {"data": asdict(prepared.data)}
+        recorded: dict[str, Any] = {**(lineage or {}), "data": asdict(prepared.data)}
         run_id = getattr(run, "id", run)
         if run_id is not None and self._runs is not None:
-            lineage["run_datasets"] = {
+            recorded["run_datasets"] = {
                 dataset: {"digest": recorded.digest, "rows": recorded.rows}
                 for dataset, recorded in self._runs.run_datasets(run_id).items()
             }
         created_at = time.time()
         if trusted:
-            lineage[TRUST_KEY] = {"by": self._user, "at": created_at, "reason": trusted_reason}
+            recorded[TRUST_KEY] = {"by": self._user, "at": created_at, "reason": trusted_reason}
         draft = VersionDraft(
             flavour=prepared.flavour,
             artifact_digest=artifact.digest,
@@ -172,7 +184,7 @@ class Registry(Catalog):
             signature=prepared.signature,
             profile_digest=profile_ref.digest,
             metrics=metrics or {},
-            lineage=lineage,
+            lineage=recorded,
             run_id=run_id,
             parent_version=parent_version,
             description=description,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modelyard.errors import ValidationError
+from modelyard.registry.imaging import ImageSpec
 
 Layout = Literal["matrix", "columns"]
 Batch = Mapping[str, Any] | np.ndarray
@@ -56,6 +57,9 @@ class Signature:
     inputs: tuple[FieldSpec, ...]
     outputs: tuple[FieldSpec, ...] = field(default_factory=tuple)
     layout: Layout = "matrix"
+    # An image model's inputs are its prepared pixels (``registry.imaging``), one field
+    # each; ``image`` says how an encoded image becomes them.
+    image: ImageSpec | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -82,6 +86,7 @@ class Signature:
             inputs=tuple(spec(d) for d in data["inputs"]),
             outputs=tuple(spec(d) for d in data.get("outputs", ())),
             layout=data.get("layout", "matrix"),
+            image=ImageSpec.from_dict(data["image"]) if data.get("image") else None,
         )
 
     def same_inputs(self, other: Signature) -> bool:

@@ -126,6 +126,8 @@ def test_export_writes_the_bundle(
         (["runs", "show", "deadbeef"], "no run with id 'deadbeef'"),
         (["runs", "list", "--page-token", "nope"], "page_token 'nope' is not one"),
         (["versions", "fraud", "--page-token", "v2"], "page_token 'v2' is not one"),
+        (["export", "fraud/1", "--edge"], "fraud/1 is not an ONNX image model"),
+        (["optimize", "quantize", "fraud/1"], "not trained by modelyard's image pipeline"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_non_zero(

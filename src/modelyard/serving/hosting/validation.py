@@ -42,6 +42,7 @@ from modelyard.serving.hosting.fields import (
     column,
     value_range,
 )
+from modelyard.serving.hosting.images import ImageInputs
 from modelyard.serving.wire.binary import flat_values
 from modelyard.serving.wire.classification import check_counts
 from modelyard.serving.wire.messages import names_list
@@ -129,6 +130,11 @@ class InputValidator:
             self._lows = np.array([-np.inf if s.minimum is None else s.minimum for s in specs])
             self._highs = np.array([np.inf if s.maximum is None else s.maximum for s in specs])
             self._bounded = bounded
+        self._images = (
+            None
+            if signature.image is None or not self._matrix
+            else ImageInputs(signature.image, self.dtype, self._check_rows)
+        )
 
     @property
     def matrix_datatype(self) -> str | None:
@@ -144,6 +150,8 @@ class InputValidator:
             check_outputs(request.outputs, self.signature)
             if request.classification:
                 check_counts(request.classification, self.signature)
+        if self._images is not None and self._images.takes_tensors(request.inputs):
+            return Prepared(*self._images.from_tensor(request.inputs[0]))
         return self.from_tensors(request.inputs)
 
     def from_tensors(self, tensors: list[Tensor]) -> Prepared:
@@ -233,6 +241,8 @@ class InputValidator:
         """``[{"field": value, ...}, ...]``, or ``[[value, ...], ...]`` in signature order."""
         if type(instances) is not list or not instances:
             raise MalformedRequestError("'instances' must be a non-empty list of records")
+        if self._images is not None and self._images.takes_records(instances):
+            return Prepared(*self._images.from_records(instances))
         rows = len(instances)
         self._check_rows(rows)
         if type(instances[0]) is dict:
