@@ -100,3 +100,20 @@ def quickstart(
     from modelyard.demos.quickstart import run_quickstart
 
     run_quickstart(cli_context(ctx).yard, rows=rows, console=current_output().stdout)
+
+
+@demo_app.command("recommender")
+def recommender(
+    fast: Annotated[bool, typer.Option("--fast", help="A smaller world (about a minute).")] = False,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the demo's home and report (replaced each run).")
+    ] = Path("recommender-demo"),
+) -> None:
+    """A recommendation service: popularity against matrix factorisation on simulated users,
+    served, A/B tested on clicks, retrained once on what it served; a report."""
+    from modelyard.demos.recommender.demo import FAST, Scenario, run_demo
+    from modelyard.demos.recommender.report import write_report
+
+    result = run_demo(out, FAST if fast else Scenario(), show=console.print)
+    markdown, page = write_report(result, out)
+    console.print(f"report: {markdown} and {page}")

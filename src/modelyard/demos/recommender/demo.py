@@ -1,0 +1,249 @@
+"""The recommender demo's composition root: simulate, train, serve, A/B test, close the loop.
+
+1. A ``World`` of users with hidden tastes; its pre-period is the training log, each
+   user's latest two interactions held out for offline NDCG@10 / recall@10.
+2. Popularity (v1) and implicit ALS (v2) registered as ``rec``, both exploring with a
+   small epsilon so each shown item's propensity is logged; deployment ``shop`` runs an
+   A/B test between them, sticky by the request's ``user``.
+3. ``modelyard serve`` answers ``:recommend``; each simulated day every visitor asks,
+   clicks with position bias, and posts the click by request id. After each day the test
+   is looked at (always-valid, so daily looks are fine); it stops when it may.
+4. The winner is promoted; MF is also judged off-policy on the popularity arm's logs.
+5. The loop: the served clicks join the training log, MF is retrained (v3) and enters an
+   A/B test against the champion, promoted only if it wins.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from modelyard.config import load_settings
+from modelyard.demos.fraud.services import Services
+from modelyard.monitoring.feedback_join import request_outcomes
+from modelyard.recommend import (
+    AbReport,
+    InteractionLog,
+    OfflineQuality,
+    OffPolicyEstimate,
+    RecommenderModel,
+    Served,
+    World,
+    arm_figures,
+    estimate,
+    evaluate,
+    example_requests,
+    join_clicks,
+    judge_ctr,
+    train_mf,
+    train_popularity,
+)
+from modelyard.recommend.feedback import ArmFigures
+from modelyard.routing import LoggedOutcomes, Sequential
+from modelyard.routing.experiment_reports import ExperimentReporter
+from modelyard.routing.sql import SqlDeploymentRepository
+from modelyard.yard import Yard
+
+from modelyard.demos.recommender.traffic import Day, clicks_as_interactions, visit_day
+
+__all__ = ["Phase", "RecommenderDemo", "Scenario", "run_demo"]
+
+MODEL, DEPLOYMENT = "rec", "shop"
+DESIGN = Sequential(tau=0.05, min_samples_per_arm=200)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    users: int = 800
+    items: int = 300
+    history: int = 12
+    visitors_per_day: int = 500
+    k: int = 10
+    max_days: int = 10
+    loop_days: int = 4
+    epsilon: float = 0.1
+    seed: int = 7
+
+
+FAST = Scenario(users=400, items=150, visitors_per_day=300, max_days=6, loop_days=2)
+
+
+@dataclass
+class Phase:
+    """One A/B test: its arms, each day's traffic and look, and how it ended."""
+
+    title: str
+    control: str
+    treatment: str
+    weights: dict[str, float]
+    days: list[Day] = field(default_factory=list)
+    looks: list[AbReport] = field(default_factory=list)
+    promoted: str | None = None
+    logged: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def served(self) -> list[Served]:
+        return [s for day in self.days for s in day.served]
+
+    def figures(self, catalogue: int) -> list[ArmFigures]:
+        clicks = [c for day in self.days for c in day.clicks]
+        return arm_figures(self.served, join_clicks(self.served, clicks), catalogue)
+
+
+@dataclass
+class RecommenderDemo:
+    """Everything the report shows."""
+
+    scenario: Scenario
+    offline: dict[str, OfflineQuality]
+    phases: list[Phase]
+    off_policy: OffPolicyEstimate | None
+    off_policy_truth: float | None
+    retrained_rows: int
+    seconds: float
+
+
+def _look_every_day(
+    phase: Phase, client: httpx.Client, world: World, scenario: Scenario,
+    rng: np.random.Generator, days: int, show: Callable[[str], None],
+) -> None:  # fmt: skip
+    for number in range(days):
+        visitors = rng.choice(world.n_users, scenario.visitors_per_day, replace=False)
+        at = time.time()
+        phase.days.append(visit_day(client, DEPLOYMENT, world, visitors, scenario.k, rng, at))
+        lists = {name: 0 for name in phase.weights}
+        clicked = {name: 0 for name in phase.weights}
+        joined = join_clicks(phase.served, [c for d in phase.days for c in d.clicks])
+        for s in phase.served:
+            lists[s.arm] += 1
+            clicked[s.arm] += s.request_id in joined.clicks
+        previous = phase.looks[-1].report if phase.looks else None
+        look = judge_ctr(lists, clicked, phase.control, phase.weights, DESIGN, previous)
+        phase.looks.append(look)
+        show(f"{phase.title}: day {number + 1}: {look.reason}")
+        if look.may_stop:
+            return
+
+
+def _wait_for_arms(client: httpx.Client, arms: set[str], deadline_s: float = 30.0) -> None:
+    """Until the server routes to the new experiment's arms (it polls the deployment)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        answer = client.post(f"/v1/models/{DEPLOYMENT}:recommend", json={"user": "probe", "k": 1})
+        if answer.status_code == 200 and answer.json()["arm"] in arms:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the server did not route to {sorted(arms)} within {deadline_s:g} s")
+
+
+def _logged_report(yard: Yard, served: int, deadline_s: float = 30.0) -> dict[str, Any]:
+    """The deployment's own experiment report, from the inference log joined to feedback
+    (what ``modelyard ab report`` shows), once the log holds what the phase served."""
+    deployment = yard.deployments.get(DEPLOYMENT)
+    experiment = deployment.config.experiment
+    assert experiment is not None
+    source = LoggedOutcomes(partial(request_outcomes, yard.inference_log))
+    reporter = ExperimentReporter(SqlDeploymentRepository(yard.db), source)
+    end = time.monotonic() + deadline_s
+    while True:
+        report = reporter.report(DEPLOYMENT, experiment, actor="demo")
+        logged = sum(arm.n for arm in report.arms)
+        if logged >= served or time.monotonic() > end:
+            return {"logged_lists": logged, "verdict": report.verdict.value,
+                    "winner": report.winner, "reason": report.reason}  # fmt: skip
+        time.sleep(0.5)
+
+
+def _register(yard: Yard, model: RecommenderModel, quality: OfflineQuality) -> int:
+    metrics = {"ndcg_at_10": quality.ndcg, "recall_at_10": quality.recall}
+    return yard.register_model(MODEL, model, example_requests(model), metrics=metrics).version
+
+
+def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print) -> RecommenderDemo:
+    """Run the whole story in ``out`` (replaced), return its figures."""
+    began = time.monotonic()
+    if out.exists():
+        shutil.rmtree(out)
+    home = out / "home"
+    home.mkdir(parents=True)
+    rng = np.random.default_rng(scenario.seed)
+    world = World.create(scenario.users, scenario.items, seed=scenario.seed)
+    catalogue = world.catalogue()
+    train, held = world.history(scenario.history, rng).split_last(2)
+
+    def quality(model: RecommenderModel) -> OfflineQuality:
+        greedy = model.with_epsilon(0.0)
+        return evaluate(lambda u, k: greedy.recommend(u, k).items, held, 10, len(catalogue))
+
+    popularity = train_popularity(train, items=catalogue, epsilon=scenario.epsilon)
+    mf = train_mf(train, items=catalogue, epsilon=scenario.epsilon, seed=scenario.seed)
+    offline = {"popularity": quality(popularity), "mf": quality(mf)}
+    show(f"offline NDCG@10: popularity {offline['popularity'].ndcg:.3f}, MF {offline['mf'].ndcg:.3f}")
+
+    settings = {"MODELYARD_SERVING__POLL_INTERVAL_S": "0.5"}
+    with Yard(load_settings(home=home, environ={})) as yard:
+        v_pop = _register(yard, popularity, offline["popularity"])
+        v_mf = _register(yard, mf, offline["mf"])
+        yard.deployments.create(DEPLOYMENT, MODEL, v_pop, routing_key="field:user")
+        yard.deployments.start_experiment(
+            DEPLOYMENT, [("popularity", v_pop, 50.0), ("mf", v_mf, 50.0)], DESIGN,
+            metric="clicked", actor="demo",
+        )  # fmt: skip
+        first = Phase("popularity vs MF", "popularity", "mf", {"popularity": 50.0, "mf": 50.0})
+        with Services(home, DEPLOYMENT, settings) as services, httpx.Client(
+            base_url=services.url, timeout=30
+        ) as client:
+            services.start()
+            _look_every_day(first, client, world, scenario, rng, scenario.max_days, show)
+            first.logged = _logged_report(yard, len(first.served))
+            winner = first.looks[-1].winner if first.looks[-1].may_stop else None
+            yard.deployments.stop_experiment(
+                DEPLOYMENT, promote=winner, actor="demo", reason=first.looks[-1].reason
+            )
+            first.promoted = winner
+            show(f"promoted: {winner or 'nothing (no decision)'}")
+
+            # Off-policy: MF judged on the popularity arm's logged lists alone.
+            greedy = mf.with_epsilon(0.0)
+            logged = [s for s in first.served if s.arm == "popularity"]
+            clicks = [c for d in first.days for c in d.clicks]
+            off = estimate(logged, join_clicks(logged, clicks),
+                           lambda s, k: greedy.recommend(s.user, k).items)  # fmt: skip
+            mf_lists = [s for s in first.served if s.arm == "mf"]
+            mf_clicks = join_clicks(mf_lists, clicks).clicks
+            truth = sum(len(p) for p in mf_clicks.values()) / max(len(mf_lists), 1)
+
+            # The loop: served clicks become training rows; the retrained MF must win to ship.
+            grown = train.extend(clicks_as_interactions(first.days))
+            retrained = train_mf(grown, items=catalogue, epsilon=scenario.epsilon, seed=scenario.seed + 1)
+            v_new = _register(yard, retrained, quality(retrained))
+            champion = yard.deployments.get(DEPLOYMENT).config.champion
+            yard.deployments.start_experiment(
+                DEPLOYMENT, [("champion", champion, 50.0), ("challenger", v_new, 50.0)], DESIGN,
+                metric="clicked", actor="demo",
+            )  # fmt: skip
+            _wait_for_arms(client, {"champion", "challenger"})
+            second = Phase("champion vs retrained", "champion", "challenger",
+                           {"champion": 50.0, "challenger": 50.0})  # fmt: skip
+            _look_every_day(second, client, world, scenario, rng, scenario.loop_days, show)
+            last = second.looks[-1]
+            promote = "challenger" if last.may_stop and last.winner == "challenger" else None
+            second.logged = _logged_report(yard, len(second.served))
+            yard.deployments.stop_experiment(
+                DEPLOYMENT, promote=promote, actor="demo",
+                reason=last.reason if promote else f"challenger not promoted: {last.reason}",
+            )  # fmt: skip
+            second.promoted = promote
+            show(f"retrained model: {'promoted' if promote else 'kept out: it did not win'}")
+    return RecommenderDemo(
+        scenario, offline, [first, second], off, truth,
+        len(grown) - len(train), time.monotonic() - began,
+    )  # fmt: skip
