@@ -19,8 +19,13 @@ import math
 import numpy as np
 
 from modelyard.recommend import judge_ctr
-from modelyard.routing.abtest import ExperimentVerdict, FixedHorizon, Sequential, analyze
-from modelyard.routing.abtest import Conversions
+from modelyard.routing.abtest import (
+    Conversions,
+    ExperimentVerdict,
+    FixedHorizon,
+    Sequential,
+    analyze,
+)
 
 WEIGHTS = {"control": 50.0, "treatment": 50.0}
 
@@ -48,7 +53,10 @@ def run(ctr: float, lift: float, tests: int, lists: int, days: int, seed: int) -
                 break
         for day in range(1, days + 1):  # the fixed-horizon z-test, wrongly peeked at daily
             arms = {a: Conversions(int(c[:day].sum()), lists * day) for a, c in clicks.items()}
-            if analyze(arms, "control", FixedHorizon(lists, 0.05)).verdict is ExperimentVerdict.WINNER:
+            if (
+                analyze(arms, "control", FixedHorizon(lists, 0.05)).verdict
+                is ExperimentVerdict.WINNER
+            ):
                 peek_any += 1
                 break
         if fixed_day <= days:

@@ -55,8 +55,17 @@ def main() -> None:
     for name, fit in [
         ("popularity", lambda: train_popularity(train, items=catalogue)),
         ("ALS", lambda: train_mf(train, items=catalogue, factors=32, iterations=15)),
-        ("BPR", lambda: train_mf(train, items=catalogue, algorithm="bpr", factors=32,
-                                 iterations=100, regularization=0.01)),  # fmt: skip
+        (
+            "BPR",
+            lambda: train_mf(
+                train,
+                items=catalogue,
+                algorithm="bpr",
+                factors=32,
+                iterations=100,
+                regularization=0.01,
+            ),
+        ),  # fmt: skip
     ]:
         started = time.perf_counter()
         model = fit()

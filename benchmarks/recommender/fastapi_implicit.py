@@ -25,7 +25,11 @@ model.user_factors = stored["user_factors"]
 model.item_factors = stored["item_factors"]
 n_users, n_items = len(stored["user_factors"]), len(stored["item_factors"])
 seen = sparse.csr_matrix(
-    (np.ones(len(stored["seen_indices"]), np.float32), stored["seen_indices"], stored["seen_indptr"]),
+    (
+        np.ones(len(stored["seen_indices"]), np.float32),
+        stored["seen_indices"],
+        stored["seen_indptr"],
+    ),
     shape=(n_users, n_items),
 )
 users = {f"u{i}": i for i in range(n_users)}

@@ -1,7 +1,14 @@
 """Recommenders: the interaction log, training (implicit MF, popularity), offline and live
 metrics, the simulator, off-policy estimates and A/B judgement (docs/recommender.md)."""
 
-from modelyard.recommend.experiment import AbReport, Srm, cuped, judge_ctr, judge_per_user, sample_ratio
+from modelyard.recommend.experiment import (
+    AbReport,
+    Srm,
+    cuped,
+    judge_ctr,
+    judge_per_user,
+    sample_ratio,
+)
 from modelyard.recommend.feedback import ArmFigures, Click, Joined, Served, arm_figures, join_clicks
 from modelyard.recommend.interactions import InteractionLog, Matrix
 from modelyard.recommend.metrics import OfflineQuality, coverage, evaluate, ndcg_at_k, recall_at_k

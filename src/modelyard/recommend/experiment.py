@@ -44,7 +44,9 @@ def sample_ratio(counts: Mapping[str, int], weights: Mapping[str, float]) -> Srm
     """Chi-square goodness of fit of the arms' counts to their weights."""
     names = list(weights)
     if set(counts) - set(names):
-        raise ValidationError(f"counts name arms without a weight: {sorted(set(counts) - set(names))}")
+        raise ValidationError(
+            f"counts name arms without a weight: {sorted(set(counts) - set(names))}"
+        )
     observed = np.asarray([counts.get(n, 0) for n in names], dtype=float)
     share = np.asarray([weights[n] for n in names], dtype=float)
     share = share / share.sum()
@@ -62,7 +64,7 @@ def cuped(outcome: np.ndarray, pre: np.ndarray) -> np.ndarray:
         raise ValidationError("cuped needs one pre-period value per user")
     variance = float(x.var())
     theta = float(np.cov(x, y, bias=True)[0, 1] / variance) if variance > 0 else 0.0
-    return y - theta * (x - x.mean())
+    return np.asarray(y - theta * (x - x.mean()))
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,11 @@ class AbReport:
 def _wrap(report: ExperimentReport, treatment: str, srm: Srm) -> AbReport:
     arm: ArmReport = report.arm(treatment)
     stop = report.verdict is not ExperimentVerdict.CONTINUE and not srm.mismatch
-    reason = report.reason if not srm.mismatch else f"sample ratio mismatch (p={srm.p_value:.2g}): {report.reason}"
+    reason = (
+        report.reason
+        if not srm.mismatch
+        else f"sample ratio mismatch (p={srm.p_value:.2g}): {report.reason}"
+    )
     return AbReport(report.verdict, report.winner, reason, arm.lift, arm.ci_low, arm.ci_high,
                     arm.p_value, stop, srm, report)  # fmt: skip
 
@@ -96,12 +102,18 @@ def judge_ctr(
     weights: Mapping[str, float],
     design: Sequential,
     previous: ExperimentReport | None = None,
+    units: Mapping[str, int] | None = None,
 ) -> AbReport:
-    """CTR per arm (lists with a click / lists) under the sequential design."""
+    """CTR per arm (lists with a click / lists) under the sequential design.
+
+    ``units``: how many of what was randomised (distinct users, when assignment is
+    sticky per user) each arm got, for the sample-ratio check; lists otherwise. Lists
+    of one user are not independent draws of the split, so counting them would flag
+    a mismatch whenever a few heavy users land in one arm."""
     arms = {name: Conversions(int(clicked.get(name, 0)), int(n)) for name, n in lists.items()}
     (treatment,) = [n for n in arms if n != control]
     report = analyze(arms, control, design, previous=previous)
-    return _wrap(report, treatment, sample_ratio(lists, weights))
+    return _wrap(report, treatment, sample_ratio(units or lists, weights))
 
 
 def judge_per_user(

@@ -70,7 +70,9 @@ class InteractionLog:
         )
 
     def select(self, mask: np.ndarray) -> InteractionLog:
-        return InteractionLog(self.users[mask], self.items[mask], self.times[mask], self.weights[mask])
+        return InteractionLog(
+            self.users[mask], self.items[mask], self.times[mask], self.weights[mask]
+        )
 
     def matrix(self, items: np.ndarray | None = None) -> Matrix:
         """The CSR matrix; ``items`` fixes the columns (a catalogue), else those seen."""

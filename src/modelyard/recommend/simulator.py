@@ -61,7 +61,7 @@ class World:
     def appeal(self, user: int) -> np.ndarray:
         """Probability that ``user`` clicks each item once they look at it."""
         logits = self.item_vectors @ self.user_vectors[user] * 0.8 + self.item_bias
-        return 1.0 / (1.0 + np.exp(-logits))
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
 
     def examination(self, k: int) -> np.ndarray:
         return 1.0 / (np.arange(k) + 1.0) ** self.position_bias
@@ -74,7 +74,9 @@ class World:
         p = self.appeal(user)[index] * self.examination(len(items))
         return np.flatnonzero(rng.random(len(items)) < p).tolist()
 
-    def history(self, per_user: int, rng: np.random.Generator, start: float = 0.0) -> InteractionLog:
+    def history(
+        self, per_user: int, rng: np.random.Generator, start: float = 0.0
+    ) -> InteractionLog:
         """A pre-period: each user interacts with ``per_user`` items drawn by appeal."""
         users, items, times = [], [], []
         for user in range(self.n_users):

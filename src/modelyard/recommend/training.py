@@ -55,9 +55,9 @@ def train_mf(
 ) -> RecommenderModel:
     """Implicit ALS (or BPR) on ``log``; unknown users fall back to popularity when served."""
     try:
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
         from implicit.cpu.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
     except ImportError as error:  # pragma: no cover - the extra is missing
         raise ConfigurationError(
             "matrix factorisation needs implicit: pip install 'modelyard[recommend]'"

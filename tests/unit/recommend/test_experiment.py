@@ -30,7 +30,8 @@ def test_known_effect_is_found_with_its_interval() -> None:
     assert report.verdict is ExperimentVerdict.WINNER
     assert report.winner == "mf"
     assert report.may_stop
-    assert report.ci_low is not None and report.ci_high is not None
+    assert report.ci_low is not None
+    assert report.ci_high is not None
     assert report.ci_low < 0.04 < report.ci_high
     assert report.ci_low > 0
     assert not report.srm.mismatch

@@ -29,7 +29,9 @@ def test_ranking_metrics_match_hand_computed_values() -> None:
 
 
 def test_split_last_holds_out_each_users_latest() -> None:
-    log = InteractionLog.of([("u", "a", 1, 1), ("u", "b", 3, 1), ("u", "c", 2, 1), ("v", "a", 1, 1)])
+    log = InteractionLog.of(
+        [("u", "a", 1, 1), ("u", "b", 3, 1), ("u", "c", 2, 1), ("v", "a", 1, 1)]
+    )
     train, held = log.split_last()
     assert held.items.tolist() == ["b"]  # v has one interaction only: kept for training
     assert sorted(train.items.tolist()) == ["a", "a", "c"]

@@ -28,10 +28,10 @@ import numpy as np
 
 from modelyard.config import load_settings
 from modelyard.demos.fraud.services import Services
+from modelyard.demos.recommender.traffic import Day, clicks_as_interactions, visit_day
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.recommend import (
     AbReport,
-    InteractionLog,
     OfflineQuality,
     OffPolicyEstimate,
     RecommenderModel,
@@ -52,20 +52,18 @@ from modelyard.routing.experiment_reports import ExperimentReporter
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
-from modelyard.demos.recommender.traffic import Day, clicks_as_interactions, visit_day
+__all__ = ["OffPolicyCheck", "Phase", "RecommenderDemo", "Scenario", "run_demo"]
 
-__all__ = ["Phase", "RecommenderDemo", "Scenario", "run_demo"]
-
-MODEL, DEPLOYMENT = "rec", "shop"
+MODEL = DEPLOYMENT = "shop"  # one name: `serve --model shop` serves the deployment
 DESIGN = Sequential(tau=0.05, min_samples_per_arm=200)
 
 
 @dataclass(frozen=True)
 class Scenario:
-    users: int = 800
+    users: int = 4000
     items: int = 300
     history: int = 12
-    visitors_per_day: int = 500
+    visitors_per_day: int = 600
     k: int = 10
     max_days: int = 10
     loop_days: int = 4
@@ -73,7 +71,7 @@ class Scenario:
     seed: int = 7
 
 
-FAST = Scenario(users=400, items=150, visitors_per_day=300, max_days=6, loop_days=2)
+FAST = Scenario(users=1500, items=150, visitors_per_day=300, max_days=6, loop_days=2)
 
 
 @dataclass
@@ -98,6 +96,39 @@ class Phase:
         return arm_figures(self.served, join_clicks(self.served, clicks), catalogue)
 
 
+@dataclass(frozen=True)
+class OffPolicyCheck:
+    """A candidate's clicks per list estimated on another arm's logs, and what it got live."""
+
+    candidate: str
+    logs: str
+    estimate: OffPolicyEstimate
+    truth: float  # the simulator's expected top-slot clicks of the candidate on those lists
+    live: float  # the candidate's own arm, top slot, with its exploration
+
+
+def _off_policy(
+    name: str, model: RecommenderModel, world: World, seen: dict[str, list[str]],
+    logged_in: Phase, arm: str, live_in: Phase, live_arm: str,
+) -> OffPolicyCheck:  # fmt: skip
+    """``seen``: what each user had seen when the logs were served; the candidate must rank
+    as it would have then (its own training may include the very clicks being replayed)."""
+    greedy = model.with_epsilon(0.0)
+    logged = [s for s in logged_in.served if s.arm == arm]
+    clicks = [c for d in logged_in.days for c in d.clicks]
+
+    def candidate(served: Served, k: int) -> list[str]:
+        hidden = seen.get(served.user, [])
+        return greedy.recommend(served.user, k, hidden, exclude_seen=False).items
+
+    found = estimate(logged, join_clicks(logged, clicks), candidate, slots=1)
+    truth = np.mean([world.appeal(int(s.user[1:]))[int(candidate(s, 1)[0][1:])] for s in logged])
+    live = [s for s in live_in.served if s.arm == live_arm]
+    live_clicks = join_clicks(live, [c for d in live_in.days for c in d.clicks]).clicks
+    rate = sum(0 in p for p in live_clicks.values()) / max(len(live), 1)
+    return OffPolicyCheck(name, arm, found, float(truth), rate)
+
+
 @dataclass
 class RecommenderDemo:
     """Everything the report shows."""
@@ -105,8 +136,7 @@ class RecommenderDemo:
     scenario: Scenario
     offline: dict[str, OfflineQuality]
     phases: list[Phase]
-    off_policy: OffPolicyEstimate | None
-    off_policy_truth: float | None
+    off_policy: list[OffPolicyCheck]
     retrained_rows: int
     seconds: float
 
@@ -125,23 +155,27 @@ def _look_every_day(
         for s in phase.served:
             lists[s.arm] += 1
             clicked[s.arm] += s.request_id in joined.clicks
+        users = {name: len({s.user for s in phase.served if s.arm == name}) for name in lists}
         previous = phase.looks[-1].report if phase.looks else None
-        look = judge_ctr(lists, clicked, phase.control, phase.weights, DESIGN, previous)
+        look = judge_ctr(lists, clicked, phase.control, phase.weights, DESIGN, previous, users)
         phase.looks.append(look)
         show(f"{phase.title}: day {number + 1}: {look.reason}")
         if look.may_stop:
             return
 
 
-def _wait_for_arms(client: httpx.Client, arms: set[str], deadline_s: float = 30.0) -> None:
-    """Until the server routes to the new experiment's arms (it polls the deployment)."""
+def _wait_for_version(client: httpx.Client, version: int, deadline_s: float = 30.0) -> None:
+    """Until the server routes some users to ``version`` (it polls the deployment)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        answer = client.post(f"/v1/models/{DEPLOYMENT}:recommend", json={"user": "probe", "k": 1})
-        if answer.status_code == 200 and answer.json()["arm"] in arms:
-            return
+        for probe in range(20):
+            answer = client.post(
+                f"/v1/models/{DEPLOYMENT}:recommend", json={"user": f"probe{probe}", "k": 1}
+            )
+            if answer.status_code == 200 and answer.json()["model_version"] == str(version):
+                return
         time.sleep(0.2)
-    raise TimeoutError(f"the server did not route to {sorted(arms)} within {deadline_s:g} s")
+    raise TimeoutError(f"the server did not route to version {version} within {deadline_s:g} s")
 
 
 def _logged_report(yard: Yard, served: int, deadline_s: float = 30.0) -> dict[str, Any]:
@@ -186,7 +220,9 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
     popularity = train_popularity(train, items=catalogue, epsilon=scenario.epsilon)
     mf = train_mf(train, items=catalogue, epsilon=scenario.epsilon, seed=scenario.seed)
     offline = {"popularity": quality(popularity), "mf": quality(mf)}
-    show(f"offline NDCG@10: popularity {offline['popularity'].ndcg:.3f}, MF {offline['mf'].ndcg:.3f}")
+    show(
+        f"offline NDCG@10: popularity {offline['popularity'].ndcg:.3f}, MF {offline['mf'].ndcg:.3f}"
+    )
 
     settings = {"MODELYARD_SERVING__POLL_INTERVAL_S": "0.5"}
     with Yard(load_settings(home=home, environ={})) as yard:
@@ -198,9 +234,10 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
             metric="clicked", actor="demo",
         )  # fmt: skip
         first = Phase("popularity vs MF", "popularity", "mf", {"popularity": 50.0, "mf": 50.0})
-        with Services(home, DEPLOYMENT, settings) as services, httpx.Client(
-            base_url=services.url, timeout=30
-        ) as client:
+        with (
+            Services(home, DEPLOYMENT, settings) as services,
+            httpx.Client(base_url=services.url, timeout=30) as client,
+        ):
             services.start()
             _look_every_day(first, client, world, scenario, rng, scenario.max_days, show)
             first.logged = _logged_report(yard, len(first.served))
@@ -211,26 +248,24 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
             first.promoted = winner
             show(f"promoted: {winner or 'nothing (no decision)'}")
 
-            # Off-policy: MF judged on the popularity arm's logged lists alone.
-            greedy = mf.with_epsilon(0.0)
-            logged = [s for s in first.served if s.arm == "popularity"]
-            clicks = [c for d in first.days for c in d.clicks]
-            off = estimate(logged, join_clicks(logged, clicks),
-                           lambda s, k: greedy.recommend(s.user, k).items)  # fmt: skip
-            mf_lists = [s for s in first.served if s.arm == "mf"]
-            mf_clicks = join_clicks(mf_lists, clicks).clicks
-            truth = sum(len(p) for p in mf_clicks.values()) / max(len(mf_lists), 1)
+            # Off-policy: MF judged on the popularity arm's logs, before its live figure counts.
+            seen: dict[str, list[str]] = {}
+            for user, item in zip(train.users.tolist(), train.items.tolist(), strict=True):
+                seen.setdefault(user, []).append(item)
+            checks = [_off_policy("MF", mf, world, seen, first, "popularity", first, "mf")]
 
             # The loop: served clicks become training rows; the retrained MF must win to ship.
             grown = train.extend(clicks_as_interactions(first.days))
-            retrained = train_mf(grown, items=catalogue, epsilon=scenario.epsilon, seed=scenario.seed + 1)
+            retrained = train_mf(
+                grown, items=catalogue, epsilon=scenario.epsilon, seed=scenario.seed + 1
+            )
             v_new = _register(yard, retrained, quality(retrained))
             champion = yard.deployments.get(DEPLOYMENT).config.champion
             yard.deployments.start_experiment(
                 DEPLOYMENT, [("champion", champion, 50.0), ("challenger", v_new, 50.0)], DESIGN,
                 metric="clicked", actor="demo",
             )  # fmt: skip
-            _wait_for_arms(client, {"champion", "challenger"})
+            _wait_for_version(client, v_new)
             second = Phase("champion vs retrained", "champion", "challenger",
                            {"champion": 50.0, "challenger": 50.0})  # fmt: skip
             _look_every_day(second, client, world, scenario, rng, scenario.loop_days, show)
@@ -243,7 +278,13 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
             )  # fmt: skip
             second.promoted = promote
             show(f"retrained model: {'promoted' if promote else 'kept out: it did not win'}")
+            # The retrained model judged on the champion's logs of the first test, then live.
+            checks.append(
+                _off_policy(
+                    "retrained MF", retrained, world, seen, first, "mf", second, "challenger"
+                )
+            )
     return RecommenderDemo(
-        scenario, offline, [first, second], off, truth,
+        scenario, offline, [first, second], checks,
         len(grown) - len(train), time.monotonic() - began,
     )  # fmt: skip

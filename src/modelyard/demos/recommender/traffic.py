@@ -53,7 +53,12 @@ def visit_day(
         day.clicks += [Click(served.request_id, items[p]) for p in clicked]
         if clicked:  # the list converted: the A/B metric; the item and position ride along
             first = clicked[0]
-            outcome = {"clicked": 1, "item": items[first], "position": first, "clicks": len(clicked)}
+            outcome = {
+                "clicked": 1,
+                "item": items[first],
+                "position": first,
+                "clicks": len(clicked),
+            }
             client.post(
                 "/v1/feedback", json={"request_id": served.request_id, "outcome": outcome}
             ).raise_for_status()

@@ -179,14 +179,13 @@ class RecommenderModel:
 def _top(scores: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` best of ``pool`` by score, best first (argpartition, then sort the k)."""
     values = scores[pool]
-    if k < len(pool):
-        part = np.argpartition(-values, k - 1)[:k]
-    else:
-        part = np.arange(len(pool))
+    part = np.argpartition(-values, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
     return np.asarray(pool[part[np.argsort(-values[part], kind="stable")]])
 
 
-def _explore(ranked: np.ndarray, k: int, epsilon: float, seed: int) -> tuple[np.ndarray, list[float]]:
+def _explore(
+    ranked: np.ndarray, k: int, epsilon: float, seed: int
+) -> tuple[np.ndarray, list[float]]:
     """Epsilon-greedy per slot over ``ranked`` (every eligible item, best first)."""
     rng = np.random.default_rng(seed)
     remaining = list(ranked.tolist())
@@ -212,8 +211,8 @@ def _json_list(value: Any, name: str) -> list[str] | None:
 
 class RecommenderPredictor(PredictorBase):
     """Columns ``user``, ``k``, ``exclude`` and ``candidates`` (JSON lists as text, "" for
-    none), ``exclude_seen`` (0/1), ``seed`` (the exploration draw's) -> ``recommendations`` (JSON text per row:
-    items, scores, propensities) and ``fallback`` (1: popularity answered)."""
+    none), ``exclude_seen`` (0/1), ``seed`` (the exploration draw's) -> ``recommendations``
+    (JSON text per row: items, scores, propensities) and ``fallback`` (1: popularity)."""
 
     flavour = "recommender"
 
@@ -244,7 +243,11 @@ class RecommenderPredictor(PredictorBase):
             )
             answers.append(
                 json.dumps(
-                    {"items": found.items, "scores": found.scores, "propensities": found.propensities}
+                    {
+                        "items": found.items,
+                        "scores": found.scores,
+                        "propensities": found.propensities,
+                    }
                 )
             )
             fallbacks.append(int(found.fallback))

@@ -155,7 +155,9 @@ def _v1_paths(
                 "parameters": params,
                 "requestBody": _body("RecommendRequest", None),
                 "responses": {
-                    "200": _response("Items by position, with scores and propensities", "RecommendResponse"),
+                    "200": _response(
+                        "Items by position, with scores and propensities", "RecommendResponse"
+                    ),
                     **_errors("400", "401", "404", "413", "415", "422", "500", "503", "504"),
                 },
             }

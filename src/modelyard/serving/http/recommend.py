@@ -30,15 +30,21 @@ _FIELDS = frozenset({"user", "k", "exclude", "candidates", "exclude_seen"})
 
 def _id(value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-        raise ValidationError(f"field {field!r} must be a non-empty string or integer id, got {value!r}")
+        raise ValidationError(
+            f"field {field!r} must be a non-empty string or integer id, got {value!r}"
+        )
     return str(value)
 
 
 def _ids(value: Any, field: str) -> list[str]:
     if not isinstance(value, list):
-        raise ValidationError(f"field {field!r} must be a list of item ids, got {type(value).__name__}")
+        raise ValidationError(
+            f"field {field!r} must be a list of item ids, got {type(value).__name__}"
+        )
     if len(value) > MAX_LIST:
-        raise ValidationError(f"field {field!r} may list at most {MAX_LIST} items, got {len(value)}")
+        raise ValidationError(
+            f"field {field!r} may list at most {MAX_LIST} items, got {len(value)}"
+        )
     return [_id(item, f"{field}[{i}]") for i, item in enumerate(value)]
 
 
@@ -48,13 +54,15 @@ def parse_request(document: Any) -> dict[str, Any]:
         raise ValidationError(f"the body must be a JSON object, got {type(document).__name__}")
     unknown = sorted(set(document) - _FIELDS)
     if unknown:
-        raise ValidationError(f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(_FIELDS))}")
+        raise ValidationError(
+            f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(_FIELDS))}"
+        )
     if "user" not in document:
         raise ValidationError("field 'user' is required")
     k = document.get("k", 10)
     if isinstance(k, float) and math.isfinite(k) and k.is_integer():
         k = int(k)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k:
+    if isinstance(k, bool) or not isinstance(k, int) or not k >= 1:
         raise ValidationError(f"field 'k' must be a positive integer, got {k!r}")
     exclude_seen = document.get("exclude_seen", True)
     if not isinstance(exclude_seen, bool):
@@ -64,7 +72,9 @@ def parse_request(document: Any) -> dict[str, Any]:
         "user": _id(document["user"], "user"),
         "k": min(k, MAX_K),  # and clamped to the catalogue by the model
         "exclude": orjson.dumps(_ids(document.get("exclude", []), "exclude")).decode(),
-        "candidates": "" if candidates is None else orjson.dumps(_ids(candidates, "candidates")).decode(),
+        "candidates": ""
+        if candidates is None
+        else orjson.dumps(_ids(candidates, "candidates")).decode(),
         "exclude_seen": int(exclude_seen),
     }
 
@@ -83,7 +93,9 @@ class Recommend:
     async def __call__(self, route: Endpoint, call: Call, body: bytes) -> Reply:
         record = parse_request(decode_json(body))
         record["seed"] = _seed(call.request_id)
-        reply = await self._pipeline.run(RECORDS, route, call, orjson.dumps({"instances": [record]}))
+        reply = await self._pipeline.run(
+            RECORDS, route, call, orjson.dumps({"instances": [record]})
+        )
         if reply.status != 200:
             return reply
         answer = orjson.loads(reply.payload)

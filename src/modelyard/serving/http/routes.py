@@ -42,7 +42,15 @@ STATIC: dict[str, Endpoint] = {
 QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi", "ui"})
 # Endpoints that need the bearer token when one is configured (health and metrics stay open).
 GUARDED = frozenset(
-    {"infer", "predict", "recommend", "model_metadata", "repository_index", "feedback", "features_push"}
+    {
+        "infer",
+        "predict",
+        "recommend",
+        "model_metadata",
+        "repository_index",
+        "feedback",
+        "features_push",
+    }
 )
 # Endpoints answered whatever the Host header says: container probes (kubelet) send the
 # pod's IP as Host, and a liveness answer tells a rebinding page nothing.
