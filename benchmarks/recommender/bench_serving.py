@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/recommender/bench_serving.py [--duration 10] [--users 1000000]
 
 Both serve the same factors (32 dimensions, random: serving cost does not depend on
-how they were fitted) and the same seen items (5 per user, excluded), one process
-each (``--workers 1`` / one uvicorn worker), one BLAS thread. The load generator
-(``modelyard.loadtest``, loopback only) runs closed-loop on 32 connections, each
+how they were fitted) and the same seen items (5 per user, excluded), ``--workers``
+processes each (default 2: ``modelyard serve --workers 2``, ``uvicorn --workers 2``),
+one BLAS thread per process. The load generator
+(``modelyard.loadtest``, loopback only) runs closed-loop on ``--connections`` (32), each
 request for one of 2,000 users, k = 10. Prints p50/p99 and throughput side by side.
 """
 
@@ -70,12 +71,12 @@ def wait(url: str, process: subprocess.Popen[bytes], timeout: float = 300) -> No
     raise RuntimeError(f"{url} not ready in {timeout:g} s")
 
 
-def load(url: str, path: str, users: int, duration: float) -> LoadResult:
+def load(url: str, path: str, users: int, duration: float, connections: int) -> LoadResult:
     rng = np.random.default_rng(1)
     variants = tuple(
         (path, orjson.dumps({"user": f"u{int(u)}", "k": 10})) for u in rng.integers(0, users, 2000)
     )
-    plan = LoadPlan(url=url, path=path, body=variants[0][1], connections=32,
+    plan = LoadPlan(url=url, path=path, body=variants[0][1], connections=connections,
                     duration_s=duration, warmup_s=min(2.0, duration / 2), variants=variants,
                     headers={"content-type": "application/json"})  # fmt: skip
     return run_load(plan)
@@ -103,7 +104,13 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="server processes, each")
     args = parser.parse_args()
+
+    def run(url: str, path: str) -> LoadResult:
+        return load(url, path, args.users, args.duration, args.connections)
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         started = time.perf_counter()
@@ -119,28 +126,31 @@ def main() -> None:
         port = free_port()
         server = subprocess.Popen(
             [str(BIN / "modelyard"), "serve", "--model", "rec/1", "--port", str(port),
-             "--workers", "1"],
+             "--workers", str(args.workers)],
             env=env(work / "home"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             wait(f"http://127.0.0.1:{port}/v2/health/ready", server)
-            rows.append(("modelyard :recommend", load(f"http://127.0.0.1:{port}",
-                         "/v1/models/rec:recommend", args.users, args.duration)))  # fmt: skip
+            url = f"http://127.0.0.1:{port}"
+            path = "/v1/models/rec:recommend"
+            rows.append(("modelyard :recommend", run(url, path)))
         finally:
             stop(server)
         port = free_port()
         baseline = subprocess.Popen(
             [str(BIN / "uvicorn"), "fastapi_implicit:app", "--port", str(port), "--log-level",
-             "warning"],
+             "warning", "--workers", str(args.workers)],
             cwd=HERE, env={**env(work / "home"), "BENCH_FACTORS": str(work / "factors.npz")},
         )  # fmt: skip
         try:
             wait(f"http://127.0.0.1:{port}/health", baseline)
-            rows.append(("FastAPI + implicit.recommend", load(f"http://127.0.0.1:{port}",
-                         "/recommend", args.users, args.duration)))  # fmt: skip
+            rows.append(
+                ("FastAPI + implicit.recommend", run(f"http://127.0.0.1:{port}", "/recommend"))
+            )
         finally:
             stop(baseline)
-    print(f"32 connections, {args.duration:g} s each, k = 10")
+    print(f"{args.connections} connections, {args.duration:g} s each, k = 10, "
+          f"{args.workers} workers each")  # fmt: skip
     print("| server | requests/s | p50 ms | p99 ms | errors |")
     print("|---|---|---|---|---|")
     for name, result in rows:

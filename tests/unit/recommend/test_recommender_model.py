@@ -73,3 +73,18 @@ def test_round_trip_without_pickle() -> None:
     assert loaded.recommend("alice", 2, seed=3) == model.recommend("alice", 2, seed=3)
     with pytest.raises(ValidationError, match="epsilon"):
         model.with_epsilon(1.0)
+
+
+def test_top_k_of_a_large_catalogue_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    n = 50_000
+    users, items = np.asarray(["u"]), np.asarray([f"i{i}" for i in range(n)])
+    popularity = rng.random(n).astype(np.float32)
+    popularity[:100] = 2.0  # ties at the top, some of them seen
+    model = RecommenderModel(
+        users, items, popularity, np.asarray([0, 3]), np.asarray([0, 1, 2]), kind="popularity"
+    )
+    found = model.recommend("u", 20, exclude=["i3"])
+    assert set(found.items) <= {f"i{i}" for i in range(4, 100)}
+    unseen = np.delete(popularity, [0, 1, 2, 3])
+    assert found.scores[-1] == np.sort(unseen)[-20]

@@ -112,32 +112,45 @@ class RecommenderModel:
     ) -> Recommendation:
         """The top ``k`` (clamped to what is eligible) for ``user``; unknown items ignored."""
         scores, fallback = self.scores(user)
-        eligible = np.ones(self.n_items, dtype=bool)
-        if candidates is not None:
-            eligible[:] = False
-            eligible[[i for i in map(self._item_index.get, candidates) if i is not None]] = True
-        index = self._user_index.get(user)
-        if exclude_seen and index is not None:
-            eligible[self.seen_indices[self.seen_indptr[index] : self.seen_indptr[index + 1]]] = (
-                False
-            )
-        if exclude:
-            eligible[[i for i in map(self._item_index.get, exclude) if i is not None]] = False
-        pool = np.flatnonzero(eligible)
-        k = max(0, min(k, len(pool)))
+        blocked = self._blocked(user, exclude, exclude_seen)
+        pool: np.ndarray | None = None
+        if candidates is not None or self.epsilon > 0:
+            allowed = np.zeros(self.n_items, dtype=bool)
+            if candidates is None:
+                allowed[:] = True
+            else:
+                allowed[[i for i in map(self._item_index.get, candidates) if i is not None]] = True
+            allowed[blocked] = False
+            pool = np.flatnonzero(allowed)
+        available = self.n_items - len(np.unique(blocked)) if pool is None else len(pool)
+        k = max(0, min(k, available))
         if k == 0:
             return Recommendation([], [], [], fallback)
-        ranked = _top(scores, pool, k if self.epsilon == 0 else len(pool))
-        if self.epsilon == 0:
-            chosen, propensities = ranked, [1.0] * k
+        if pool is None:  # the hot path: no mask, no gather, one partition of the scores
+            work = scores.copy() if scores is self.popularity else scores
+            work[blocked] = -np.inf
+            chosen, propensities = _largest(work, k), [1.0] * k
+        elif self.epsilon == 0:
+            chosen, propensities = _top(scores, pool, k), [1.0] * k
         else:
-            chosen, propensities = _explore(ranked, k, self.epsilon, seed)
+            chosen, propensities = _explore(_top(scores, pool, len(pool)), k, self.epsilon, seed)
         return Recommendation(
             self.items[chosen].tolist(),
             [float(s) for s in scores[chosen]],
             propensities,
             fallback,
         )
+
+    def _blocked(self, user: str, exclude: list[str] | None, exclude_seen: bool) -> np.ndarray:
+        """Indices of the items not to show: the user's seen ones (if asked) and ``exclude``."""
+        parts = []
+        index = self._user_index.get(user)
+        if exclude_seen and index is not None:
+            parts.append(self.seen_indices[self.seen_indptr[index] : self.seen_indptr[index + 1]])
+        if exclude:
+            found = [i for i in map(self._item_index.get, exclude) if i is not None]
+            parts.append(np.asarray(found, dtype=np.int64))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def to_bytes(self) -> bytes:
         meta = {"format": FORMAT, "kind": self.kind, "epsilon": self.epsilon}
@@ -181,6 +194,25 @@ def _top(scores: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
     values = scores[pool]
     part = np.argpartition(-values, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
     return np.asarray(pool[part[np.argsort(-values[part], kind="stable")]])
+
+
+def _largest(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``scores``, best first.
+
+    On a large catalogue a partition of every 16th score first: its k-th largest is at
+    most the whole array's, so the scores at or above it hold the whole top k and are
+    few (about 16k), and the exact partition runs on them alone: about a third of the
+    time of one partition of 100,000 scores."""
+    n = len(scores)
+    if n >= 4096 and k * 64 <= n:
+        sample = scores[::16]
+        threshold = np.partition(sample, len(sample) - k)[len(sample) - k]
+        survivors = np.flatnonzero(scores >= threshold)
+        values = scores[survivors]
+        part = survivors[np.argpartition(values, len(values) - k)[len(values) - k :]]
+    else:
+        part = np.argpartition(scores, n - k)[n - k :]
+    return np.asarray(part[np.argsort(-scores[part], kind="stable")])
 
 
 def _explore(
