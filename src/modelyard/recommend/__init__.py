@@ -11,6 +11,7 @@ from modelyard.recommend.experiment import (
 )
 from modelyard.recommend.feedback import ArmFigures, Click, Joined, Served, arm_figures, join_clicks
 from modelyard.recommend.interactions import InteractionLog, Matrix
+from modelyard.recommend.logged import clicked_items, clicks_as_interactions, logged_lists
 from modelyard.recommend.metrics import OfflineQuality, coverage, evaluate, ndcg_at_k, recall_at_k
 from modelyard.recommend.offpolicy import OffPolicyEstimate, estimate
 from modelyard.recommend.simulator import World
@@ -32,6 +33,8 @@ __all__ = [
     "Srm",
     "World",
     "arm_figures",
+    "clicked_items",
+    "clicks_as_interactions",
     "coverage",
     "cuped",
     "estimate",
@@ -40,6 +43,7 @@ __all__ = [
     "join_clicks",
     "judge_ctr",
     "judge_per_user",
+    "logged_lists",
     "ndcg_at_k",
     "recall_at_k",
     "sample_ratio",

@@ -11,7 +11,15 @@ import httpx
 import numpy as np
 
 from modelyard.config import load_settings
-from modelyard.recommend import World, example_requests, train_mf, train_popularity
+from modelyard.recommend import (
+    World,
+    arm_figures,
+    example_requests,
+    join_clicks,
+    logged_lists,
+    train_mf,
+    train_popularity,
+)
 from modelyard.routing import Sequential
 from modelyard.yard import Yard
 
@@ -92,11 +100,24 @@ def test_recommendations_served_through_an_ab_deployment(
         assert client.post("/v1/models/nothing:recommend", json={"user": "u"}).status_code == 404
 
         # every answer is in the inference log: a click posted on its request id joins it
+        clicked = cold["items"][1]["item"]
+        click = {"request_id": cold["id"], "outcome": {"clicked": 1, "items": [clicked]}}
+
         def joined() -> bool:
-            posted = client.post(
-                "/v1/feedback",
-                json={"request_id": cold["id"], "outcome": {"clicked": 1, "item": "i1"}},
-            )
-            return bool(posted.json().get("joined"))
+            return bool(client.post("/v1/feedback", json=click).json().get("joined"))
 
         assert wait_until(joined, 30)
+        assert client.post("/v1/feedback", json=click).status_code == 200  # again: once
+
+    # the server's log holds each list as answered, with the click joined at its position
+    with Yard(load_settings(home=tmp_path / "home", environ={})) as yard:
+        served, clicks = logged_lists(yard.inference_log, "shop", 0, 4e9)
+    by_id = {s.request_id: s for s in served}
+    logged = by_id[cold["id"]]
+    assert logged.items == tuple(i["item"] for i in cold["items"])
+    assert logged.user == "a-new-user"
+    assert logged.propensities == tuple(i["propensity"] for i in cold["items"])
+    assert join_clicks(served, clicks).clicks == {cold["id"]: frozenset({1})}
+    figures = {f.arm: f for f in arm_figures(served, join_clicks(served, clicks), 40)}
+    assert set(figures) == {"popularity", "mf"}
+    assert sum(f.clicks for f in figures.values()) == 1

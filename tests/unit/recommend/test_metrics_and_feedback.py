@@ -12,6 +12,7 @@ from modelyard.recommend import (
     InteractionLog,
     Served,
     arm_figures,
+    clicked_items,
     coverage,
     estimate,
     join_clicks,
@@ -74,3 +75,10 @@ def test_ips_recovers_the_candidate_value_on_uniform_logs() -> None:
     assert found.ips == pytest.approx(0.6, abs=0.03)
     assert found.snips == pytest.approx(0.6, abs=0.02)
     assert found.effective_sample_size == pytest.approx(5000, rel=0.1)
+
+
+def test_clicked_items_read_from_a_feedback_label() -> None:
+    assert clicked_items('{"clicked": 1, "item": "i3", "position": 2}') == ["i3"]
+    assert clicked_items('{"clicked": 1, "items": ["i3", "i4"]}') == ["i3", "i4"]
+    assert clicked_items('{"clicked": 0, "item": "i3"}') == []
+    assert clicked_items("1") == []

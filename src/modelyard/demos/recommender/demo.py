@@ -28,7 +28,7 @@ import numpy as np
 
 from modelyard.config import load_settings
 from modelyard.demos.fraud.services import Services
-from modelyard.demos.recommender.traffic import Day, clicks_as_interactions, visit_day
+from modelyard.demos.recommender.traffic import Day, visit_day
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.recommend import (
     AbReport,
@@ -46,7 +46,8 @@ from modelyard.recommend import (
     train_mf,
     train_popularity,
 )
-from modelyard.recommend.feedback import ArmFigures
+from modelyard.recommend.feedback import ArmFigures, Click
+from modelyard.recommend.logged import clicks_as_interactions, logged_lists
 from modelyard.routing import LoggedOutcomes, Sequential
 from modelyard.routing.experiment_reports import ExperimentReporter
 from modelyard.routing.sql import SqlDeploymentRepository
@@ -86,14 +87,23 @@ class Phase:
     looks: list[AbReport] = field(default_factory=list)
     promoted: str | None = None
     logged: dict[str, Any] = field(default_factory=dict)
+    # what the server's inference log holds of this phase: its lists and their clicks
+    log_served: list[Served] = field(default_factory=list)
+    log_clicks: list[Click] = field(default_factory=list)
 
     @property
     def served(self) -> list[Served]:
         return [s for day in self.days for s in day.served]
 
+    def lists(self) -> tuple[list[Served], list[Click]]:
+        """Lists and clicks from the inference log (the client's record until it is read)."""
+        if self.log_served:
+            return self.log_served, self.log_clicks
+        return self.served, [c for day in self.days for c in day.clicks]
+
     def figures(self, catalogue: int) -> list[ArmFigures]:
-        clicks = [c for day in self.days for c in day.clicks]
-        return arm_figures(self.served, join_clicks(self.served, clicks), catalogue)
+        served, clicks = self.lists()
+        return arm_figures(served, join_clicks(served, clicks), catalogue)
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,8 @@ def _off_policy(
     """``seen``: what each user had seen when the logs were served; the candidate must rank
     as it would have then (its own training may include the very clicks being replayed)."""
     greedy = model.with_epsilon(0.0)
-    logged = [s for s in logged_in.served if s.arm == arm]
-    clicks = [c for d in logged_in.days for c in d.clicks]
+    everything, clicks = logged_in.lists()
+    logged = [s for s in everything if s.arm == arm]
 
     def candidate(served: Served, k: int) -> list[str]:
         hidden = seen.get(served.user, [])
@@ -123,8 +133,9 @@ def _off_policy(
 
     found = estimate(logged, join_clicks(logged, clicks), candidate, slots=1)
     truth = np.mean([world.appeal(int(s.user[1:]))[int(candidate(s, 1)[0][1:])] for s in logged])
-    live = [s for s in live_in.served if s.arm == live_arm]
-    live_clicks = join_clicks(live, [c for d in live_in.days for c in d.clicks]).clicks
+    served, posted = live_in.lists()
+    live = [s for s in served if s.arm == live_arm]
+    live_clicks = join_clicks(live, posted).clicks
     rate = sum(0 in p for p in live_clicks.values()) / max(len(live), 1)
     return OffPolicyCheck(name, arm, found, float(truth), rate)
 
@@ -176,6 +187,21 @@ def _wait_for_version(client: httpx.Client, version: int, deadline_s: float = 30
                 return
         time.sleep(0.2)
     raise TimeoutError(f"the server did not route to version {version} within {deadline_s:g} s")
+
+
+def _read_log(yard: Yard, phase: Phase, deadline_s: float = 30.0) -> None:
+    """The phase's lists and clicks from the inference log, once it holds them all (it
+    runs about a second behind the answers)."""
+    start = min(s.at for s in phase.served) - 1.0
+    end = time.monotonic() + deadline_s
+    while True:
+        served, clicks = logged_lists(yard.inference_log, DEPLOYMENT, start, time.time() + 1)
+        ids = {s.request_id for s in phase.served}
+        phase.log_served = [s for s in served if s.request_id in ids]
+        phase.log_clicks = [c for c in clicks if c.request_id in ids]
+        if len(phase.log_served) >= len(ids) or time.monotonic() > end:
+            return
+        time.sleep(0.5)
 
 
 def _logged_report(yard: Yard, served: int, deadline_s: float = 30.0) -> dict[str, Any]:
@@ -241,6 +267,7 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
             services.start()
             _look_every_day(first, client, world, scenario, rng, scenario.max_days, show)
             first.logged = _logged_report(yard, len(first.served))
+            _read_log(yard, first)
             winner = first.looks[-1].winner if first.looks[-1].may_stop else None
             yard.deployments.stop_experiment(
                 DEPLOYMENT, promote=winner, actor="demo", reason=first.looks[-1].reason
@@ -254,8 +281,9 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
                 seen.setdefault(user, []).append(item)
             checks = [_off_policy("MF", mf, world, seen, first, "popularity", first, "mf")]
 
-            # The loop: served clicks become training rows; the retrained MF must win to ship.
-            grown = train.extend(clicks_as_interactions(first.days))
+            # The loop: the clicks the server logged become training rows; the retrained MF
+            # must win an A/B test to ship.
+            grown = train.extend(clicks_as_interactions(first.log_served, first.log_clicks))
             retrained = train_mf(
                 grown, items=catalogue, epsilon=scenario.epsilon, seed=scenario.seed + 1
             )
@@ -272,6 +300,7 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
             last = second.looks[-1]
             promote = "challenger" if last.may_stop and last.winner == "challenger" else None
             second.logged = _logged_report(yard, len(second.served))
+            _read_log(yard, second)
             yard.deployments.stop_experiment(
                 DEPLOYMENT, promote=promote, actor="demo",
                 reason=last.reason if promote else f"challenger not promoted: {last.reason}",

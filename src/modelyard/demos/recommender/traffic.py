@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from modelyard.recommend import Click, InteractionLog, Served, World
+from modelyard.recommend import Click, Served, World
 
 __all__ = ["Day", "visit_day"]
 
@@ -51,7 +51,7 @@ def visit_day(
         day.fallbacks += body["fallback"] is not None
         clicked = world.respond(user, items, rng)
         day.clicks += [Click(served.request_id, items[p]) for p in clicked]
-        if clicked:  # the list converted: the A/B metric; the item and position ride along
+        if clicked:  # the list converted (the A/B metric); the items clicked ride along
             first = clicked[0]
             outcome = {
                 "clicked": 1,
@@ -63,14 +63,3 @@ def visit_day(
                 "/v1/feedback", json={"request_id": served.request_id, "outcome": outcome}
             ).raise_for_status()
     return day
-
-
-def clicks_as_interactions(days: list[Day]) -> InteractionLog:
-    """The served clicks as training rows: the loop's new data."""
-    rows = []
-    for day in days:
-        by_id = {s.request_id: s for s in day.served}
-        for click in day.clicks:
-            served = by_id[click.request_id]
-            rows.append((served.user, click.item, served.at, 1.0))
-    return InteractionLog.of(rows)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from modelyard.errors import UnsupportedModelError, ValidationError
 from modelyard.registry.flavours.base import LoadOptions, Outputs, PredictorBase
@@ -136,7 +137,7 @@ class RecommenderModel:
             chosen, propensities = _explore(_top(scores, pool, len(pool)), k, self.epsilon, seed)
         return Recommendation(
             self.items[chosen].tolist(),
-            [float(s) for s in scores[chosen]],
+            scores[chosen].astype(np.float64).tolist(),
             propensities,
             fallback,
         )
@@ -273,15 +274,12 @@ class RecommenderPredictor(PredictorBase):
                 exclude_seen=bool(hide),
                 seed=int(seed),
             )
-            answers.append(
-                json.dumps(
-                    {
-                        "items": found.items,
-                        "scores": found.scores,
-                        "propensities": found.propensities,
-                    }
-                )
-            )
+            ranked = {
+                "items": found.items,
+                "scores": found.scores,
+                "propensities": found.propensities,
+            }
+            answers.append(orjson.dumps(ranked).decode())
             fallbacks.append(int(found.fallback))
         return {
             "recommendations": np.asarray(answers, dtype=object),
