@@ -52,13 +52,7 @@ def visit_day(
         clicked = world.respond(user, items, rng)
         day.clicks += [Click(served.request_id, items[p]) for p in clicked]
         if clicked:  # the list converted (the A/B metric); the items clicked ride along
-            first = clicked[0]
-            outcome = {
-                "clicked": 1,
-                "item": items[first],
-                "position": first,
-                "clicks": len(clicked),
-            }
+            outcome = {"clicked": 1, "items": [items[p] for p in clicked], "position": clicked[0]}
             client.post(
                 "/v1/feedback", json={"request_id": served.request_id, "outcome": outcome}
             ).raise_for_status()
