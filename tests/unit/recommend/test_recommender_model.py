@@ -7,7 +7,8 @@ import pytest
 
 from modelyard.errors import ValidationError
 from modelyard.recommend import InteractionLog, train_popularity
-from modelyard.registry.flavours.recommender import RecommenderModel
+from modelyard.registry.flavours.recommender import RecommenderModel, RecommenderPredictor
+from modelyard.registry.signature import infer_signature
 
 LOG = InteractionLog.of(
     [("alice", "a", 1, 1), ("alice", "b", 2, 1), ("bob", "a", 1, 1), ("carol", "a", 1, 1),
@@ -88,3 +89,20 @@ def test_top_k_of_a_large_catalogue_is_exact() -> None:
     assert set(found.items) <= {f"i{i}" for i in range(4, 100)}
     unseen = np.delete(popularity, [0, 1, 2, 3])
     assert found.scores[-1] == np.sort(unseen)[-20]
+
+
+def test_predictor_answers_each_row_and_tolerates_a_malformed_list() -> None:
+    model = factor_model()
+    columns = {
+        "user": np.asarray(["alice", "zoe"], dtype=object),
+        "k": np.asarray([2, 1]),
+        "exclude": np.asarray(['["d"]', "not json"], dtype=object),
+        "candidates": np.asarray(["", ""], dtype=object),
+        "exclude_seen": np.asarray([1, 1]),
+        "seed": np.asarray([0, 0]),
+    }
+    predictor = RecommenderPredictor(model, infer_signature(columns))
+    outputs = predictor.predict_prepared(columns)
+    assert outputs["fallback"].tolist() == [0, 1]
+    assert '"items":["c"]' in outputs["recommendations"][0]
+    assert '"items":["a"]' in outputs["recommendations"][1]

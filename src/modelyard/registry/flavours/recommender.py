@@ -232,14 +232,16 @@ def _explore(
     return np.asarray(chosen, dtype=np.int64), propensities
 
 
-def _json_list(value: Any, name: str) -> list[str] | None:
+def _json_list(value: Any) -> list[str] | None:
+    """A JSON list of ids as text; anything else is no list. ``:recommend`` checks these
+    before they get here (a 422 naming the field); a raw ``:predict`` row with a malformed
+    one must not fail the other requests of its micro-batch."""
     text = str(value) if value is not None else ""
-    if text in ("", "null"):
+    try:
+        parsed = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
         return None
-    parsed = json.loads(text)
-    if not isinstance(parsed, list):
-        raise ValidationError(f"{name} must be a list of item ids, got {text[:80]!r}")
-    return [str(item) for item in parsed]
+    return [str(item) for item in parsed] if isinstance(parsed, list) else None
 
 
 class RecommenderPredictor(PredictorBase):
@@ -269,8 +271,8 @@ class RecommenderPredictor(PredictorBase):
             found = self.model.recommend(
                 str(user),
                 int(k),
-                _json_list(exclude, "exclude"),
-                _json_list(allowed, "candidates"),
+                _json_list(exclude),
+                _json_list(allowed),
                 exclude_seen=bool(hide),
                 seed=int(seed),
             )
