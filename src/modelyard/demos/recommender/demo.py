@@ -2,15 +2,16 @@
 
 1. A ``World`` of users with hidden tastes; its pre-period is the training log, each
    user's latest two interactions held out for offline NDCG@10 / recall@10.
-2. Popularity (v1) and implicit ALS (v2) registered as ``rec``, both exploring with a
+2. Popularity (v1) and implicit ALS (v2) registered as ``shop``, both exploring with a
    small epsilon so each shown item's propensity is logged; deployment ``shop`` runs an
    A/B test between them, sticky by the request's ``user``.
 3. ``modelyard serve`` answers ``:recommend``; each simulated day every visitor asks,
-   clicks with position bias, and posts the click by request id. After each day the test
-   is looked at (always-valid, so daily looks are fine); it stops when it may.
-4. The winner is promoted; MF is also judged off-policy on the popularity arm's logs.
-5. The loop: the served clicks join the training log, MF is retrained (v3) and enters an
-   A/B test against the champion, promoted only if it wins.
+   clicks with position bias, and posts the clicks by request id. After each day the
+   test is looked at (always-valid, so daily looks are fine); it stops when it may.
+4. The winner is promoted. The lists and clicks are read back from the server's
+   inference log: per-arm figures, and MF judged off-policy on the popularity arm's logs.
+5. The loop: the logged clicks join the training log, MF is retrained (v3) and enters
+   an A/B test against the champion, promoted only if it wins.
 """
 
 from __future__ import annotations

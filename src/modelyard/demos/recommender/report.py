@@ -42,7 +42,9 @@ def _phase_lines(phase: Phase, catalogue: int) -> list[str]:
         f"* sample ratio (users per arm): p = {last.srm.p_value:.3g} "
         f"({'MISMATCH' if last.srm.mismatch else 'fine'})",
         f"* promoted: {phase.promoted or 'nothing'}",
-        f"* the deployment's own report from the inference log: {phase.logged}",
+        f"* `modelyard ab report` (the inference log joined to feedback, "
+        f"{phase.logged.get('logged_lists', 0)} lists): {phase.logged.get('verdict', '-')}; "
+        f"{phase.logged.get('reason', '')}",
         "",
     ]
     return lines

@@ -80,7 +80,7 @@ def _match_v2(parts: list[str]) -> Endpoint | None:
 
 
 def _match_v1(parts: list[str]) -> Endpoint | None:
-    # KServe V1 / TensorFlow Serving: models/{name}[/versions/{v}][:predict]
+    # KServe V1 / TensorFlow Serving: models/{name}[/versions/{v}][:predict]; [:recommend]
     if not parts or not parts[-1]:
         return None
     last, verb = parts[-1], ""
