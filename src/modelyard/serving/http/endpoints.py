@@ -81,7 +81,7 @@ class Endpoints:
             # The inference routes are the pipeline's, with their wire format.
             "infer": partial(pipeline.run, OIP),
             "predict": partial(pipeline.run, RECORDS),
-            "recommend": Recommend(pipeline, view.table),
+            "recommend": Recommend(pipeline),
             "model_metadata": self.model_metadata,
             "model_ready": self.model_ready,
             "model_status": self.model_ready,

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 
 from modelyard.errors import ValidationError
-from modelyard.serving.hosting.manager import ModelTable
 from modelyard.serving.http.routes import Endpoint
 from modelyard.serving.pipeline import RECORDS, Call, InferencePipeline, Reply
 from modelyard.serving.wire.json_body import decode_json
@@ -84,11 +83,10 @@ def _seed(request_id: str) -> int:
 
 
 class Recommend:
-    """The ``recommend`` endpoint over the pipeline and the table (to name the arm)."""
+    """The ``recommend`` endpoint over the pipeline."""
 
-    def __init__(self, pipeline: InferencePipeline, table: ModelTable) -> None:
+    def __init__(self, pipeline: InferencePipeline) -> None:
         self._pipeline = pipeline
-        self._table = table
 
     async def __call__(self, route: Endpoint, call: Call, body: bytes) -> Reply:
         record = parse_request(decode_json(body))
@@ -110,20 +108,10 @@ class Recommend:
         document = {
             "model_name": reply.model,
             "model_version": reply.version,
-            "arm": self._arm(route, reply.version),
+            "arm": reply.arm,
             "id": call.request_id,
             "user": record["user"],
             "items": items,
             "fallback": "popularity" if prediction["fallback"] else None,
         }
         return Reply(200, orjson.dumps(document), model=reply.model, version=reply.version, rows=1)
-
-    def _arm(self, route: Endpoint, version: str) -> str:
-        """The deployment's arm serving ``version`` (its name when routed to a model)."""
-        served = self._table.deployments.get(route.model or "")
-        if served is None:
-            return "primary"
-        if route.version is not None:
-            return "pinned"
-        arms = [arm for arm, v in served.deployment.arms.items() if str(v) == version]
-        return arms[0] if arms else "champion"
