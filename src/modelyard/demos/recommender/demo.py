@@ -33,6 +33,7 @@ from modelyard.demos.recommender.traffic import Day, visit_day
 from modelyard.monitoring.feedback_join import request_outcomes
 from modelyard.recommend import (
     AbReport,
+    InteractionLog,
     OfflineQuality,
     OffPolicyEstimate,
     RecommenderModel,
@@ -223,9 +224,19 @@ def _logged_report(yard: Yard, served: int, deadline_s: float = 30.0) -> dict[st
         time.sleep(0.5)
 
 
-def _register(yard: Yard, model: RecommenderModel, quality: OfflineQuality) -> int:
+def _register(
+    yard: Yard, model: RecommenderModel, quality: OfflineQuality, train: InteractionLog
+) -> int:
+    """A tracked run (its data fingerprint, offline figures) and the version it registers."""
     metrics = {"ndcg_at_10": quality.ndcg, "recall_at_10": quality.recall}
-    return yard.register_model(MODEL, model, example_requests(model), metrics=metrics).version
+    with yard.start_run(f"{MODEL}-{model.kind}") as run:
+        run.log_params({"kind": model.kind, "epsilon": model.epsilon, "rows": len(train)})
+        run.log_dataset("interactions", {"user": train.users, "item": train.items})
+        run.log_metrics(metrics)
+        version = yard.register_model(
+            MODEL, model, example_requests(model), metrics=metrics, run=run
+        )
+    return version.version
 
 
 def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print) -> RecommenderDemo:
@@ -253,8 +264,8 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
 
     settings = {"MODELYARD_SERVING__POLL_INTERVAL_S": "0.5"}
     with Yard(load_settings(home=home, environ={})) as yard:
-        v_pop = _register(yard, popularity, offline["popularity"])
-        v_mf = _register(yard, mf, offline["mf"])
+        v_pop = _register(yard, popularity, offline["popularity"], train)
+        v_mf = _register(yard, mf, offline["mf"], train)
         yard.deployments.create(DEPLOYMENT, MODEL, v_pop, routing_key="field:user")
         yard.deployments.start_experiment(
             DEPLOYMENT, [("popularity", v_pop, 50.0), ("mf", v_mf, 50.0)], DESIGN,
@@ -288,7 +299,7 @@ def run_demo(out: Path, scenario: Scenario, show: Callable[[str], None] = print)
             retrained = train_mf(
                 grown, items=catalogue, epsilon=scenario.epsilon, seed=scenario.seed + 1
             )
-            v_new = _register(yard, retrained, quality(retrained))
+            v_new = _register(yard, retrained, quality(retrained), grown)
             champion = yard.deployments.get(DEPLOYMENT).config.champion
             yard.deployments.start_experiment(
                 DEPLOYMENT, [("champion", champion, 50.0), ("challenger", v_new, 50.0)], DESIGN,
