@@ -91,13 +91,15 @@ def train_mf(
 
 def example_requests(model: RecommenderModel, rows: int = 64) -> dict[str, np.ndarray]:
     """Requests in the columns the recommender flavour takes, to register ``model`` with:
-    the registry infers the signature and the reference profile from them."""
-    users = model.users[np.arange(rows) % len(model.users)]
+    the registry infers the signature and the reference profile from them. Users spread
+    over the whole id map and seeds drawn as serving draws them (48 bits), so that the
+    drift checks compare live traffic with traffic like it."""
+    users = model.users[np.linspace(0, len(model.users) - 1, rows).astype(np.int64)]
     return {
         "user": users.astype(object),
         "k": np.full(rows, 10, dtype=np.int64),
         "exclude": np.full(rows, "[]", dtype=object),
         "candidates": np.full(rows, "", dtype=object),
         "exclude_seen": np.ones(rows, dtype=np.int64),
-        "seed": np.arange(rows, dtype=np.int64),
+        "seed": np.random.default_rng(0).integers(0, 2**48, rows, dtype=np.int64),
     }
