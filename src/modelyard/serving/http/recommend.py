@@ -30,7 +30,7 @@ _FIELDS = frozenset({"user", "k", "exclude", "candidates", "exclude_seen"})
 def _id(value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
         raise ValidationError(
-            f"field {field!r} must be a non-empty string or integer id, got {value!r}"
+            f"field {field!r} must be a non-empty string or integer id, got {value!r:.80}"
         )
     return str(value)
 
@@ -54,7 +54,7 @@ def parse_request(document: Any) -> dict[str, Any]:
     unknown = sorted(set(document) - _FIELDS)
     if unknown:
         raise ValidationError(
-            f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(_FIELDS))}"
+            f"unknown field {unknown[0]!r:.80}; allowed: {', '.join(sorted(_FIELDS))}"
         )
     if "user" not in document:
         raise ValidationError("field 'user' is required")
@@ -62,10 +62,12 @@ def parse_request(document: Any) -> dict[str, Any]:
     if isinstance(k, float) and math.isfinite(k) and k.is_integer():
         k = int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not k >= 1:
-        raise ValidationError(f"field 'k' must be a positive integer, got {k!r}")
+        raise ValidationError(f"field 'k' must be a positive integer, got {k!r:.80}")
     exclude_seen = document.get("exclude_seen", True)
     if not isinstance(exclude_seen, bool):
-        raise ValidationError(f"field 'exclude_seen' must be true or false, got {exclude_seen!r}")
+        raise ValidationError(
+            f"field 'exclude_seen' must be true or false, got {exclude_seen!r:.80}"
+        )
     candidates = document.get("candidates")
     return {
         "user": _id(document["user"], "user"),
