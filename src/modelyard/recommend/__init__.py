@@ -1,6 +1,7 @@
 """Recommenders: the interaction log, training (implicit MF, popularity), offline and live
 metrics, the simulator, off-policy estimates and A/B judgement (docs/recommender.md)."""
 
+from modelyard.recommend.bandit import thompson_weights
 from modelyard.recommend.experiment import (
     AbReport,
     Srm,
@@ -47,6 +48,7 @@ __all__ = [
     "ndcg_at_k",
     "recall_at_k",
     "sample_ratio",
+    "thompson_weights",
     "train_mf",
     "train_popularity",
 ]
