@@ -253,7 +253,7 @@ def inference_logging_switch() -> bool:
     """Does this modelyard have the ``monitoring.log_inferences`` setting yet?"""
     import dataclasses
 
-    from modelyard.config.settings import MonitoringSettings
+    from modelyard.config.sections import MonitoringSettings
 
     return any(f.name == "log_inferences" for f in dataclasses.fields(MonitoringSettings))
 

@@ -23,6 +23,7 @@ in one table, so domain code never speaks HTTP::
     │   └── UnsupportedModelError       unsupported_model
     ├── PipelineError                   pipeline_error
     │   └── StepFailedError             step_failed
+    ├── PlatformError                   platform_error
     ├── ValidationError                 invalid_input
     │   ├── MalformedRequestError       malformed_request
     │   │   └── HostNotAllowedError     host_not_allowed
@@ -62,6 +63,7 @@ __all__ = [
     "OverloadedError",
     "PayloadTooLargeError",
     "PipelineError",
+    "PlatformError",
     "RegistryError",
     "RejectedWriteError",
     "RouteNotFoundError",
@@ -196,6 +198,12 @@ class StepFailedError(PipelineError):
     def __init__(self, message: str, step: str) -> None:
         super().__init__(message)
         self.step = step
+
+
+class PlatformError(ModelyardError):
+    """A platform (a Kubernetes API server, a manifests directory) refused or missed a push."""
+
+    code = "platform_error"
 
 
 class ValidationError(ModelyardError):

@@ -30,7 +30,7 @@ def test_the_whole_exception_tree_is_exported_at_the_top() -> None:
         for value in vars(modelyard.errors).values()
         if inspect.isclass(value) and issubclass(value, modelyard.ModelyardError)
     ]
-    assert len(classes) == 33
+    assert len(classes) == 34
     assert sorted(c.__name__ for c in classes) == sorted(modelyard.errors.__all__)
     for error in classes:
         assert getattr(modelyard, error.__name__) is error

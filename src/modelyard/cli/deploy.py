@@ -22,6 +22,17 @@ from modelyard.cli.deployment_tables import (
     show_deployment,
 )
 from modelyard.cli.output import AsJson, print_json, print_note, print_table, when
+from modelyard.cli.targets import (
+    Image,
+    MaxReplicas,
+    MinReplicas,
+    Namespace,
+    Options,
+    TargetFlags,
+    TargetKind,
+    platform_status,
+    target_from_flags,
+)
 from modelyard.errors import NotFoundError, ValidationError
 from modelyard.routing.canary import RolloutPolicy
 from modelyard.routing.deployment import (
@@ -79,13 +90,21 @@ def deploy(
             "read as of it, capped at now, not at arrival ('' reads as of now).",
         ),
     ] = None,
+    target: TargetKind = None,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    image: Image = None,
+    namespace: Namespace = None,
+    option: Options = None,
     reason: Reason = "",
     as_json: AsJson = False,
 ) -> None:
-    """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere."""
+    """Create deployment NAME serving a version of MODEL, or point an existing one elsewhere;
+    --target says where it runs (docs/kubernetes.md)."""
     if (version is None) == (alias is None):
         raise ValidationError("give exactly one of --version or --alias for the champion")
     cli = cli_context(ctx)
+    flags = TargetFlags(target, min_replicas, max_replicas, image, namespace, option)
     champion: int | str = version if version is not None else str(alias)
     features_given, inputs = _feature_inputs(cli, features, on_missing, event_time)
     try:
@@ -106,6 +125,7 @@ def deploy(
             log_sample_rate=log_sample_rate,
             log_ttl_days=log_ttl_days,
             features=inputs,
+            target=target_from_flags(flags),
         )
         show_change(None, made, as_json)
         return
@@ -127,6 +147,7 @@ def deploy(
             log_sample_rate=config.log_sample_rate if log_sample_rate is None else log_sample_rate,
             log_ttl_days=config.log_ttl_days if log_ttl_days is None else log_ttl_days,
             features=inputs if features_given else _with_event_time(config.features, event_time),
+            target=target_from_flags(flags, config.target) or config.target,
         )
         return Change(config, current.rollout, why)
 
@@ -351,11 +372,13 @@ def rollout_status(
     found = store.events(name, "rollout.", limit=50)
     judged = _analyses(found)[:analyses]
     record = deployment.rollout
+    platform = platform_status(store, deployment)
     if as_json:
         print_json(
             {
                 "deployment": name,
                 "rollout": None if record is None else record.to_dict(),
+                "platform": platform,
                 "analyses": judged,
                 "decisions": [
                     {
@@ -391,6 +414,21 @@ def rollout_status(
                     c["summary"],
                 ]
                 for c in analysis["checks"]
+            ],
+        )
+    if platform is not None:
+        last = platform["last"]
+        print_table(
+            f"{name}: pushed to {platform['target']}",
+            ["revision", "pushed", "last push"],
+            [
+                [
+                    platform["revision"],
+                    platform["pushed_revision"] or "-",
+                    "-"
+                    if last is None
+                    else f"{when(last['at'])} {last['event']}: {last['reason']}",
+                ]
             ],
         )
     print_table(

@@ -26,6 +26,17 @@ def log_policy_text(config: DeploymentConfig) -> str:
     return f"sample {rate}, keep {ttl}"
 
 
+def target_text(config: DeploymentConfig) -> str:
+    """``kserve, 2-10 replicas, image=..., namespace=...``."""
+    target = config.target
+    parts = [target.kind]
+    low, high = target.min_replicas, target.max_replicas
+    if low is not None or high is not None:
+        parts.append(f"{low or '-'}-{high or '-'} replicas")
+    parts += [f"{key}={value}" for key, value in sorted(target.options.items())]
+    return ", ".join(parts)
+
+
 def deployment_fields(deployment: Deployment | None) -> dict[str, str]:
     """The deployment as field -> text, the rows of both the state and the change tables."""
     if deployment is None:
@@ -48,6 +59,8 @@ def deployment_fields(deployment: Deployment | None) -> dict[str, str]:
         "inference log": log_policy_text(config),
         "rollout": "-",
     }
+    if not config.target.is_default:  # the row appears once a deployment runs elsewhere
+        rows["target"] = target_text(config)
     if config.canary is not None:
         rows["canary"] = f"v{config.canary} at {config.canary_weight:g}%"
     if config.experiment is not None:

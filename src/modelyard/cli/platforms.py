@@ -30,6 +30,7 @@ from modelyard.platforms import (
     render_image_files,
     render_kserve,
     render_kubernetes,
+    render_target,
     to_yaml,
 )
 from modelyard.registry import ModelVersion
@@ -49,8 +50,12 @@ def render(
     ctx: typer.Context,
     deployment: Annotated[str, typer.Argument(help="The deployment to serve.")],
     image: Annotated[
-        str, typer.Option(help="The modelyard image (`modelyard containerize` writes one).")
-    ],
+        str | None,
+        typer.Option(
+            help="The modelyard image (`modelyard containerize` writes one); without it, a "
+            "deployment whose target is kserve renders as the leader pushes it."
+        ),
+    ] = None,
     target: Annotated[
         str, typer.Option(help="'kubernetes' (modelyard splits traffic) or 'kserve'.")
     ] = "kubernetes",
@@ -96,6 +101,14 @@ def render(
         raise ValidationError(f"--kserve-mode must be 'standard' or 'knative', got {kserve_mode!r}")
     cli = cli_context(ctx)
     found = cli.deployments.get(deployment)
+    if image is None:
+        if found.config.target.kind != "kserve":
+            raise ValidationError(
+                f"--image is needed: deployment {deployment!r} stores no kserve target to "
+                "render from"
+            )
+        _write(render_target(found, artifacts_url=_remote_artifacts(cli)), out, as_json)
+        return
     options = ClusterOptions(
         image=image,
         namespace=namespace,
@@ -119,6 +132,11 @@ def render(
         if target == "kubernetes"
         else render_kserve(found, options, kserve_mode)  # type: ignore[arg-type]
     )
+    _write(documents, out, as_json)
+
+
+def _write(documents: list[dict[str, Any]], out: Path | None, as_json: bool) -> None:
+    """The manifests on stdout (YAML, or one JSON ``List``), or one file each in ``out``."""
     if out is None:
         if as_json:
             print_json({"apiVersion": "v1", "kind": "List", "items": documents})

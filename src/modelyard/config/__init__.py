@@ -1,16 +1,14 @@
 """Configuration: one frozen ``Settings`` object per process."""
 
-from modelyard.config.settings import (
+from modelyard.config.sections import (
     FeaturesSettings,
     MonitoringSettings,
     RetrainingSettings,
     RunnerSettings,
-    ServingSettings,
-    Settings,
     TrackingSettings,
-    load_settings,
-    override,
 )
+from modelyard.config.serving import ServingSettings
+from modelyard.config.settings import Settings, load_settings, override
 
 __all__ = [
     "FeaturesSettings",

@@ -66,6 +66,7 @@ from modelyard.routing.repository import (
     Revision,
     VersionCatalog,
 )
+from modelyard.routing.targets import TARGETS, Target
 
 __all__ = [
     "ArmReport",
@@ -109,6 +110,8 @@ __all__ = [
     "RoutingKey",
     "Sequential",
     "Shadow",
+    "TARGETS",
+    "Target",
     "TickResult",
     "TrafficSplit",
     "Verdict",

@@ -24,6 +24,7 @@ from modelyard.registry.signature import Signature
 from modelyard.routing.assignment import TrafficSplit
 from modelyard.routing.canary import RolloutPolicy, RolloutState
 from modelyard.routing.experiments import Experiment
+from modelyard.routing.targets import Target
 
 __all__ = [
     "Change",
@@ -180,7 +181,8 @@ class DeploymentConfig:
 
     ``log_sample_rate`` (share of requests kept in the inference log) and
     ``log_ttl_days`` (how long they are kept) override the server's monitoring
-    settings for this deployment; None keeps those.
+    settings for this deployment; None keeps those. ``target`` says where it runs
+    (``routing.targets``).
     """
 
     model: str
@@ -194,6 +196,7 @@ class DeploymentConfig:
     log_sample_rate: float | None = None
     log_ttl_days: float | None = None
     features: FeatureInputs | None = None
+    target: Target = field(default_factory=Target)
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -255,7 +258,7 @@ class DeploymentConfig:
         return "shadow"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "model": self.model,
             "champion": self.champion,
             "canary": self.canary,
@@ -268,6 +271,9 @@ class DeploymentConfig:
             "log_ttl_days": self.log_ttl_days,
             "features": None if self.features is None else self.features.to_dict(),
         }
+        if not self.target.is_default:  # absent otherwise: the form stored before it existed
+            found["target"] = self.target.to_dict()
+        return found
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentConfig:
@@ -285,6 +291,7 @@ class DeploymentConfig:
             log_sample_rate=data.get("log_sample_rate"),
             log_ttl_days=data.get("log_ttl_days"),
             features=None if features is None else FeatureInputs.from_dict(features),
+            target=Target.from_dict(data.get("target") or {}),
         )
 
 

@@ -32,6 +32,7 @@ from modelyard.routing.deployment import (
 )
 from modelyard.routing.experiments import Experiment, ExperimentArm, OutcomeKind
 from modelyard.routing.repository import DeploymentRepository, Revision, VersionCatalog
+from modelyard.routing.targets import Target
 
 __all__ = ["DeploymentStore", "VersionRef"]
 
@@ -107,9 +108,11 @@ class DeploymentStore:
         log_sample_rate: float | None = None,
         log_ttl_days: float | None = None,
         features: FeatureInputs | None = None,
+        target: Target | None = None,
     ) -> Deployment:
         """A new deployment serving ``champion`` of ``model`` (a version, or an alias now);
-        with ``features``, those model inputs come from the feature store."""
+        with ``features``, those model inputs come from the feature store; ``target``:
+        where it runs (default: modelyard's own servers)."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValidationError(
                 f"deployment name {name!r} is not allowed: use letters, digits, '_', '.', '-'"
@@ -122,6 +125,7 @@ class DeploymentStore:
             log_sample_rate=log_sample_rate,
             log_ttl_days=log_ttl_days,
             features=features,
+            target=target or Target(),
         )
         self._check_features(config)
         at = self._clock()

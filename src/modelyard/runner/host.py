@@ -8,13 +8,14 @@ of the online store's events always; with inference logging, the retention sweep
 and, unless ``monitoring.check_interval_s`` is 0, the monitoring pass; the JSON log's
 retention when the server hands in its sweep; unless
 ``features.materialize_interval_s`` is 0, the materialization of the views; with
-``features.stream_url``, a consumer per stream. A server hosts
+``features.stream_url``, a consumer per stream; with ``runner.platform_sink``, the push of
+kserve deployments' manifests after each change (``platform_sync``). A server hosts
 exactly one runner, in the process that answers no requests (its supervisor), or
 beside its only worker; ``Runner.stop`` stops the threads and closes the database.
 
 Several servers on one database (docs/scaling.md) each host a runner, and one of them
 leads (``runner.leadership``): the jobs that decide for every node (the rollout
-controller, the retention sweep, the monitoring pass; the feature store's
+controller, the platform push, the retention sweep, the monitoring pass; the feature store's
 materialization and trimming when its online store is shared, i.e. Redis) run only
 in the leader, and their ports write through a database fenced by its lease. The
 other jobs serve their own node: its JSON log's files, its own SQLite online store,
@@ -24,6 +25,7 @@ its share of a Redis stream's consumer group.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -44,6 +46,7 @@ from modelyard.monitoring.sql import SqlMonitoringRepository
 from modelyard.pipelines.leases import holder_gone, holder_identity
 from modelyard.pipelines.repository import Lease
 from modelyard.pipelines.sql import SqlPipelineRepository, lease_fence
+from modelyard.platforms import open_sink, render_target
 from modelyard.registry import Registry
 from modelyard.registry.sql import SqlRegistryRepository
 from modelyard.routing import DeploymentStore, RolloutController
@@ -52,10 +55,11 @@ from modelyard.runner.features import MaterializeJob, StreamJob, TrimEventsJob
 from modelyard.runner.leadership import SERVE_LEASE, LeaderOnly, Leadership, LeaseJob
 from modelyard.runner.monitoring import MonitorJob
 from modelyard.runner.periodic import Job, OpenLog, PeriodicLoop
+from modelyard.runner.platform_sync import PlatformSyncJob
 from modelyard.runner.retention import FileRetentionJob, FileSweep, RetentionJob
 from modelyard.runner.rollouts import InferenceLogMetrics, RolloutJob
 from modelyard.runner.served import served_model
-from modelyard.store.artifacts import open_artifact_store
+from modelyard.store.artifacts import is_remote_url, open_artifact_store
 from modelyard.store.database import Database
 from modelyard.tracking import Tracker
 from modelyard.tracking.sql import SqlRunRepository
@@ -142,6 +146,12 @@ def runner_jobs(
 
     controller = RolloutController(stores.deployments, metrics, clock=clock)
     jobs: list[Job] = [lead(RolloutJob(controller, clock=clock))]
+    if settings.runner.platform_sink is not None:
+        sink = open_sink(settings.runner.platform_sink)
+        # the pods read versions from this server's store when they can reach it
+        store = settings.artifacts_url if is_remote_url(settings.artifacts_url or "") else None
+        render = functools.partial(render_target, artifacts_url=store)
+        jobs.append(lead(PlatformSyncJob(stores.deployments, stores.routing, render, sink)))
     monitoring = settings.monitoring
     if monitoring.log_inferences:
         jobs.append(

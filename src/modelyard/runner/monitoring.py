@@ -24,7 +24,7 @@ import numpy as np
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from modelyard.config.settings import MonitoringSettings
+from modelyard.config.sections import MonitoringSettings
 from modelyard.errors import ModelyardError
 from modelyard.monitoring.drift_job import CycleResult, monitor_cycle
 from modelyard.monitoring.feedback_join import joined

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from tests.unit.platforms.api_schemas import validate_kubernetes
 
 from modelyard.cli.main import main
 from modelyard.config import Settings
+from modelyard.runner.host import RunnerStores, runner_jobs
 from modelyard.yard import Yard
 
 
@@ -146,3 +149,65 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err
     assert "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_kserve_target_is_stored_rendered_and_pushed_by_the_runner(
+    home: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy = ["deploy", "fraud-ks", "--model", "fraud", "--version", "1", "--target", "kserve"]
+    code, _, err = run_cli([*deploy, "--option", "cpu=lots", "--image", IMAGE], capsys)
+    assert code != 0
+    assert "cpu must be a Kubernetes quantity" in err
+    code, out, _ = run_cli(
+        [*deploy, "--image", IMAGE, "--namespace", "ml", "--max-replicas", "4", "--json"], capsys
+    )
+    assert code == 0
+    assert json.loads(out)["after"]["config"]["target"] == {
+        "kind": "kserve",
+        "min_replicas": None,
+        "max_replicas": 4,
+        "options": {"image": IMAGE, "namespace": "ml"},
+    }
+    assert (
+        run_cli(["rollout", "start", "fraud-ks", "--canary", "2", "--steps", "5,100"], capsys)[0]
+        == 0
+    )
+    code, out, _ = run_cli(["k8s", "render", "fraud-ks", "--json"], capsys)
+    assert code == 0
+    rendered = json.loads(out)["items"][-1]
+    assert rendered["metadata"]["namespace"] == "ml"
+    assert rendered["spec"]["canary"][0]["trafficPercent"] == 5
+
+    settings = replace(home, runner=replace(home.runner, platform_sink=str(tmp_path / "gitops")))
+    stores = RunnerStores(settings)
+    try:
+        (job,) = [j for j in runner_jobs(settings, stores) if j.name == "platform-sync"]
+        job.tick(Log())
+    finally:
+        stores.close()
+    pushed = yaml.safe_load(
+        (tmp_path / "gitops" / "fraud-ks" / "03-inferenceservice-fraud-ks.yaml").read_text()
+    )
+    assert pushed == rendered
+    assert not (tmp_path / "gitops" / "fraud-api").exists()  # builtin: not pushed
+    code, out, _ = run_cli(["history", "fraud-ks", "--events", "--json"], capsys)
+    assert [e["kind"] for e in json.loads(out)][-1] == "platform.pushed"
+    code, out, _ = run_cli(["rollout", "status", "fraud-ks", "--json"], capsys)
+    platform = json.loads(out)["platform"]
+    assert platform["pushed_revision"] == platform["revision"]
+    assert platform["last"]["event"] == "platform.pushed"
+    assert platform["last"]["canary_weight"] == 5
+    code, out, _ = run_cli(["rollout", "status", "fraud-ks"], capsys)
+    assert code == 0
+    assert "pushed to kserve" in out
+
+
+class Log:
+    def emit(self, level: str, event: str, fields: dict[str, Any], ts: float | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

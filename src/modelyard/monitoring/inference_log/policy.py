@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from modelyard.config.settings import MonitoringSettings
+from modelyard.config.sections import MonitoringSettings
 from modelyard.errors import ValidationError
 
 WHEN_FULL = ("reject", "drop")

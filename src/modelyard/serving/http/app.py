@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from modelyard.config.settings import ServingSettings
+from modelyard.config.serving import ServingSettings
 from modelyard.errors import ModelyardError
 from modelyard.registry import ModelRef, parse_ref
 from modelyard.serving.hosting.manager import ModelManager

@@ -43,7 +43,7 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from modelyard.config.settings import ServingSettings
+from modelyard.config.serving import ServingSettings
 from modelyard.serving.wire.status import error_body
 
 if TYPE_CHECKING:

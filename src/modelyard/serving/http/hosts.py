@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from modelyard.config.settings import ServingSettings
+from modelyard.config.serving import ServingSettings
 from modelyard.errors import HostNotAllowedError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")

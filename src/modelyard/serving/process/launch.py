@@ -8,7 +8,9 @@ runner (``runner.host``: the rollout controller, the retention sweep and the
 monitoring pass). What one worker pays for it, measured with
 ``benchmarks/serving/bench_supervised_startup.py``, is in benchmarks/serving/RESULTS.md.
 With ``serving.backend = "ray"`` the workers are Ray Serve replicas instead
-(``ray_backend``, imported only then: it needs the ``ray`` extra).
+(``ray_backend``, imported only then: it needs the ``ray`` extra); a server told its
+deployments (``serving.deployments``) whose targets are all ``ray`` runs on Ray too, and
+their targets' replicas size the Ray deployment (``choose_backend``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from modelyard.config import ServingSettings, Settings
 from modelyard.errors import ConfigurationError
 from modelyard.registry import Catalog, ModelRef, Registry, parse_ref
 from modelyard.registry.sql import SqlRegistryRepository
+from modelyard.routing import Target
+from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.serving.http.hosts import is_loopback
 from modelyard.serving.process.supervisor import Supervisor
 from modelyard.store.artifacts import open_artifact_store
@@ -78,6 +82,15 @@ def check_backend(serving: ServingSettings) -> str:
     return serving.backend
 
 
+def choose_backend(serving: ServingSettings, targets: Sequence[Target]) -> str:
+    """The backend to run: ``serving.backend``, or ``ray`` when every deployment this server
+    was told to serve targets Ray (``modelyard deploy --target ray``)."""
+    backend = check_backend(serving)
+    if backend == "builtin" and targets and all(t.kind == "ray" for t in targets):
+        return "ray"
+    return backend
+
+
 def check_grpc(serving: ServingSettings) -> None:
     """With ``grpc_port`` set, refuse to start without the ``grpc`` extra: one clear error
     rather than every worker failing to import it."""
@@ -108,7 +121,7 @@ def serve(
     ``models`` means every registered model (see ``choose_refs``). A host other than
     loopback needs a token, or ``insecure`` (see ``check_exposure``).
     """
-    backend = check_backend(settings.serving)
+    check_backend(settings.serving)
     warning = check_exposure(settings.serving, insecure=insecure)
     check_grpc(settings.serving)
     if warning is not None:
@@ -125,19 +138,34 @@ def serve(
             if only and not models
             else choose_refs(Registry(SqlRegistryRepository(db), artifacts), models, settings.home)
         )
+        targets = served_targets(SqlDeploymentRepository(db), only or ())
     finally:
         db.dispose()
+    backend = choose_backend(settings.serving, targets)
+    if backend != settings.serving.backend:
+        sys.stderr.write("modelyard: every deployment served targets Ray: serving on Ray Serve\n")
     serving = settings.serving
+    ray_targets = [t for t in targets if t.kind == "ray"] if backend == "ray" else []
+    count = max((t.min_replicas or 0 for t in ray_targets), default=0) or serving.workers
     names = ", ".join([*(str(ref) for ref in refs), *(settings.serving.deployments or ())])
     grpc = f" and gRPC on {serving.host}:{serving.grpc_port}" if serving.grpc_port else ""
     sys.stderr.write(
         f"modelyard: serving {names} on http://{serving.host}:{serving.port}{grpc} "
-        f"with {serving.workers} {'Ray replica' if backend == 'ray' else 'worker'}(s); "
+        f"with {count} {'Ray replica' if backend == 'ray' else 'worker'}(s); "
         f"JSON logs in {settings.resolved_log_path}\n"
     )
     if backend == "ray":
         # An optional extra: imported only when chosen (it raises naming the extra).
         from modelyard.serving.process.ray_backend import RayServer
 
-        return RayServer(settings, [str(r) for r in refs], trusted=trusted).run()
+        return RayServer(
+            settings, [str(r) for r in refs], trusted=trusted, targets=ray_targets
+        ).run()
     return Supervisor(settings, [str(r) for r in refs], trusted=trusted).run()
+
+
+def served_targets(deployments: SqlDeploymentRepository, names: Sequence[str]) -> list[Target]:
+    """The targets of the deployments named (one not there yet is left out: the workers
+    wait for it)."""
+    found = (deployments.get(name) for name in names)
+    return [d.config.target for d in found if d is not None]

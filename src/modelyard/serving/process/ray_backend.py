@@ -44,6 +44,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -52,6 +53,7 @@ from modelyard.config import Settings
 from modelyard.errors import ConfigurationError
 from modelyard.monitoring.inference_log.dirlock import try_lock_directory
 from modelyard.monitoring.inference_log.sql import SqlInferenceLogRepository
+from modelyard.routing import Target
 from modelyard.runner.host import Runner
 from modelyard.serving.http.app import ServingApp
 from modelyard.serving.process.supervisor import metrics_directory, start_server_runner
@@ -134,10 +136,20 @@ def live_replica_logs(wal_dir: Path) -> list[str]:
     return live
 
 
-def deployment_options(settings: Settings) -> dict[str, Any]:
+def deployment_options(settings: Settings, targets: Sequence[Target] = ()) -> dict[str, Any]:
     """Ray Serve's options for the one deployment: fixed replicas, or autoscaling between
-    ``workers`` and ``ray_max_replicas`` on ongoing requests."""
+    ``workers`` and ``ray_max_replicas`` on ongoing requests. ``targets``: those of the
+    deployments served that target Ray; their replicas, where set, stand for those two
+    settings (the largest of each, as one Ray deployment hosts them all)."""
     serving = settings.serving
+    lows = [t.min_replicas for t in targets if t.min_replicas is not None]
+    highs = [t.max_replicas for t in targets if t.max_replicas is not None]
+    if lows or highs:
+        serving = replace(
+            serving,
+            workers=max(lows) if lows else serving.workers,
+            ray_max_replicas=max(highs) if highs else serving.ray_max_replicas,
+        )
     options: dict[str, Any] = {
         "name": APPLICATION,
         "max_ongoing_requests": serving.ray_max_ongoing_requests,
@@ -186,10 +198,18 @@ class RayServer:
     """Runs the ``modelyard`` Ray Serve application until SIGTERM/SIGINT, with the
     server's runner and log ingester in this process."""
 
-    def __init__(self, settings: Settings, refs: Sequence[str], *, trusted: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        refs: Sequence[str],
+        *,
+        trusted: bool = False,
+        targets: Sequence[Target] = (),
+    ) -> None:
         self._settings = settings
         self._refs = list(refs)
         self._trusted = trusted
+        self._targets = list(targets)
         self._stop: int | None = None
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
@@ -223,7 +243,9 @@ class RayServer:
                             follow=lambda: live_replica_logs(settings.resolved_wal_dir),
                             on_error=lambda event, fields: log.emit("error", event, fields),
                         )
-                    host = serve.deployment(ReplicaHost, **deployment_options(settings))
+                    host = serve.deployment(
+                        ReplicaHost, **deployment_options(settings, self._targets)
+                    )
                     app = host.bind(
                         settings,
                         self._refs,

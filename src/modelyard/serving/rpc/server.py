@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from modelyard.config.settings import ServingSettings
+from modelyard.config.serving import ServingSettings
 from modelyard.errors import ConfigurationError
 from modelyard.serving.rpc.service import SERVICE, InferenceService, ServerView
 
