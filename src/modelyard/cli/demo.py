@@ -122,3 +122,20 @@ def vision(
     columns = list(result.rows[0])
     print_table("versions on this CPU", columns, [[r[c] for c in columns] for r in result.rows])
     console.print(f"look around: export MODELYARD_HOME={result.home}; modelyard versions digits")
+
+
+@demo_app.command("recommender")
+def recommender(
+    fast: Annotated[bool, typer.Option("--fast", help="A smaller world (about a minute).")] = False,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the demo's home and report (replaced each run).")
+    ] = Path("recommender-demo"),
+) -> None:
+    """A recommendation service: popularity against matrix factorisation on simulated users,
+    served, A/B tested on clicks, retrained once on what it served; a report."""
+    from modelyard.demos.recommender.demo import FAST, Scenario, run_demo
+    from modelyard.demos.recommender.report import write_report
+
+    result = run_demo(out, FAST if fast else Scenario(), show=console.print)
+    markdown, page = write_report(result, out)
+    console.print(f"report: {markdown} and {page}")

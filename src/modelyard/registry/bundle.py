@@ -27,6 +27,7 @@ _MODEL_FILES = {
     "skops": "model.skops",
     "lightgbm": "model.lightgbm.txt",
     "pickle": "model.joblib",
+    "recommender": "model.recommender.npz",
 }
 BUNDLE_FORMAT = 1
 

@@ -101,11 +101,12 @@ class Reply:
 
     ``status`` is the HTTP status of the outcome, over either transport; a refused
     request carries its error in ``refusal`` too, for a transport with statuses of its
-    own (gRPC: ``wire.status.grpc_status``)."""
+    own (gRPC: ``wire.status.grpc_status``). ``arm``: the deployment's arm that answered
+    (an inference answer; ``:recommend`` names it in its body)."""
 
     __slots__ = (
-        "code", "error", "extra", "media", "model", "payload", "refusal", "rows", "status",
-        "version",
+        "arm", "code", "error", "extra", "media", "model", "payload", "refusal", "rows",
+        "status", "version",
     )  # fmt: skip
 
     def __init__(
@@ -120,6 +121,7 @@ class Reply:
         code: str | None = None,
         error: str | None = None,
         refusal: ModelyardError | None = None,
+        arm: str = "",
     ) -> None:
         self.status: Final = status
         self.payload: Final = payload
@@ -131,6 +133,7 @@ class Reply:
         self.code: Final = code
         self.error: Final = error
         self.refusal: Final = refusal
+        self.arm: Final = arm
 
 
 class Target(Protocol):
@@ -277,7 +280,9 @@ class InferencePipeline:
         name, version_text = runtime.name, runtime.version_text
         payload = fmt.encode(name, version_text, request, record.request_id, outputs, start, stop)
         if type(payload) is bytes:
-            return Reply(200, payload, fmt.media, (), name, version_text, prepared.rows)
+            return Reply(
+                200, payload, fmt.media, (), name, version_text, prepared.rows, arm=record.arm
+            )
         assert isinstance(payload, Framed)
         extra = ((b"inference-header-content-length", b"%d" % payload.header_length),)
         return Reply(200, payload.payload, OCTETS, extra, name, version_text, prepared.rows)

@@ -12,11 +12,18 @@ from modelyard.registry.flavours.base import (
 from modelyard.registry.flavours.lightgbm import LightGBMFlavour
 from modelyard.registry.flavours.onnx import OnnxFlavour, OnnxPredictor
 from modelyard.registry.flavours.pickle import PickleFlavour
+from modelyard.registry.flavours.recommender import RecommenderFlavour, RecommenderModel
 from modelyard.registry.flavours.skops import SkopsFlavour
 
 FLAVOURS: dict[str, Flavour] = {
     flavour.name: flavour
-    for flavour in (OnnxFlavour(), SkopsFlavour(), LightGBMFlavour(), PickleFlavour())
+    for flavour in (
+        OnnxFlavour(),
+        SkopsFlavour(),
+        LightGBMFlavour(),
+        RecommenderFlavour(),
+        PickleFlavour(),
+    )
 }
 """Every known flavour by name, in the order registration tries them."""
 
@@ -32,6 +39,8 @@ __all__ = [
     "PickleFlavour",
     "Predictor",
     "PredictorBase",
+    "RecommenderFlavour",
+    "RecommenderModel",
     "TypedInputs",
     "SkopsFlavour",
 ]

@@ -18,6 +18,7 @@ from modelyard.errors import ModelNotReadyError, RouteNotFoundError
 from modelyard.monitoring.feedback import FeedbackResult
 from modelyard.serving.hosting.manager import ModelTable
 from modelyard.serving.http.mount import MountedApp
+from modelyard.serving.http.recommend import Recommend
 from modelyard.serving.http.routes import Endpoint
 from modelyard.serving.pipeline import OIP, RECORDS, Call, InferencePipeline, Reply
 from modelyard.serving.telemetry.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -80,6 +81,7 @@ class Endpoints:
             # The inference routes are the pipeline's, with their wire format.
             "infer": partial(pipeline.run, OIP),
             "predict": partial(pipeline.run, RECORDS),
+            "recommend": Recommend(pipeline),
             "model_metadata": self.model_metadata,
             "model_ready": self.model_ready,
             "model_status": self.model_ready,

@@ -148,7 +148,20 @@ def _v1_paths(
                     **_errors("400", "401", "404", "413", "415", "422", "500", "503", "504"),
                 },
             }
-        }
+        },
+        f"{prefix}:recommend": {
+            "post": {
+                "summary": "A ranked list for one user from a recommender (docs/recommender.md)",
+                "parameters": params,
+                "requestBody": _body("RecommendRequest", None),
+                "responses": {
+                    "200": _response(
+                        "Items by position, with scores and propensities", "RecommendResponse"
+                    ),
+                    **_errors("400", "401", "404", "413", "415", "422", "500", "503", "504"),
+                },
+            }
+        },
     }
 
 
@@ -341,6 +354,30 @@ _SCHEMAS: dict[str, Any] = {
             "model_version": {"type": "string"},
             "id": {"type": "string"},
             "outputs": {"type": "array", "items": _ref("ResponseOutput")},
+        },
+    },
+    "RecommendRequest": {
+        "type": "object",
+        "required": ["user"],
+        "properties": {
+            "user": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]},
+            "k": {"type": "integer", "minimum": 1, "default": 10},
+            "exclude": {"type": "array", "items": {"type": "string"}},
+            "candidates": {"type": "array", "items": {"type": "string"}},
+            "exclude_seen": {"type": "boolean", "default": True},
+        },
+        "additionalProperties": False,
+    },
+    "RecommendResponse": {
+        "type": "object",
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "arm": {"type": "string"},
+            "id": {"type": "string"},
+            "user": {"type": "string"},
+            "items": {"type": "array", "items": {"type": "object"}},
+            "fallback": {"type": ["string", "null"]},
         },
     },
     "RecordsRequest": {

@@ -42,7 +42,15 @@ STATIC: dict[str, Endpoint] = {
 QUIET = frozenset({"live", "ready", "metrics", "model_ready", "openapi", "ui"})
 # Endpoints that need the bearer token when one is configured (health and metrics stay open).
 GUARDED = frozenset(
-    {"infer", "predict", "model_metadata", "repository_index", "feedback", "features_push"}
+    {
+        "infer",
+        "predict",
+        "recommend",
+        "model_metadata",
+        "repository_index",
+        "feedback",
+        "features_push",
+    }
 )
 # Endpoints answered whatever the Host header says: container probes (kubelet) send the
 # pod's IP as Host, and a liveness answer tells a rebinding page nothing.
@@ -72,12 +80,13 @@ def _match_v2(parts: list[str]) -> Endpoint | None:
 
 
 def _match_v1(parts: list[str]) -> Endpoint | None:
-    # KServe V1 / TensorFlow Serving: models/{name}[/versions/{v}][:predict]
+    # KServe V1 / TensorFlow Serving: models/{name}[/versions/{v}][:predict]; [:recommend]
     if not parts or not parts[-1]:
         return None
-    last, predict = parts[-1], False
-    if last.endswith(":predict"):
-        last, predict = last[: -len(":predict")], True
+    last, verb = parts[-1], ""
+    for suffix in (":predict", ":recommend"):
+        if last.endswith(suffix):
+            last, verb = last[: -len(suffix)], suffix[1:]
     parts = [*parts[:-1], last]
     if len(parts) == 1 and parts[0]:
         name, version = parts[0], None
@@ -85,8 +94,8 @@ def _match_v1(parts: list[str]) -> Endpoint | None:
         name, version = parts[0], parts[2]
     else:
         return None
-    if predict:
-        return Endpoint("predict", WRITE, name, version)
+    if verb:
+        return Endpoint(verb, WRITE, name, version)
     return Endpoint("model_status", READ, name, version)
 
 
