@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import webbrowser
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -130,12 +131,51 @@ def recommender(
     out: Annotated[
         Path, typer.Option(help="Folder for the demo's home and report (replaced each run).")
     ] = Path("recommender-demo"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the offline figures and each A/B test as JSON.")
+    ] = False,
 ) -> None:
     """A recommendation service: popularity against matrix factorisation on simulated users,
     served, A/B tested on clicks, retrained once on what it served; a report."""
     from modelyard.demos.recommender.demo import FAST, Scenario, run_demo
     from modelyard.demos.recommender.report import write_report
 
-    result = run_demo(out, FAST if fast else Scenario(), show=console.print)
+    say = (lambda line: None) if as_json else console.print
+    result = run_demo(out, FAST if fast else Scenario(), show=say)
     markdown, page = write_report(result, out)
+    if as_json:
+        print_json(
+            {
+                "offline": {name: asdict(q) for name, q in result.offline.items()},
+                "ab_tests": [_ab_test(phase) for phase in result.phases],
+                "report": str(markdown),
+                "page": str(page),
+            }
+        )
+        return
     console.print(f"report: {markdown} and {page}")
+
+
+def _ab_test(phase: Any) -> dict[str, Any]:
+    """One A/B test of the recommender demo: its arms, its last look, what was promoted."""
+    last = phase.looks[-1] if phase.looks else None
+    look = (
+        {
+            "verdict": last.verdict.value,
+            "winner": last.winner,
+            "effect": last.effect,
+            "ci": [last.ci_low, last.ci_high],
+            "may_stop": last.may_stop,
+            "reason": last.reason,
+        }
+        if last
+        else None
+    )
+    return {
+        "title": phase.title,
+        "control": phase.control,
+        "treatment": phase.treatment,
+        "days": len(phase.days),
+        "last_look": look,
+        "promoted": phase.promoted,
+    }
