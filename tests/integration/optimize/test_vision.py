@@ -384,7 +384,9 @@ def test_the_edge_bundle_runs_in_a_clean_venv_like_the_server(
         [str(python), str(folder / "runner.py"), *map(str, paths), "--top", "2"],
         capture_output=True, text=True, timeout=60, check=True, env=env, cwd=tmp_path,
     )  # fmt: skip
-    edge = [json.loads(line)["top"] for line in run.stdout.splitlines()]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert all(line["label"] == line["top"][0]["label"] for line in lines)
+    edge = [line["top"] for line in lines]
     served = httpx.post(
         f"{server.url}/v1/models/digits:predict",
         json={"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in paths]},
