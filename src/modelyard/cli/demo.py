@@ -106,6 +106,9 @@ def quickstart(
 @demo_app.command("vision")
 def vision(
     fast: Annotated[bool, typer.Option("--fast", help="16x16 digits, a smaller CNN.")] = False,
+    tiny: Annotated[
+        bool, typer.Option("--tiny", help="12x12 digits, short timings (a smoke test).")
+    ] = False,
     out: Annotated[
         Path, typer.Option(help="Folder for the demo's home and edge bundle (replaced each run).")
     ] = Path("vision-demo"),
@@ -116,7 +119,7 @@ def vision(
     from modelyard.demos.vision import run_vision_demo  # torch: the demo's alone to import
 
     say = (lambda line: None) if as_json else console.print
-    result = run_vision_demo(out, fast=fast, say=say)
+    result = run_vision_demo(out, fast=fast, tiny=tiny, say=say)
     if as_json:
         print_json({"rows": result.rows, "story": result.story, "edge": str(result.edge)})
         return

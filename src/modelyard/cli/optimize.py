@@ -3,6 +3,7 @@ faster, each candidate gated on accuracy against its parent (``modelyard.optimiz
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -27,6 +28,13 @@ MaxClassDrop = Annotated[
     float, typer.Option(help="Largest accuracy drop allowed on any class, in points.")
 ]
 Goal = Annotated[str, typer.Option(help="smaller, faster, either or both.")]
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        help="Your labelled images instead of the digits: an .npz (images, labels) or a "
+        "folder of class-named subfolders of PNG/JPEG files.",
+    ),
+]
 
 
 def _optimizer(ctx: typer.Context, policy: OptimizePolicy | None = None) -> Optimizer:
@@ -54,19 +62,20 @@ def train(
     name: Annotated[str, typer.Argument(help="Model to register the trained CNN under.")],
     size: Annotated[int, typer.Option(min=8, help="Input height and width (pixels).")] = 32,
     epochs: Annotated[int, typer.Option(min=1)] = 6,
+    data: Data = None,
     as_json: AsJson = False,
 ) -> None:
-    """Train the CNN on scikit-learn's digits and register it as ONNX."""
+    """Train the CNN on scikit-learn's digits (or --data) and register it as ONNX."""
     optimizer = _optimizer(ctx)
     from modelyard.optimize.cnn import CnnConfig  # loaded by _optimizer (torch)
 
-    version = optimizer.train_digits(name, CnnConfig(size=size, epochs=epochs))
+    version = optimizer.train_digits(name, CnnConfig(size=size, epochs=epochs), data)
     if as_json:
         print_json({"model": version.model, "version": version.version, **version.metrics})
         return
     print_note(
         f"registered {version.model}/{version.version}: accuracy "
-        f"{version.metrics['accuracy']:.2%} on held-out digits"
+        f"{version.metrics['accuracy']:.2%} on held-out {'digits' if data is None else 'images'}"
     )
 
 
@@ -77,12 +86,13 @@ def quantize(
     max_drop: MaxDrop = 1.0,
     max_class_drop: MaxClassDrop = 3.0,
     goal: Goal = "either",
+    data: Data = None,
     as_json: AsJson = False,
 ) -> None:
     """int8, dynamic and static (QDQ), per-channel and per-tensor; the best candidate
     that passes the gate becomes the next version."""
     policy = OptimizePolicy(max_drop, max_class_drop, goal)  # type: ignore[arg-type]
-    _show(_optimizer(ctx, policy).quantize(ref), as_json)
+    _show(_optimizer(ctx, policy).quantize(ref, data=data), as_json)
 
 
 @optimize_app.command("prune")
@@ -94,22 +104,24 @@ def prune(
     max_drop: MaxDrop = 1.0,
     max_class_drop: MaxClassDrop = 3.0,
     goal: Goal = "either",
+    data: Data = None,
     as_json: AsJson = False,
 ) -> None:
     """Structured pruning: remove whole channels, fine-tune, gate, register."""
     policy = OptimizePolicy(max_drop, max_class_drop, goal)  # type: ignore[arg-type]
-    _show(_optimizer(ctx, policy).prune(ref, fraction, epochs), as_json)
+    _show(_optimizer(ctx, policy).prune(ref, fraction, epochs, data=data), as_json)
 
 
 @optimize_app.command("compare")
 def compare(
     ctx: typer.Context,
     refs: Annotated[list[str], typer.Argument(help="Versions to measure: name/1 name/2 ...")],
+    data: Data = None,
     as_json: AsJson = False,
 ) -> None:
     """Measure versions now, on this CPU, side by side."""
     optimizer = _optimizer(ctx)
-    measured = [optimizer.figures(ref) for ref in refs]
+    measured = [optimizer.figures(ref, data) for ref in refs]
     rows = comparison_rows([(f"{v.model}/{v.version}", v.tags.get("optimize.method", "-"), f)
                             for v, f in measured])  # fmt: skip
     if as_json:

@@ -30,6 +30,7 @@ from modelyard.optimize import comparison_rows
 from modelyard.optimize.cnn import CnnConfig, export_onnx, from_npz
 from modelyard.optimize.measure import Timing, onnx_probabilities, onnx_session
 from modelyard.optimize.optimizer import Optimizer
+from modelyard.optimize.quantize import RECIPES
 from modelyard.registry.edge import export_edge
 from modelyard.registry.imaging import encode_png
 from modelyard.routing.analysis import ArmTraffic, check_decisions
@@ -42,6 +43,9 @@ __all__ = ["VisionResult", "run_vision_demo"]
 MODEL = "digits"
 FAST = CnnConfig(size=16, conv1=8, conv2=16, hidden=32, epochs=8, learning_rate=5e-3)
 FULL = CnnConfig()  # 32x32, conv 16 and 32 channels, dense 128
+# The smallest run that still tells the story (the test suite's): 12x12 digits, one
+# fine-tuning epoch, two quantization recipes, short timings.
+TINY = CnnConfig(size=12, conv1=8, conv2=16, hidden=32, epochs=6, learning_rate=5e-3)
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,11 @@ class VisionResult:
     edge: Path
 
 
-def run_vision_demo(out: Path, *, fast: bool = False, say: Any = print) -> VisionResult:
-    """Run the demo in ``out`` (replaced); ``say`` prints each step as it happens."""
+def run_vision_demo(
+    out: Path, *, fast: bool = False, tiny: bool = False, say: Any = print
+) -> VisionResult:
+    """Run the demo in ``out`` (replaced); ``say`` prints each step as it happens.
+    ``fast``: 16x16 digits and a smaller CNN; ``tiny``: smaller still (``TINY``)."""
     if out.exists():
         shutil.rmtree(out)
     home = out / "home"
@@ -66,10 +73,12 @@ def run_vision_demo(out: Path, *, fast: bool = False, say: Any = print) -> Visio
         say(line)
 
     torch.set_num_threads(1)
-    config = FAST if fast else FULL
+    config = TINY if tiny else FAST if fast else FULL
+    timing = Timing(30, 5, 2) if tiny else Timing(100, 20, 5)
+    recipes = RECIPES[:2] if tiny else RECIPES  # tiny: the static ones
     with Yard(load_settings(home=home, environ={})) as yard:
         events = SqlDeploymentRepository(yard.db)
-        optimizer = Optimizer(yard.registry, yard.artifacts, events, timing=Timing(100, 20, 5))
+        optimizer = Optimizer(yard.registry, yard.artifacts, events, timing=timing)
         started = time.perf_counter()
         champion = optimizer.train_digits(MODEL, config)
         tell(
@@ -77,11 +86,11 @@ def run_vision_demo(out: Path, *, fast: bool = False, say: Any = print) -> Visio
             f"{time.perf_counter() - started:.0f} s: accuracy {champion.metrics['accuracy']:.1%}"
         )
         ref = f"{MODEL}/{champion.version}"
-        pruned = optimizer.prune(ref, fraction=0.5, epochs=5)
-        steps = [("pruned", ref, pruned), ("quantized", ref, optimizer.quantize(ref))]
+        pruned = optimizer.prune(ref, fraction=0.5, epochs=2 if tiny else 5)
+        steps = [("pruned", ref, pruned), ("quantized", ref, optimizer.quantize(ref, recipes))]
         if pruned.registered is not None:
             pruned_ref = f"{MODEL}/{pruned.registered.version}"
-            steps.append(("pruned+int8", pruned_ref, optimizer.quantize(pruned_ref)))
+            steps.append(("pruned+int8", pruned_ref, optimizer.quantize(pruned_ref, recipes)))
         for what, parent, outcome in steps:
             for candidate in outcome.candidates:
                 verdict = "passed" if candidate.verdict.passed else candidate.verdict.reason

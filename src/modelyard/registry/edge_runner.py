@@ -1,6 +1,6 @@
 """Runs an exported image model on a device without modelyard: onnxruntime, numpy and
 Pillow only. ``python runner.py image.png [image2.jpg ...] [--top 3]`` prints one JSON
-line per image: its top labels with probabilities.
+line per image: its label and its top labels with probabilities, as the server answers.
 
 This file is shipped as ``runner.py`` inside an edge bundle (``modelyard export
 --edge``), next to ``preprocess.py`` (modelyard's ``registry/imaging.py``, the very
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     model = EdgeModel()
     for path, answer in zip(argv, model.top([Path(p).read_bytes() for p in argv], count),
                             strict=True):  # fmt: skip
-        print(json.dumps({"image": path, "top": answer}))
+        print(json.dumps({"image": path, "label": answer[0]["label"], "top": answer}))
     return 0
 
 

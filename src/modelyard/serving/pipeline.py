@@ -163,9 +163,9 @@ class WireFormat:
     field_reader: Callable[[Any, Sequence[str]], Callable[[str], Any]]
     # (the version's validator, request) -> the model's input
     prepare: Callable[[InputValidator, Any], Prepared]
-    # (model, version, request, request id, batch outputs, start, stop) -> the body
-    # (``Framed``: JSON then binary tensor data)
-    encode: Callable[[str, str, Any, str, Outputs, int, int], bytes | Framed]
+    # (model, version, request, request id, batch outputs, start, stop, the version's
+    # class labels) -> the body (``Framed``: JSON then binary tensor data)
+    encode: Callable[[str, str, Any, str, Outputs, int, int, Sequence[str]], bytes | Framed]
     # whether requests carry their own deadline (``request.timeout_s``)
     timeouts: bool
     # the media type of an answer ``encode`` wrote as plain bytes
@@ -177,8 +177,12 @@ def tensor_reader(request: oip.InferRequest, names: Sequence[str]) -> Callable[[
     return lambda wanted: oip.tensor_field(request.inputs, names, wanted)
 
 
-def _record_reader(request: object, names: Sequence[str]) -> Callable[[str], Any]:
+def _record_reader(request: records.RecordsRequest, names: Sequence[str]) -> Callable[[str], Any]:
     return lambda wanted: records.record_field(request, wanted)
+
+
+def _records_input(validator: InputValidator, request: records.RecordsRequest) -> Prepared:
+    return validator.from_records(request.instances)
 
 
 def _no_binary(body: bytes, header: bytes, max_values: int) -> Any:
@@ -204,7 +208,7 @@ RECORDS = WireFormat(
     records.parse_records_request,
     _no_binary,
     _record_reader,
-    InputValidator.from_records,
+    _records_input,
     records.encode_response,
     False,
 )
@@ -278,7 +282,9 @@ class InferencePipeline:
                 start, stop,
             )  # fmt: skip
         name, version_text = runtime.name, runtime.version_text
-        payload = fmt.encode(name, version_text, request, record.request_id, outputs, start, stop)
+        payload = fmt.encode(
+            name, version_text, request, record.request_id, outputs, start, stop, runtime.labels
+        )
         if type(payload) is bytes:
             return Reply(
                 200, payload, fmt.media, (), name, version_text, prepared.rows, arm=record.arm

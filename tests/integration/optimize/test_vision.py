@@ -1,6 +1,7 @@
 """The image model end to end: trained, quantized under the accuracy gate, served with
 images, and a candidate that breaks one class refused. One tiny CNN (16x16 digits) is
-trained once for the module: seconds, not minutes."""
+trained once for the module: seconds, not minutes; a second one on the user's own
+images (three digits in class-named folders), whose answers carry the class names."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from sklearn.datasets import load_digits
+from typer.testing import CliRunner
 
+from modelyard.cli.main import app
 from modelyard.config import load_settings
 from modelyard.errors import ValidationError
 from modelyard.loadtest.generator import LoadPlan, LoadResult, run_load
@@ -40,6 +44,21 @@ CONFIG = CnnConfig(size=16, conv1=8, conv2=16, hidden=32, epochs=8, learning_rat
 # class probability moves by more than this much.
 AGREEMENT = 0.97
 PROBABILITY_TOLERANCE = 0.15
+# The user's own classes: three of the digits, in folders named after them.
+NAMED = {"zero": 0, "one": 1, "seven": 7}
+
+
+def own_images(folder: Path) -> dict[str, list[bytes]]:
+    """Three digit classes as 8x8 PNGs in class-named folders (``--data``'s folder form)."""
+    digits = load_digits()
+    files: dict[str, list[bytes]] = {}
+    for name, digit in NAMED.items():
+        (folder / name).mkdir(parents=True)
+        images = digits.images[digits.target == digit][:60]
+        files[name] = [encode_png(np.rint(i * 255 / 16).astype(np.uint8)) for i in images]
+        for i, png in enumerate(files[name]):
+            (folder / name / f"{i:03}.png").write_bytes(png)
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +70,8 @@ def vision(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Yard, Opt
         yard.registry, yard.artifacts, SqlDeploymentRepository(yard.db), timing=Timing(30, 5, 2)
     )
     optimizer.train_digits("digits", CONFIG)
+    own_images(home / "own")
+    optimizer.train_digits("named", CONFIG, data=home / "own")
     yield yard, optimizer
     yard.close()
 
@@ -126,12 +147,130 @@ def test_pruning_removes_channels_for_real(vision: tuple[Yard, Optimizer]) -> No
     assert candidate.figures.size_bytes < outcome.parent_figures.size_bytes * 0.6
 
 
+def test_a_model_trained_on_own_images_is_named_after_their_classes(
+    vision: tuple[Yard, Optimizer],
+) -> None:
+    yard, _ = vision
+    version = yard.registry.get_version("named", 1)
+    assert version.signature.image is not None
+    assert version.signature.image.labels == ("one", "seven", "zero")  # the folders, sorted
+    assert version.lineage["vision"]["dataset"] == str((Path(yard.settings.home) / "own").resolve())
+    assert version.metrics["accuracy"] > 0.9
+
+
+def cli(home: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"MODELYARD_HOME": str(home)})
+    return result.exit_code, result.output
+
+
+def test_quantize_and_prune_on_own_images_from_the_cli(
+    vision: tuple[Yard, Optimizer], tmp_path: Path
+) -> None:
+    """``--data``: an .npz of the user's images (string labels, another size than the
+    model's) calibrates, fine-tunes and judges; without it the command says what to pass."""
+    yard, optimizer = vision
+    home = Path(yard.settings.home)
+    digits = load_digits()
+    chosen = np.isin(digits.target, list(NAMED.values()))
+    names = {digit: name for name, digit in NAMED.items()}
+    images = np.rint(digits.images[chosen] * 255 / 16).astype(np.uint8)
+    labels = np.array([names[d] for d in digits.target[chosen]])
+    np.savez(tmp_path / "mine.npz", images=images, labels=labels)
+    code, out = cli(home, "optimize", "quantize", "named/1")
+    assert code != 0
+    assert "was trained on" in out
+    assert "--data" in out
+    code, out = cli(home, "optimize", "quantize", "named/1", "--data", str(tmp_path / "mine.npz"),
+                    "--json")  # fmt: skip
+    assert code == 0, out
+    answer = json.loads(out)
+    assert answer["registered"] is not None, answer
+    version = yard.registry.get_version("named", answer["registered"])
+    assert version.lineage["vision"]["dataset"] == str((tmp_path / "mine.npz").resolve())
+    assert version.signature.image is not None
+    assert version.signature.image.labels == ("one", "seven", "zero")
+    outcome = optimizer.prune(
+        "named/1", fraction=0.5, epochs=1, register=False, data=tmp_path / "mine.npz"
+    )
+    assert outcome.candidates[0].figures.class_accuracy.keys() == {"one", "seven", "zero"}
+    code, out = cli(home, "optimize", "quantize", "named/1", "--data", str(tmp_path / "no.npz"))
+    assert code != 0
+    assert "expected an .npz file" in out
+
+
 @pytest.fixture(scope="module")
 def server(vision: tuple[Yard, Optimizer], server_starter: Callable[..., Any]) -> Iterator[Any]:
     yard, _ = vision
-    started = server_starter(Path(yard.settings.home), ["digits/1"])
+    started = server_starter(Path(yard.settings.home), ["digits/1", "named/1"], grpc=True)
     yield started
     started.stop()
+
+
+def test_answers_carry_the_class_names(server: Any, vision: tuple[Yard, Optimizer]) -> None:
+    yard, _ = vision
+    seven = (Path(yard.settings.home) / "own" / "seven" / "000.png").read_bytes()
+    zero = (Path(yard.settings.home) / "own" / "zero" / "000.png").read_bytes()
+    encoded = [base64.b64encode(png).decode() for png in (seven, zero)]
+    records = httpx.post(
+        f"{server.url}/v1/models/named:predict",
+        json={"instances": [{"b64": b} for b in encoded], "top_k": 2},
+        timeout=30,
+    )
+    assert records.status_code == 200, records.text
+    first, second = records.json()["predictions"]
+    assert (first["label"], second["label"]) == ("seven", "zero")
+    assert [t["label"] for t in first["top"]][0] == "seven"
+    assert len(first["top"]) == 2
+    assert first["top"][0]["probability"] == pytest.approx(max(first["probabilities"]))
+    default = httpx.post(
+        f"{server.url}/v1/models/named:predict", json={"instances": [{"b64": encoded[0]}]},
+        timeout=30,
+    ).json()["predictions"][0]  # fmt: skip
+    assert len(default["top"]) == 3
+    bad = httpx.post(f"{server.url}/v1/models/named:predict",
+                     json={"instances": [{"b64": encoded[0]}], "top_k": 0}, timeout=30)  # fmt: skip
+    assert bad.status_code == 400, bad.text
+    assert "top_k" in bad.text
+    oip = httpx.post(
+        f"{server.url}/v2/models/named/infer",
+        json={
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": encoded}],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
+        },
+        timeout=30,
+    )
+    assert oip.status_code == 200, oip.text
+    top = oip.json()["outputs"][0]["data"]
+    assert top[0].endswith(":1:seven"), top
+    assert top[2].endswith(":2:zero"), top
+
+
+def test_grpc_takes_images_and_answers_class_names(
+    server: Any, vision: tuple[Yard, Optimizer]
+) -> None:
+    """NVIDIA's ``tritonclient`` over gRPC: a BYTES tensor of base64 PNGs, the
+    classification extension answering ``value:index:label``; a GIF refused naming it."""
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    yard, _ = vision
+    own = Path(yard.settings.home) / "own"
+    files = [base64.b64encode((own / name / "001.png").read_bytes()) for name in ("one", "zero")]
+    tensor = grpcclient.InferInput("image", [2], "BYTES")
+    tensor.set_data_from_numpy(np.array(files, dtype=object))
+    client = grpcclient.InferenceServerClient(server.grpc_target)
+    try:
+        result = client.infer(
+            "named", [tensor], outputs=[grpcclient.InferRequestedOutput("probabilities",
+                                                                        class_count=1)]
+        )  # fmt: skip
+        bad = grpcclient.InferInput("image", [1], "BYTES")
+        bad.set_data_from_numpy(np.array([base64.b64encode(b"GIF89a" + bytes(20))], dtype=object))
+        with pytest.raises(grpcclient.InferenceServerException) as refused:
+            client.infer("named", [bad])
+    finally:
+        client.close()
+    answers = result.as_numpy("probabilities").reshape(-1)
+    assert [a.decode().split(":")[2] for a in answers] == ["one", "zero"]
+    assert "PNG or JPEG" in refused.value.message()
 
 
 def png_b64(pixels: np.ndarray) -> str:
@@ -155,7 +294,7 @@ def test_the_server_answers_images_as_the_model_does(
     )
     assert records.status_code == 200, records.text
     labels = [p["label"] for p in records.json()["predictions"]]
-    assert labels == expected.argmax(1).tolist()
+    assert labels == [str(i) for i in expected.argmax(1)]  # the version's labels
     oip = httpx.post(
         f"{server.url}/v2/models/digits/infer",
         json={
@@ -174,6 +313,7 @@ def test_the_server_answers_images_as_the_model_does(
     assert oip.status_code == 200, oip.text
     top = oip.json()["outputs"][0]["data"]
     assert [int(top[2 * i].split(":")[1]) for i in range(3)] == expected.argmax(1).tolist()
+    assert all(entry.split(":")[1] == entry.split(":")[2] for entry in top)  # "p:3:3"
 
 
 @pytest.mark.parametrize(
@@ -244,16 +384,19 @@ def test_the_edge_bundle_runs_in_a_clean_venv_like_the_server(
         [str(python), str(folder / "runner.py"), *map(str, paths), "--top", "2"],
         capture_output=True, text=True, timeout=60, check=True, env=env, cwd=tmp_path,
     )  # fmt: skip
-    edge = [json.loads(line)["top"] for line in run.stdout.splitlines()]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert all(line["label"] == line["top"][0]["label"] for line in lines)
+    edge = [line["top"] for line in lines]
     served = httpx.post(
         f"{server.url}/v1/models/digits:predict",
         json={"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in paths]},
         timeout=30,
     ).json()["predictions"]
-    assert [answer[0]["label"] for answer in edge] == [str(p["label"]) for p in served]
+    assert [answer[0]["label"] for answer in edge] == [p["label"] for p in served]
     for answer, prediction in zip(edge, served, strict=True):
-        best = answer[0]
-        assert abs(best["probability"] - prediction["probabilities"][int(best["label"])]) < 1e-5
+        for mine, theirs in zip(answer, prediction["top"][:2], strict=True):
+            assert mine["label"] == theirs["label"]
+            assert abs(mine["probability"] - theirs["probability"]) < 1e-5
 
 
 def test_the_canary_guard_catches_a_quantization_that_hurts_one_class(

@@ -15,6 +15,13 @@ def test_float_values_keep_their_own_precision() -> None:
     assert classify(scores, 1, "probabilities").tolist() == [["0.9:1"]]
 
 
+def test_a_version_that_names_its_classes_adds_the_label() -> None:
+    scores = np.array([[0.1, 0.9]], dtype=np.float32)
+    assert classify(scores, 2, "p", ("cat", "dog")).tolist() == [["0.9:1:dog", "0.1:0:cat"]]
+    # labels that are not one per value (the ``label`` output) are not guessed at
+    assert classify(np.array([1]), 1, "label", ("cat", "dog")).tolist() == [["1:0"]]
+
+
 def test_a_one_value_output_is_one_class_a_row() -> None:
     assert classify(np.array([7, 8]), 1, "label").tolist() == [["7:0"], ["8:0"]]
 

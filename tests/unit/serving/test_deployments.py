@@ -23,7 +23,7 @@ from modelyard.serving.hosting.validation import Prepared
 from modelyard.serving.telemetry.jsonlog import JsonLog
 from modelyard.serving.telemetry.metrics import ServingMetrics, merge, render
 from modelyard.serving.wire.oip import Tensor, tensor_field
-from modelyard.serving.wire.records import record_field
+from modelyard.serving.wire.records import RecordsRequest, record_field
 
 NAMES = ["user", "amount", "age"]
 
@@ -82,8 +82,8 @@ def test_sticky_by_field_from_tensors_and_records() -> None:
     assert tensor_field(matrix, NAMES, "missing") is None
     columns = [Tensor("user", "BYTES", (2,), ["u1", "u2"]), Tensor("age", "INT64", (2,), [1, 2])]
     assert tensor_field(columns, NAMES, "user") == "u1"
-    assert record_field([{"user": "u9", "age": 3}], "user") == "u9"
-    assert record_field({"not": "a list"}, "user") is None
+    assert record_field(RecordsRequest([{"user": "u9", "age": 3}]), "user") == "u9"
+    assert record_field(RecordsRequest({"not": "a list"}), "user") is None
     versions = {entry.choose([], lambda name: "u9")[0].version for _ in range(50)}
     assert len(versions) == 1
 

@@ -28,7 +28,12 @@ from modelyard.serving.wire.oip import (
     parse_tensor,
     tensor_metadata,
 )
-from modelyard.serving.wire.records import parse_records_request, records_response
+from modelyard.serving.wire.records import (
+    RecordsRequest,
+    encode_response,
+    parse_records_request,
+    records_response,
+)
 
 
 def tensor(**changes: object) -> dict[str, object]:
@@ -133,9 +138,33 @@ class TestEnvelope:
             decode_json(b"[NaN]")
 
     def test_records_envelope(self) -> None:
-        assert parse_records_request({"instances": [1]}) == [1]
+        assert parse_records_request({"instances": [1]}) == RecordsRequest([1], 3)
+        assert parse_records_request({"instances": [1], "top_k": 5}).top_k == 5
         with pytest.raises(MalformedRequestError, match='"instances"'):
             parse_records_request({"inputs": []})
+        for bad in (0, -1, "3", 2.5, True):
+            with pytest.raises(MalformedRequestError, match="'top_k' must be a positive"):
+                parse_records_request({"instances": [1], "top_k": bad})
+
+    def test_a_labelled_classifier_answers_names_and_its_top_k(self) -> None:
+        scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]], dtype=np.float32)
+        outputs = {"probabilities": scores, "label": np.array([1, 0])}
+        request = RecordsRequest([{"b64": ""}] * 2, top_k=2)
+        body = orjson.loads(
+            encode_response("m", "1", request, "rid", outputs, 0, 2, ("cat", "dog", "eel"))
+        )
+        first, second = body["predictions"]
+        assert first["label"] == "dog"
+        assert [t["label"] for t in first["top"]] == ["dog", "eel"]
+        assert first["top"][0]["probability"] == pytest.approx(0.7)
+        assert [t["label"] for t in second["top"]] == ["cat", "dog"]  # a tie: class order
+        assert second["probabilities"] == pytest.approx([0.5, 0.25, 0.25])
+        many = RecordsRequest([{"b64": ""}], top_k=50)
+        answer = orjson.loads(encode_response("m", "1", many, "r", outputs, 0, 1, ("a", "b", "c")))
+        assert len(answer["predictions"][0]["top"]) == 3
+        # without labels (or not one per class) the model's outputs as they are
+        plain = orjson.loads(encode_response("m", "1", request, "rid", outputs, 0, 2))
+        assert plain["predictions"][0]["label"] == 1
 
     def test_unknown_outputs(self, matrix_signature: Signature) -> None:
         check_outputs(("label",), matrix_signature)

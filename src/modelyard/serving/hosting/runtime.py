@@ -184,6 +184,8 @@ class ModelRuntime:
         self.version_header = self.version_text.encode()
         self.label = f"model {loaded.name!r} version {loaded.version}"
         self.signature = loaded.signature
+        # class names answers carry (an image model's labels; none for other models)
+        self.labels = () if loaded.signature.image is None else loaded.signature.image.labels
         self.flavour = loaded.predictor.flavour
         self.profile_digest = loaded.profile_digest
         self.validator = warmed.validator

@@ -389,7 +389,13 @@ _SCHEMAS: dict[str, Any] = {
                 "minItems": 1,
                 "items": {"oneOf": [{"type": "object"}, {"type": "array"}]},
                 "description": "Objects of field values, or lists of values in field order",
-            }
+            },
+            "top_k": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 3,
+                "description": "Classes listed per record by a classifier with labels",
+            },
         },
     },
     "RecordsResponse": {

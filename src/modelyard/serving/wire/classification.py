@@ -3,13 +3,15 @@
 An output requested with ``"parameters": {"classification": N}`` comes back not
 as the model's tensor but as a ``BYTES`` tensor of shape ``[rows, N]``: each
 row's N highest values, highest first, each as ``"<value>:<index>"`` (the index
-of the class in the model's output; modelyard keeps no label files, so the
-optional ``:<label>`` part is never added). Ties keep the lower index first.
+of the class in the model's output), or ``"<value>:<index>:<label>"`` when the
+version names its classes (an image model's ``labels``) and the output holds one
+value per class. Ties keep the lower index first.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -48,9 +50,10 @@ def check_counts(counts: dict[str, int], signature: Signature) -> None:
             )
 
 
-def classify(values: np.ndarray, count: int, name: str) -> np.ndarray:
+def classify(values: np.ndarray, count: int, name: str, labels: Sequence[str] = ()) -> np.ndarray:
     """Each row's ``count`` highest values of ``values`` (rows first) as the extension's
-    strings: an object array of shape ``[rows, count]``."""
+    strings: an object array of shape ``[rows, count]``; ``labels``: the class names,
+    added when there is one per value of a row."""
     rows = values.reshape(len(values), -1)
     if rows.dtype.kind not in "fiub":
         raise ValidationError(
@@ -63,8 +66,14 @@ def classify(values: np.ndarray, count: int, name: str) -> np.ndarray:
         )
     # negated as float64 so that a stable sort puts the highest first and ties in index order
     top = np.argsort(-rows.astype(np.float64), axis=1, kind="stable")[:, :count]
-    labels = np.empty(top.shape, dtype=object)
+    named = len(labels) == rows.shape[1]
+    answers = np.empty(top.shape, dtype=object)
     for i, indices in enumerate(top):
         row = rows[i]
-        labels[i] = [f"{row[j]!s}:{j}" for j in indices]  # str: the dtype's shortest form
-    return labels
+        # str: the dtype's shortest form
+        answers[i] = (
+            [f"{row[j]!s}:{j}:{labels[j]}" for j in indices]
+            if named
+            else [f"{row[j]!s}:{j}" for j in indices]
+        )
+    return answers

@@ -406,13 +406,17 @@ def encode_response(
     outputs: Outputs,
     start: int,
     stop: int,
+    labels: Sequence[str] = (),
 ) -> bytes | Framed:
     """The OIP ``$inference_response`` to ``request`` for rows ``start:stop`` of a batch's
-    outputs: its own ``id`` (else ``request_id``), the outputs it names (else all).
+    outputs: its own ``id`` (else ``request_id``), the outputs it names (else all);
+    ``labels``: the version's class names, for the classification extension.
 
     ``Framed`` (the binary tensor data form) when the request asked for binary outputs."""
     if request.binary_default or request.binary_outputs or request.classification:
-        return _encode_binary(model_name, model_version, request, request_id, outputs, start, stop)
+        return _encode_binary(
+            model_name, model_version, request, request_id, outputs, start, stop, labels
+        )
     tensors = []
     for name in request.outputs or outputs:
         values = outputs[name][start:stop]
@@ -443,6 +447,7 @@ def _encode_binary(
     outputs: Outputs,
     start: int,
     stop: int,
+    labels: Sequence[str],
 ) -> bytes | Framed:
     default, overrides = request.binary_default, request.binary_outputs or {}
     counts = request.classification or {}
@@ -451,7 +456,7 @@ def _encode_binary(
     for name in request.outputs or outputs:
         values = outputs[name][start:stop]
         if name in counts:
-            values = classification.classify(values, counts[name], name)
+            values = classification.classify(values, counts[name], name, labels)
         tensor: dict[str, Any] = {
             "name": name,
             "datatype": datatype_of(values.dtype),

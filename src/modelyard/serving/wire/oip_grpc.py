@@ -215,10 +215,11 @@ def encode_response(
     outputs: Outputs,
     start: int,
     stop: int,
+    labels: Sequence[str] = (),
 ) -> bytes:
     """The serialised ``ModelInferResponse`` to ``request`` for rows ``start:stop`` of a
     batch's outputs: its own ``id`` (else ``request_id``), the outputs it names (else
-    all), each raw."""
+    all), each raw; ``labels``: the version's class names, for classifications."""
     response = ModelInferResponse(
         model_name=model_name, model_version=model_version, id=request.id or request_id
     )
@@ -228,7 +229,7 @@ def encode_response(
     for name in request.outputs or outputs:
         values = outputs[name][start:stop]
         if name in counts:
-            values = classification.classify(values, counts[name], name)
+            values = classification.classify(values, counts[name], name, labels)
         tensors.add(
             name=name,
             datatype=oip.datatype_of(values.dtype),
