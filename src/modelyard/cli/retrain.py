@@ -14,6 +14,7 @@ from modelyard.cli.output import AsJson, console, print_json, print_table, when
 from modelyard.config import override
 from modelyard.errors import ValidationError
 from modelyard.pipelines import GatePolicy, RetrainPlan, RetrainRecord
+from modelyard.pipelines.plan import AbPolicy
 from modelyard.pipelines.history import episodes
 from modelyard.routing import RolloutPolicy
 from modelyard.runner.worker import RetrainingWorker
@@ -81,6 +82,15 @@ def retraining_set(
     max_decision_change: Annotated[
         float, typer.Option(help="Share of decisions the canary may change (1: any).")
     ] = 1.0,
+    rollout: Annotated[
+        str, typer.Option(help="How a candidate goes out: canary, or ab (promoted if it wins).")
+    ] = "canary",
+    ab_metric: Annotated[
+        str, typer.Option(help="A/B metric: ctr (a recommender) or a feedback field.")
+    ] = "ctr",
+    ab_weight: Annotated[float, typer.Option(help="The candidate's share in %.")] = 50.0,
+    ab_max_days: Annotated[float, typer.Option(help="Stop an undecided test after.")] = 7.0,
+    ab_min_samples: Annotated[int, typer.Option(min=1, help="Per arm, before a verdict.")] = 200,
     as_json: AsJson = False,
 ) -> None:
     """Set how DEPLOYMENT is retrained (replacing its plan); `modelyard worker` runs it."""
@@ -116,6 +126,13 @@ def retraining_set(
             interval_s=interval,
             min_requests=min_requests,
             max_decision_change=max_decision_change,
+        ),
+        rollout_kind=rollout,
+        ab=AbPolicy(
+            metric=ab_metric,
+            weight=ab_weight,
+            max_days=ab_max_days,
+            min_samples_per_arm=ab_min_samples,
         ),
     )
     context = cli_context(ctx)
@@ -269,19 +286,27 @@ def _print_plan(plan: RetrainPlan) -> None:
             + ("" if gate.threshold is None else f", at least {gate.threshold:g}")
             + f"; p99 <= {gate.max_latency_ms:g} ms; outputs finite",
         ],
-        [
-            "canary",
-            "steps "
-            + ", ".join(f"{w:g}%" for w in plan.rollout.step_weights)
-            + f" every {plan.rollout.interval_s:g} s",
-        ],
+        _rollout_row(plan),
         [
             "guard rails",
             f"cool-down {plan.cooldown_s / 3600:g} h, at most {plan.max_per_day} a "
-            "day, none while a rollout runs",
+            "day, none while a rollout or an experiment runs",
         ],
     ]
     print_table(f"{plan.deployment}: retraining plan", ["setting", "value"], rows)
+
+
+def _rollout_row(plan: RetrainPlan) -> list[Any]:
+    if plan.rollout_kind == "ab":
+        ab = plan.ab
+        return [
+            "A/B test",
+            f"{ab.weight:g}% to the candidate, judged on {ab.metric} (sequential, "
+            f">= {ab.min_samples_per_arm} per arm), promoted if it wins, "
+            f"stopped after {ab.max_days:g} days",
+        ]
+    weights = ", ".join(f"{w:g}%" for w in plan.rollout.step_weights)
+    return ["canary", f"steps {weights} every {plan.rollout.interval_s:g} s"]
 
 
 def _print_attempt(record: RetrainRecord) -> None:

@@ -12,7 +12,8 @@ the sha256 of the target, unique in the table, and a post is one
 SQL adapter of ``inference_log.repository.FeedbackRepository``). The
 same label posted three times is stored once and left untouched (not even its
 ``received_at`` moves); a different label for the same target replaces the old
-one (the last post wins: a correction). Keying on the target alone, rather
+one (the last post wins: a correction; except clicks naming items, which accumulate:
+``inference_log.item_labels``). Keying on the target alone, rather
 than target + label, lets the database's unique index enforce "one label per
 target" even when two workers post at once, where a delete-then-insert would
 race. Labels are joined to predictions at query time by key, with no window on
@@ -45,6 +46,7 @@ from modelyard.monitoring.feedback_outcomes import (
     LabelTarget,
     judge,
 )
+from modelyard.monitoring.inference_log.item_labels import merge_labels
 from modelyard.monitoring.inference_log.repository import LabelledLogRepository, StoredLabel
 
 MAX_ITEMS = 10_000
@@ -283,7 +285,11 @@ class FeedbackStore:
             )
         stored = self._log.put_labels(list(rows.values())) if rows else {}
         new = sum(1 for key in rows if key not in stored)
-        replaced = sum(1 for key, row in rows.items() if key in stored and stored[key] != row.label)
+        replaced = sum(
+            1
+            for key, row in rows.items()
+            if key in stored and stored[key] != merge_labels(stored[key], row.label)
+        )
         counted = {name: 0 for name in ("joined", "pending", "refused", "deferred")}
         for outcome in outcomes:
             counted[outcome.outcome] += 1

@@ -19,7 +19,7 @@ import numpy as np
 
 from modelyard.errors import ModelyardError
 from modelyard.monitoring.live_metrics import score_outputs
-from modelyard.pipelines.gate import GateEvidence, GatePolicy
+from modelyard.pipelines.gate import NO_METRIC, GateEvidence, GatePolicy
 from modelyard.registry import Predictor, Signature
 from modelyard.registry.signature import example_columns
 from modelyard.routing.deployment import describe_input_difference
@@ -56,7 +56,7 @@ def measure(
                 problem = f"the champion cannot predict the held-out rows: {error.message}"
             else:
                 champion_metrics = _metrics(theirs, truth)
-                if policy.confidence is not None:
+                if policy.confidence is not None and policy.metric != NO_METRIC:
                     bound = gain_lower_bound(policy, outputs, theirs, truth)
     return GateEvidence(
         candidate=_metrics(outputs, truth),

@@ -5,7 +5,9 @@ champion's metrics, how many outputs were not finite, the candidate's latency on
 sample, how its inputs differ from the deployment's) and returns a verdict holding
 every check. The metric rule is MLflow's ``MetricThreshold``: an absolute floor
 (``threshold``) and a margin over the champion, absolute (``min_absolute_change``)
-and/or relative (``min_relative_change``), in the metric's direction.
+and/or relative (``min_relative_change``), in the metric's direction. With the metric
+``none`` no offline figure is compared (a recommender's ranked lists are not scored
+here): the other checks still hold, and the live A/B test is the judge.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from modelyard.errors import ValidationError
 
-__all__ = ["GateCheck", "GateEvidence", "GatePolicy", "GateResult", "METRICS", "judge"]
+__all__ = ["METRICS", "NO_METRIC", "GateCheck", "GateEvidence", "GatePolicy", "GateResult", "judge"]
 
 # The metrics a gate can judge on (``monitoring.live_metrics.score_outputs`` computes
 # them) and whether a larger value is better.
@@ -30,6 +32,7 @@ METRICS: dict[str, bool] = {
     "mae": False,
     "rmse": False,
 }
+NO_METRIC = "none"
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,10 @@ class GatePolicy:
     min_holdout_rows: int = 100
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
+        if self.metric not in METRICS and self.metric != NO_METRIC:
             raise ValidationError(
-                f"gate metric {self.metric!r} is unknown; choose one of {', '.join(METRICS)}"
+                f"gate metric {self.metric!r} is unknown; choose one of {', '.join(METRICS)} "
+                f"or {NO_METRIC}"
             )
         for name in ("min_absolute_change", "min_relative_change", "threshold"):
             value = getattr(self, name)
@@ -80,7 +84,7 @@ class GatePolicy:
 
     @property
     def greater_is_better(self) -> bool:
-        return METRICS[self.metric]
+        return METRICS.get(self.metric, True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,7 +155,12 @@ def judge(policy: GatePolicy, evidence: GateEvidence) -> GateResult:
         return GateResult(False, tuple(checks), "; ".join(c.detail for c in failed))
     comparison = next((c for c in checks if c.name == "beats_champion"), None)
     reason = (
-        comparison.detail if comparison else next(c.detail for c in checks if c.name == "metric")
+        comparison.detail
+        if comparison
+        else next(
+            (c.detail for c in checks if c.name == "metric"),
+            "no offline metric compared: live traffic judges it",
+        )
     )
     return GateResult(True, tuple(checks), reason)
 
@@ -186,6 +195,8 @@ def _latency(policy: GatePolicy, evidence: GateEvidence) -> GateCheck:
 
 def _metric(policy: GatePolicy, evidence: GateEvidence) -> list[GateCheck]:
     name = policy.metric
+    if name == NO_METRIC:
+        return []
     value = evidence.candidate.get(name)
     if value is None:
         got = ", ".join(sorted(evidence.candidate)) or "none"

@@ -3,7 +3,7 @@
 Pure: ``episodes`` reads the deployment's events oldest first. ``retrain.*`` events
 carry their attempt's id; the rollout that follows is the controller's ``rollout.*``
 events whose canary is the version the attempt registered, from its ``rollout.start``
-to the promotion or rollback.
+to the promotion or rollback; an A/B test's start and end are ``retrain.ab_*`` events.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ _ENDINGS = {
     "rollout.abort": "aborted",
 }
 
+_AB_ENDINGS = {"retrain.ab_promoted": "promoted", "retrain.ab_stopped": "kept out"}
+
 
 @dataclass
 class Episode:
-    """One retrain, from what started it to how its canary ended."""
+    """One retrain, from what started it to how its canary (or A/B test) ended."""
 
     retrain: int
     started_at: float
@@ -103,6 +105,11 @@ def _retrain_event(episode: Episode, event: Event) -> Episode | None:
         episode.gate = event.reason
         episode.outcome = "registered"
         return episode
+    elif kind == "retrain.ab_started":
+        episode.outcome = "A/B test running"
+    elif kind in _AB_ENDINGS:
+        episode.outcome, episode.ended_at = _AB_ENDINGS[kind], event.at
+        episode.gate += f" -> A/B test: {event.reason}"
     elif kind in (
         "retrain.gate_failed",
         "retrain.failed",

@@ -1,4 +1,4 @@
-"""The retraining loop: trigger -> pipeline -> gate -> register -> canary rollout.
+"""The retraining loop: trigger -> pipeline -> gate -> register -> canary or A/B test.
 
 ``RetrainingLoop.check(now)`` gathers each plan's signals (drift checks, alerts and
 labels from monitoring, the cron schedule, the deployment's rollout, recent retrains),
@@ -13,6 +13,12 @@ one (its tracked run ``KILLED``), which resumes from its version if it had regis
 one (starting its rollout) instead of registering a second. Every transition is an
 event on the deployment (``retrain.*``), carrying the attempt's id, so ``history``
 tells the story; the rollout then speaks through the controller's ``rollout.*`` events.
+
+A plan with ``rollout_kind="ab"`` starts an A/B test ``champion`` vs ``candidate``
+instead of a canary, and each ``check`` looks at it first (``pipelines.ab``): the
+candidate is promoted only when the test says it won, and the test is stopped when it
+lost, found no difference, or ran past the plan's ``max_days`` (``retrain.ab_*``
+events). No retrain of the deployment starts while it runs.
 """
 
 from __future__ import annotations
@@ -21,28 +27,40 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from modelyard.errors import ConflictError, ModelyardError, NotFoundError, StepFailedError
-from modelyard.monitoring.feedback_join import joined
+from modelyard.monitoring.feedback_join import joined, request_outcomes
 from modelyard.monitoring.inference_log.repository import LabelledLogRepository
 from modelyard.monitoring.repository import MonitoringRepository
 from modelyard.monitoring.window import SHADOW_ARM
+from modelyard.pipelines.ab import (
+    CANDIDATE_ARM,
+    CHAMPION_ARM,
+    CTR_FIELD,
+    ExperimentJudge,
+    ab_decision,
+    logged_judge,
+)
 from modelyard.pipelines.cache import StepCache
 from modelyard.pipelines.evaluation import measure
 from modelyard.pipelines.execution import run_pipeline
 from modelyard.pipelines.gate import judge
 from modelyard.pipelines.leases import held_lease, holder_gone, holder_identity
 from modelyard.pipelines.loading import load_pipeline
-from modelyard.pipelines.plan import DAY_S, RetrainPlan
+from modelyard.pipelines.plan import DAY_S, AbPolicy, RetrainPlan
 from modelyard.pipelines.repository import PipelineRepository, RetrainRecord
 from modelyard.pipelines.triggers import Signals, TriggerDecision, decide, schedule_due
 from modelyard.registry import ModelVersion
 from modelyard.registry.registry import Registry
+from modelyard.routing.abtest import Sequential
 from modelyard.routing.controller import RolloutController
 from modelyard.routing.deployment import Deployment, Event
+from modelyard.routing.experiment_reports import last_report, report_to_dict
+from modelyard.routing.experiments import LoggedOutcomes
 from modelyard.routing.deployment_store import DeploymentStore
 from modelyard.routing.repository import EventLog
 from modelyard.tracking import Tracker
@@ -85,7 +103,10 @@ class RetrainingLoop:
         clock: Callable[[], float] = time.time,
         lease_ttl_s: float = LEASE_TTL_S,
         load: Callable[[str], Callable[[Any], Any]] = load_pipeline,
+        judges: Mapping[str, ExperimentJudge] | None = None,
     ) -> None:
+        """``judges``: the A/B judge of a metric (``ctr``: the recommender's), beside the
+        generic one over the inference log that judges any other."""
         self._plans = plans
         self._deployments = deployments
         self._events = events
@@ -100,6 +121,8 @@ class RetrainingLoop:
         self._lease_ttl_s = lease_ttl_s
         self._load = load
         self._controller = RolloutController(deployments, clock=clock, actor=ACTOR)
+        self._judges = dict(judges or {})
+        self._logged_judge = logged_judge(LoggedOutcomes(partial(request_outcomes, inference_log)))
 
     # -- plans ------------------------------------------------------------------------
 
@@ -152,6 +175,8 @@ class RetrainingLoop:
         results = []
         for plan in self._plans.plans():
             try:
+                if plan.rollout_kind == "ab":
+                    self.judge_experiment(plan, now)
                 signals = self.signals(plan, now)
                 decision = decide(plan, signals)
                 self._plans.mark_checked(plan.deployment, now)
@@ -179,6 +204,7 @@ class RetrainingLoop:
             retrain_starts=starts,
             retrain_running=lease is not None and lease.expires_at > now and not holder_gone(lease),
             rollout_active=deployment.rollout_active,
+            experiment_active=deployment.config.experiment is not None,
             drifted_in_a_row=drifted,
             drift_reason=drift_reason,
             alert=self._alert(plan, champion, since) if plan.on_alert else None,
@@ -373,6 +399,8 @@ class RetrainingLoop:
         return self._roll_out(plan, record, version.version)
 
     def _roll_out(self, plan: RetrainPlan, record: RetrainRecord, version: int) -> RetrainRecord:
+        if plan.rollout_kind == "ab":
+            return self._start_ab(plan, record, version)
         try:
             self._controller.start(
                 plan.deployment,
@@ -393,6 +421,75 @@ class RetrainingLoop:
             record,
         )
         return self._end(record, "rolled_out")
+
+    # -- the A/B test a retrain starts ---------------------------------------------------------
+
+    def _start_ab(self, plan: RetrainPlan, record: RetrainRecord, version: int) -> RetrainRecord:
+        policy = plan.ab
+        champion = self._deployments.get(plan.deployment).config.champion
+        try:
+            self._deployments.start_experiment(
+                plan.deployment,
+                [(CHAMPION_ARM, champion, 100.0 - policy.weight), (CANDIDATE_ARM, version, policy.weight)],
+                Sequential(tau=policy.tau, min_samples_per_arm=policy.min_samples_per_arm),
+                metric=CTR_FIELD if policy.metric == "ctr" else policy.metric,
+                actor=ACTOR,
+                reason=f"retrain {record.id}: A/B test of v{version} against v{champion} "
+                f"on {policy.metric} ({policy.weight:g}% to v{version})",
+            )
+        except ModelyardError as error:
+            why = f"the A/B test did not start: {error.message}"
+            return self._fail(record, "registered", why, {"version": version}, kind="retrain.held")
+        self._event(
+            plan.deployment,
+            "retrain.ab_started",
+            f"A/B test of v{version} against v{champion} started",
+            {"version": version, "champion": champion},
+            record,
+        )
+        return self._end(record, "rolled_out")
+
+    def judge_experiment(self, plan: RetrainPlan, now: float | None = None) -> str | None:
+        """Look at the A/B test a retrain of ``plan`` started, if one runs: promote the
+        candidate when it won, stop the test when it lost or ran too long. Returns the
+        action taken (``continue``, ``promote``, ``stop``), None when no such test runs."""
+        now = self._clock() if now is None else now
+        deployment = self._deployments.get(plan.deployment)
+        experiment = deployment.config.experiment
+        if experiment is None or {a.name for a in experiment.arms} != {CHAMPION_ARM, CANDIDATE_ARM}:
+            return None
+        candidate = experiment.arm(CANDIDATE_ARM).version
+        tag = self._registry.get_version(deployment.config.model, candidate).tags.get(RETRAIN_TAG)
+        if tag is None or not tag.isdigit():
+            return None  # a person's experiment with these arm names: not ours to end
+        look = self._judge(plan.ab)(
+            plan.deployment, experiment, now, last_report(self._events, plan.deployment, experiment)
+        )
+        payload = {"started_at": experiment.started_at, "report": report_to_dict(look.report)}
+        self._events.record(
+            Event(now, "experiment.report", plan.deployment, look.reason,
+                  {**payload, **look.figures}, ACTOR)
+        )  # fmt: skip
+        decision = ab_decision(
+            look, started_at=experiment.started_at, now=now, max_s=plan.ab.max_s
+        )
+        if decision.action == "continue":
+            return decision.action
+        promote = decision.action == "promote"
+        self._deployments.stop_experiment(
+            plan.deployment,
+            promote=CANDIDATE_ARM if promote else None,
+            actor=ACTOR,
+            reason=decision.reason,
+            figures={"report": report_to_dict(look.report), **look.figures},
+        )
+        body = {"version": candidate, "retrain": int(tag)}
+        kind = "retrain.ab_promoted" if promote else "retrain.ab_stopped"
+        self._events.record(Event(now, kind, plan.deployment, decision.reason, body, ACTOR))
+        return decision.action
+
+    def _judge(self, policy: AbPolicy) -> ExperimentJudge:
+        return self._judges.get(policy.metric, self._logged_judge)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from modelyard.errors import ValidationError
 from modelyard.pipelines.gate import GatePolicy
 from modelyard.routing.canary import RolloutPolicy
 
-__all__ = ["RetrainPlan", "next_fire_after", "parse_schedule"]
+__all__ = ["AbPolicy", "RetrainPlan", "next_fire_after", "parse_schedule"]
 
 _PIPELINE_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 DAY_S = 86_400.0
@@ -28,6 +28,44 @@ DAY_S = 86_400.0
 # is judged on errors, latency and live quality from labels, not on how many decisions
 # it changes (the gate already compared it with the champion on held-out labels).
 RETRAIN_ROLLOUT = RolloutPolicy(max_decision_change=1.0)
+ROLLOUT_KINDS = ("canary", "ab")
+
+
+@dataclass(frozen=True)
+class AbPolicy:
+    """How a retrained candidate is A/B tested against the champion (``rollout_kind="ab"``).
+
+    ``metric``: ``ctr`` (a recommender: a list converts when its feedback says
+    ``clicked``, judged by ``recommend.experiment.judge_ctr`` with its sample-ratio
+    check), or the feedback field (``label`` for the label itself) whose rate the
+    deployment's experiment report compares. ``weight``: the candidate's share of
+    traffic in %. The always-valid sequential test (``tau``, ``min_samples_per_arm``)
+    is looked at every check; the test stops without promotion after ``max_days``.
+    """
+
+    metric: str = "ctr"
+    weight: float = 50.0
+    max_days: float = 7.0
+    tau: float = 0.05
+    min_samples_per_arm: int = 200
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValidationError(f"ab.metric must name a feedback field or 'ctr', got {self.metric!r}")
+        if not _number(self.weight) or not 0 < self.weight < 100:
+            raise ValidationError(f"ab.weight must be a share in % between 0 and 100, got {self.weight!r}")
+        if not _number(self.max_days) or self.max_days <= 0:
+            raise ValidationError(f"ab.max_days must be a positive number, got {self.max_days!r}")
+        if not _number(self.tau) or self.tau <= 0:
+            raise ValidationError(f"ab.tau must be a positive number, got {self.tau!r}")
+        _positive_int("ab.min_samples_per_arm", self.min_samples_per_arm)
+
+    @property
+    def max_s(self) -> float:
+        return self.max_days * DAY_S
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -40,8 +78,11 @@ class RetrainPlan:
     rule of the deployment fires), ``min_new_labels`` (that many labelled predictions
     since the last retrain). ``window_days``: how much data a run trains on, ending
     now. Guard rails: ``cooldown_s`` after a retrain starts, at most ``max_per_day``
-    automatic retrains in any 24 h, none while a rollout runs. ``rollout``: the canary's
-    policy (by default any share of changed decisions is allowed, see ``RETRAIN_ROLLOUT``).
+    automatic retrains in any 24 h, none while a rollout or an experiment runs.
+    ``rollout_kind``: how a registered candidate goes out, ``canary`` (``rollout``: the
+    canary's policy; by default any share of changed decisions is allowed, see
+    ``RETRAIN_ROLLOUT``) or ``ab`` (an A/B test against the champion, ``ab``: its policy,
+    promoted only when it wins).
     """
 
     deployment: str
@@ -58,8 +99,14 @@ class RetrainPlan:
     max_per_day: int = 4
     gate: GatePolicy = field(default_factory=GatePolicy)
     rollout: RolloutPolicy = field(default_factory=lambda: RETRAIN_ROLLOUT)
+    rollout_kind: str = "canary"
+    ab: AbPolicy = field(default_factory=AbPolicy)
 
     def __post_init__(self) -> None:
+        if self.rollout_kind not in ROLLOUT_KINDS:
+            raise ValidationError(
+                f"rollout_kind must be one of {', '.join(ROLLOUT_KINDS)}, got {self.rollout_kind!r}"
+            )
         if not isinstance(self.pipeline, str) or not _PIPELINE_REF.match(self.pipeline):
             raise ValidationError(
                 f"pipeline must be 'module:function' (e.g. 'my_project.train:pipeline'), "
@@ -100,6 +147,7 @@ class RetrainPlan:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["gate"] = self.gate.to_dict()
         data["rollout"] = self.rollout.to_dict()
+        data["ab"] = self.ab.to_dict()
         return data
 
     @classmethod
@@ -115,6 +163,11 @@ class RetrainPlan:
             values["gate"] = GatePolicy.from_dict(values["gate"])
         if isinstance(values.get("rollout"), Mapping):
             values["rollout"] = RolloutPolicy.from_dict(values["rollout"])
+        if isinstance(values.get("ab"), Mapping):
+            try:
+                values["ab"] = AbPolicy(**values["ab"])
+            except TypeError as error:
+                raise ValidationError(f"unknown A/B setting: {error}") from None
         return cls(**values)
 
 

@@ -35,6 +35,7 @@ class Signals:
     retrain_starts: tuple[float, ...] = ()
     retrain_running: bool = False
     rollout_active: bool = False
+    experiment_active: bool = False  # its candidate could not go out either
     drifted_in_a_row: int = 0
     drift_reason: str = ""
     alert: str | None = None
@@ -102,6 +103,8 @@ def _hold(plan: RetrainPlan, signals: Signals, manual: bool) -> str | None:
         return "a retrain of this deployment is running"
     if signals.rollout_active:
         return "a rollout is in progress"
+    if signals.experiment_active:
+        return "an experiment is in progress"
     if manual:
         return None
     starts = signals.retrain_starts

@@ -7,6 +7,7 @@ from modelyard.recommend.experiment import (
     Srm,
     cuped,
     judge_ctr,
+    judge_lists,
     judge_per_user,
     sample_ratio,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "example_requests",
     "join_clicks",
     "judge_ctr",
+    "judge_lists",
     "judge_per_user",
     "logged_lists",
     "ndcg_at_k",

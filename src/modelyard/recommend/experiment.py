@@ -10,13 +10,14 @@ threshold), the assignment is broken and no verdict is trusted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 from modelyard.errors import ValidationError
+from modelyard.recommend.feedback import Click, Served, join_clicks
 from modelyard.routing.abtest import (
     ArmReport,
     Conversions,
@@ -27,7 +28,15 @@ from modelyard.routing.abtest import (
     analyze,
 )
 
-__all__ = ["AbReport", "Srm", "cuped", "judge_ctr", "judge_per_user", "sample_ratio"]
+__all__ = [
+    "AbReport",
+    "Srm",
+    "cuped",
+    "judge_ctr",
+    "judge_lists",
+    "judge_per_user",
+    "sample_ratio",
+]
 
 SRM_P = 0.001
 
@@ -114,6 +123,30 @@ def judge_ctr(
     (treatment,) = [n for n in arms if n != control]
     report = analyze(arms, control, design, previous=previous)
     return _wrap(report, treatment, sample_ratio(units or lists, weights))
+
+
+def judge_lists(
+    served: Sequence[Served],
+    clicks: Iterable[Click],
+    control: str,
+    weights: Mapping[str, float],
+    design: Sequential,
+    previous: ExperimentReport | None = None,
+) -> AbReport:
+    """``judge_ctr`` of served lists and the clicks on them: per arm, the lists, those with
+    a click and the distinct users (the sample-ratio check's units). Lists of arms not
+    in ``weights`` are left out."""
+    lists = dict.fromkeys(weights, 0)
+    clicked = dict.fromkeys(weights, 0)
+    users: dict[str, set[str]] = {name: set() for name in weights}
+    found = join_clicks(served, clicks).clicks
+    for s in served:
+        if s.arm in lists:
+            lists[s.arm] += 1
+            clicked[s.arm] += s.request_id in found
+            users[s.arm].add(s.user)
+    units = {name: len(seen) for name, seen in users.items()}
+    return judge_ctr(lists, clicked, control, weights, design, previous, units)
 
 
 def judge_per_user(

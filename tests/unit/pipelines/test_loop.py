@@ -26,10 +26,14 @@ from modelyard.pipelines import (
     step,
 )
 from modelyard.pipelines.history import episodes
+from modelyard.pipelines.ab import AbLook
 from modelyard.pipelines.loop import RETRAIN_TAG
+from modelyard.pipelines.plan import AbPolicy
 from modelyard.registry import InMemoryRegistryRepository
 from modelyard.registry.registry import Registry
-from modelyard.routing import DeploymentStore, InMemoryDeploymentRepository
+from modelyard.routing import DeploymentStore, InMemoryDeploymentRepository, Sequential
+from modelyard.routing.abtest import ExperimentReport, ExperimentVerdict
+from modelyard.routing.experiments import Experiment
 from modelyard.store.artifacts import LocalArtifactStore
 from modelyard.tracking import Tracker
 from modelyard.tracking.memory import InMemoryRunRepository
@@ -86,7 +90,7 @@ class World:
         self.tracker = Tracker(InMemoryRunRepository(), artifacts)
         self.registry = Registry(InMemoryRegistryRepository(), artifacts, runs=self.tracker)
         self.routing = InMemoryDeploymentRepository()
-        self.store = DeploymentStore(self.routing, self.registry)
+        self.store = DeploymentStore(self.routing, self.registry, clock=self.clock)
         self.plans = InMemoryPipelineRepository()
         self.monitoring = InMemoryMonitoringRepository()
         x, y = concept("A", 2_000, seed=0)
@@ -97,8 +101,18 @@ class World:
             registry=self.registry, tracker=self.tracker,
             cache=StepCache(self.plans, artifacts, self.clock), monitoring=self.monitoring,
             inference_log=InMemoryInferenceLogRepository(), clock=self.clock,
-            load=lambda reference: pipelines[reference],
+            load=lambda reference: pipelines[reference], judges={"scripted": self.judge},
         )  # fmt: skip
+        self.looks: list[tuple[str, str | None]] = []  # the scripted judge's next verdicts
+
+    def judge(
+        self, deployment: str, experiment: Experiment, now: float,
+        previous: ExperimentReport | None,
+    ) -> AbLook:  # fmt: skip
+        verdict, winner = self.looks.pop(0)
+        report = ExperimentReport(ExperimentVerdict(verdict), winner, f"{verdict} {winner}", (),
+                                  "sequential")  # fmt: skip
+        return AbLook(report, verdict != "continue", report.reason, {"srm": {"p_value": 0.5}})
 
     def configure(self, pipeline: str, **settings: Any) -> RetrainPlan:
         settings.setdefault("gate", GatePolicy(min_absolute_change=0.02))
@@ -279,3 +293,81 @@ def test_a_pipeline_reference_that_does_not_import_fails_the_attempt(tmp_path: P
     assert "cannot import 'no_such_module_here'" in record.error
     with pytest.raises(ValidationError):
         RetrainPlan("scoring", "not a reference")
+
+
+def test_an_ab_plan_promotes_its_candidate_only_when_the_test_says_it_won(world: World) -> None:
+    ab = AbPolicy(metric="scripted", weight=30.0, max_days=2.0)
+    world.configure("project:concept_b", rollout_kind="ab", ab=ab)
+    record = world.loop.retrain("scoring")
+    assert record.status == "rolled_out"
+    deployment = world.store.get("scoring")
+    assert deployment.rollout is None  # no canary
+    experiment = deployment.config.experiment
+    assert experiment is not None
+    assert [(a.name, a.version, a.weight) for a in experiment.arms] == [
+        ("champion", 1, 70.0), ("candidate", 2, 30.0),
+    ]  # fmt: skip
+    assert world.kinds()[-2:] == ["experiment.start", "retrain.ab_started"]
+
+    world.looks = [("continue", None), ("winner", "candidate")]
+    world.clock.now += 3600
+    world.loop.check()
+    assert world.store.get("scoring").config.experiment is not None
+    with pytest.raises(ConflictError, match="an experiment is in progress"):
+        world.loop.retrain("scoring")
+    world.clock.now += 3600
+    world.loop.check()
+    deployment = world.store.get("scoring")
+    assert deployment.config.experiment is None
+    assert deployment.config.champion == 2
+    assert world.kinds()[-3:] == ["experiment.report", "experiment.stop", "retrain.ab_promoted"]
+    (story,) = episodes(reversed(world.store.events("scoring", "", limit=100)))
+    assert story.outcome == "promoted"
+    assert "the candidate won" in story.story()
+
+
+@pytest.mark.parametrize(
+    ("looks", "why"),
+    [
+        ([("winner", "champion")], "the candidate did not win"),
+        ([("continue", None), ("continue", None)], "no decision after"),
+    ],
+)
+def test_an_ab_candidate_that_does_not_win_is_not_promoted(
+    world: World, looks: list[tuple[str, str | None]], why: str
+) -> None:
+    world.configure("project:concept_b", rollout_kind="ab", ab=AbPolicy("scripted", max_days=1))
+    world.loop.retrain("scoring")
+    world.looks = list(looks)
+    for _ in looks:
+        world.clock.now += 20 * 3600
+        world.loop.check()
+    deployment = world.store.get("scoring")
+    assert deployment.config.experiment is None
+    assert deployment.config.champion == 1
+    (stopped,) = world.store.events("scoring", "retrain.ab_stopped", limit=5)
+    assert why in stopped.reason
+    assert stopped.payload["version"] == 2
+    assert episodes(reversed(world.store.events("scoring", "", limit=100)))[0].outcome == (
+        "kept out"
+    )
+
+
+def test_a_persons_experiment_is_not_ended_by_the_loop(world: World) -> None:
+    world.configure("project:concept_b", rollout_kind="ab", ab=AbPolicy("scripted"))
+    x, y = concept("B", 500, seed=3)
+    world.registry.register("churn", LogisticRegression().fit(x, y), x, feature_names=NAMES)
+    world.store.start_experiment(
+        "scoring", [("champion", 1, 50.0), ("candidate", 2, 50.0)], Sequential(0.05)
+    )
+    assert world.loop.judge_experiment(world.loop.plan("scoring")) is None
+    assert world.store.get("scoring").config.experiment is not None
+
+
+def test_an_ab_plan_round_trips_and_names_bad_settings() -> None:
+    plan = RetrainPlan("d", "m:f", rollout_kind="ab", ab=AbPolicy(weight=20.0, max_days=3))
+    assert RetrainPlan.from_dict(plan.to_dict()) == plan
+    with pytest.raises(ValidationError, match="rollout_kind"):
+        RetrainPlan("d", "m:f", rollout_kind="shadow")
+    with pytest.raises(ValidationError, match="ab.weight"):
+        AbPolicy(weight=100.0)

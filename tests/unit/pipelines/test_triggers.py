@@ -60,6 +60,7 @@ def test_alerts_and_labels_fire_only_when_the_plan_has_them() -> None:
     [
         (Signals(NOW, drifted_in_a_row=2, retrain_running=True), "a retrain of this deployment"),
         (Signals(NOW, drifted_in_a_row=2, rollout_active=True), "a rollout is in progress"),
+        (Signals(NOW, drifted_in_a_row=2, experiment_active=True), "an experiment is in"),
         (Signals(NOW, drifted_in_a_row=2, retrain_starts=(NOW - 2 * HOUR,)), "cool-down: 240 min"),
         (
             Signals(NOW, drifted_in_a_row=2, retrain_starts=(NOW - 20 * HOUR, NOW - 7 * HOUR)),

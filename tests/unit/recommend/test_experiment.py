@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelyard.recommend import cuped, judge_ctr, judge_per_user, sample_ratio
+from modelyard.recommend import (
+    Click,
+    Served,
+    cuped,
+    judge_ctr,
+    judge_lists,
+    judge_per_user,
+    sample_ratio,
+)
 from modelyard.routing import ExperimentVerdict, Sequential, TrafficSplit
 
 WEIGHTS = {"popularity": 50.0, "mf": 50.0}
@@ -72,3 +80,22 @@ def test_cuped_shrinks_variance_and_keeps_the_effect() -> None:
     assert adjusted_report.winner == "mf"
     width = lambda r: r.ci_high - r.ci_low  # noqa: E731
     assert width(adjusted_report) < width(plain) / 2
+
+
+def test_served_lists_and_their_clicks_are_judged_per_list_with_users_as_units() -> None:
+    split = TrafficSplit(WEIGHTS, salt="exp")
+    rng = np.random.default_rng(4)
+    served, clicks = [], []
+    for n in range(6000):
+        user = f"u{n % 3000}"  # every user comes twice: lists are 2x the users
+        arm = split.assign(key=user)
+        served.append(Served(f"r{n}", user, arm, 1, ("a", "b"), (1.0, 1.0)))
+        if rng.random() < {"popularity": 0.10, "mf": 0.14}[arm]:
+            clicks += [Click(f"r{n}", "a"), Click(f"r{n}", "a"), Click(f"r{n}", "b")]
+    served.append(Served("other", "u1", "old-arm", 1, ("a",), (1.0,)))  # not of this test
+    report = judge_lists(served, clicks, "popularity", WEIGHTS, DESIGN)
+    assert report.winner == "mf"
+    assert report.may_stop
+    assert sum(report.srm.counts.values()) == 3000
+    arms = {arm.name: arm for arm in report.report.arms}
+    assert arms["popularity"].n + arms["mf"].n == 6000

@@ -13,6 +13,7 @@ import math
 import threading
 from collections.abc import Collection, Iterator, Sequence
 
+from modelyard.monitoring.inference_log.item_labels import merge_labels
 from modelyard.monitoring.inference_log.payload import RequestEntry, request_entries
 from modelyard.monitoring.inference_log.repository import (
     EntityLabel,
@@ -164,10 +165,11 @@ class InMemoryInferenceLogRepository:
                     self._labels[label.dedupe_key] = label
                     continue
                 before[label.dedupe_key] = stored.label
-                if stored.label != label.label:  # the target stays, as the SQL upsert keeps it
+                text = merge_labels(stored.label, label.label)
+                if stored.label != text:  # the target stays, as the SQL upsert keeps it
                     self._labels[label.dedupe_key] = StoredLabel(
                         dedupe_key=stored.dedupe_key,
-                        label=label.label,
+                        label=text,
                         received_at=label.received_at,
                         request_id=stored.request_id,
                         row=stored.row,

@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterator, Sequence
 
 from sqlalchemy import ColumnElement, Integer, and_, cast, delete, desc, func, or_, select
 
+from modelyard.monitoring.inference_log.item_labels import merge_labels
 from modelyard.monitoring.inference_log.payload import RequestEntry, request_entries
 from modelyard.monitoring.inference_log.record import Summary
 from modelyard.monitoring.inference_log.repository import (
@@ -262,6 +263,9 @@ class SqlInferenceLogRepository:
                 chunk = keys[start : start + _LOOKUP_CHUNK]
                 query = select(fb.dedupe_key, fb.label).where(fb.dedupe_key.in_(chunk))
                 stored.update((key, label) for key, label in conn.execute(query))
+            for row in rows:  # clicks on one list accumulate (read and written in one write)
+                if row["dedupe_key"] in stored:
+                    row["label"] = merge_labels(stored[row["dedupe_key"]], row["label"])
             insert = upsert(conn, feedback)
             statement = insert.on_conflict_do_update(
                 index_elements=["dedupe_key"],
