@@ -137,14 +137,18 @@ def recommender(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the offline figures and each A/B test as JSON.")
     ] = False,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="The smallest world, for tests.", hidden=True)
+    ] = False,
 ) -> None:
     """A recommendation service: popularity against matrix factorisation on simulated users,
     served, A/B tested on clicks, retrained once on what it served; a report."""
-    from modelyard.demos.recommender.demo import FAST, Scenario, run_demo
+    from modelyard.demos.recommender.demo import FAST, SMOKE, Scenario, run_demo
     from modelyard.demos.recommender.report import write_report
 
     say = (lambda line: None) if as_json else console.print
-    result = run_demo(out, FAST if fast else Scenario(), show=say)
+    scenario = SMOKE if smoke else FAST if fast else Scenario()
+    result = run_demo(out, scenario, show=say)
     markdown, page = write_report(result, out)
     if as_json:
         print_json(

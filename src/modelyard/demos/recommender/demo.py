@@ -55,7 +55,7 @@ from modelyard.routing.experiment_reports import ExperimentReporter
 from modelyard.routing.sql import SqlDeploymentRepository
 from modelyard.yard import Yard
 
-__all__ = ["OffPolicyCheck", "Phase", "RecommenderDemo", "Scenario", "run_demo"]
+__all__ = ["FAST", "SMOKE", "OffPolicyCheck", "Phase", "RecommenderDemo", "Scenario", "run_demo"]
 
 MODEL = DEPLOYMENT = "shop"  # one name: `serve --model shop` serves the deployment
 DESIGN = Sequential(tau=0.05, min_samples_per_arm=200)
@@ -75,6 +75,8 @@ class Scenario:
 
 
 FAST = Scenario(users=1500, items=150, visitors_per_day=300, max_days=6, loop_days=2)
+# The smallest world where MF still wins the first test in two looks: for tests.
+SMOKE = Scenario(users=800, items=100, history=10, visitors_per_day=300, max_days=4, loop_days=1)
 
 
 @dataclass
