@@ -14,8 +14,8 @@ from modelyard.cli.output import AsJson, console, print_json, print_table, when
 from modelyard.config import override
 from modelyard.errors import ValidationError
 from modelyard.pipelines import GatePolicy, RetrainPlan, RetrainRecord
-from modelyard.pipelines.plan import AbPolicy
 from modelyard.pipelines.history import episodes
+from modelyard.pipelines.plan import AbPolicy
 from modelyard.routing import RolloutPolicy
 from modelyard.runner.worker import RetrainingWorker
 from modelyard.serving.telemetry.jsonlog import JsonLog

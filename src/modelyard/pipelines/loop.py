@@ -59,9 +59,9 @@ from modelyard.registry.registry import Registry
 from modelyard.routing.abtest import Sequential
 from modelyard.routing.controller import RolloutController
 from modelyard.routing.deployment import Deployment, Event
+from modelyard.routing.deployment_store import DeploymentStore
 from modelyard.routing.experiment_reports import last_report, report_to_dict
 from modelyard.routing.experiments import LoggedOutcomes
-from modelyard.routing.deployment_store import DeploymentStore
 from modelyard.routing.repository import EventLog
 from modelyard.tracking import Tracker
 
@@ -430,7 +430,10 @@ class RetrainingLoop:
         try:
             self._deployments.start_experiment(
                 plan.deployment,
-                [(CHAMPION_ARM, champion, 100.0 - policy.weight), (CANDIDATE_ARM, version, policy.weight)],
+                [
+                    (CHAMPION_ARM, champion, 100.0 - policy.weight),
+                    (CANDIDATE_ARM, version, policy.weight),
+                ],
                 Sequential(tau=policy.tau, min_samples_per_arm=policy.min_samples_per_arm),
                 metric=CTR_FIELD if policy.metric == "ctr" else policy.metric,
                 actor=ACTOR,
@@ -470,9 +473,7 @@ class RetrainingLoop:
             Event(now, "experiment.report", plan.deployment, look.reason,
                   {**payload, **look.figures}, ACTOR)
         )  # fmt: skip
-        decision = ab_decision(
-            look, started_at=experiment.started_at, now=now, max_s=plan.ab.max_s
-        )
+        decision = ab_decision(look, started_at=experiment.started_at, now=now, max_s=plan.ab.max_s)
         if decision.action == "continue":
             return decision.action
         promote = decision.action == "promote"

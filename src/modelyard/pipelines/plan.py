@@ -51,9 +51,13 @@ class AbPolicy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
-            raise ValidationError(f"ab.metric must name a feedback field or 'ctr', got {self.metric!r}")
+            raise ValidationError(
+                f"ab.metric must name a feedback field or 'ctr', got {self.metric!r}"
+            )
         if not _number(self.weight) or not 0 < self.weight < 100:
-            raise ValidationError(f"ab.weight must be a share in % between 0 and 100, got {self.weight!r}")
+            raise ValidationError(
+                f"ab.weight must be a share in % between 0 and 100, got {self.weight!r}"
+            )
         if not _number(self.max_days) or self.max_days <= 0:
             raise ValidationError(f"ab.max_days must be a positive number, got {self.max_days!r}")
         if not _number(self.tau) or self.tau <= 0:

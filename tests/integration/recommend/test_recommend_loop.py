@@ -37,7 +37,9 @@ def build(home: Path, world: World) -> None:
     with Yard(load_settings(home=home, environ={})) as yard:
         yard.register_model("rec", popularity, example_requests(popularity))
         yard.register_model("rec", mf, example_requests(mf), tags={RETRAIN_TAG: "1"})
-        yard.register_model("rec", popularity, example_requests(popularity), tags={RETRAIN_TAG: "2"})
+        yard.register_model(
+            "rec", popularity, example_requests(popularity), tags={RETRAIN_TAG: "2"}
+        )
         yard.deployments.create("shop", "rec", 1, routing_key="field:user")
 
 
@@ -64,9 +66,9 @@ def run_until_decided(
         started = min(s.at for s in day.served) - 1
         served += len(day.served)
 
-        def logged(since: float = started) -> bool:
+        def logged(since: float = started, count: int = len(day.served)) -> bool:
             lists, _ = logged_lists(stores.inference_log, "shop", since, time.time() + 1)
-            return len(lists) >= len(day.served)
+            return len(lists) >= count
 
         assert wait_until(logged, 30)
         action = loop.judge_experiment(plan)

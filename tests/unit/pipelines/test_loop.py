@@ -25,8 +25,8 @@ from modelyard.pipelines import (
     StepCache,
     step,
 )
-from modelyard.pipelines.history import episodes
 from modelyard.pipelines.ab import AbLook
+from modelyard.pipelines.history import episodes
 from modelyard.pipelines.loop import RETRAIN_TAG
 from modelyard.pipelines.plan import AbPolicy
 from modelyard.registry import InMemoryRegistryRepository

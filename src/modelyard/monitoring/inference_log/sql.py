@@ -263,9 +263,9 @@ class SqlInferenceLogRepository:
                 chunk = keys[start : start + _LOOKUP_CHUNK]
                 query = select(fb.dedupe_key, fb.label).where(fb.dedupe_key.in_(chunk))
                 stored.update((key, label) for key, label in conn.execute(query))
-            for row in rows:  # clicks on one list accumulate (read and written in one write)
-                if row["dedupe_key"] in stored:
-                    row["label"] = merge_labels(stored[row["dedupe_key"]], row["label"])
+            for row, label in zip(rows, labels, strict=True):  # clicks on one list accumulate
+                if label.dedupe_key in stored:
+                    row["label"] = merge_labels(stored[label.dedupe_key], label.label)
             insert = upsert(conn, feedback)
             statement = insert.on_conflict_do_update(
                 index_elements=["dedupe_key"],
