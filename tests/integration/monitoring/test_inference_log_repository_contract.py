@@ -365,6 +365,12 @@ def test_a_label_is_new_then_unchanged_then_replaced(log: LabelledLogRepository)
     assert log.request_labels({"r2"}) == {("r2", 0): "5"}
 
 
+def test_clicks_naming_items_on_one_request_accumulate(log: LabelledLogRepository) -> None:
+    for item in ("a", "b", "a"):
+        log.put_labels([label(f'{{"clicked":1,"item":"{item}"}}', request_id="r1")])
+    assert log.request_labels({"r1"}) == {("r1", 0): '{"clicked":1,"items":["a","b"]}'}
+
+
 def test_many_labels_in_one_call(log: LabelledLogRepository) -> None:
     many = [label(str(i), request_id=f"r{i:04d}") for i in range(1200)]
     assert log.put_labels(many) == {}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from modelyard.monitoring import InMemoryInferenceLogRepository
 from modelyard.monitoring.inference_log.item_labels import merge_labels
-from modelyard.monitoring.inference_log.repository import StoredLabel
 
 
 def text(value: object) -> str:
@@ -34,16 +32,3 @@ def test_clicks_on_two_items_of_one_list_both_count_and_repeats_count_once() -> 
 )
 def test_any_other_label_is_replaced_by_the_later_post(stored: object, posted: object) -> None:
     assert merge_labels(text(stored), text(posted)) == text(posted)
-
-
-def test_the_memory_log_accumulates_clicks_on_one_request() -> None:
-    log = InMemoryInferenceLogRepository()
-
-    def put(label: object) -> None:
-        log.put_labels([StoredLabel("k", text(label), 1.0, request_id="r1")])
-
-    put({"clicked": 1, "item": "a"})
-    put({"clicked": 1, "item": "b"})
-    put({"clicked": 1, "item": "a"})
-    (label,) = log.request_labels({"r1"}).values()
-    assert orjson.loads(label)["items"] == ["a", "b"]
