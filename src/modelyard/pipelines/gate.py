@@ -159,7 +159,7 @@ def judge(policy: GatePolicy, evidence: GateEvidence) -> GateResult:
         if comparison
         else next(
             (c.detail for c in checks if c.name == "metric"),
-            "no offline metric compared: live traffic judges it",
+            "passed the checks (no offline metric compared: live traffic judges it)",
         )
     )
     return GateResult(True, tuple(checks), reason)

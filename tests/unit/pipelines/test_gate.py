@@ -148,7 +148,7 @@ def test_with_no_metric_only_the_sanity_checks_judge_a_ranked_list_model() -> No
     lists = evidence(0.0, 0.0, candidate={})  # nothing scored: ranked lists
     passed = judge(GatePolicy(metric="none"), lists)
     assert passed.passed
-    assert passed.reason == "no offline metric compared: live traffic judges it"
+    assert passed.reason == "passed the checks (no offline metric compared: live traffic judges it)"
     assert set(checks(passed)) == {"holdout_rows", "signature", "finite_outputs", "latency_p99_ms"}
     assert not judge(GatePolicy(metric="none"), evidence(0, 0, latency_p99_ms=80.0)).passed
     assert not judge(GatePolicy(), lists).passed  # a metric the candidate lacks still fails
