@@ -44,7 +44,7 @@ from modelyard.recommend import (
     evaluate,
     example_requests,
     join_clicks,
-    judge_ctr,
+    judge_lists,
     train_mf,
     train_popularity,
 )
@@ -164,15 +164,9 @@ def _look_every_day(
         visitors = rng.choice(world.n_users, scenario.visitors_per_day, replace=False)
         at = time.time()
         phase.days.append(visit_day(client, DEPLOYMENT, world, visitors, scenario.k, rng, at))
-        lists = {name: 0 for name in phase.weights}
-        clicked = {name: 0 for name in phase.weights}
-        joined = join_clicks(phase.served, [c for d in phase.days for c in d.clicks])
-        for s in phase.served:
-            lists[s.arm] += 1
-            clicked[s.arm] += s.request_id in joined.clicks
-        users = {name: len({s.user for s in phase.served if s.arm == name}) for name in lists}
+        clicks = [c for d in phase.days for c in d.clicks]
         previous = phase.looks[-1].report if phase.looks else None
-        look = judge_ctr(lists, clicked, phase.control, phase.weights, DESIGN, previous, users)
+        look = judge_lists(phase.served, clicks, phase.control, phase.weights, DESIGN, previous)
         phase.looks.append(look)
         show(f"{phase.title}: day {number + 1}: {look.reason}")
         if look.may_stop:
