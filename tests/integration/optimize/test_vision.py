@@ -273,6 +273,41 @@ def test_grpc_takes_images_and_answers_class_names(
     assert "PNG or JPEG" in refused.value.message()
 
 
+def test_triton_clients_send_the_image_files_themselves(
+    server: Any, vision: tuple[Yard, Optimizer]
+) -> None:
+    """Triton's image clients put the encoded file in a BYTES tensor as is: tritonclient's
+    HTTP client in binary tensor data (its default), its gRPC client in raw contents.
+    Bytes that are neither text nor PNG/JPEG stay a 400 naming the element."""
+    httpclient = pytest.importorskip("tritonclient.http")
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    yard, _ = vision
+    own = Path(yard.settings.home) / "own"
+    files = np.array([(own / name / "001.png").read_bytes() for name in ("one", "zero")],
+                     dtype=object)  # fmt: skip
+    http = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    grpc = grpcclient.InferenceServerClient(server.grpc_target)
+    try:
+        answers = []
+        for module, client in ((httpclient, http), (grpcclient, grpc)):
+            tensor = module.InferInput("image", [2], "BYTES")
+            tensor.set_data_from_numpy(files)
+            wanted = module.InferRequestedOutput("probabilities", class_count=1)
+            result = client.infer("named", [tensor], outputs=[wanted])
+            answers.append(
+                [a.decode().split(":")[2] for a in result.as_numpy("probabilities").reshape(-1)]
+            )
+        junk = httpclient.InferInput("image", [1], "BYTES")
+        junk.set_data_from_numpy(np.array([b"\xfe\xff" + bytes(30)], dtype=object))
+        with pytest.raises(httpclient.InferenceServerException) as refused:
+            http.infer("named", [junk])
+    finally:
+        http.close()
+        grpc.close()
+    assert answers == [["one", "zero"], ["one", "zero"]]
+    assert "BYTES element 0 is not UTF-8 text" in refused.value.message()
+
+
 def png_b64(pixels: np.ndarray) -> str:
     return base64.b64encode(encode_png(pixels)).decode()
 

@@ -162,6 +162,20 @@ class TestFieldTensors:
         ):
             InputValidator(columns_signature, 100).from_tensors(tensors)
 
+    def test_an_image_file_in_a_text_field_is_refused_naming_it(
+        self, columns_signature: Signature
+    ) -> None:
+        """The binary parsers keep a PNG or JPEG file as bytes (for image models); a model
+        whose field takes text refuses it like any other value of the wrong kind."""
+        tensors = [
+            Tensor("amount", "FP64", (1,), [1.5]),
+            Tensor("count", "INT64", (1,), [3]),
+            Tensor("member", "BOOL", (1,), [True]),
+            Tensor("country", "BYTES", (1,), [b"\x89PNG\r\n\x1a\n" + bytes(8)]),
+        ]
+        with pytest.raises(ValidationError, match=r"'country' .*row 0"):
+            InputValidator(columns_signature, 100).from_tensors(tensors)
+
     def test_fractional_integer(self, columns_signature: Signature) -> None:
         tensors = [
             Tensor("amount", "FP64", (1,), [1.5]),

@@ -3,7 +3,8 @@ pixel tensors in, the model's prepared pixels out, through ``registry.imaging`` 
 step training and the edge bundle use too).
 
 * Open Inference Protocol: one input named ``image``, either ``BYTES`` of shape
-  ``[n]`` whose elements are base64 PNG/JPEG files, or ``UINT8``/``FP32`` (any numeric
+  ``[n]`` whose elements are base64 PNG/JPEG files (or the files themselves, as
+  Triton's image clients send them in binary tensor data or gRPC), or ``UINT8``/``FP32`` (any numeric
   datatype) pixels of shape ``[n, height, width]`` or ``[n, height, width, channels]``,
   values 0-255, any size (resized like a decoded file).
 * JSON records: ``{"instances": [{"b64": "<base64 PNG or JPEG>"}, ...]}`` (TensorFlow
@@ -25,6 +26,7 @@ import numpy as np
 
 from modelyard.errors import PayloadTooLargeError, ValidationError
 from modelyard.registry.imaging import ImageError, ImageSpec, ImageTooLarge, decode, from_pixels
+from modelyard.serving.wire.binary import IMAGE_MAGIC
 from modelyard.serving.wire.oip import Tensor
 
 IMAGE_INPUT = "image"
@@ -93,6 +95,9 @@ class ImageInputs:
         return len(instances), self._stack(images)
 
     def _decoded(self, item: object, row: int) -> np.ndarray:
+        if isinstance(item, bytes) and item.startswith(IMAGE_MAGIC):  # the file itself
+            raw = item
+            return self._guarded(lambda: decode(raw, self.spec), row)
         if isinstance(item, bytes):
             item = item.decode("ascii", "replace")
         if type(item) is not str:

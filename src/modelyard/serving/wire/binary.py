@@ -98,7 +98,9 @@ def decode_tensor(
     the array, as the JSON form gives it)."""
     count = math.prod(shape)
     if datatype == "BYTES":
-        return [_text(name, item, i) for i, item in enumerate(decode_bytes(name, chunk, count))]
+        return [
+            bytes_element(name, item, i) for i, item in enumerate(decode_bytes(name, chunk, count))
+        ]
     dtype = DTYPES[datatype]
     expected = count * dtype.itemsize
     if len(chunk) != expected:
@@ -125,12 +127,20 @@ def flat_values(data: list[Any] | np.ndarray) -> list[Any]:
     return flat
 
 
-def _text(name: str, item: bytes, index: int) -> str:
+# An encoded image is the one kind of BYTES element kept as bytes: Triton's image clients
+# send the file itself, which is never UTF-8 (PNG's first byte is 0x89, JPEG's 0xFF).
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def bytes_element(name: str, item: bytes, index: int) -> str | bytes:
+    """A BYTES element as text, or as bytes when it is a PNG or JPEG file."""
     try:
         return item.decode()
     except UnicodeDecodeError:
+        if item.startswith(IMAGE_MAGIC):
+            return item
         raise MalformedRequestError(
-            f"input {name!r}: BYTES element {index} is not UTF-8 text"
+            f"input {name!r}: BYTES element {index} is not UTF-8 text (nor a PNG or JPEG file)"
         ) from None
 
 

@@ -159,21 +159,12 @@ def _typed_tensor(tensor: ModelInferRequest.InferInputTensor, max_values: int) -
         )
     data: list[Any] | np.ndarray
     if datatype == "BYTES":
-        data = [_text(name, item, i) for i, item in enumerate(values)]
+        data = [binary.bytes_element(name, item, i) for i, item in enumerate(values)]
     elif datatype in _NARROW:
         data = list(values)
     else:
         data = np.asarray(values, dtype=binary.DTYPES[datatype])
     return oip.Tensor(name, datatype, tuple(shape), data)
-
-
-def _text(name: str, item: bytes, index: int) -> str:
-    try:
-        return item.decode()
-    except UnicodeDecodeError:
-        raise MalformedRequestError(
-            f"input {name!r}: BYTES element {index} is not UTF-8 text"
-        ) from None
 
 
 def _parameters(parameters: Mapping[str, InferParameter], where: str) -> dict[str, Any]:
