@@ -58,8 +58,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def two_nodes(tmp_path: Path) -> Iterator[str]:
+def two_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The address of a Ray cluster of two nodes with one CPU each."""
+    # A token some earlier Ray command left in ~/.ray/auth_token made the nodes ask for
+    # it and the server's driver not send it; this cluster, on loopback, uses none.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     ray = str(Path(sys.executable).parent / "ray")
     port = free_port()
     # short: Ray's unix sockets live under it, and their paths may not pass 107 bytes
