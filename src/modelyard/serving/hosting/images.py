@@ -4,9 +4,10 @@ step training and the edge bundle use too).
 
 * Open Inference Protocol: one input named ``image``, either ``BYTES`` of shape
   ``[n]`` whose elements are base64 PNG/JPEG files (or the files themselves, as
-  Triton's image clients send them in binary tensor data or gRPC), or ``UINT8``/``FP32`` (any numeric
-  datatype) pixels of shape ``[n, height, width]`` or ``[n, height, width, channels]``,
-  values 0-255, any size (resized like a decoded file).
+  Triton's image clients send them in binary tensor data or gRPC), or
+  ``UINT8``/``FP32`` (any numeric datatype) pixels of shape ``[n, height, width]`` or
+  ``[n, height, width, channels]``, values 0-255, any size (resized like a decoded
+  file).
 * JSON records: ``{"instances": [{"b64": "<base64 PNG or JPEG>"}, ...]}`` (TensorFlow
   Serving's form for binary values).
 
